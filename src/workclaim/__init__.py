@@ -1,0 +1,53 @@
+"""workclaim: atomic work claiming with fenced leases on SQLite, PostgreSQL and Redis.
+
+from workclaim import Queue, LeaseLost
+
+with Queue("sqlite:///work.db") as q:
+    q.enqueue("emails", {"to": "a@example.org"})
+    for lease in q.claim("emails", worker="w-1", lease=30.0, max=10):
+        try:
+            send(lease.payload, fence=lease.token)
+            q.complete(lease)
+        except LeaseLost:
+            pass  # someone else owns it now; drop the result
+"""
+
+from workclaim._version import __version__
+from workclaim.config import Settings
+from workclaim.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    InvalidState,
+    ItemNotFound,
+    LeaseLost,
+    PayloadTooLarge,
+    SchemaMismatch,
+    ValidationError,
+    WorkclaimError,
+)
+from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.queue import AsyncQueue, Queue
+from workclaim.retry import Backoff
+
+__all__ = [
+    "AsyncQueue",
+    "BackendError",
+    "BackendUnavailable",
+    "Backoff",
+    "ConfigError",
+    "InvalidState",
+    "Item",
+    "ItemNotFound",
+    "Lease",
+    "LeaseLost",
+    "PayloadTooLarge",
+    "Queue",
+    "QueueStats",
+    "SchemaMismatch",
+    "Settings",
+    "Status",
+    "ValidationError",
+    "WorkclaimError",
+    "__version__",
+]

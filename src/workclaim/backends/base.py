@@ -1,0 +1,171 @@
+"""The Backend protocol: the storage verbs every backend implements, each docstring its contract.
+
+`Queue` validates arguments, applies policy (default attempts, backoff, retention) and calls these
+verbs; a backend only stores. Every verb is one atomic transaction or script. `now=None` means the
+store's own clock (PostgreSQL `clock_timestamp()`, Redis `TIME`, the SQLite host's clock); tests
+pass a datetime instead of sleeping. Driver errors are translated into `workclaim.errors` here,
+at the boundary, with `raise ... from exc`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from workclaim.backends.wakeup import Wakeup
+from workclaim.models import Item, Lease, QueueStats, Status
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """An item to enqueue, already validated; `payload` is encoded JSON text.
+
+    Exactly one of `delay` (seconds after the store's clock) and `run_at` is used: `run_at`
+    when it is set.
+    """
+
+    payload: str
+    priority: int
+    delay: float
+    run_at: datetime | None
+    max_attempts: int
+    dedupe_key: str | None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a store must do to be a workclaim backend (SQLite, PostgreSQL, Redis)."""
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to this version's. Idempotent; safe while others run."""
+        ...
+
+    def verify_schema(self) -> None:
+        """Raise `SchemaMismatch` unless the store's schema is exactly this version's."""
+        ...
+
+    def enqueue(
+        self, queue: str, items: Sequence[NewItem], *, now: datetime | None = None
+    ) -> list[int]:
+        """Store all items as `queued`, or none; ids in input order.
+
+        An item whose `dedupe_key` is held in `queue` by a `queued` or `claimed` item gets that
+        item's id and creates nothing (also for a repeat inside the same batch).
+        """
+        ...
+
+    def claim(
+        self,
+        queues: Sequence[str],
+        *,
+        worker: str,
+        lease_seconds: float,
+        limit: int,
+        now: datetime | None = None,
+    ) -> list[Lease]:
+        """Lease up to `limit` claimable items in `(priority, run_at, id)` order across `queues`.
+
+        First returns a bounded number of expired leases to `queued` (or `dead` when no attempt
+        is left). Claimable: `queued` with `run_at <= now`. Each leased item gets `claimed`,
+        attempts + 1, a new token greater than any token the store has issued, the worker, and
+        `expires_at = now + lease_seconds`. Returns `[]` when nothing is claimable.
+        """
+        ...
+
+    def heartbeat(
+        self, lease: Lease, *, extend_seconds: float, now: datetime | None = None
+    ) -> Lease:
+        """Set `expires_at = now + extend_seconds` if `lease` is current and unexpired.
+
+        Current: the item is `claimed` with this token and worker. Otherwise raise `LeaseLost`
+        and change nothing. Returns the lease with the new expiry.
+        """
+        ...
+
+    def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
+        """Mark the item `done` (storing `result` JSON text) if `lease` is current and unexpired.
+
+        A repeat of the `complete` that ended this lease returns quietly; anything else stale
+        raises `LeaseLost` and changes nothing.
+        """
+        ...
+
+    def release(self, lease: Lease, *, delay_seconds: float, now: datetime | None = None) -> None:
+        """Put the item back to `queued` at `now + delay_seconds`, giving the attempt back.
+
+        Fenced like `complete`, with the same idempotent repeat.
+        """
+        ...
+
+    def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        retry_delay: float | None,
+        now: datetime | None = None,
+    ) -> Status:
+        """Record `error`; `queued` at `now + retry_delay` if attempts remain and `retry_delay`
+        is not None, else `dead`. Returns the new status.
+
+        Fenced like `complete`; a repeat of the `fail` that ended this lease returns the status
+        it returned the first time.
+        """
+        ...
+
+    def get(self, item_id: int) -> Item | None:
+        """The item, or None if there is no such id."""
+        ...
+
+    def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
+        """Counts per status for `queue`, plus `claimed` items whose lease expired; zeros for an
+        unknown queue."""
+        ...
+
+    def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
+        """`queued` -> `cancelled`, freeing its dedupe key. Raises `ItemNotFound`, or
+        `InvalidState` for any other status."""
+        ...
+
+    def requeue(
+        self, item_id: int, *, max_attempts: int | None, now: datetime | None = None
+    ) -> None:
+        """`dead` -> `queued` now, with attempts reset (and `max_attempts` replaced if given).
+
+        Raises `ItemNotFound`, or `InvalidState` when the item is not dead or its dedupe key is
+        held by another live item.
+        """
+        ...
+
+    def purge(
+        self,
+        queue: str | None,
+        *,
+        older_than_seconds: float,
+        limit: int | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Delete finished items (`done`, `dead`, `cancelled`) of `queue` (None: every queue)
+        that finished more than `older_than_seconds` ago, at most `limit`; returns the count.
+        Tokens are never reused after a purge."""
+        ...
+
+    def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
+        """The earliest store-clock time after `now` at which the clock alone makes something in
+        `queues` claimable (a delayed item, a retry's backoff, a lease's expiry), or None."""
+        ...
+
+    def store_now(self) -> datetime:
+        """The store's clock now."""
+        ...
+
+    def wakeup(self) -> Wakeup:
+        """This process's fan-out of "work may be claimable" signals for this store, started on
+        first use (a LISTEN connection, a subscriber, a `data_version` poller)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and stop listeners. Idempotent."""
+        ...

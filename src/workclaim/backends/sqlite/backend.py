@@ -1,0 +1,582 @@
+"""The SQLite backend: the embedded default, one database file shared by threads and processes.
+
+Every write runs in an explicit `BEGIN IMMEDIATE` transaction on an autocommit connection, so a
+writer takes the database's write lock before it reads and never hits the deferred-upgrade
+`SQLITE_BUSY` that ignores `busy_timeout`. Each thread has its own connection; no connection
+crosses a fork. `sqlite:///:memory:` is one in-process database behind one connection.
+
+URL options (query string): `synchronous=full|normal` (default full: an acknowledged change
+survives power loss; normal: faster, a power loss may drop the last commits, a crash does not),
+`busy_timeout` (milliseconds; default: the settings' timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from workclaim._time import from_micros, now_micros, seconds_to_micros, to_micros
+from workclaim.backends._queryfile import list_files, load_queries, load_text
+from workclaim.backends.base import Backend, NewItem
+from workclaim.backends.sqlite.fsguard import refuse_network_filesystem
+from workclaim.backends.wakeup import Wakeup
+from workclaim.config import Settings
+from workclaim.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    InvalidState,
+    ItemNotFound,
+    LeaseLost,
+    SchemaMismatch,
+)
+from workclaim.models import Item, Lease, QueueStats, Status
+
+T = TypeVar("T")
+
+_PACKAGE = "workclaim.backends.sqlite"
+Q = load_queries(_PACKAGE, "queries.sql")
+MIGRATIONS = [
+    (int(name.split("_", 1)[0]), name) for name in list_files(_PACKAGE, "migrations", ".sql")
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+REAP_LIMIT = 100
+_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+_POLL_MIN = 0.001
+_POLL_MAX = 0.02
+
+
+def _parse_url(url: str, settings: Settings) -> tuple[str, bool, str, int]:
+    """(path or memory name, is_memory, synchronous pragma, busy_timeout ms) from a sqlite URL."""
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigError(
+            f"sqlite URLs have no host: use sqlite:///relative.db or sqlite:////abs.db, got {url!r}"
+        )
+    raw_path = unquote(parts.path)
+    path = raw_path[1:] if raw_path.startswith("/") else raw_path
+    if not path:
+        raise ConfigError(
+            f"sqlite URL has no path: {url!r}; use sqlite:///work.db or sqlite:///:memory:"
+        )
+    options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = set(options) - {"synchronous", "busy_timeout"}
+    if unknown:
+        raise ConfigError(
+            f"unknown sqlite URL option(s) {sorted(unknown)}; known: synchronous, busy_timeout"
+        )
+    sync = options.get("synchronous", "full").lower()
+    if sync not in _SYNCHRONOUS:
+        raise ConfigError(f"synchronous must be 'full' or 'normal', got {sync!r}")
+    try:
+        busy_ms = int(options.get("busy_timeout", round(settings.timeout * 1000)))
+    except ValueError as exc:
+        raise ConfigError("busy_timeout must be an integer number of milliseconds") from exc
+    if not 0 <= busy_ms <= 3_600_000:
+        raise ConfigError("busy_timeout must be between 0 and 3600000 milliseconds")
+    return path, path == ":memory:", _SYNCHRONOUS[sync], busy_ms
+
+
+def _translate(exc: sqlite3.Error) -> BackendError:
+    """A driver error as a workclaim error (by error code, never by message text)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _BUSY_CODES:
+        return BackendUnavailable(
+            f"the SQLite database stayed locked past busy_timeout ({exc}); retry later"
+        )
+    if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+        return BackendError(
+            f"the disk holding the SQLite database is full ({exc}); nothing was written"
+        )
+    if code is not None and code & 0xFF == sqlite3.SQLITE_CANTOPEN:
+        return BackendUnavailable(f"cannot open the SQLite database ({exc})")
+    return BackendError(f"SQLite error: {exc}")
+
+
+class SqliteBackend:
+    """Storage in one SQLite database; see the module docstring for URL options."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+        self.path, self.memory, self.synchronous, self.busy_timeout_ms = _parse_url(url, settings)
+        if self.memory:
+            self._connect_target = f"file:workclaim-{uuid.uuid4().hex}?mode=memory&cache=private"
+        else:
+            db_path = Path(self.path).expanduser().resolve()
+            if not db_path.parent.is_dir():
+                raise ConfigError(
+                    f"the directory of the SQLite database does not exist: {db_path.parent}"
+                )
+            refuse_network_filesystem(db_path)
+            self._connect_target = str(db_path)
+            if not db_path.exists():
+                # Create the file private to this user before SQLite does (0644 by umask).
+                os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._memory_lock = threading.RLock()
+        self._pid = os.getpid()
+        self._closed = False
+        self._wakeup = Wakeup(on_first_waiter=self._start_poller)
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # -- connections -----------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self._connect_target,
+                uri=self.memory,
+                isolation_level=None,  # autocommit: transactions are explicit BEGIN IMMEDIATE
+                check_same_thread=False,
+                timeout=self.busy_timeout_ms / 1000,
+                cached_statements=64,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            if not self.memory:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise ConfigError(f"could not put the SQLite database in WAL mode (got {mode})")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise BackendUnavailable("this queue is closed")
+        if os.getpid() != self._pid:  # a fork: never use the parent's connections
+            self._local = threading.local()
+            with self._all_lock:
+                self._all = []
+            self._pid = os.getpid()
+        if self.memory:
+            conn = getattr(self, "_memory_conn", None)
+            if conn is None:
+                conn = self._memory_conn = self._open()
+            return conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._open()
+        return conn
+
+    @contextmanager
+    def _txn(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database's write lock from its first statement."""
+        with self._memory_lock if self.memory else _NULL_LOCK:
+            conn = self._conn()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise _translate(exc) from exc
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read (or a single autocommit statement) with errors translated."""
+        with self._memory_lock if self.memory else _NULL_LOCK:
+            try:
+                return fn(self._conn())
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` inside a write transaction with errors translated."""
+        try:
+            with self._txn() as conn:
+                return fn(conn)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    # -- schema ----------------------------------------------------------------------------
+    def _version(self, conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
+            current = self._version(conn)
+            if current > SCHEMA_VERSION:
+                raise SchemaMismatch(
+                    f"the database's schema is version {current}, newer than this workclaim "
+                    f"understands ({SCHEMA_VERSION}); upgrade workclaim"
+                )
+            for version, name in MIGRATIONS:
+                if version > current:
+                    for statement in _split_statements(load_text(_PACKAGE, f"migrations/{name}")):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {version}")
+
+        self._write(apply)
+
+    def verify_schema(self) -> None:
+        current = self._read(self._version)
+        if current != SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"the database's schema is version {current}, this workclaim needs "
+                f"{SCHEMA_VERSION}: run `workclaim migrate`"
+            )
+
+    # -- time ------------------------------------------------------------------------------
+    @staticmethod
+    def _now(now: datetime | None) -> int:
+        return now_micros() if now is None else to_micros(now)
+
+    def store_now(self) -> datetime:
+        return from_micros(now_micros())
+
+    # -- producing -------------------------------------------------------------------------
+    def enqueue(
+        self, queue: str, items: Sequence[NewItem], *, now: datetime | None = None
+    ) -> list[int]:
+        now_us = self._now(now)
+
+        def insert(conn: sqlite3.Connection) -> list[int]:
+            ids: list[int] = []
+            for item in items:
+                if item.dedupe_key is not None:
+                    row = conn.execute(
+                        Q["find_dedupe"], {"queue": queue, "dedupe_key": item.dedupe_key}
+                    ).fetchone()
+                    if row is not None:
+                        ids.append(int(row[0]))
+                        continue
+                run_at = (
+                    to_micros(item.run_at)
+                    if item.run_at is not None
+                    else now_us + seconds_to_micros(item.delay)
+                )
+                row = conn.execute(
+                    Q["insert_item"],
+                    {
+                        "queue": queue,
+                        "payload": item.payload,
+                        "priority": item.priority,
+                        "run_at": run_at,
+                        "max_attempts": item.max_attempts,
+                        "dedupe_key": item.dedupe_key,
+                        "now": now_us,
+                    },
+                ).fetchone()
+                ids.append(int(row[0]))
+            return ids
+
+        ids = self._write(insert)
+        self._wakeup.notify()
+        return ids
+
+    # -- consuming -------------------------------------------------------------------------
+    def claim(
+        self,
+        queues: Sequence[str],
+        *,
+        worker: str,
+        lease_seconds: float,
+        limit: int,
+        now: datetime | None = None,
+    ) -> list[Lease]:
+        now_us = self._now(now)
+        lease_us = seconds_to_micros(lease_seconds)
+        params: dict[str, Any] = {
+            "now": now_us,
+            "worker": worker,
+            "lease_us": lease_us,
+            "limit": limit,
+        }
+        if len(queues) == 1:
+            sql = Q["claim_one_queue"]
+            params["queue"] = queues[0]
+        else:
+            sql = Q["claim_many_queues"]
+            params["queues"] = json.dumps(list(queues))
+
+        def take(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            conn.execute(Q["reap_expired"], {"now": now_us, "limit": REAP_LIMIT})
+            rows = conn.execute(sql, params).fetchall()
+            if rows:
+                conn.execute(Q["advance_token"], {"n": len(rows)})
+            return rows
+
+        rows = self._write(take)
+        rows.sort(key=lambda r: r[3])  # tokens were given in claim order; RETURNING has none
+        return [
+            Lease(
+                id=r[0],
+                queue=r[1],
+                payload=json.loads(r[2]),
+                token=r[3],
+                attempt=r[4],
+                max_attempts=r[5],
+                expires_at=from_micros(r[6]),
+                worker=worker,
+                lease_seconds=lease_seconds,
+            )
+            for r in rows
+        ]
+
+    def _fence(self, lease: Lease, now_us: int) -> dict[str, Any]:
+        return {"id": lease.id, "token": lease.token, "worker": lease.worker, "now": now_us}
+
+    def _ended(self, lease: Lease, op: str) -> str:
+        """After a fenced write changed nothing: the stored outcome if this is a repeat of the
+        call that ended this very lease, else `LeaseLost`."""
+        row = self._read(lambda c: c.execute(Q["lease_end"], {"id": lease.id}).fetchone())
+        if row is not None and row[0] == lease.token and row[1] == op:
+            return str(row[2])
+        raise LeaseLost(lease.id, lease.token)
+
+    def heartbeat(
+        self, lease: Lease, *, extend_seconds: float, now: datetime | None = None
+    ) -> Lease:
+        params = self._fence(lease, self._now(now))
+        params["extend_us"] = seconds_to_micros(extend_seconds)
+        row = self._write(lambda c: c.execute(Q["heartbeat"], params).fetchone())
+        if row is None:
+            raise LeaseLost(lease.id, lease.token)
+        return _replace_expiry(lease, from_micros(row[0]))
+
+    def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
+        params = self._fence(lease, self._now(now))
+        params["result"] = result
+        if self._write(lambda c: c.execute(Q["complete"], params).rowcount) == 0:
+            self._ended(lease, "complete")
+
+    def release(self, lease: Lease, *, delay_seconds: float, now: datetime | None = None) -> None:
+        params = self._fence(lease, self._now(now))
+        params["delay_us"] = seconds_to_micros(delay_seconds)
+        if self._write(lambda c: c.execute(Q["release"], params).rowcount) == 0:
+            self._ended(lease, "release")
+            return
+        self._wakeup.notify()
+
+    def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        retry_delay: float | None,
+        now: datetime | None = None,
+    ) -> Status:
+        params = self._fence(lease, self._now(now))
+        params["error"] = error
+        params["retry_us"] = None if retry_delay is None else seconds_to_micros(retry_delay)
+        row = self._write(lambda c: c.execute(Q["fail"], params).fetchone())
+        if row is None:
+            return Status(self._ended(lease, "fail"))
+        status = Status(row[0])
+        if status is Status.QUEUED:
+            self._wakeup.notify()
+        return status
+
+    # -- inspection and housekeeping -------------------------------------------------------
+    def get(self, item_id: int) -> Item | None:
+        row = self._read(lambda c: c.execute(Q["get_item"], {"id": item_id}).fetchone())
+        if row is None:
+            return None
+        return Item(
+            id=row[0],
+            queue=row[1],
+            payload=json.loads(row[2]),
+            status=Status(row[3]),
+            priority=row[4],
+            run_at=from_micros(row[5]),
+            attempts=row[6],
+            max_attempts=row[7],
+            dedupe_key=row[8],
+            worker=row[9],
+            expires_at=None if row[10] is None else from_micros(row[10]),
+            last_error=row[11],
+            result=None if row[12] is None else json.loads(row[12]),
+            created_at=from_micros(row[13]),
+            updated_at=from_micros(row[14]),
+        )
+
+    def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
+        params = {"queue": queue, "now": self._now(now)}
+        rows = self._read(lambda c: c.execute(Q["stats"], params).fetchall())
+        counts: dict[str, int] = {status: n for status, n, _ in rows}
+        expired = sum(int(e or 0) for _, _, e in rows)
+        return QueueStats(queue=queue, expired=expired, **counts)
+
+    def _state_error(
+        self, conn: sqlite3.Connection, item_id: int, verb: str
+    ) -> WorkclaimStateError:
+        row = conn.execute(Q["status_of"], {"id": item_id}).fetchone()
+        if row is None:
+            return ItemNotFound(item_id)
+        return InvalidState(f"cannot {verb} item {item_id}: it is {row[0]}")
+
+    def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
+        params = {"id": item_id, "now": self._now(now)}
+
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute(Q["cancel"], params).rowcount == 0:
+                raise self._state_error(conn, item_id, "cancel")
+
+        self._write(run)
+
+    def requeue(
+        self, item_id: int, *, max_attempts: int | None, now: datetime | None = None
+    ) -> None:
+        params = {"id": item_id, "now": self._now(now), "max_attempts": max_attempts}
+
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                changed = conn.execute(Q["requeue"], params).rowcount
+            except sqlite3.IntegrityError as exc:
+                raise InvalidState(
+                    f"cannot requeue item {item_id}: its dedupe key is held by another live item"
+                ) from exc
+            if changed == 0:
+                raise self._state_error(conn, item_id, "requeue")
+
+        self._write(run)
+        self._wakeup.notify()
+
+    def purge(
+        self,
+        queue: str | None,
+        *,
+        older_than_seconds: float,
+        limit: int | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        params = {
+            "queue": queue,
+            "cutoff": self._now(now) - seconds_to_micros(older_than_seconds),
+            "limit": -1 if limit is None else limit,
+        }
+        return int(self._write(lambda c: c.execute(Q["purge"], params).rowcount))
+
+    def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
+        params = {"queues": json.dumps(list(queues)), "now": self._now(now)}
+
+        def run(conn: sqlite3.Connection) -> int | None:
+            run_at = conn.execute(Q["next_run_at"], params).fetchone()[0]
+            expiry = conn.execute(Q["next_expiry"], params).fetchone()[0]
+            due = [t for t in (run_at, expiry) if t is not None]
+            return min(due) if due else None
+
+        due_us = self._read(run)
+        return None if due_us is None else from_micros(due_us)
+
+    # -- wake-ups --------------------------------------------------------------------------
+    def wakeup(self) -> Wakeup:
+        return self._wakeup
+
+    def _start_poller(self) -> None:
+        """Other processes' commits show up as a new `PRAGMA data_version` on a connection of
+        ours; poll it (it takes no lock) with a short bounded backoff while anyone waits."""
+        if self.memory:
+            return  # one process: every write notifies directly
+        self._poller = threading.Thread(
+            target=self._poll, name="workclaim-sqlite-poller", daemon=True
+        )
+        self._poller.start()
+
+    def _poll(self) -> None:
+        try:
+            conn = sqlite3.connect(
+                self._connect_target, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error:
+            return
+        try:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+            pause = _POLL_MIN
+            while not self._stop.is_set():
+                if self._wakeup.waiting == 0:
+                    self._stop.wait(0.05)
+                    last = conn.execute("PRAGMA data_version").fetchone()[0]
+                    continue
+                self._stop.wait(pause)
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    pause = _POLL_MIN
+                    self._wakeup.notify()
+                else:
+                    pause = min(pause * 2, _POLL_MAX)
+        except sqlite3.Error:
+            pass  # waiters still wake at their deadlines; the queue keeps working
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=1)
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()
+        self._wakeup.notify()
+
+
+WorkclaimStateError = ItemNotFound | InvalidState
+
+
+class _NullLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NULL_LOCK = _NullLock()
+
+
+def _replace_expiry(lease: Lease, expires_at: datetime) -> Lease:
+    from dataclasses import replace
+
+    return replace(lease, expires_at=expires_at)
+
+
+def _split_statements(script: str) -> list[str]:
+    """Split a migration into complete statements (sqlite3.complete_statement decides)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statement = buffer.strip()
+            if statement and not all(
+                part.strip().startswith("--") or not part.strip() for part in statement.splitlines()
+            ):
+                statements.append(statement)
+            buffer = ""
+    return statements
+
+
+def _conforms(backend: SqliteBackend) -> Backend:
+    """mypy checks here that SqliteBackend meets the Backend protocol."""
+    return backend

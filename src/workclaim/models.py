@@ -1,0 +1,94 @@
+"""The values workclaim hands out: items, leases, statuses and queue statistics.
+
+All are frozen dataclasses; timestamps are timezone-aware UTC; ids and tokens are
+integers below 2**53 so they survive a JSON round trip in any language.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from workclaim._time import utcnow
+
+
+class Status(enum.StrEnum):
+    """An item's place in its life: queued -> claimed -> done | queued | dead, or cancelled."""
+
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    DONE = "done"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True for the end states that `purge` and retention may delete."""
+        return self in FINISHED
+
+
+FINISHED = frozenset({Status.DONE, Status.DEAD, Status.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What a claim returns: the right to work on one item until `expires_at` (store clock).
+
+    `token` is a fencing token: unique in the store and strictly increasing for the item
+    across its claims, so side effects can refuse a writer holding an older one.
+    """
+
+    id: int
+    queue: str
+    payload: Any
+    token: int
+    attempt: int
+    max_attempts: int
+    expires_at: datetime
+    worker: str
+    lease_seconds: float
+
+    def time_left(self, now: datetime | None = None) -> float:
+        """Seconds until the lease expires by the given clock (default: this host's)."""
+        return (self.expires_at - (now or utcnow())).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """The full record of one item as stored; never carries the lease token."""
+
+    id: int
+    queue: str
+    payload: Any
+    status: Status
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    dedupe_key: str | None
+    worker: str | None
+    expires_at: datetime | None
+    last_error: str | None
+    result: Any
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts of a queue's items per status, plus claimed items whose lease has expired."""
+
+    queue: str
+    queued: int = 0
+    claimed: int = 0
+    done: int = 0
+    dead: int = 0
+    cancelled: int = 0
+    expired: int = 0
+
+    @property
+    def total(self) -> int:
+        """All items the queue holds, whatever their status."""
+        return self.queued + self.claimed + self.done + self.dead + self.cancelled

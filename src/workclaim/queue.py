@@ -1,0 +1,449 @@
+"""`Queue` (sync) and `AsyncQueue`: the public API over one backend.
+
+`Queue` validates every argument, applies the policy in `Settings` (default attempts, backoff with
+jitter, retention) and calls the backend's verbs. `AsyncQueue` runs the same sync core on a thread
+pool of its own and awaits wake-ups on events, so a long `wait` holds no thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import partial
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from workclaim.backends import Backend, NewItem, open_backend
+from workclaim.config import Settings
+from workclaim.errors import ItemNotFound, ValidationError
+from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.validation import (
+    check_batch,
+    check_delay,
+    check_id,
+    check_lease,
+    check_max_attempts,
+    check_name,
+    check_priority,
+    check_queues,
+    check_wait,
+    clip_error,
+    encode_json,
+    encode_payloads,
+)
+
+T = TypeVar("T")
+
+PRUNE_EVERY_SECONDS = 60.0
+PRUNE_BATCH = 1_000
+
+
+class Queue:
+    """A work queue on one store, shared safely by any number of workers and processes.
+
+    >>> with Queue("sqlite:///:memory:") as q:
+    ...     item_id = q.enqueue("emails", {"to": "a@example.org"})
+    ...     [lease] = q.claim("emails", worker="w-1")
+    ...     q.complete(lease)
+    """
+
+    def __init__(
+        self, url: str, *, settings: Settings | None = None, backend: Backend | None = None
+    ) -> None:
+        self.url = url
+        self.settings = settings or Settings()
+        self.backend: Backend = backend or open_backend(url, self.settings)
+        self._next_prune = 0.0
+        self._prune_lock = threading.Lock()
+        if self.settings.auto_migrate:
+            self.backend.migrate()
+        else:
+            self.backend.verify_schema()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the store's connections. Idempotent."""
+        self.backend.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema (done automatically unless `auto_migrate` is off)."""
+        self.backend.migrate()
+
+    # -- producing -------------------------------------------------------------------------
+    def _new_item(
+        self,
+        queue: str,
+        payload_text: str,
+        *,
+        priority: int,
+        delay: float,
+        run_at: datetime | None,
+        max_attempts: int | None,
+        dedupe_key: str | None,
+    ) -> NewItem:
+        return NewItem(
+            payload=payload_text,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts or self.settings.max_attempts_for(queue),
+            dedupe_key=dedupe_key,
+        )
+
+    def _check_enqueue_options(
+        self,
+        priority: int,
+        delay: float,
+        run_at: datetime | None,
+        max_attempts: int | None,
+        dedupe_key: str | None,
+    ) -> tuple[int, float, datetime | None, int | None, str | None]:
+        priority = check_priority(priority)
+        delay = check_delay(delay)
+        if run_at is not None:
+            if not isinstance(run_at, datetime) or run_at.tzinfo is None:
+                raise ValidationError("run_at must be a timezone-aware datetime")
+            if delay:
+                raise ValidationError("give either delay or run_at, not both")
+        if max_attempts is not None:
+            max_attempts = check_max_attempts(max_attempts)
+        if dedupe_key is not None:
+            dedupe_key = check_name(dedupe_key, "dedupe key")
+        return priority, delay, run_at, max_attempts, dedupe_key
+
+    def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay: float = 0.0,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        dedupe_key: str | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Add one item; returns its id, or the id of the live item holding `dedupe_key`."""
+        queue = check_name(queue, "queue name")
+        options = self._check_enqueue_options(priority, delay, run_at, max_attempts, dedupe_key)
+        text = encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
+        item = self._new_item(
+            queue,
+            text,
+            priority=options[0],
+            delay=options[1],
+            run_at=options[2],
+            max_attempts=options[3],
+            dedupe_key=options[4],
+        )
+        return self.backend.enqueue(queue, [item], now=now)[0]
+
+    def enqueue_many(
+        self,
+        queue: str,
+        payloads: Iterable[Any],
+        *,
+        priority: int = 0,
+        delay: float = 0.0,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        now: datetime | None = None,
+    ) -> list[int]:
+        """Add many items atomically (all or none); ids in input order."""
+        queue = check_name(queue, "queue name")
+        options = self._check_enqueue_options(priority, delay, run_at, max_attempts, None)
+        texts = encode_payloads(payloads, max_bytes=self.settings.max_payload_bytes)
+        if not texts:
+            return []
+        items = [
+            self._new_item(
+                queue,
+                text,
+                priority=options[0],
+                delay=options[1],
+                run_at=options[2],
+                max_attempts=options[3],
+                dedupe_key=None,
+            )
+            for text in texts
+        ]
+        return self.backend.enqueue(queue, items, now=now)
+
+    # -- consuming -------------------------------------------------------------------------
+    def claim(
+        self,
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        lease: float = 30.0,
+        max: int = 1,
+        wait: float = 0.0,
+        now: datetime | None = None,
+    ) -> list[Lease]:
+        """Lease up to `max` items from `queues` in `(priority, run_at, id)` order.
+
+        With `wait > 0` blocks until something is claimable or the wait ends, woken by the store
+        (never a tight poll). Returns `[]` when nothing is claimable.
+        """
+        names, worker, lease_seconds, limit, wait = _check_claim(queues, worker, lease, max, wait)
+        self._maybe_prune()
+        claim = partial(
+            self.backend.claim,
+            names,
+            worker=worker,
+            lease_seconds=lease_seconds,
+            limit=limit,
+            now=now,
+        )
+        if wait <= 0:
+            return claim()
+        wakeup = self.backend.wakeup()
+        deadline = time.monotonic() + wait
+        while True:
+            generation = wakeup.generation()
+            leases = claim()
+            if leases:
+                return leases
+            pause = self._pause_before_retry(names, deadline, now)
+            if pause is None:
+                return []
+            wakeup.wait(generation, pause)
+
+    def _pause_before_retry(
+        self, queues: Sequence[str], deadline: float, now: datetime | None
+    ) -> float | None:
+        """How long a waiting claim may sleep before it looks again: until the wait's deadline or
+        the earliest time the clock makes something claimable, whichever is first; None when the
+        wait is over."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        due = self.backend.next_due(queues, now=now)
+        if due is not None:
+            until_due = (due - (now or self.backend.store_now())).total_seconds()
+            remaining = min(remaining, max(until_due, 0.001))
+        return remaining
+
+    def heartbeat(
+        self, lease: Lease, *, extend: float | None = None, now: datetime | None = None
+    ) -> Lease:
+        """Push the lease's expiry to `now + (extend or the lease's length)`; returns the new
+        lease. Raises `LeaseLost` if the lease is stale or already expired."""
+        _check_lease_arg(lease)
+        seconds = lease.lease_seconds if extend is None else check_lease(extend)
+        return self.backend.heartbeat(lease, extend_seconds=seconds, now=now)
+
+    def complete(self, lease: Lease, *, result: Any = None, now: datetime | None = None) -> None:
+        """Mark the item done. Raises `LeaseLost` if the lease is stale or expired; repeating a
+        successful complete with the same lease is harmless."""
+        _check_lease_arg(lease)
+        text = None
+        if result is not None:
+            text = encode_json(result, what="result", max_bytes=self.settings.max_payload_bytes)
+        self.backend.complete(lease, result=text, now=now)
+
+    def release(self, lease: Lease, *, delay: float = 0.0, now: datetime | None = None) -> None:
+        """Give the item back (after `delay` seconds) without using up an attempt."""
+        _check_lease_arg(lease)
+        self.backend.release(lease, delay_seconds=check_delay(delay), now=now)
+
+    def fail(
+        self, lease: Lease, error: object, *, retry: bool = True, now: datetime | None = None
+    ) -> Status:
+        """Record a failure: retried after a backoff while attempts remain (`retry=True`), else
+        `dead`. Returns the item's new status."""
+        _check_lease_arg(lease)
+        delay = self.settings.backoff.delay(lease.attempt) if retry else None
+        return self.backend.fail(lease, error=clip_error(error), retry_delay=delay, now=now)
+
+    # -- inspection and housekeeping -------------------------------------------------------
+    def get(self, item_id: int) -> Item:
+        """The item with this id; raises `ItemNotFound`."""
+        item = self.backend.get(check_id(item_id))
+        if item is None:
+            raise ItemNotFound(item_id)
+        return item
+
+    def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
+        """Counts per status plus expired leases; zeros for a queue never used."""
+        return self.backend.stats(check_name(queue, "queue name"), now=now)
+
+    def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
+        """Cancel a queued item; a claimed or finished one raises `InvalidState`."""
+        self.backend.cancel(check_id(item_id), now=now)
+
+    def requeue(
+        self, item_id: int, *, max_attempts: int | None = None, now: datetime | None = None
+    ) -> None:
+        """Move a dead item back to queued with fresh attempts."""
+        if max_attempts is not None:
+            max_attempts = check_max_attempts(max_attempts)
+        self.backend.requeue(check_id(item_id), max_attempts=max_attempts, now=now)
+
+    def purge(self, queue: str, *, older_than: float, now: datetime | None = None) -> int:
+        """Delete the queue's finished items that finished more than `older_than` seconds ago."""
+        return self.backend.purge(
+            check_name(queue, "queue name"),
+            older_than_seconds=check_delay(older_than, "older_than"),
+            now=now,
+        )
+
+    def _maybe_prune(self) -> None:
+        """Delete a bounded batch of items past retention, at most once a minute per queue."""
+        retention = self.settings.retention_seconds
+        if retention <= 0:
+            return
+        clock = time.monotonic()
+        if clock < self._next_prune or not self._prune_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_prune = clock + PRUNE_EVERY_SECONDS
+            self.backend.purge(None, older_than_seconds=retention, limit=PRUNE_BATCH)
+        finally:
+            self._prune_lock.release()
+
+
+def _check_claim(
+    queues: str | Sequence[str], worker: str, lease: float, max: int, wait: float
+) -> tuple[tuple[str, ...], str, float, int, float]:
+    return (
+        check_queues(queues),
+        check_name(worker, "worker name"),
+        check_lease(lease),
+        check_batch(max),
+        check_wait(wait),
+    )
+
+
+def _check_lease_arg(lease: object) -> None:
+    if not isinstance(lease, Lease):
+        raise ValidationError(f"expected a Lease from claim(), got {type(lease).__name__}")
+
+
+class AsyncQueue:
+    """The `Queue` API for asyncio: the sync core on a thread pool of its own.
+
+    Long waits in `claim(wait=...)` are awaited on the store's wake-up events, holding no thread
+    and no connection while they wait.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        settings: Settings | None = None,
+        backend: Backend | None = None,
+        max_threads: int = 8,
+    ) -> None:
+        self._executor = ThreadPoolExecutor(max_threads, thread_name_prefix="workclaim")
+        self.sync = Queue(url, settings=settings, backend=backend)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def close(self) -> None:
+        """Release connections and the thread pool."""
+        await self._run(self.sync.close)
+        self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def migrate(self) -> None:
+        """See `Queue.migrate`."""
+        await self._run(self.sync.migrate)
+
+    async def enqueue(self, queue: str, payload: Any, **options: Any) -> int:
+        """See `Queue.enqueue`."""
+        return await self._run(self.sync.enqueue, queue, payload, **options)
+
+    async def enqueue_many(self, queue: str, payloads: Iterable[Any], **options: Any) -> list[int]:
+        """See `Queue.enqueue_many`."""
+        return await self._run(self.sync.enqueue_many, queue, list(payloads), **options)
+
+    async def claim(
+        self,
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        lease: float = 30.0,
+        max: int = 1,
+        wait: float = 0.0,
+        now: datetime | None = None,
+    ) -> list[Lease]:
+        """See `Queue.claim`; a long wait is awaited on the store's wake-up events."""
+        names, worker, lease, max, wait = _check_claim(queues, worker, lease, max, wait)
+        once = partial(self.sync.claim, names, worker=worker, lease=lease, max=max, now=now)
+        if wait <= 0:
+            return await self._run(once)
+        wakeup = self.sync.backend.wakeup()
+        deadline = time.monotonic() + wait
+        while True:
+            generation = wakeup.generation()
+            leases = await self._run(once)
+            if leases:
+                return leases
+            pause = await self._run(self.sync._pause_before_retry, names, deadline, now)
+            if pause is None:
+                return []
+            await wakeup.wait_async(generation, pause)
+
+    async def heartbeat(self, lease: Lease, **options: Any) -> Lease:
+        """See `Queue.heartbeat`."""
+        return await self._run(self.sync.heartbeat, lease, **options)
+
+    async def complete(self, lease: Lease, **options: Any) -> None:
+        """See `Queue.complete`."""
+        await self._run(self.sync.complete, lease, **options)
+
+    async def release(self, lease: Lease, **options: Any) -> None:
+        """See `Queue.release`."""
+        await self._run(self.sync.release, lease, **options)
+
+    async def fail(self, lease: Lease, error: object, **options: Any) -> Status:
+        """See `Queue.fail`."""
+        return await self._run(self.sync.fail, lease, error, **options)
+
+    async def get(self, item_id: int) -> Item:
+        """See `Queue.get`."""
+        return await self._run(self.sync.get, item_id)
+
+    async def stats(self, queue: str, **options: Any) -> QueueStats:
+        """See `Queue.stats`."""
+        return await self._run(self.sync.stats, queue, **options)
+
+    async def cancel(self, item_id: int, **options: Any) -> None:
+        """See `Queue.cancel`."""
+        await self._run(self.sync.cancel, item_id, **options)
+
+    async def requeue(self, item_id: int, **options: Any) -> None:
+        """See `Queue.requeue`."""
+        await self._run(self.sync.requeue, item_id, **options)
+
+    async def purge(self, queue: str, *, older_than: float, **options: Any) -> int:
+        """See `Queue.purge`."""
+        return await self._run(self.sync.purge, queue, older_than=older_than, **options)

@@ -1,0 +1,140 @@
+"""Checks every argument before it reaches a store, so all backends accept exactly the same inputs.
+
+Payloads are encoded once here (compact JSON, `allow_nan=False`) and handed to backends as text;
+NUL characters and lone surrogates are refused because PostgreSQL cannot store them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from workclaim.errors import PayloadTooLarge, ValidationError
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+# A JSON escape \u0000 preceded by an even number of backslashes is a real NUL character.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+MAX_LEASE_SECONDS = 7 * 86_400.0
+MIN_LEASE_SECONDS = 0.01
+MAX_DELAY_SECONDS = 366 * 86_400.0
+MAX_WAIT_SECONDS = 3_600.0
+MAX_BATCH = 1_000
+MAX_ATTEMPTS_LIMIT = 1_000_000
+PRIORITY_MIN = -(2**31)
+PRIORITY_MAX = 2**31 - 1
+MAX_ERROR_CHARS = 65_536
+MAX_ID = 2**53 - 1
+
+
+def check_name(value: object, what: str) -> str:
+    """A queue, worker or dedupe name: 1-128 of letters, digits and `_ . : -`, not starting with
+    punctuation."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise ValidationError(
+            f"invalid {what} {value!r}: use 1-128 characters from A-Z a-z 0-9 _ . : - "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def check_queues(queues: str | Sequence[str]) -> tuple[str, ...]:
+    """One queue name or a non-empty list of them, deduplicated in the given order."""
+    names = (queues,) if isinstance(queues, str) else tuple(queues)
+    if not names:
+        raise ValidationError("claim needs at least one queue name")
+    return tuple(dict.fromkeys(check_name(q, "queue name") for q in names))
+
+
+def encode_json(value: Any, *, what: str, max_bytes: int) -> str:
+    """Compact JSON text for a payload or result; refuses NaN, NUL, lone surrogates, oversize."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{what} is not JSON-serialisable: {exc}") from exc
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise ValidationError(f"{what} contains a NUL character (\\u0000), which no store accepts")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"{what} contains a lone surrogate and is not valid UTF-8") from exc
+    if size > max_bytes:
+        raise PayloadTooLarge(f"{what} is {size} bytes, over the cap of {max_bytes} bytes")
+    return text
+
+
+def encode_payloads(payloads: Iterable[Any], *, max_bytes: int) -> list[str]:
+    """Encode every payload of a batch, naming the index of the first bad one."""
+    out: list[str] = []
+    for i, payload in enumerate(payloads):
+        out.append(encode_json(payload, what=f"payload #{i}", max_bytes=max_bytes))
+    return out
+
+
+def check_seconds(value: object, what: str, *, low: float, high: float, low_open: bool) -> float:
+    """A finite duration in seconds within bounds (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{what} must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    too_low = seconds <= low if low_open else seconds < low
+    if not math.isfinite(seconds) or too_low or seconds > high:
+        bound = f"more than {low}" if low_open else f"at least {low}"
+        raise ValidationError(f"{what} must be {bound} and at most {high} seconds, got {value!r}")
+    return seconds
+
+
+def check_lease(value: object) -> float:
+    """A lease length: at least 10 ms, at most 7 days."""
+    return check_seconds(
+        value, "lease", low=MIN_LEASE_SECONDS, high=MAX_LEASE_SECONDS, low_open=False
+    )
+
+
+def check_delay(value: object, what: str = "delay") -> float:
+    """A delay: zero or more seconds, at most 366 days."""
+    return check_seconds(value, what, low=0.0, high=MAX_DELAY_SECONDS, low_open=False)
+
+
+def check_wait(value: object) -> float:
+    """A claim's wait: zero (do not wait) up to an hour."""
+    return check_seconds(value, "wait", low=0.0, high=MAX_WAIT_SECONDS, low_open=False)
+
+
+def check_int(value: object, what: str, *, low: int, high: int) -> int:
+    """An integer within bounds (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(f"{what} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def check_priority(value: object) -> int:
+    """A priority: a 32-bit signed integer; lower runs first."""
+    return check_int(value, "priority", low=PRIORITY_MIN, high=PRIORITY_MAX)
+
+
+def check_max_attempts(value: object) -> int:
+    """How many executions an item may have: 1 or more."""
+    return check_int(value, "max_attempts", low=1, high=MAX_ATTEMPTS_LIMIT)
+
+
+def check_batch(value: object) -> int:
+    """How many leases one claim may return."""
+    return check_int(value, "max", low=1, high=MAX_BATCH)
+
+
+def check_id(value: object) -> int:
+    """An item id: a positive integer below 2**53."""
+    return check_int(value, "item id", low=1, high=MAX_ID)
+
+
+def clip_error(error: object) -> str:
+    """A failure message as text, cut to a bounded length so one bad job cannot bloat the store."""
+    text = error if isinstance(error, str) else repr(error)
+    text = text.replace("\x00", "\\x00")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 15] + "... [truncated]"
+    return text

@@ -1,0 +1,40 @@
+"""Fixtures shared by every test layer: one store per test, for each backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import BACKENDS, provider
+from workclaim import Queue, Settings
+from workclaim.retry import Backoff
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(backend_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL naming a store isolated for this test (file, schema or key prefix)."""
+    return provider(backend_name)(request.node.nodeid, tmp_path)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Settings with deterministic backoff, so retry times can be asserted."""
+    return Settings(backoff=Backoff(base=10.0, factor=2.0, cap=1_000.0, jitter=0.0))
+
+
+@pytest.fixture
+def queue(store_url: str, settings: Settings) -> Iterator[Queue]:
+    """A Queue on this test's store."""
+    q = Queue(store_url, settings=settings)
+    try:
+        yield q
+    finally:
+        q.close()
