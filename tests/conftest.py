@@ -21,7 +21,7 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store_url(backend_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL naming a store isolated for this test (file, schema or key prefix)."""
-    return provider(backend_name)(request.node.nodeid, tmp_path)
+    return provider(backend_name)(request, tmp_path)
 
 
 @pytest.fixture

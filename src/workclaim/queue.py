@@ -245,7 +245,7 @@ class Queue:
         """Push the lease's expiry to `now + (extend or the lease's length)`; returns the new
         lease. Raises `LeaseLost` if the lease is stale or already expired."""
         _check_lease_arg(lease)
-        seconds = lease.lease_seconds if extend is None else check_lease(extend)
+        seconds = None if extend is None else check_lease(extend)
         return self.backend.heartbeat(lease, extend_seconds=seconds, now=now)
 
     def complete(self, lease: Lease, *, result: Any = None, now: datetime | None = None) -> None:

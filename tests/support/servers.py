@@ -18,7 +18,8 @@ import pytest
 # The backends the contract suite runs on; a new backend is done when the suite passes on it.
 BACKENDS: list[str] = ["sqlite"]
 
-Provider = Callable[[str, Path], str]
+# (the requesting test, its tmp_path) -> URL; a provider may add finalizers to clean up.
+Provider = Callable[[pytest.FixtureRequest, Path], str]
 
 
 def in_ci() -> bool:
@@ -38,7 +39,7 @@ def slug(test_id: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", test_id.lower()).strip("_")[-40:]
 
 
-def sqlite_url(test_id: str, tmp_path: Path) -> str:
+def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh SQLite file under the test's tmp_path."""
     return f"sqlite:///{tmp_path / 'workclaim.db'}"
 

@@ -75,9 +75,10 @@ class Backend(Protocol):
         ...
 
     def heartbeat(
-        self, lease: Lease, *, extend_seconds: float, now: datetime | None = None
+        self, lease: Lease, *, extend_seconds: float | None, now: datetime | None = None
     ) -> Lease:
-        """Set `expires_at = now + extend_seconds` if `lease` is current and unexpired.
+        """Set `expires_at = now + extend_seconds` (None: the lease's own length, as stored at
+        claim time) if `lease` is current and unexpired.
 
         Current: the item is `claimed` with this token and worker. Otherwise raise `LeaseLost`
         and change nothing. Returns the lease with the new expiry.

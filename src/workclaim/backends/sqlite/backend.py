@@ -350,10 +350,10 @@ class SqliteBackend:
         raise LeaseLost(lease.id, lease.token)
 
     def heartbeat(
-        self, lease: Lease, *, extend_seconds: float, now: datetime | None = None
+        self, lease: Lease, *, extend_seconds: float | None, now: datetime | None = None
     ) -> Lease:
         params = self._fence(lease, self._now(now))
-        params["extend_us"] = seconds_to_micros(extend_seconds)
+        params["extend_us"] = None if extend_seconds is None else seconds_to_micros(extend_seconds)
         row = self._write(lambda c: c.execute(Q["heartbeat"], params).fetchone())
         if row is None:
             raise LeaseLost(lease.id, lease.token)

@@ -80,8 +80,9 @@ RETURNING id
 
 -- name: heartbeat
 -- Fenced: only the current, unexpired lease of this worker may extend itself.
+-- A NULL :extend_us extends by the lease's own length.
 UPDATE workclaim_items
-SET expires_at = :now + :extend_us, updated_at = :now
+SET expires_at = :now + coalesce(:extend_us, lease_us), updated_at = :now
 WHERE id = :id AND token = :token AND worker = :worker
   AND status = 'claimed' AND expires_at > :now
 RETURNING expires_at

@@ -1,0 +1,29 @@
+"""How the contract suite reaches a store: directly through `Queue`, or (later) over HTTP.
+
+A transport turns a store URL and settings into an object with the `Queue` API; the contract
+suite runs once per (backend, transport) pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from workclaim import Queue, Settings
+
+
+@contextmanager
+def direct(url: str, settings: Settings) -> Iterator[Any]:
+    """The library itself: a `Queue` on the store."""
+    q = Queue(url, settings=settings)
+    try:
+        yield q
+    finally:
+        q.close()
+
+
+# name -> factory of a context manager yielding an object with the Queue API
+TRANSPORTS: dict[str, Callable[[str, Settings], AbstractContextManager[Any]]] = {
+    "direct": direct,
+}
