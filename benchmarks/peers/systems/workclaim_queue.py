@@ -1,0 +1,79 @@
+"""workclaim through its public `Queue` API: each worker process claims (one item, or a batch)
+and completes each item, until a claim comes back empty. The claim call is timed directly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from systems import _stores
+from systems.base import QUEUE, Recorder
+
+PREFILL_CHUNK = 2_000
+
+
+class WorkclaimQueue:
+    def __init__(self, backend: str, batch: int) -> None:
+        self.name = f"workclaim-{backend}"
+        self.backend = backend
+        self.batch = batch
+        self.claim_note = f"Queue.claim(max={batch}) call"
+        self.config_note = (
+            f"Queue.claim(max={batch}, lease=60) then Queue.complete per item; defaults otherwise"
+            + (" (SQLite WAL, synchronous=FULL)" if backend == "sqlite" else "")
+        )
+
+    def prepare(self, env: dict[str, Any], run_id: str) -> dict[str, Any]:
+        from workclaim import Queue
+
+        if self.backend == "sqlite":
+            path = _stores.sqlite_path(env, run_id, "workclaim")
+            ctx = {"url": f"sqlite:///{path}", "path": str(path)}
+        elif self.backend == "postgres":
+            schema = _stores.pg_schema(run_id, "wc")
+            ctx = {
+                "url": _stores.with_query(env["pg_url"], schema=schema, pool_size=2),
+                "schema": schema,
+            }
+        else:
+            prefix = f"peers-wc-{run_id}"
+            ctx = {"url": _stores.with_query(env["redis_url"], prefix=prefix), "prefix": prefix}
+        ctx["env"] = env
+        with Queue(ctx["url"]) as q:
+            q.migrate()
+        return ctx
+
+    def prefill(self, ctx: dict[str, Any], n: int) -> None:
+        from workclaim import Queue
+
+        with Queue(ctx["url"]) as q:
+            for lo in range(0, n, PREFILL_CHUNK):
+                q.enqueue_many(QUEUE, range(lo, min(n, lo + PREFILL_CHUNK)))
+
+    def work(self, ctx: dict[str, Any], start: Callable[[], None], rec: Recorder) -> None:
+        from workclaim import Queue
+
+        worker = f"peers-{os.getpid()}"
+        with Queue(ctx["url"]) as q:
+            q.stats(QUEUE)  # connect (and check the schema) before the clock starts
+            start()
+            while True:
+                leases = rec.timed(q.claim, QUEUE, worker=worker, lease=60, max=self.batch)
+                if not leases:
+                    return
+                for lease in leases:
+                    q.complete(lease)
+                    rec.item(lease.payload)
+
+    def cleanup(self, ctx: dict[str, Any]) -> None:
+        if self.backend == "sqlite":
+            _stores.sqlite_remove(_stores.Path(ctx["path"]))
+        elif self.backend == "postgres":
+            _stores.pg_drop_schema(ctx["env"]["pg_url"], ctx["schema"])
+        else:
+            _stores.redis_cleanup(ctx["env"], ctx["prefix"])
+
+
+def make(backend: str, batch: int) -> WorkclaimQueue:
+    return WorkclaimQueue(backend, batch)
