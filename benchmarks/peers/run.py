@@ -103,10 +103,15 @@ def start_servers(args: argparse.Namespace, wanted: set[str]) -> tuple[dict[str,
 
 
 def available(name: str, env: dict[str, Any]) -> bool:
-    backend = systems.load(name).backend
-    return backend == "sqlite" or (
-        (backend == "postgres" and "pg_url" in env) or (backend == "redis" and "redis_url" in env)
-    )
+    """Whether this row can run here: its server is up and its code exists (says why not)."""
+    system = systems.load(name)
+    need = {"postgres": "pg_url", "redis": "redis_url"}.get(system.backend)
+    if need and need not in env:
+        return False
+    why = getattr(system, "unavailable", lambda: None)()
+    if why:
+        print(f"{name} skipped: {why}", file=sys.stderr)
+    return not why
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ and completes each item, until a claim comes back empty. The claim call is timed
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,15 @@ class WorkclaimQueue:
             f"Queue.claim(max={batch}, lease=60) then Queue.complete per item; defaults otherwise"
             + (" (SQLite WAL, synchronous=FULL)" if backend == "sqlite" else "")
         )
+
+    def unavailable(self) -> str | None:
+        """Why this row cannot run here (its workclaim backend is not built yet), if so."""
+        module = {"sqlite": "sqlite", "postgres": "postgres", "redis": "redis"}[self.backend]
+        try:
+            importlib.import_module(f"workclaim.backends.{module}")
+        except ImportError as exc:
+            return f"workclaim has no {self.backend} backend here ({exc})"
+        return None
 
     def prepare(self, env: dict[str, Any], run_id: str) -> dict[str, Any]:
         from workclaim import Queue
