@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The peer benchmark (issue 8): its own virtualenv, then the full default run (PEERS_ARGS to narrow).
+peers:
+	bash benchmarks/peers/setup.sh
+	benchmarks/peers/.venv/bin/python benchmarks/peers/run.py $(PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -36,18 +36,23 @@ class Verdict:
     unexpected: int  # ids that were never enqueued
 
 
-def verify(expected: Iterable[int], per_worker: Iterable[Iterable[int]]) -> Verdict:
-    """Check the union of every worker's recorded ids against what was enqueued."""
+def verify(expected: Iterable[int] | None, per_worker: Iterable[Iterable[int]], n: int) -> Verdict:
+    """Check the union of every worker's recorded ids against what was enqueued (`expected`,
+    or, for stores that number items themselves, just `n` distinct ids)."""
     counts: Counter[int] = Counter()
     for ids in per_worker:
         counts.update(ids)
-    wanted = set(expected)
     processed = sum(counts.values())
+    if expected is None:
+        missing, unexpected = max(0, n - len(counts)), max(0, len(counts) - n)
+    else:
+        wanted = set(expected)
+        missing, unexpected = len(wanted - counts.keys()), len(counts.keys() - wanted)
     return Verdict(
         processed=processed,
         duplicates=processed - len(counts),
-        missing=len(wanted - counts.keys()),
-        unexpected=len(counts.keys() - wanted),
+        missing=missing,
+        unexpected=unexpected,
     )
 
 
@@ -130,7 +135,8 @@ def run_once(
                 errors.append(result[4])
         t_end = max((r[3] for r in results), default=time.monotonic())
         elapsed = t_end - t0
-        verdict = verify(range(items), (r[1] for r in results))
+        expected = getattr(system, "expected", lambda n: range(n))(items)
+        verdict = verify(expected, (r[1] for r in results), items)
         claims = [ns for r in results for ns in r[2]]
         row.update(
             seconds=round(elapsed, 4),

@@ -13,13 +13,21 @@ import systems
 
 METRICS = ("items_per_s", "p50_ms", "p95_ms", "p99_ms")
 
-# (backend, workers, system, workclaim row, minimum items/s ratio, maximum p95 ratio or None)
+# Issue 8's targets, as (system, workers, least workclaim/system items/s, most p95 ratio): each
+# system is compared with its reference row (`systems.reference`: the worker runtime for peers
+# once it exists, else the single-claim Queue row; the same-size Queue row for raw baselines).
 TARGETS = [
-    ("postgres", 10, "pgqueuer", "workclaim-postgres", 1.5, 1 / 3),
-    ("postgres", 10, "procrastinate", "workclaim-postgres", 3.0, None),
-    ("sqlite", 10, "huey", "workclaim-sqlite", 3.0, None),
-    ("redis", 10, "saq", "workclaim-redis", 3.0, None),
-    ("redis", 10, "rq", "workclaim-redis", 3.0, None),
+    ("pgqueuer", 10, 1.5, 1 / 3),
+    ("procrastinate", 10, 3.0, None),
+    ("huey", 10, 3.0, None),
+    ("saq", 10, 3.0, None),
+    ("rq", 10, 3.0, None),
+    ("raw-sqlite", 10, 0.85, None),
+    ("raw-postgres", 10, 0.85, None),
+    ("raw-redis", 10, 0.85, None),
+    ("raw-sqlite-batch", 10, 0.8, None),
+    ("raw-postgres-batch", 10, 0.8, None),
+    ("raw-redis-batch", 10, 0.8, None),
 ]
 
 
@@ -45,13 +53,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def workclaim_row_for(name: str) -> str | None:
-    """The workclaim row `name` is compared with: its backend's single-claim Queue row."""
-    backend = systems.load(name).backend
-    baseline = systems.BASELINE_FOR_BACKEND.get(backend)
-    return None if baseline == name else baseline
-
-
 def summarise(
     runs: list[dict[str, Any]],
     args: Any,
@@ -66,6 +67,7 @@ def summarise(
     for run in runs:
         by_key[(run["system"], run["workers"])].append(run)
         index[(run["system"], run["workers"], run["rep"])] = run
+    present = {run["system"] for run in runs}
     rows = []
     for (name, workers), reps in by_key.items():
         row: dict[str, Any] = {
@@ -80,7 +82,7 @@ def summarise(
         row["missing"] = sum(r.get("missing") or 0 for r in reps)
         row["unexpected"] = sum(r.get("unexpected") or 0 for r in reps)
         row["errors"] = [r["error"] for r in reps if r.get("error")]
-        base = workclaim_row_for(name)
+        base = systems.reference(name, reps[0]["backend"], present)
         row["vs"] = base
         if base:
             pairs = [(r, index.get((base, workers, r["rep"]))) for r in reps]
@@ -115,16 +117,16 @@ def summarise(
 def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found = {(r["system"], r["workers"]): r for r in rows}
     out = []
-    for backend, workers, peer, wc, min_speedup, max_p95 in TARGETS:
+    for peer, workers, min_speedup, max_p95 in TARGETS:
         row = found.get((peer, workers))
-        if row is None or (wc, workers) not in found:
+        if row is None or not row.get("vs") or (row["vs"], workers) not in found:
             continue
         speedup, p95 = row.get("wc_speedup"), row.get("wc_p95_ratio")
         ok = speedup is not None and speedup >= min_speedup
         if max_p95 is not None:
             ok = ok and p95 is not None and p95 <= max_p95
         out.append({
-            "backend": backend, "workers": workers, "peer": peer, "workclaim": wc,
+            "backend": row["backend"], "workers": workers, "system": peer, "workclaim": row["vs"],
             "speedup": speedup, "want_speedup": min_speedup,
             "p95_ratio": p95, "want_p95_ratio": max_p95, "met": ok,
         })  # fmt: skip
@@ -138,15 +140,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"{cfg['reps']} repetition(s); Redis persistence {cfg['redis_persistence']}; "
         f"wall {cfg['wall_seconds']} s.",
         "",
-        "| backend | system | workers | items/s | workclaim x | p50 ms | p95 ms | p99 ms "
+        "| backend | system | workers | items/s | vs | workclaim x | p50 ms | p95 ms | p99 ms "
         "| p95 vs workclaim | dup | missing |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         err = " (error)" if r["errors"] else ""
         lines.append(
             f"| {r['backend']} | {r['system']}{err} | {r['workers']} | {_fmt(r['items_per_s'], 0)} "
-            f"| {_fmt(r.get('wc_speedup'))} | {_fmt(r['p50_ms'])} | {_fmt(r['p95_ms'])} "
+            f"| {r.get('vs') or ''} | {_fmt(r.get('wc_speedup'))} | {_fmt(r['p50_ms'])} "
+            f"| {_fmt(r['p95_ms'])} "
             f"| {_fmt(r['p99_ms'])} | {_fmt(r.get('wc_p95_ratio'))} | {r['duplicates']} "
             f"| {r['missing']} |"
         )
@@ -154,7 +157,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "`workclaim x` = workclaim's items/s over this row's, per repetition, median "
         "(above 1: workclaim is faster); `p95 vs workclaim` = workclaim's claim p95 over this "
-        "row's. The workclaim row compared with is the backend's single-claim Queue row.",
+        "row's; `vs` names the workclaim row compared with, run for run.",
     ]
     if result["targets"]:
         lines += ["", "| target | want | got | met |", "|---|---|---|---|"]
@@ -164,7 +167,7 @@ def markdown(result: dict[str, Any]) -> str:
             if t["want_p95_ratio"] is not None:
                 want += f", p95 <= {t['want_p95_ratio']:.2f}x"
                 got += f", p95 {_fmt(t['p95_ratio'])}x"
-            label = f"{t['workclaim']} vs {t['peer']}, {t['workers']} workers"
+            label = f"{t['workclaim']} vs {t['system']}, {t['workers']} workers"
             lines.append(f"| {label} | {want} | {got} | {'yes' if t['met'] else 'no'} |")
     lines += ["", "What the claim latency times, per system:", ""]
     lines += [f"- {name}: {note}" for name, note in result["claim_timed"].items()]

@@ -14,7 +14,6 @@ are taken pair by pair within a repetition (absolute figures drift on a shared m
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time

@@ -26,19 +26,35 @@ REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "huey": ("huey", {}),
     "saq": ("saq", {}),
     "rq": ("rq", {}),
+    # the raw baselines: bare SQL / Lua claim and completion, no library
+    "raw-sqlite": ("raw", {"backend": "sqlite", "batch": 1}),
+    "raw-sqlite-batch": ("raw", {"backend": "sqlite", "batch": 16}),
+    "raw-postgres": ("raw", {"backend": "postgres", "batch": 1}),
+    "raw-postgres-batch": ("raw", {"backend": "postgres", "batch": 16}),
+    "raw-redis": ("raw", {"backend": "redis", "batch": 1}),
+    "raw-redis-batch": ("raw", {"backend": "redis", "batch": 16}),
 }
 
-# Which workclaim row each other row is compared with (ratios pair by pair, same repetition).
-BASELINE_FOR_BACKEND = {
-    "sqlite": "workclaim-sqlite",
-    "postgres": "workclaim-postgres",
-    "redis": "workclaim-redis",
-}
+
+def reference(name: str, backend: str, present: set[str]) -> str | None:
+    """The workclaim row `name` is compared with (ratios pair by pair, same repetition): a raw
+    baseline with workclaim's Queue row of the same claim size; a peer with workclaim's worker
+    runtime when it ran, else its single-claim Queue row; workclaim's own rows with nothing."""
+    if name.startswith("workclaim"):
+        return None
+    if name.startswith("raw-"):
+        return "workclaim-" + name.removeprefix("raw-")
+    runtime = f"workclaim-worker-{backend}"
+    return runtime if runtime in present else f"workclaim-{backend}"
+
+
+# Not part of a run: a system that injects a duplicate, for `selfcheck.py`.
+HIDDEN: dict[str, tuple[str, dict[str, Any]]] = {"selfcheck-duplicate": ("selfcheck", {})}
 
 
 def load(name: str) -> System:
     """Build the named system (in the driver or in a worker process)."""
-    module_name, options = REGISTRY[name]
+    module_name, options = REGISTRY.get(name) or HIDDEN[name]
     module = importlib.import_module(f"systems.{module_name}")
     system: System = module.make(**options)
     system.name = name

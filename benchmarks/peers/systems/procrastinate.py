@@ -64,7 +64,9 @@ class Procrastinate:
             async with app.open_async():
                 task = app.tasks[QUEUE]
                 for lo in range(0, n, PREFILL_CHUNK):
-                    await task.batch_defer_async(*({"n": i} for i in range(lo, min(n, lo + PREFILL_CHUNK))))
+                    await task.batch_defer_async(
+                        *({"n": i} for i in range(lo, min(n, lo + PREFILL_CHUNK)))
+                    )
 
         asyncio.run(fill())
 
