@@ -3,6 +3,7 @@ and check the recorded history (every item processed exactly once)."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import queue as queue_mod
 import secrets
@@ -67,6 +68,7 @@ def _child(name: str, ctx: dict[str, Any], barrier: Any, out: Any, index: int) -
     """A worker process: build the system, connect, wait at the barrier, drain, report."""
     rec = Recorder()
     started = False
+    quiet_logs()
 
     def start() -> None:
         nonlocal started
@@ -81,6 +83,13 @@ def _child(name: str, ctx: dict[str, Any], barrier: Any, out: Any, index: int) -
         if not started:
             barrier.abort()
         out.put((index, rec.ids, rec.claims_ns, time.monotonic(), traceback.format_exc()))
+
+
+def quiet_logs() -> None:
+    """Keep worker output to errors: the report states each side's durability once, and the
+    libraries' per-worker start/stop chatter would drown the progress lines."""
+    for name in ("workclaim", "saq", "rq", "procrastinate", "pgqueuer", "huey"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def mp_context() -> Any:

@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             s = systems.load(name)
             print(f"{name:28} {s.backend:9} {s.config_note}")
         return 0
+    harness.quiet_logs()
     names = pick_systems(args.systems)
     worker_counts = [int(w) for w in args.workers.split(",")]
     env, started = start_servers(args, {systems.load(n).backend for n in names})

@@ -114,7 +114,7 @@ class PgServer:
             "-E", "UTF8", "--no-sync", "--no-instructions",
         )  # fmt: skip
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=400"
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=600"
         )
         self._run(
             "pg_ctl", "-D", str(self.datadir), "-o", options,

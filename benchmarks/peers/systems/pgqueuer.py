@@ -69,7 +69,7 @@ class PGQueuer:
         from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
         from pgqueuer.types import QueueExecutionMode
 
-        logging.getLogger("pgqueuer").setLevel(logging.WARNING)
+        logging.getLogger("pgqueuer").setLevel(logging.ERROR)
 
         async def drain() -> None:
             conn = await _connect(ctx)

@@ -73,7 +73,7 @@ class Procrastinate:
     def work(self, ctx: dict[str, Any], start: Callable[[], None], rec: Recorder) -> None:
         global _recorder
         _recorder = rec
-        logging.getLogger("procrastinate").setLevel(logging.WARNING)
+        logging.getLogger("procrastinate").setLevel(logging.ERROR)
 
         async def drain() -> None:
             app = _app(ctx, CONCURRENCY + 2)

@@ -52,7 +52,7 @@ class RQ:
         from rq import Queue, SimpleWorker
 
         _recorder = rec
-        logging.getLogger("rq.worker").setLevel(logging.WARNING)
+        logging.getLogger("rq.worker").setLevel(logging.ERROR)
         conn = Redis.from_url(ctx["url"])
         conn.ping()
         worker = SimpleWorker([Queue(ctx["queue"], connection=conn)], connection=conn)
@@ -60,7 +60,7 @@ class RQ:
             worker.dequeue_job_and_maintain_ttl
         )
         start()
-        worker.work(burst=True, logging_level="WARNING", with_scheduler=False)
+        worker.work(burst=True, logging_level="ERROR", with_scheduler=False)
         conn.close()
 
     def cleanup(self, ctx: dict[str, Any]) -> None:

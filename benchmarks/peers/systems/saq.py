@@ -54,7 +54,7 @@ class Saq:
         from saq import Queue, Worker
 
         _recorder = rec
-        logging.getLogger("saq").setLevel(logging.WARNING)
+        logging.getLogger("saq").setLevel(logging.ERROR)
 
         async def drain() -> None:
             queue = Queue.from_url(ctx["url"], name=ctx["queue"])
