@@ -20,6 +20,10 @@ REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "workclaim-postgres-batch": ("workclaim_queue", {"backend": "postgres", "batch": 16}),
     "workclaim-redis": ("workclaim_queue", {"backend": "redis", "batch": 1}),
     "workclaim-redis-batch": ("workclaim_queue", {"backend": "redis", "batch": 16}),
+    # workclaim's worker runtime (batches up to free capacity, a thread per item)
+    "workclaim-worker-sqlite": ("workclaim_worker", {"backend": "sqlite"}),
+    "workclaim-worker-postgres": ("workclaim_worker", {"backend": "postgres"}),
+    "workclaim-worker-redis": ("workclaim_worker", {"backend": "redis"}),
     # the peers on their home backends
     "pgqueuer": ("pgqueuer", {}),
     "procrastinate": ("procrastinate", {}),
