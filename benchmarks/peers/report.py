@@ -151,7 +151,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Peer benchmark: {cfg['items']} no-op items, workers {cfg['workers']}, medians of "
         f"{cfg['reps']} repetition(s); Redis persistence {cfg['redis_persistence']}; "
-        f"wall {cfg['wall_seconds']} s.",
+        f"wall {cfg['wall_seconds']} s" + ("." if cfg.get("complete", True) else " (partial)."),
         "",
         "| backend | system | workers | items/s | vs | workclaim x | p50 ms | p95 ms | p99 ms "
         "| p95 vs workclaim | dup | missing |",
@@ -221,9 +221,10 @@ def chart(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write(result: dict[str, Any], out: Path) -> None:
+def write(result: dict[str, Any], out: Path, *, quiet: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2))
     (out / "results.md").write_text(markdown(result))
     chart(result, out / "results.png")
-    print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")
+    if not quiet:
+        print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")

@@ -14,6 +14,7 @@ are taken pair by pair within a repetition (absolute figures drift on a shared m
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -127,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in names if available(n, env)]
     runs: list[dict[str, Any]] = []
     began = time.monotonic()
+    notes = {n: systems.load(n).config_note for n in names}
+    claims = {n: systems.load(n).claim_note for n in names}
+
+    def summary(complete: bool) -> dict[str, Any]:
+        wall = time.monotonic() - began
+        result = report.summarise(runs, args, env, wall, notes, claims)
+        result["config"]["complete"] = complete
+        return result
+
     try:
         for rep in range(args.reps):
             for workers in worker_counts:
@@ -135,13 +145,12 @@ def main(argv: list[str] | None = None) -> int:
                     row["rep"] = rep
                     runs.append(row)
                     print(report.progress_line(row), flush=True)
+                report.write(summary(complete=False), args.out, quiet=True)  # partial results
     finally:
         for server in started:
             server.stop()
-    wall = time.monotonic() - began
-    notes = {n: systems.load(n).config_note for n in names}
-    claims = {n: systems.load(n).claim_note for n in names}
-    result = report.summarise(runs, args, env, wall, notes, claims)
+        shutil.rmtree(env["sqlite_dir"], ignore_errors=True)
+    result = summary(complete=True)
     report.write(result, args.out)
     print(report.markdown(result))
     bad = [r for r in result["rows"] if r["duplicates"] or r["missing"] or r["errors"]]

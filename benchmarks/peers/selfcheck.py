@@ -27,12 +27,13 @@ def check_verify() -> None:
 
 
 def check_end_to_end() -> None:
-    env = {"sqlite_dir": tempfile.mkdtemp(prefix="peers-selfcheck-")}
-    row = harness.run_once("selfcheck-duplicate", env, workers=2, items=200, timeout=120)
-    assert row.get("error") is None, row
-    assert row["duplicates"] == 2 and row["missing"] == 0, row  # one injected per worker
-    clean = harness.run_once("workclaim-sqlite", env, workers=2, items=200, timeout=120)
-    assert clean["duplicates"] == 0 and clean["missing"] == 0, clean
+    with tempfile.TemporaryDirectory(prefix="peers-selfcheck-") as tmp:
+        env = {"sqlite_dir": tmp}
+        row = harness.run_once("selfcheck-duplicate", env, workers=2, items=200, timeout=120)
+        assert row.get("error") is None, row
+        assert row["duplicates"] == 2 and row["missing"] == 0, row  # one injected per worker
+        clean = harness.run_once("workclaim-sqlite", env, workers=2, items=200, timeout=120)
+        assert clean["duplicates"] == 0 and clean["missing"] == 0, clean
 
 
 if __name__ == "__main__":
