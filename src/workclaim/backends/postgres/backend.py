@@ -143,6 +143,10 @@ class PostgresBackend:
             open=False,
             check=ConnectionPool.check_connection,
             timeout=settings.timeout,
+            # The pool retries a failed connection with doubling pauses (1, 2, 4 s...) until
+            # this; then a new checkout tries at once. Bounded by our deadline, so a server that
+            # is back is used within about one deadline, not after minutes of backoff.
+            reconnect_timeout=settings.timeout,
             name=f"workclaim-{self.schema}",
         )
         try:
