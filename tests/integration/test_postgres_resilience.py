@@ -59,10 +59,18 @@ def test_the_pool_recovers_after_its_connections_are_terminated(
         q.enqueue_many("jobs", [1, 2, 3])
         q.claim("empty", worker="w", wait=0.05)  # also starts the LISTEN connection
         assert _terminate(base, name) >= 2
-        # The health check on checkout replaces the dead connection: no error reaches us.
+        # The dead connection is noticed (a claim is safe to repeat, so it runs again on a
+        # fresh connection): no error reaches us, and the queue goes on.
         [lease] = q.claim("jobs", worker="w")
         q.complete(lease)
-        assert q.stats("jobs").done == 1
+        q.enqueue("jobs", 4)
+        assert (q.stats("jobs").done, q.stats("jobs").queued) == (1, 3)
+        # A connection idle past the check interval is pinged on checkout and replaced.
+        assert _terminate(base, name) >= 1
+        backend = q.backend
+        backend._last_used.clear()  # type: ignore[attr-defined]  # as if idle for long
+        q.enqueue("jobs", 5)  # not safe to repeat: only the ping can have saved it
+        assert q.stats("jobs").queued == 4
 
 
 @pytest.mark.timeout(120)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -45,6 +47,8 @@ from workclaim.errors import (
 )
 from workclaim.models import Item, Lease, QueueStats, Status
 
+T = TypeVar("T")
+
 _PACKAGE = "workclaim.backends.postgres"
 MIGRATIONS = [
     (int(name.split("_", 1)[0]), name) for name in list_files(_PACKAGE, "migrations", ".sql")
@@ -57,6 +61,10 @@ DEFAULT_POOL_SIZE = 10
 # `workclaim_<schema>` stays within PostgreSQL's 63-byte identifier limit.
 SCHEMA_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _OPTIONS = ("schema", "pool_size")
+# A pooled connection idle longer than this is pinged before use; one in steady use is not
+# (a ping is a round trip, as much as a claim's own), and if it broke anyway, calls that are
+# safe to repeat run again once on a fresh connection.
+CHECK_IDLE_SECONDS = 1.0
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
@@ -135,13 +143,16 @@ class PostgresBackend:
         self._closed = False
         self._wakeup = Wakeup(on_first_waiter=self._start_listener)
         self._listener: Listener | None = None
+        self._last_used: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.conninfo,
             kwargs={"autocommit": True},
             min_size=1,
             max_size=self.pool_size,
             open=False,
-            check=ConnectionPool.check_connection,
+            check=self._check_connection,
             timeout=settings.timeout,
             # The pool retries a failed connection with doubling pauses (1, 2, 4 s...) until
             # this; then a new checkout tries at once. Bounded by our deadline, so a server that
@@ -159,26 +170,45 @@ class PostgresBackend:
             ) from exc
 
     # -- connections -----------------------------------------------------------------------
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pool connection (autocommit) with driver errors translated at this boundary."""
+    def _check_connection(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's health check on checkout: ping a connection that sat idle, so one broken
+        by a server restart is replaced before a call uses it."""
+        last = self._last_used.get(conn)
+        if last is None or time.monotonic() - last > CHECK_IDLE_SECONDS:
+            ConnectionPool.check_connection(conn)
+
+    def _call(self, fn: Callable[[psycopg.Connection[Any]], T], *, retry: bool = True) -> T:
+        """Run `fn` on a pool connection (autocommit), driver errors translated here.
+
+        `retry`: the call is safe to repeat (reads; fenced writes, whose repeat returns the
+        first outcome; claims, whose lost leases just expire), so if the connection turns out
+        broken (a restart, a terminated backend) it runs once more on a fresh one.
+        """
         if self._closed:
             raise BackendUnavailable("this queue is closed")
-        try:
-            with self._pool.connection() as conn:
-                yield conn
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
+        for attempt in (1, 2):
+            broken = False
+            try:
+                with self._pool.connection() as conn:
+                    try:
+                        result = fn(conn)
+                    except psycopg.OperationalError:
+                        broken = conn.broken
+                        raise
+                    self._last_used[conn] = time.monotonic()
+                    return result
+            except psycopg.Error as exc:
+                if not (retry and broken and attempt == 1):
+                    raise translate(exc) from exc
+        raise AssertionError("unreachable")
 
     def _one(self, name: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        """Run one autocommit statement; its first row."""
-        with self._connection() as conn:
-            return conn.execute(self._q[name], params).fetchone()
+        """Run one autocommit statement (safe to repeat); its first row."""
+        return self._call(lambda conn: conn.execute(self._q[name], params).fetchone())
 
     def _all(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Run one autocommit statement; all its rows."""
-        with self._connection() as conn:
-            return conn.execute(self._q[name], params).fetchall()
+        """Run one autocommit statement (safe to repeat); all its rows."""
+        return self._call(lambda conn: conn.execute(self._q[name], params).fetchall())
 
     # -- schema ----------------------------------------------------------------------------
     def _version(self, conn: psycopg.Connection[Any]) -> int | None:
@@ -201,30 +231,29 @@ class PostgresBackend:
         """Apply the migrations up to `target` under an advisory lock (one migrator per schema
         at a time, so many processes starting together are safe), each recorded with its
         version in `schema_migrations`, all in one transaction."""
-        with self._connection() as conn:
-            if self._version(conn) == target:
-                return  # the common case: nothing to do, no lock, no DDL
-            with conn.transaction():
-                conn.execute(self._q["migration_lock"], {"schema": self.schema})
-                conn.execute(self._q["create_schema"])
-                conn.execute(self._q["migrations_table"])
-                row = conn.execute(self._q["max_version"]).fetchone()
-                current = int(row[0]) if row else 0
-                if current > SCHEMA_VERSION:
-                    raise SchemaMismatch(
-                        f"schema {self.schema!r} is at version {current}, newer than this "
-                        f"workclaim understands ({SCHEMA_VERSION}); upgrade workclaim"
-                    )
-                for version, name in MIGRATIONS:
-                    if current < version <= target:
-                        conn.execute(self.migration_sql(name))
-                        conn.execute(
-                            self._q["record_migration"], {"version": version, "name": name}
-                        )
+        self._call(lambda conn: self._migrate(conn, target))
+
+    def _migrate(self, conn: psycopg.Connection[Any], target: int) -> None:
+        if self._version(conn) == target:
+            return  # the common case: nothing to do, no lock, no DDL
+        with conn.transaction():
+            conn.execute(self._q["migration_lock"], {"schema": self.schema})
+            conn.execute(self._q["create_schema"])
+            conn.execute(self._q["migrations_table"])
+            row = conn.execute(self._q["max_version"]).fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise SchemaMismatch(
+                    f"schema {self.schema!r} is at version {current}, newer than this "
+                    f"workclaim understands ({SCHEMA_VERSION}); upgrade workclaim"
+                )
+            for version, name in MIGRATIONS:
+                if current < version <= target:
+                    conn.execute(self.migration_sql(name))
+                    conn.execute(self._q["record_migration"], {"version": version, "name": name})
 
     def verify_schema(self) -> None:
-        with self._connection() as conn:
-            current = self._version(conn)
+        current = self._call(self._version)
         if current != SCHEMA_VERSION:
             found = "missing" if current is None else f"at version {current}"
             raise SchemaMismatch(
@@ -250,12 +279,14 @@ class PostgresBackend:
         """See `Backend.enqueue`; with `connection`, inside the caller's own transaction."""
         if connection is not None:
             return self.enqueue_in_transaction(connection, queue, items, now=now)
-        with self._connection() as conn:
+
+        def insert(conn: psycopg.Connection[Any]) -> list[int]:
             if any(item.dedupe_key is not None for item in items):
                 with conn.transaction():
-                    ids = self._insert_each(conn, queue, items, now)
-            else:
-                ids = self._insert_batch(conn, queue, items, now)
+                    return self._insert_each(conn, queue, items, now)
+            return self._insert_batch(conn, queue, items, now)
+
+        ids = self._call(insert, retry=False)  # a repeat could enqueue twice
         self._wakeup.notify()
         return ids
 
@@ -378,14 +409,27 @@ class PostgresBackend:
         else:
             name = "claim_many_queues"
             params["queues"] = list(queues)
-        with self._connection() as conn:
+
+        def take(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             # One round trip: BEGIN, the bounded reap, the claim and COMMIT go out as a
-            # pipeline; the claim's rows are read after the commit.
+            # pipeline; the claim's rows are read after the commit. Plain BEGIN/COMMIT, as
+            # transaction() in a pipeline adds a sync of its own. On an error the pipeline
+            # skips the rest and the transaction is rolled back.
             cur = conn.cursor()
-            with conn.pipeline(), conn.transaction():
-                conn.execute(self._q["reap_expired"], {"now": now, "limit": REAP_LIMIT})
-                cur.execute(self._q[name], params)
-            rows = cur.fetchall()
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    conn.execute(self._q["reap_expired"], {"now": now, "limit": REAP_LIMIT})
+                    cur.execute(self._q[name], params)
+                    conn.execute("COMMIT")
+            except BaseException:
+                if not conn.broken:
+                    with suppress(psycopg.Error):
+                        conn.rollback()
+                raise
+            return cur.fetchall()
+
+        rows = self._call(take)
         rows.sort(key=lambda r: r[3])  # tokens follow claim order; RETURNING has no order
         return [
             Lease(
@@ -429,8 +473,7 @@ class PostgresBackend:
     def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
         params = self._fence(lease, now)
         params["result"] = result
-        with self._connection() as conn:
-            changed = conn.execute(self._q["complete"], params).rowcount
+        changed = self._call(lambda conn: conn.execute(self._q["complete"], params).rowcount)
         if changed == 0:
             self._ended(lease, "complete")
 
@@ -501,9 +544,12 @@ class PostgresBackend:
         return InvalidState(f"cannot {verb} item {item_id}: it is {row[0]}")
 
     def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
-        with self._connection() as conn, conn.transaction():
-            if conn.execute(self._q["cancel"], {"id": item_id, "now": now}).rowcount == 0:
-                raise self._state_error(conn, item_id, "cancel")
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                if conn.execute(self._q["cancel"], {"id": item_id, "now": now}).rowcount == 0:
+                    raise self._state_error(conn, item_id, "cancel")
+
+        self._call(run, retry=False)  # a repeat would find it cancelled and say so
 
     def requeue(
         self, item_id: int, *, max_attempts: int | None, now: datetime | None = None
@@ -514,16 +560,21 @@ class PostgresBackend:
             "max_attempts": max_attempts,
             "channel": self.channel,
         }
-        with self._connection() as conn, conn.transaction():
-            try:
-                with conn.transaction():  # a savepoint: the status lookup below still runs
-                    row = conn.execute(self._q["requeue"], params).fetchone()
-            except pg_errors.UniqueViolation as exc:
-                raise InvalidState(
-                    f"cannot requeue item {item_id}: its dedupe key is held by another live item"
-                ) from exc
-            if row is None:
-                raise self._state_error(conn, item_id, "requeue")
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                try:
+                    with conn.transaction():  # a savepoint: the status lookup below still runs
+                        row = conn.execute(self._q["requeue"], params).fetchone()
+                except pg_errors.UniqueViolation as exc:
+                    raise InvalidState(
+                        f"cannot requeue item {item_id}: its dedupe key is held by another "
+                        "live item"
+                    ) from exc
+                if row is None:
+                    raise self._state_error(conn, item_id, "requeue")
+
+        self._call(run, retry=False)  # a repeat would find it queued and say so
         self._wakeup.notify()
 
     def purge(
@@ -540,8 +591,7 @@ class PostgresBackend:
             "limit": limit,
             "now": now,
         }
-        with self._connection() as conn:
-            return int(conn.execute(self._q["purge"], params).rowcount)
+        return self._call(lambda conn: int(conn.execute(self._q["purge"], params).rowcount))
 
     def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
         row = self._one("next_due", {"queues": list(queues), "now": now})
