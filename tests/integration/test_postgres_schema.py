@@ -49,6 +49,10 @@ def dump_schema(url: str) -> dict[str, list[tuple[Any, ...]]]:
         "sequences": """
             SELECT sequencename, data_type::text, start_value, increment_by, cache_size, cycle
             FROM pg_sequences WHERE schemaname = %(s)s ORDER BY sequencename""",
+        "functions": """
+            SELECT p.proname, replace(pg_get_functiondef(p.oid), %(s)s, 'SCHEMA')
+            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = %(s)s ORDER BY p.proname""",
         "versions": "SELECT version, name FROM {}.schema_migrations ORDER BY version",
     }
     with connect(url) as conn:
@@ -81,6 +85,7 @@ def test_a_fresh_schema_equals_one_migrated_step_by_step(
     assert "WHERE (status = 'queued'::text)" in indexes["items_claimable"]
     assert "(queue, priority, run_at, id)" in indexes["items_claimable"]
     assert {row[0]: row[4] for row in a["sequences"]}["token_seq"] == 1  # CACHE 1
+    assert [row[0] for row in a["functions"]] == ["claim"]
 
 
 def _open_queue(url: str, barrier: Barrier) -> None:

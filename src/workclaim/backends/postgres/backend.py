@@ -398,38 +398,14 @@ class PostgresBackend:
         now: datetime | None = None,
     ) -> list[Lease]:
         params: dict[str, Any] = {
-            "now": now,
+            "queues": list(queues),
             "worker": worker,
             "lease": _interval(lease_seconds),
             "limit": limit,
+            "now": now,
+            "reap_limit": REAP_LIMIT,
         }
-        if len(queues) == 1:
-            name = "claim_one_queue"
-            params["queue"] = queues[0]
-        else:
-            name = "claim_many_queues"
-            params["queues"] = list(queues)
-
-        def take(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            # One round trip: BEGIN, the bounded reap, the claim and COMMIT go out as a
-            # pipeline; the claim's rows are read after the commit. Plain BEGIN/COMMIT, as
-            # transaction() in a pipeline adds a sync of its own. On an error the pipeline
-            # skips the rest and the transaction is rolled back.
-            cur = conn.cursor()
-            try:
-                with conn.pipeline():
-                    conn.execute("BEGIN")
-                    conn.execute(self._q["reap_expired"], {"now": now, "limit": REAP_LIMIT})
-                    cur.execute(self._q[name], params)
-                    conn.execute("COMMIT")
-            except BaseException:
-                if not conn.broken:
-                    with suppress(psycopg.Error):
-                        conn.rollback()
-                raise
-            return cur.fetchall()
-
-        rows = self._call(take)
+        rows = self._all("claim", params)  # one autocommit statement: reap, then claim
         rows.sort(key=lambda r: r[3])  # tokens follow claim order; RETURNING has no order
         return [
             Lease(

@@ -31,93 +31,12 @@ SELECT pg_advisory_xact_lock(hashtextextended('workclaim.migrate.' || %(schema)s
 -- name: create_schema
 CREATE SCHEMA IF NOT EXISTS {schema}
 
--- name: reap_expired
--- Return a bounded batch of expired leases to queued, or to dead when no attempt is left.
--- It is the claim's first statement, in the claim's own transaction, so liveness needs no
--- separate reaper. SKIP LOCKED: two claimers never wait for each other's reaping, and a row a
--- worker is completing right now is left to that worker (its fence re-checks the expiry).
-WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
-expired AS (
-    SELECT id FROM {schema}.items
-    WHERE status = 'claimed' AND expires_at <= (SELECT now FROM clock)
-    ORDER BY expires_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {schema}.items AS i
-SET status      = CASE WHEN i.attempts < i.max_attempts THEN 'queued' ELSE 'dead' END,
-    last_error  = 'lease expired (worker ' || coalesce(i.worker, '?') || ', token '
-                  || i.token || ')',
-    expires_at  = NULL,
-    finished_at = CASE WHEN i.attempts < i.max_attempts THEN NULL ELSE clock.now END,
-    updated_at  = clock.now
-FROM expired, clock
-WHERE i.id = expired.id
-
--- name: claim_one_queue
--- Lease up to %(limit)s claimable items of one queue, in claim order. Runs at READ COMMITTED
--- right after reap_expired, in the same transaction but as a second statement: every
--- sub-statement of one statement sees the same snapshot, so a claim CTE beside the reap could
--- not see the items the reap just queued (and one statement may not update a row twice). The
--- next statement takes a fresh snapshot and sees them.
---
--- `picked` is MATERIALIZED: an optimisation fence, so the LIMIT ... FOR UPDATE SKIP LOCKED
--- subquery runs exactly once (inlined, the planner may re-run it in a nested loop and lock more
--- than %(limit)s rows). It walks items_claimable (queue, priority, run_at, id) WHERE
--- status = 'queued' in order: finished and claimed rows are not in that index. Rows another
--- claimer holds are skipped, not waited for. `tokens` calls nextval once per picked row in
--- claim order, so tokens follow (priority, run_at, id); RETURNING has no order, the caller
--- sorts by token.
-WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
-picked AS MATERIALIZED (
-    SELECT id FROM {schema}.items
-    WHERE queue = %(queue)s AND status = 'queued' AND run_at <= (SELECT now FROM clock)
-    ORDER BY priority, run_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-),
-tokens AS MATERIALIZED (
-    SELECT id, nextval('{schema}.token_seq') AS token FROM picked
-)
-UPDATE {schema}.items AS i
-SET status       = 'claimed',
-    token        = tokens.token,
-    attempts     = i.attempts + 1,
-    worker       = %(worker)s,
-    expires_at   = clock.now + %(lease)s::interval,
-    lease_length = %(lease)s::interval,
-    updated_at   = clock.now
-FROM tokens, clock
-WHERE i.id = tokens.id
-RETURNING i.id, i.queue, i.payload, i.token, i.attempts, i.max_attempts, i.expires_at
-
--- name: claim_many_queues
--- The same over several queues (%(queues)s is a text array). The index cannot give one order
--- across several queue values, so the LIMIT takes the best rows after a sort of the queues'
--- claimable index entries.
-WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
-picked AS MATERIALIZED (
-    SELECT id FROM {schema}.items
-    WHERE queue = ANY(%(queues)s::text[]) AND status = 'queued'
-      AND run_at <= (SELECT now FROM clock)
-    ORDER BY priority, run_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-),
-tokens AS MATERIALIZED (
-    SELECT id, nextval('{schema}.token_seq') AS token FROM picked
-)
-UPDATE {schema}.items AS i
-SET status       = 'claimed',
-    token        = tokens.token,
-    attempts     = i.attempts + 1,
-    worker       = %(worker)s,
-    expires_at   = clock.now + %(lease)s::interval,
-    lease_length = %(lease)s::interval,
-    updated_at   = clock.now
-FROM tokens, clock
-WHERE i.id = tokens.id
-RETURNING i.id, i.queue, i.payload, i.token, i.attempts, i.max_attempts, i.expires_at
+-- name: claim
+-- The bounded reap of expired leases and the SKIP LOCKED claim, one statement: the function
+-- `claim` of migration 0002 says why it is a function and how it walks the index.
+SELECT id, queue, payload, token, attempts, max_attempts, expires_at
+FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,
+                    %(now)s::timestamptz, %(reap_limit)s::integer)
 
 -- name: insert_many
 -- A batch without dedupe keys in one statement, which also notifies listeners once (at
