@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -84,7 +84,7 @@ def reset_workclaim(url: str) -> None:
         options = dict(parse_qsl(parts.query))
         rest = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("schema", "pool_size")]
         with psycopg.connect(
-            urlunsplit(parts._replace(query=urlencode(rest))), autocommit=True
+            urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote))), autocommit=True
         ) as c:
             schema = sql.Identifier(options.get("schema", "workclaim"))
             c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))

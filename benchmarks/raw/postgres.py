@@ -7,7 +7,7 @@ Its table lives in the schema `<schema>_raw` (the URL's `schema` option, default
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -19,7 +19,9 @@ def _split(url: str) -> tuple[str, sql.Identifier]:
     options = dict(query)
     rest = [(k, v) for k, v in query if k not in ("schema", "pool_size")]
     schema = f"{options.get('schema', 'workclaim')}_raw"
-    return urlunsplit(parts._replace(query=urlencode(rest))), sql.Identifier(schema)
+    return urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote))), sql.Identifier(
+        schema
+    )
 
 
 def prefill(url: str, n: int) -> None:

@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -55,7 +55,7 @@ def with_query(url: str, **options: str) -> str:
     """`url` with query-string options added (replacing ones of the same name)."""
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query) if k not in options]
-    return urlunsplit(parts._replace(query=urlencode([*query, *options.items()])))
+    return urlunsplit(parts._replace(query=urlencode([*query, *options.items()], quote_via=quote)))
 
 
 def postgres_base(request: pytest.FixtureRequest) -> str:

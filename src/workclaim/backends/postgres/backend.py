@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -89,7 +89,7 @@ def parse_url(url: str) -> tuple[str, str, int]:
         raise ConfigError("pool_size must be a whole number of connections") from exc
     if not 1 <= pool_size <= 1000:
         raise ConfigError("pool_size must be between 1 and 1000")
-    libpq_url = urlunsplit(parts._replace(query=urlencode(rest)))
+    libpq_url = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
     try:
         conninfo_to_dict(libpq_url)
     except psycopg.ProgrammingError as exc:
