@@ -19,6 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -442,8 +443,6 @@ class PostgresBackend:
         row = self._one("heartbeat", params)
         if row is None:
             raise LeaseLost(lease.id, lease.token)
-        from dataclasses import replace
-
         return replace(lease, expires_at=row[0])
 
     def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
