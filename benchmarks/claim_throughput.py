@@ -50,6 +50,7 @@ class RunResult:
     p99_ms: float
     duplicates: int
     missing: int
+    retries: int
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -127,46 +128,89 @@ def prefill_workclaim(url: str, n: int, done_rows: int) -> None:
 
 
 # -- the workers ------------------------------------------------------------------------------
+def _transient() -> tuple[type[BaseException], ...]:
+    """Errors that mean "busy, retry": counted and retried, not fatal."""
+    import sqlite3
+
+    from workclaim.errors import BackendUnavailable
+
+    kinds: list[type[BaseException]] = [BackendUnavailable, sqlite3.OperationalError]
+    try:
+        import psycopg
+
+        kinds.append(psycopg.OperationalError)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
 def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
-    """One spawn process: claim (and complete) until empty after the barrier; report back."""
+    """One spawn process: claim (and complete) until empty after the barrier; report back.
+
+    A "busy, retry later" error (a lock wait past its deadline) is counted and the call is
+    repeated (completions are idempotent, claims just try again); anything else is fatal and
+    reported as such, so the driver never waits for a worker that died.
+    """
     latencies: list[float] = []
     got: list[tuple[int, int]] = []
-    if kind == "workclaim":
-        from workclaim import Queue
-
-        q = Queue(url)
-        name = f"w{os.getpid()}"
-        close = q.close
-    else:
-        raw = module_for(url).open_worker(url)
-        close = raw.close
-
+    retries = 0
+    start = end = time.perf_counter()
+    transient = _transient()
     try:
-        barrier.wait(120)
-        start = time.perf_counter()
-        while True:
-            t0 = time.perf_counter()
-            # Time the claim call alone; completions follow it, outside the timing.
-            if kind == "workclaim":
-                leases = q.claim(QUEUE, worker=name, lease=300, max=batch)
+        if kind == "workclaim":
+            from workclaim import Queue
+
+            q = Queue(url)
+            name = f"w{os.getpid()}"
+
+            def claim() -> list[Any]:
+                return [
+                    (le, le.id, le.token)
+                    for le in q.claim(QUEUE, worker=name, lease=300, max=batch)
+                ]
+
+            def complete(entry: Any) -> None:
+                q.complete(entry[0])
+
+            close = q.close
+        else:
+            raw = module_for(url).open_worker(url)
+
+            def claim() -> list[Any]:
+                return [(None, i, t) for i, t in raw.claim(batch)]
+
+            def complete(entry: Any) -> None:
+                raw.complete(entry[1], entry[2])
+
+            close = raw.close
+        try:
+            barrier.wait(120)
+            start = time.perf_counter()
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    entries = claim()  # timed alone; completions follow, outside the timing
+                except transient:
+                    retries += 1
+                    continue
                 latencies.append(time.perf_counter() - t0)
-                if not leases:
+                if not entries:
                     break
-                for lease in leases:
-                    q.complete(lease)
-                got.extend((lease.id, lease.token) for lease in leases)
-            else:
-                pairs = raw.claim(batch)
-                latencies.append(time.perf_counter() - t0)
-                if not pairs:
-                    break
-                for item_id, token in pairs:
-                    raw.complete(item_id, token)
-                got.extend(pairs)
-        end = time.perf_counter()
-    finally:
-        close()
-    out.put((start, end, latencies, got))
+                got.extend((entry[1], entry[2]) for entry in entries)
+                for entry in entries:
+                    for _ in range(1000):
+                        try:
+                            complete(entry)
+                            break
+                        except transient:
+                            retries += 1
+            end = time.perf_counter()
+        finally:
+            close()
+    except BaseException as exc:
+        out.put(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+    out.put(("ok", (start, end, latencies, got, retries)))
 
 
 def run_once(
@@ -187,14 +231,17 @@ def run_once(
     reports = [out.get(timeout=3600) for _ in procs]
     for p in procs:
         p.join(60)
-    if any(p.exitcode != 0 for p in procs):
-        raise RuntimeError(f"a {kind} worker failed: {[p.exitcode for p in procs]}")
+    failures = [detail for status, detail in reports if status != "ok"]
+    if failures:
+        raise RuntimeError(f"{len(failures)} {kind} worker(s) failed: {failures[0]}")
     starts, ends, lat, ids = [], [], [], []
-    for start, end, latencies, got in reports:
+    retries = 0
+    for _, (start, end, latencies, got, errors) in reports:
         starts.append(start)
         ends.append(end)
         lat.extend(latencies)
         ids.extend(item_id for item_id, _ in got)
+        retries += errors
     seconds = max(ends) - min(starts)
     unique = set(ids)
     expected = items
@@ -211,6 +258,7 @@ def run_once(
         p99_ms=_percentile(lat, 0.99) * 1000,
         duplicates=len(ids) - len(unique),
         missing=expected - len(unique),
+        retries=retries,
     )
 
 
@@ -235,6 +283,7 @@ def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
                 "p99_ms": statistics.median(r.p99_ms for r in runs),
                 "duplicates": sum(r.duplicates for r in runs),
                 "missing": sum(r.missing for r in runs),
+                "retries": sum(r.retries for r in runs),
             }
         )
     by_key = {(r["url"], r["kind"], r["workers"], r["batch"]): r for r in rows}
@@ -249,7 +298,8 @@ def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = (
         f"{'store':<11} {'kind':<9} {'W':>3} {'batch':>5} {'items/s':>9} {'p50 ms':>7} "
-        f"{'p95 ms':>7} {'p99 ms':>7} {'thr/raw':>7} {'p95/raw':>7} {'dup':>3} {'miss':>4}"
+        f"{'p95 ms':>7} {'p99 ms':>7} {'thr/raw':>7} {'p95/raw':>7} {'dup':>3} {'miss':>4} "
+        f"{'retry':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -260,7 +310,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(
             f"{store:<11} {r['kind']:<9} {r['workers']:>3} {r['batch']:>5} "
             f"{r['throughput']:>9.0f} {r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} "
-            f"{r['p99_ms']:>7.2f} {ratio:>7} {p95r:>7} {r['duplicates']:>3} {r['missing']:>4}"
+            f"{r['p99_ms']:>7.2f} {ratio:>7} {p95r:>7} {r['duplicates']:>3} {r['missing']:>4} "
+            f"{r['retries']:>5}"
         )
 
 
@@ -283,12 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batches.split(",")]
     kinds = ["workclaim"] if args.no_raw else ["workclaim", "raw"]
     results: list[RunResult] = []
+    failed = 0
     for url in urls:
         for batch in batches:
             for w in workers:
                 for rep in range(args.reps):
                     for kind in kinds:  # interleaved, so drift hits both alike
-                        r = run_once(kind, url, w, batch, args.items, args.done_rows)
+                        try:
+                            r = run_once(kind, url, w, batch, args.items, args.done_rows)
+                        except RuntimeError as exc:
+                            print(f"  run failed, left out: {exc}", file=sys.stderr)
+                            failed += 1
+                            continue
                         results.append(r)
                         print(
                             f"  {urlsplit(url).scheme} {kind:<9} W={w:<3} batch={batch:<4} "
@@ -312,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"wrote {out}")
     bad = [r for r in rows if r["duplicates"] or r["missing"]]
-    return 1 if bad else 0
+    return 1 if bad or failed else 0
 
 
 if __name__ == "__main__":
