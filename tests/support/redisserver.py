@@ -7,6 +7,9 @@ whatever `--option value` pairs a test asks for, and are killed when the test is
 
 from __future__ import annotations
 
+import atexit
+import os
+import re
 import shutil
 import socket
 import subprocess
@@ -104,3 +107,46 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+DEFAULT_TEST_URL = "redis://127.0.0.1:6379/15"
+_session: dict[str, str | None] = {}
+_session_servers: list[RedisServer] = []
+
+
+def session_redis_url() -> tuple[str | None, str]:
+    """(URL of the Redis the tests share, or None; why not): `WORKCLAIM_TEST_REDIS_URL` or the
+    default; when nothing answers there and `redis-server` is installed, a throwaway server
+    started once for this test session (killed at exit)."""
+    if "url" not in _session:
+        url = os.environ.get("WORKCLAIM_TEST_REDIS_URL") or DEFAULT_TEST_URL
+        if answers(url):
+            _session["url"], _session["why"] = url, ""
+        elif redis_server_binary() is None:
+            _session["url"] = None
+            _session["why"] = f"no Redis at {url} and redis-server is not installed"
+        else:
+            server = RedisServer().start()
+            _session_servers.append(server)
+            atexit.register(server.close)
+            _session["url"], _session["why"] = server.url, ""
+    return _session["url"], _session["why"] or ""
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    """Delete every key under `prefix` (SCAN + UNLINK; never FLUSHDB on a shared server)."""
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":*"
+        batch: list[bytes] = []
+        for name in client.scan_iter(match=pattern, count=1_000):
+            batch.append(name)
+            if len(batch) >= 500:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
+    except (redis.RedisError, OSError):
+        pass  # the server went away (a test stopped it): nothing left to clean
+    finally:
+        client.close()

@@ -123,7 +123,7 @@ def parse_url(url: str) -> RedisTarget:
 
 def translate(exc: redis.RedisError) -> WorkclaimError:
     """A redis-py error as a workclaim error, by class (never by message text)."""
-    if isinstance(exc, redis.AuthenticationError | redis.AuthorizationError):
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError):
         return ConfigError(f"Redis refused workclaim's credentials ({exc}); check the URL")
     if isinstance(exc, redis.exceptions.NoPermissionError):
         return ConfigError(

@@ -1,4 +1,4 @@
-"""The Redis key layout: every key workclaim touches is `<prefix>:<kind>` or `<prefix>:<kind>:<name>`.
+"""The Redis key layout: every key is `<prefix>:<kind>` or `<prefix>:<kind>:<name>`.
 
 The kind comes before the (user-chosen) name, so a queue name containing `:` can never make one
 key look like another. The Lua scripts build the same keys with `key()` in `scripts/_common.lua`

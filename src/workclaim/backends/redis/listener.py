@@ -59,7 +59,7 @@ class Listener:
     def _run(self) -> None:
         backoff = _BACKOFF_MIN
         while not self._stop.is_set():
-            pubsub = self._client.pubsub()
+            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(self._channel)
                 subscribed = False
