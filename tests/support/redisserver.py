@@ -91,6 +91,11 @@ class RedisServer:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def restart(self) -> Self:
+        """Kill the server and start it again on the same port and directory (a crash)."""
+        self.stop()
+        return self.start()
+
     def close(self) -> None:
         """Kill the server and remove its directory."""
         self.stop()

@@ -196,9 +196,9 @@ class RedisBackend:
         try:
             return self._client.evalsha(script.sha, 0, self.prefix, *args)  # type: ignore[arg-type]
         except redis.exceptions.NoScriptError:
-            # A SCRIPT FLUSH or a restarted server: load it and call again (nothing ran).
-            self._client.script_load(script.text)
-            return self._client.evalsha(script.sha, 0, self.prefix, *args)  # type: ignore[arg-type]
+            # A SCRIPT FLUSH or a restarted server; nothing ran. EVAL sends the source, which
+            # also caches it again, so the next call by SHA works (no window for another flush).
+            return self._client.eval(script.text, 0, self.prefix, *args)  # type: ignore[arg-type]
 
     def _run(self, name: str, now: datetime | None, *args: object, write: bool = True) -> Any:
         """Call script `name` with ARGV = prefix, now ('' = TIME), *args."""
