@@ -46,9 +46,11 @@ def limited_user() -> Iterator[tuple[RedisServer, str]]:
 
 @pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl", "allkeys-random"])
 def test_an_evicting_policy_is_refused(policy: str) -> None:
-    with RedisServer({"maxmemory-policy": policy}) as server:
-        with pytest.raises(ConfigError, match=f"maxmemory-policy {policy}"):
-            Queue(server.url)
+    with (
+        RedisServer({"maxmemory-policy": policy}) as server,
+        pytest.raises(ConfigError, match=f"maxmemory-policy {policy}"),
+    ):
+        Queue(server.url)
 
 
 def test_persistence_off_is_logged_once_per_server(caplog: pytest.LogCaptureFixture) -> None:
@@ -70,22 +72,29 @@ def test_everysec_is_logged_with_what_it_can_lose(caplog: pytest.LogCaptureFixtu
 
 
 def test_strict_durability_refuses_persistence_off() -> None:
-    with RedisServer() as server:
-        with pytest.raises(ConfigError, match="strict_durability.*appendonly no"):
-            Queue(server.url, settings=STRICT)
+    with (
+        RedisServer() as server,
+        pytest.raises(ConfigError, match=r"strict_durability.*appendonly no"),
+    ):
+        Queue(server.url, settings=STRICT)
 
 
 def test_strict_durability_refuses_everysec() -> None:
-    with RedisServer({"appendonly": "yes", "appendfsync": "everysec"}) as server:
-        with pytest.raises(ConfigError, match="everysec"):
-            Queue(server.url, settings=STRICT)
+    with (
+        RedisServer({"appendonly": "yes", "appendfsync": "everysec"}) as server,
+        pytest.raises(ConfigError, match="everysec"),
+    ):
+        Queue(server.url, settings=STRICT)
 
 
 def test_strict_durability_accepts_appendfsync_always(caplog: pytest.LogCaptureFixture) -> None:
-    with RedisServer(DURABLE) as server, caplog.at_level(logging.WARNING, logger="workclaim"):
-        with Queue(server.url, settings=STRICT) as q:
-            q.enqueue("jobs", 1)
-            assert q.stats("jobs").queued == 1
+    with (
+        RedisServer(DURABLE) as server,
+        caplog.at_level(logging.WARNING, logger="workclaim"),
+        Queue(server.url, settings=STRICT) as q,
+    ):
+        q.enqueue("jobs", 1)
+        assert q.stats("jobs").queued == 1
     assert not [r for r in caplog.records if r.name == "workclaim"]
 
 
@@ -93,9 +102,8 @@ def test_without_config_the_check_reads_info(
     limited_user: tuple[RedisServer, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     _, url = limited_user
-    with caplog.at_level(logging.WARNING, logger="workclaim"):
-        with Queue(url) as q:
-            q.enqueue("jobs", 1)
+    with caplog.at_level(logging.WARNING, logger="workclaim"), Queue(url) as q:
+        q.enqueue("jobs", 1)
     assert any("appendonly no" in r.getMessage() for r in caplog.records)
     with pytest.raises(ConfigError, match="strict_durability"):
         Queue(url, settings=STRICT)
@@ -125,16 +133,15 @@ def test_without_config_strict_cannot_verify_appendfsync() -> None:
 
 @pytest.mark.timeout(60)
 def test_with_appendfsync_always_a_crash_loses_nothing_acknowledged() -> None:
-    with RedisServer(DURABLE) as server:
-        with Queue(server.url, settings=STRICT) as q:
-            ids = q.enqueue_many("jobs", list(range(50)))
-            leases = q.claim("jobs", worker="w1", max=10)
-            for lease in leases[:5]:
-                q.complete(lease)
-            server.restart()  # SIGKILL, then start on the same files
-            stats = q.stats("jobs")
-            assert (stats.queued, stats.claimed, stats.done) == (40, 5, 5)
-            again = q.claim("jobs", worker="w2", max=100)
-            assert len(again) == 40
-            assert min(lease.token for lease in again) > max(lease.token for lease in leases)
-            assert q.get(ids[-1]).status.value == "claimed"
+    with RedisServer(DURABLE) as server, Queue(server.url, settings=STRICT) as q:
+        ids = q.enqueue_many("jobs", list(range(50)))
+        leases = q.claim("jobs", worker="w1", max=10)
+        for lease in leases[:5]:
+            q.complete(lease)
+        server.restart()  # SIGKILL, then start on the same files
+        stats = q.stats("jobs")
+        assert (stats.queued, stats.claimed, stats.done) == (40, 5, 5)
+        again = q.claim("jobs", worker="w2", max=100)
+        assert len(again) == 40
+        assert min(lease.token for lease in again) > max(lease.token for lease in leases)
+        assert q.get(ids[-1]).status.value == "claimed"
