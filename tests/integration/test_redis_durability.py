@@ -8,6 +8,7 @@ INFO instead; with the full settings a crash (SIGKILL) loses nothing acknowledge
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +16,7 @@ import redis
 
 from tests.support.redisserver import RedisServer, redis_server_binary
 from tests.support.servers import unavailable
-from workclaim import ConfigError, Queue, Settings
+from workclaim import BackendError, ConfigError, Queue, Settings
 
 DURABLE = {"appendonly": "yes", "appendfsync": "always"}
 STRICT = Settings(strict_durability=True)
@@ -145,3 +146,47 @@ def test_with_appendfsync_always_a_crash_loses_nothing_acknowledged() -> None:
         assert len(again) == 40
         assert min(lease.token for lease in again) > max(lease.token for lease in leases)
         assert q.get(ids[-1]).status.value == "claimed"
+
+
+DOCUMENTED_ACL = (
+    "on >long-random-password resetkeys ~workclaim:* resetchannels &workclaim:wakeup "
+    "-@all +evalsha +eval +time +get +info +ping +hello +client|setname "
+    "+subscribe +unsubscribe +config|get "
+    "+hset +hget +hmget +hdel +hgetall +hincrby +incr +set +del +publish "
+    "+zadd +zrem +zrange +zrangebyscore +zcard +zcount"
+)
+
+
+@pytest.mark.timeout(60)
+def test_the_acl_in_the_docs_is_enough() -> None:
+    with RedisServer() as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.execute_command("ACL", "SETUSER", "workclaim", *DOCUMENTED_ACL.split())
+        url = server.url.replace("redis://", "redis://workclaim:long-random-password@")
+        with Queue(url) as q, Queue(url) as producer:
+            first = q.enqueue("jobs", 1, dedupe_key="k")
+            lease = q.claim("jobs", worker="w")[0]
+            q.heartbeat(lease)
+            q.fail(lease, "x", retry=False)
+            q.requeue(first)
+            admin.script_flush()  # the next call sends its script again with EVAL
+            q.complete(q.claim("jobs", worker="w")[0])
+            q.cancel(q.enqueue("jobs", 2))
+            assert q.purge("jobs", older_than=0) == 2
+            waiter = threading.Thread(target=lambda: producer.enqueue("jobs", 3))
+            waiter.start()
+            assert [lease.payload for lease in q.claim("jobs", worker="w", wait=30)] == [3]
+            waiter.join()
+            assert q.stats("jobs").claimed == 1
+        admin.close()
+
+
+def test_a_full_redis_refuses_the_enqueue_and_keeps_what_it_acknowledged() -> None:
+    with RedisServer({"maxmemory": "3mb", "maxmemory-policy": "noeviction"}) as server:
+        with Queue(server.url) as q:
+            acknowledged = 0
+            with pytest.raises(BackendError, match="out of memory"):
+                for _ in range(10_000):
+                    q.enqueue_many("jobs", ["x" * 1_000] * 10)
+                    acknowledged += 10
+            assert q.stats("jobs").queued == acknowledged
