@@ -182,11 +182,13 @@ def test_the_acl_in_the_docs_is_enough() -> None:
 
 
 def test_a_full_redis_refuses_the_enqueue_and_keeps_what_it_acknowledged() -> None:
-    with RedisServer({"maxmemory": "3mb", "maxmemory-policy": "noeviction"}) as server:
-        with Queue(server.url) as q:
-            acknowledged = 0
-            with pytest.raises(BackendError, match="out of memory"):
-                for _ in range(10_000):
-                    q.enqueue_many("jobs", ["x" * 1_000] * 10)
-                    acknowledged += 10
-            assert q.stats("jobs").queued == acknowledged
+    with (
+        RedisServer({"maxmemory": "3mb", "maxmemory-policy": "noeviction"}) as server,
+        Queue(server.url) as q,
+    ):
+        acknowledged = 0
+        with pytest.raises(BackendError, match="out of memory"):
+            for _ in range(10_000):
+                q.enqueue_many("jobs", ["x" * 1_000] * 10)
+                acknowledged += 10
+        assert q.stats("jobs").queued == acknowledged
