@@ -152,8 +152,8 @@ DOCUMENTED_ACL = (
     "on >long-random-password resetkeys ~workclaim:* resetchannels &workclaim:wakeup "
     "-@all +evalsha +eval +time +get +info +ping +hello +client|setname "
     "+subscribe +unsubscribe +config|get "
-    "+hset +hget +hmget +hdel +hgetall +hincrby +incr +set +del +publish "
-    "+zadd +zrem +zrange +zrangebyscore +zcard +zcount"
+    "+hset +hget +hmget +hdel +hgetall +incr +set +del +publish +sadd +smembers "
+    "+zadd +zrem +zpopmin +zrange +zrangebyscore +zcard +zcount"
 )
 
 

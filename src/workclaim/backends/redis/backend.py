@@ -338,9 +338,9 @@ class RedisBackend:
             max_attempts=int(f["max_attempts"]),
             dedupe_key=f.get("dedupe_key"),
             worker=f.get("worker"),
-            expires_at=from_micros(int(f["expires_at"])) if "expires_at" in f else None,
+            expires_at=from_micros(int(f["expires_at"])) if f.get("expires_at") else None,
             last_error=f.get("last_error"),
-            result=json.loads(f["result"]) if "result" in f else None,
+            result=json.loads(f["result"]) if f.get("result") else None,
             created_at=from_micros(int(f["created_at"])),
             updated_at=from_micros(int(f["updated_at"])),
         )

@@ -11,9 +11,10 @@ key look like another. The Lua scripts build the same keys with `key()` in `scri
     delayed:<queue>   zset     queued items not yet due: score run_at (us), member id
     leases            zset     every claimed item: score expires_at (us), member id
     claimed:<queue>   zset     the same per queue (stats' expired count, next_due)
-    finished          zset     done, dead and cancelled items: score finished_at, member id
-    finished:<queue>  zset     the same per queue (purge of one queue)
-    counts:<queue>    hash     done / dead / cancelled counts
+    done:<queue>      zset     finished items by status: score finished_at (us), member id
+    dead:<queue>      zset       (stats counts them, purge and retention walk them)
+    cancelled:<queue> zset
+    queues            set      every queue name enqueued to (purge of all queues)
     dedupe:<queue>    hash     dedupe key -> id of the live item holding it
     wakeup            channel  "work may be claimable" (pub/sub; channels ignore the db number)
 """

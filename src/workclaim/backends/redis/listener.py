@@ -18,7 +18,7 @@ import redis
 
 from workclaim.backends.wakeup import Wakeup
 
-_POLL_SECONDS = 0.25  # how long one read waits, i.e. how soon stop() is noticed
+_POLL_SECONDS = 0.1  # how long one read waits, i.e. how soon stop() is noticed
 _BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 2.0
 

@@ -82,11 +82,10 @@ local function unlease(id, queue)
   redis.call('ZREM', key('claimed', queue), int(id))
 end
 
--- Book an item that just reached done, dead or cancelled, and free its dedupe key.
+-- Book an item that just reached done, dead or cancelled (the zset <status>:<queue> by
+-- finished_at, which stats counts and purge walks), and free its dedupe key.
 local function finish(id, queue, status, dedupe_key, now)
-  redis.call('ZADD', key('finished'), int(now), int(id))
-  redis.call('ZADD', key('finished', queue), int(now), int(id))
-  redis.call('HINCRBY', key('counts', queue), status, 1)
+  redis.call('ZADD', key(status, queue), int(now), int(id))
   if dedupe_key then
     local dk = key('dedupe', queue)
     if redis.call('HGET', dk, dedupe_key) == int(id) then redis.call('HDEL', dk, dedupe_key) end

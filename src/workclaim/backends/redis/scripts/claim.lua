@@ -33,13 +33,12 @@ for _, sid in ipairs(expired) do
     unlease(id, queue)
     local why = 'lease expired (worker ' .. (f[5] or '?') .. ', token ' .. f[6] .. ')'
     if tonumber(f[3]) < tonumber(f[4]) then
-      redis.call('HSET', ik, 'status', 'queued', 'last_error', why, 'updated_at', int(now))
-      redis.call('HDEL', ik, 'expires_at')
+      redis.call('HSET', ik, 'status', 'queued', 'last_error', why, 'updated_at', int(now),
+        'expires_at', '')
       place(id, queue, tonumber(f[7]), tonumber(f[8]), now)
     else
       redis.call('HSET', ik, 'status', 'dead', 'last_error', why, 'finished_at', int(now),
-        'updated_at', int(now))
-      redis.call('HDEL', ik, 'expires_at')
+        'updated_at', int(now), 'expires_at', '')
       finish(id, queue, 'dead', f[9] or nil, now)
     end
   end
@@ -58,26 +57,36 @@ for q = 1, nq do
     redis.call('ZADD', ready, f[1], rank(tonumber(f[2]), tonumber(sid)))
   end
   -- A caller's clock may run behind the one that made an item ready: such items go back to
-  -- delayed (bounded), so that ready holds only items due by this claim's clock.
+  -- delayed (bounded), so that ready holds only items due by this claim's clock. One queue:
+  -- pop the best items at once; several: look at each queue's best and pop the chosen later.
   local demoted = 0
   local heads
   repeat
     local changed = false
-    heads = {}
-    local r = redis.call('ZRANGE', ready, 0, limit - 1, 'WITHSCORES')
+    local r
+    if nq == 1 then
+      r = redis.call('ZPOPMIN', ready, limit - #candidates)
+    else
+      heads = {}
+      r = redis.call('ZRANGE', ready, 0, limit - 1, 'WITHSCORES')
+    end
     for i = 1, #r, 2 do
       local run_at, id = unrank(r[i])
       if run_at <= now then
-        heads[#heads + 1] = {tonumber(r[i + 1]), run_at, id, r[i], queue}
-      elseif demoted < DEMOTE_LIMIT then
-        redis.call('ZREM', ready, r[i])
+        local c = {tonumber(r[i + 1]), run_at, id, r[i], queue}
+        if nq == 1 then candidates[#candidates + 1] = c else heads[#heads + 1] = c end
+      elseif nq == 1 or demoted < DEMOTE_LIMIT then
+        if nq > 1 then redis.call('ZREM', ready, r[i]) end
         redis.call('ZADD', delayed, int(run_at), int(id))
         demoted = demoted + 1
         changed = true
       end
     end
-  until not changed
-  for _, c in ipairs(heads) do candidates[#candidates + 1] = c end
+  until not changed or #r == 0 or demoted >= DEMOTE_LIMIT or
+    (nq == 1 and #candidates >= limit)
+  if nq > 1 then
+    for _, c in ipairs(heads) do candidates[#candidates + 1] = c end
+  end
 end
 if nq > 1 then
   table.sort(candidates, function(a, b)
@@ -102,7 +111,7 @@ for i = 1, n do
   redis.call('HSET', ik, 'status', 'claimed', 'token', int(token), 'attempts', int(attempt),
     'worker', worker, 'expires_at', int(expires), 'lease_us', int(lease_us),
     'updated_at', int(now))
-  redis.call('ZREM', key('ready', queue), c[4])
+  if nq > 1 then redis.call('ZREM', key('ready', queue), c[4]) end
   redis.call('ZADD', key('leases'), int(expires), sid)
   redis.call('ZADD', key('claimed', queue), int(expires), sid)
   local j = #out

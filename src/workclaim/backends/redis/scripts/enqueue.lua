@@ -52,5 +52,8 @@ for i, item in ipairs(items) do
     created = true
   end
 end
-if created then wake() end
+if created then
+  redis.call('SADD', key('queues'), queue)
+  wake()
+end
 return ids

@@ -15,14 +15,12 @@ unlease(lease.id, lease.queue)
 if retry ~= nil and lease.attempts < lease.max_attempts then
   local run_at = now + retry
   redis.call('HSET', ik, 'status', 'queued', 'run_at', int(run_at), 'last_error', ARGV[6],
-    'updated_at', int(now), ended(lease, 'fail', 'queued'))
-  redis.call('HDEL', ik, 'expires_at')
+    'updated_at', int(now), 'expires_at', '', ended(lease, 'fail', 'queued'))
   place(lease.id, lease.queue, lease.priority, run_at, now)
   wake()
   return {1, 'queued'}
 end
 redis.call('HSET', ik, 'status', 'dead', 'finished_at', int(now), 'last_error', ARGV[6],
-  'updated_at', int(now), ended(lease, 'fail', 'dead'))
-redis.call('HDEL', ik, 'expires_at')
+  'updated_at', int(now), 'expires_at', '', ended(lease, 'fail', 'dead'))
 finish(lease.id, lease.queue, 'dead', lease.dedupe_key, now)
 return {1, 'dead'}

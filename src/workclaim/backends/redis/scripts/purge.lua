@@ -1,6 +1,6 @@
 #!lua
--- purge: delete at most `limit` finished items (done, dead, cancelled) of one queue, or of all
--- queues, whose finished_at <= now - older_us.
+-- purge: delete at most `limit` finished items (done, dead, cancelled) of one queue, or of
+-- every queue ever enqueued to, whose finished_at <= now - older_us.
 -- KEYS: none (keys derive from the prefix, see keys.py).
 -- ARGV: prefix, now_us ('' = TIME), queue ('' = every queue), older_us, limit
 -- Reply: the number of items deleted.
@@ -8,17 +8,20 @@ local now = clock()
 local queue = ARGV[3]
 local older = arg_int(4, 'older_us', 0, MAX_SAFE)
 local limit = arg_int(5, 'limit', 0, 100000)
-local index = key('finished')
-if queue ~= '' then index = key('finished', queue) end
-local ids = redis.call('ZRANGEBYSCORE', index, '-inf', int(now - older), 'LIMIT', 0, limit)
-for _, sid in ipairs(ids) do
-  local ik = key('item', sid)
-  local f = redis.call('HMGET', ik, 'status', 'queue')
-  redis.call('ZREM', key('finished'), sid)
-  if f[2] then
-    redis.call('ZREM', key('finished', f[2]), sid)
-    redis.call('HINCRBY', key('counts', f[2]), f[1], -1)
+local cutoff = int(now - older)
+local queues = {queue}
+if queue == '' then queues = redis.call('SMEMBERS', key('queues')) end
+local left = limit
+for _, q in ipairs(queues) do
+  for _, status in ipairs({'done', 'dead', 'cancelled'}) do
+    if left <= 0 then return limit end
+    local index = key(status, q)
+    local ids = redis.call('ZRANGEBYSCORE', index, '-inf', cutoff, 'LIMIT', 0, left)
+    for _, sid in ipairs(ids) do
+      redis.call('DEL', key('item', sid))
+      redis.call('ZREM', index, sid)
+    end
+    left = left - #ids
   end
-  redis.call('DEL', ik)
 end
-return #ids
+return limit - left

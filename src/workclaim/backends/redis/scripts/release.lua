@@ -12,8 +12,8 @@ if lease == nil then return repeat_or_lost('release') end
 local run_at = now + delay
 local ik = key('item', int(lease.id))
 redis.call('HSET', ik, 'status', 'queued', 'attempts', int(lease.attempts - 1),
-  'run_at', int(run_at), 'updated_at', int(now), ended(lease, 'release', 'queued'))
-redis.call('HDEL', ik, 'expires_at')
+  'run_at', int(run_at), 'updated_at', int(now), 'expires_at', '',
+  ended(lease, 'release', 'queued'))
 unlease(lease.id, lease.queue)
 place(lease.id, lease.queue, lease.priority, run_at, now)
 wake()

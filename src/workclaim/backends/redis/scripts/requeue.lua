@@ -18,12 +18,9 @@ if f[4] then
   redis.call('HSET', key('dedupe', queue), f[4], int(id))
 end
 redis.call('HSET', ik, 'status', 'queued', 'attempts', '0', 'run_at', int(now),
-  'updated_at', int(now))
+  'updated_at', int(now), 'finished_at', '', 'expires_at', '')
 if max_attempts then redis.call('HSET', ik, 'max_attempts', int(max_attempts)) end
-redis.call('HDEL', ik, 'finished_at', 'expires_at')
-redis.call('ZREM', key('finished'), int(id))
-redis.call('ZREM', key('finished', queue), int(id))
-redis.call('HINCRBY', key('counts', queue), 'dead', -1)
+redis.call('ZREM', key('dead', queue), int(id))
 place(id, queue, tonumber(f[3]), now, now)
 wake()
 return {1}

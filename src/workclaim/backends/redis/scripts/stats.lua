@@ -6,10 +6,11 @@
 local now = clock()
 local queue = ARGV[3]
 if queue == nil or queue == '' then bad('queue is missing') end
-local c = redis.call('HMGET', key('counts', queue), 'done', 'dead', 'cancelled')
 return {
   redis.call('ZCARD', key('ready', queue)) + redis.call('ZCARD', key('delayed', queue)),
   redis.call('ZCARD', key('claimed', queue)),
-  tonumber(c[1] or '0'), tonumber(c[2] or '0'), tonumber(c[3] or '0'),
+  redis.call('ZCARD', key('done', queue)),
+  redis.call('ZCARD', key('dead', queue)),
+  redis.call('ZCARD', key('cancelled', queue)),
   redis.call('ZCOUNT', key('claimed', queue), '-inf', int(now)),
 }
