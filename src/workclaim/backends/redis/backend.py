@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
@@ -192,19 +192,28 @@ class RedisBackend:
                 raise translate(exc) from exc
         raise AssertionError("unreachable")
 
-    def _eval(self, script: Script, args: Sequence[object]) -> Any:
-        try:
-            return self._client.evalsha(script.sha, 0, self.prefix, *args)  # type: ignore[arg-type]
-        except redis.exceptions.NoScriptError:
-            # A SCRIPT FLUSH or a restarted server; nothing ran. EVAL sends the source, which
-            # also caches it again, so the next call by SHA works (no window for another flush).
-            return self._client.eval(script.text, 0, self.prefix, *args)  # type: ignore[arg-type]
-
     def _run(self, name: str, now: datetime | None, *args: object, write: bool = True) -> Any:
-        """Call script `name` with ARGV = prefix, now ('' = TIME), *args."""
-        now_arg = "" if now is None else to_micros(now)
+        """Call script `name` by SHA with ARGV = prefix, now ('' = TIME), *args; after NOSCRIPT
+        (a SCRIPT FLUSH, a restarted server; nothing ran) send its source with EVAL, which also
+        caches it again. Errors translated; a read is tried once more after a dropped
+        connection, a write never is."""
+        if self._closed:
+            raise BackendUnavailable("this queue is closed")
         script = SCRIPTS[name]
-        return self._redis(lambda: self._eval(script, (now_arg, *args)), idempotent=not write)
+        argv = (self.prefix, "" if now is None else to_micros(now), *args)
+        execute: Callable[..., Any] = self._client.execute_command
+        for attempt in (1, 2):
+            try:
+                try:
+                    return execute("EVALSHA", script.sha, 0, *argv)
+                except redis.exceptions.NoScriptError:
+                    return execute("EVAL", script.text, 0, *argv)
+            except redis.ConnectionError as exc:
+                if write or attempt == 2 or isinstance(exc, redis.AuthenticationError):
+                    raise translate(exc) from exc
+            except redis.RedisError as exc:
+                raise translate(exc) from exc
+        raise AssertionError("unreachable")
 
     # -- schema ----------------------------------------------------------------------------
     def migrate(self) -> None:
