@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,21 @@ def test_expired_leases_are_reaped_in_bounded_batches(url: str) -> None:
         stats = q.stats("jobs", now=at(20))
         assert (stats.queued, stats.claimed) == (module.REAP_LIMIT, 50)
         assert len(q.claim("jobs", worker="w", max=1000, now=at(20))) == module.REAP_LIMIT + 50
+
+
+def test_a_clock_behind_is_respected_across_several_queues(url: str) -> None:
+    with Queue(url) as q:
+        late = q.enqueue("a", "late", now=at(10))
+        early = q.enqueue("b", "early", priority=5, now=at(1))
+        assert [lease.id for lease in q.claim(["a", "b"], worker="w", max=5, now=at(5))] == [early]
+        assert [lease.id for lease in q.claim(["a", "b"], worker="w", max=5, now=at(10))] == [late]
+
+
+def test_run_at_before_1970_sorts_first_and_round_trips(url: str) -> None:
+    old = datetime(1960, 6, 1, 0, 0, 0, 1, tzinfo=UTC)
+    with Queue(url) as q:
+        recent = q.enqueue("jobs", "recent", run_at=at(0), now=at(0))
+        oldest = q.enqueue("jobs", "oldest", run_at=old, now=at(0))
+        assert q.get(oldest).run_at == old
+        leases = q.claim("jobs", worker="w", max=5, now=at(0))
+        assert [lease.id for lease in leases] == [oldest, recent]
