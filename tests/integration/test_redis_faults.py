@@ -3,6 +3,7 @@ processes. Faults that touch the whole server run on throwaway servers, never th
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import threading
 import time
@@ -177,3 +178,34 @@ def test_a_server_that_is_down_gives_backend_unavailable(server: RedisServer) ->
         server.start()  # persistence off: an empty server, but the same queue works again
         q.enqueue("jobs", 3)
         assert q.stats("jobs").queued == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_server_busy_with_a_long_script_gives_backend_unavailable(server: RedisServer) -> None:
+    admin = redis.Redis.from_url(server.url)
+    admin.config_set("busy-reply-threshold", 100)  # ms before others get BUSY replies
+    with Queue(server.url) as q:
+        q.enqueue("jobs", 1)
+        spin = "local x = 0 for i = 1, 200000000 do x = x + i end return 1"  # seconds of CPU
+
+        def run_spin() -> None:
+            with contextlib.suppress(redis.RedisError):  # SCRIPT KILL ends it with an error
+                admin.eval(spin, 0)
+
+        thread = threading.Thread(target=run_spin)
+        thread.start()
+        try:
+            while True:  # readiness: the spin has passed the threshold once BUSY comes back
+                try:
+                    q.stats("jobs")
+                except BackendUnavailable as exc:
+                    assert "busy" in str(exc)
+                    break
+        finally:
+            killer = redis.Redis.from_url(server.url)
+            with contextlib.suppress(redis.RedisError):
+                killer.script_kill()
+            killer.close()
+            thread.join()
+        assert q.stats("jobs").queued == 1
+    admin.close()

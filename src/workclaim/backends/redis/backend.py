@@ -57,6 +57,9 @@ _PASS_THROUGH: Final = frozenset(
     {"ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"}
 )
 _OPTIONS: Final = _PASS_THROUGH | {"prefix", "health_check_interval"}
+# Error codes (the first word of an error reply) that redis-py has no class for and that mean
+# "retry later": a script past its time limit, a replica without its primary.
+_BUSY_CODES: Final = frozenset({"BUSY", "MASTERDOWN"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,8 @@ def translate(exc: redis.RedisError) -> WorkclaimError:
             f"Redis refused a write because this server is a replica ({exc}); connect to the "
             "primary"
         )
+    if isinstance(exc, redis.ResponseError) and str(exc).split(" ", 1)[0] in _BUSY_CODES:
+        return BackendUnavailable(f"Redis is busy ({exc}); retry later")
     if isinstance(exc, redis.OutOfMemoryError):
         return BackendError(f"Redis is out of memory (maxmemory reached); nothing written ({exc})")
     return BackendError(f"Redis error: {exc}")
