@@ -209,3 +209,27 @@ def test_a_server_busy_with_a_long_script_gives_backend_unavailable(server: Redi
             thread.join()
         assert q.stats("jobs").queued == 1
     admin.close()
+
+
+@pytest.mark.timeout(60)
+def test_the_subscriber_comes_back_after_a_server_restart(server: RedisServer) -> None:
+    with Queue(server.url) as q, Queue(server.url) as producer:
+        assert q.claim("jobs", worker="w1", wait=0.2) == []  # the subscriber is running
+        server.restart()
+        producer.enqueue("warm-up", 0)  # (the producer's pool meets the restart here)
+        started = threading.Event()
+
+        def produce() -> None:
+            started.wait()
+            while q.backend.wakeup().waiting < 1:  # readiness: the claim is inside its wait
+                time.sleep(0.01)
+            producer.enqueue("jobs", {"after": "restart"})
+
+        thread = threading.Thread(target=produce)
+        thread.start()
+        try:
+            started.set()
+            leases = q.claim("jobs", worker="w1", wait=600)  # only a wake-up ends this in time
+        finally:
+            thread.join()
+        assert [lease.payload for lease in leases] == [{"after": "restart"}]
