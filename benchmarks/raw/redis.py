@@ -86,7 +86,9 @@ class RedisRawWorker:
         self.complete_script = self.client.register_script(COMPLETE)
 
     def claim(self, batch: int) -> list[tuple[int, int]]:
-        flat = self.claim_script(keys=[self.ready, self.tokens, self.stem, self.leases], args=[batch])
+        flat = self.claim_script(
+            keys=[self.ready, self.tokens, self.stem, self.leases], args=[batch]
+        )
         return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def complete(self, item_id: int, token: int) -> None:
