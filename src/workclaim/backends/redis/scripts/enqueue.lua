@@ -7,7 +7,7 @@
 -- Reply: the ids, in input order. Publishes one wake-up when it created an item.
 local now = clock()
 local queue = ARGV[3]
-local count = arg_int(4, 'count', 0, 100000)
+local count = arg_int(4, 'count', 0, MAX_SAFE)
 if queue == nil or queue == '' then bad('queue is missing') end
 if #ARGV ~= 4 + 6 * count then bad('expected 6 values per item') end
 
