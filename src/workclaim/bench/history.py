@@ -354,6 +354,7 @@ def check(
     seen_items: set[int] = set()
     enqueued: set[int] = set()
     enqueue_unknown = 0
+    ended_kinds: list[tuple[str, tuple[int, int | None]]] = []
     for call in calls.values():
         kind = (
             str((call.invoke or call.outcomes[0])["kind"]) if call.invoke or call.outcomes else ""
@@ -385,13 +386,18 @@ def check(
             until = t_inv + round(float(extend) * 1e9)
             hb_until[key] = max(hb_until.get(key, until), until)
         else:
-            end_invoke[key] = min(end_invoke.get(key, t_inv), t_inv)
+            ended_kinds.append((kind, key))
         if kind == "complete":
             completions[key[0]].add((token, call.invoke.get("worker")))
             t_done = int(call.outcomes[0]["t_mono_ns"])
             completed_at[key[0]] = min(completed_at.get(key[0], t_done), t_done)
         if kind == "fail" and any(o.get("status") == "dead" for o in call.outcomes):
             dead.add(key[0])
+    # The lease ended no later than the first try of the call that ended it: an ok repeat of an
+    # earlier try whose reply was lost returns that try's outcome.
+    for kind, key in ended_kinds:
+        t_end = first_invoke[(kind, key[0], key[1])]
+        end_invoke[key] = min(end_invoke.get(key, t_end), t_end)
     counts["grants"] = len(grants)
     counts["items_enqueued"] = len(enqueued)
     counts["items_granted"] = len(by_item)
