@@ -47,7 +47,8 @@ def _ms(v: float | None) -> str:
 def result_of(row: dict[str, Any]) -> str:
     """PASSED when both per-row criteria hold, else FAILED with the ones that did not."""
     if row["status"] != "ok":
-        return f"{row['status']}: {row.get('reason', '')}"
+        reason = str(row.get("reason", ""))
+        return f"{row['status']}: {reason if len(reason) <= 70 else reason[:67] + '...'}"
     failed = [name for name, ok in row["criteria"].items() if not ok]
     return "PASSED" if not failed else "FAILED (" + ", ".join(failed) + ")"
 

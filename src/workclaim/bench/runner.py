@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from workclaim._version import __version__
 from workclaim.bench.harness import RaceConfig, WorkPlan, run_race
 from workclaim.bench.metrics import row_metrics
 from workclaim.bench.scenarios import Scenario
 from workclaim.bench.strategies import STRATEGIES, Target
+from workclaim.bench.strategies.table import libpq_url
 from workclaim.errors import WorkclaimError
 
 P95_TARGET_MS = 50.0
@@ -63,11 +65,25 @@ def backends_for(options: BenchOptions, strategy: str) -> list[tuple[str, str | 
     return rows
 
 
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.update(params)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def _target(strategy: str, backend: str, url: str, options: BenchOptions, tmp: Path) -> Target:
+    """A row's target, isolated: its own SQLite file, PostgreSQL schema or Redis key prefix,
+    which the row drops when it ends (never anything else on the server)."""
     tag = f"wcb_{uuid.uuid4().hex[:10]}"
+    owned: dict[str, str] = {}
     if backend == "sqlite":
         url = f"sqlite:///{tmp / (tag + '.db')}"
-    return Target(strategy, backend, url, tag, redis_url=options.redis_url)
+    elif strategy == "skip-locked" and backend == "postgres":
+        url, owned = _with_query(url, schema=tag), {"drop_postgres_schema": tag}
+    elif strategy == "skip-locked" and backend == "redis":
+        url, owned = _with_query(url, prefix=tag), {"drop_redis_prefix": tag}
+    return Target(strategy, backend, url, tag, redis_url=options.redis_url, options=owned)
 
 
 def run_row(
@@ -88,6 +104,8 @@ def run_row(
         "items_per_run": scenario.items,
         "runs": scenario.runs,
     }
+    if STRATEGIES[strategy].needs_redis:
+        row["backend"] = f"{backend}+redis"  # the SQL store, with the locks in Redis
     if STRATEGIES[strategy].needs_redis and not options.redis_url:
         return {**row, "status": "skipped", "reason": "needs Redis: give --redis URL"}
     target = _target(strategy, backend, url, options, tmp)
@@ -131,7 +149,7 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if not mine:
             continue
         rates = [r["success_rate"] for r in mine if not math.isnan(r["success_rate"])]
-        backends = {r["backend"] for r in mine if r["criteria"]["zero_duplicates"]}
+        backends = {r["backend"].split("+")[0] for r in mine if r["criteria"]["zero_duplicates"]}
         per[strategy] = {
             "rows": len(mine),
             "correct": all(r["criteria"]["zero_duplicates"] and r["errors"] == 0 for r in mine),
@@ -212,7 +230,7 @@ def _server_versions(options: BenchOptions) -> dict[str, Any]:
         try:
             import psycopg
 
-            with psycopg.connect(options.postgres_url, connect_timeout=3) as conn:
+            with psycopg.connect(libpq_url(options.postgres_url), connect_timeout=3) as conn:
                 row = conn.execute("SHOW server_version").fetchone()
                 found["postgres_server"] = row[0] if row else None
         except Exception as exc:

@@ -103,3 +103,25 @@ class NativeAdmin:
                 self.queue.purge(queue_name(self.target, run), older_than=0)
         finally:
             self.queue.close()
+            drop_owned(self.target)
+
+
+def drop_owned(target: Target) -> None:
+    """Drop the PostgreSQL schema or Redis keys the bench created for this row, and only those."""
+    schema = target.options.get("drop_postgres_schema")
+    if schema:
+        import psycopg
+
+        from workclaim.bench.strategies.table import libpq_url
+
+        with psycopg.connect(libpq_url(target.url), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    prefix = target.options.get("drop_redis_prefix")
+    if prefix:
+        from workclaim.bench.strategies.redis_lock import connect_redis, delete_matching
+
+        client = connect_redis(target.url)
+        try:
+            delete_matching(client, f"{prefix}:*")
+        finally:
+            client.close()

@@ -82,11 +82,16 @@ def drop_locks(target: Target) -> None:
     """Delete this row's lock keys (they expire anyway); only keys under its own prefix."""
     client = connect_redis(target.redis_url)
     try:
-        keys = list(client.scan_iter(match=f"{lock_prefix(target)}*", count=1000))
-        for i in range(0, len(keys), 500):
-            client.delete(*keys[i : i + 500])
+        delete_matching(client, f"{lock_prefix(target)}*")
     finally:
         client.close()
+
+
+def delete_matching(client: Any, pattern: str) -> None:
+    """Delete the keys matching `pattern` (a prefix of the bench's own), by SCAN, in batches."""
+    keys = list(client.scan_iter(match=pattern, count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i : i + 500])
 
 
 class RedisLockAdmin:

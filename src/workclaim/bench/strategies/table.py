@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from workclaim._time import now_micros
 from workclaim.backends._queryfile import load_queries
@@ -26,6 +26,13 @@ TABLE = load_queries(PACKAGE, "table.sql")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_SYNCHRONOUS = "FULL"  # workclaim's SQLite default, so the comparison is like for like
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+def libpq_url(url: str) -> str:
+    """A postgresql URL without workclaim's own query options (schema, pool_size)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("schema", "pool_size")]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def schema_name(tag: str) -> str:
@@ -57,7 +64,10 @@ class SqlStore:
             schema = schema_name(tag)
             try:
                 self._pg = psycopg.connect(
-                    url, autocommit=True, connect_timeout=5, options=f"-c search_path={schema}"
+                    libpq_url(url),
+                    autocommit=True,
+                    connect_timeout=5,
+                    options=f"-c search_path={schema}",
                 )
             except psycopg.OperationalError as exc:
                 raise BackendUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
@@ -177,7 +187,7 @@ class TableAdmin:
         import psycopg
 
         try:
-            with psycopg.connect(target.url, autocommit=True, connect_timeout=5) as conn:
+            with psycopg.connect(libpq_url(target.url), autocommit=True, connect_timeout=5) as conn:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema_name(target.tag)}"')
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
@@ -205,7 +215,9 @@ class TableAdmin:
         if self.target.url.startswith(("postgresql://", "postgres://")):
             import psycopg
 
-            with psycopg.connect(self.target.url, autocommit=True, connect_timeout=5) as conn:
+            with psycopg.connect(
+                libpq_url(self.target.url), autocommit=True, connect_timeout=5
+            ) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema_name(self.target.tag)}" CASCADE')
 
 
