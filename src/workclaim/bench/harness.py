@@ -295,7 +295,9 @@ def run_race(
             if errors:
                 break
         stop.set()
-        if not errors:
+        if errors:
+            barrier.abort()  # wake the workers still waiting, so they exit now
+        else:
             barrier.wait(BARRIER_TIMEOUT)
     except threading.BrokenBarrierError:
         errors.append("a worker process failed before the barrier (see its error above)")
