@@ -65,9 +65,9 @@ def resolve(
             label = name if name != "custom" else "custom"
             base = Scenario(
                 label if name == "custom" else f"{name}*",
-                workers or base.workers,
-                items or base.items,
-                runs or base.runs,
+                base.workers if workers is None else workers,
+                base.items if items is None else items,
+                base.runs if runs is None else runs,
                 base.description + " (figures overridden)" if name != "custom" else "custom",
             )
         chosen.append(base)
