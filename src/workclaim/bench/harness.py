@@ -7,6 +7,7 @@ Every call is recorded in the worker's own history file; the checker reads them 
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import queue as queue_mod
 import threading
@@ -222,6 +223,9 @@ def _worker_main(
     results: Any,
 ) -> None:
     """Body of one spawned worker process: connect, then one drain per barrier release."""
+    # The coordinator opened the same store first and showed its warnings once; N workers
+    # repeating them (a Redis without persistence, say) would bury the table.
+    logging.getLogger("workclaim").setLevel(logging.ERROR)
     side: WorkerSide | None = None
     rec = Recorder(Path(history_dir) / f"w{index:03d}.jsonl", process=f"w{index}")
     run = 0
