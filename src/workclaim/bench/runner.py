@@ -26,6 +26,7 @@ from workclaim.bench.harness import RaceConfig, WorkPlan, run_race
 from workclaim.bench.metrics import row_metrics
 from workclaim.bench.scenarios import Scenario
 from workclaim.bench.strategies import STRATEGIES, Target
+from workclaim.bench.strategies.base import strip_query
 from workclaim.bench.strategies.table import libpq_url
 from workclaim.errors import WorkclaimError
 
@@ -239,7 +240,10 @@ def _server_versions(options: BenchOptions) -> dict[str, Any]:
         try:
             import redis
 
-            client = redis.Redis.from_url(options.redis_url, socket_connect_timeout=3)
+            client = redis.Redis.from_url(
+                strip_query(options.redis_url, "prefix", "health_check_interval"),
+                socket_connect_timeout=3,
+            )
             try:
                 found["redis_server"] = client.info("server").get("redis_version")
             finally:

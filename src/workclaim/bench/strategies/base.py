@@ -9,8 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 Outcome = Literal["claimed", "empty", "lost"]
+
+
+def strip_query(url: str, *names: str) -> str:
+    """`url` without workclaim's own query options, for a driver that would choke on them."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in names]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workclaim._time import to_micros
-from workclaim.bench.strategies.base import EMPTY, ClaimResult, Grant, Target
+from workclaim.bench.strategies.base import EMPTY, ClaimResult, Grant, Target, strip_query
 from workclaim.config import Settings
 from workclaim.models import Lease, Status
 from workclaim.queue import Queue
@@ -112,9 +112,8 @@ def drop_owned(target: Target) -> None:
     if schema:
         import psycopg
 
-        from workclaim.bench.strategies.table import libpq_url
-
-        with psycopg.connect(libpq_url(target.url), autocommit=True, connect_timeout=5) as conn:
+        url = strip_query(target.url, "schema", "pool_size")
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     prefix = target.options.get("drop_redis_prefix")
     if prefix:

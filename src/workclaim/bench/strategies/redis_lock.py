@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from workclaim.backends._queryfile import load_queries
-from workclaim.bench.strategies.base import LOST, ClaimResult, Target
+from workclaim.bench.strategies.base import LOST, ClaimResult, Target, strip_query
 from workclaim.bench.strategies.table import PACKAGE, TableWorker, guarded_update
 from workclaim.errors import BackendUnavailable, ConfigError
 
@@ -31,7 +31,11 @@ def connect_redis(url: str | None) -> Any:
         raise ConfigError("redis-lock needs a Redis URL (--redis or WORKCLAIM_BENCH_REDIS)")
     import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    client = redis.Redis.from_url(
+        strip_query(url, "prefix", "health_check_interval"),
+        socket_timeout=5,
+        socket_connect_timeout=5,
+    )
     try:
         client.ping()
     except redis.RedisError as exc:

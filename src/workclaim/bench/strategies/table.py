@@ -14,11 +14,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from workclaim._time import now_micros
 from workclaim.backends._queryfile import load_queries
-from workclaim.bench.strategies.base import EMPTY, ClaimResult, Grant, Target
+from workclaim.bench.strategies.base import EMPTY, ClaimResult, Grant, Target, strip_query
 from workclaim.errors import BackendUnavailable, ConfigError, LeaseLost
 
 PACKAGE = "workclaim.bench.strategies"
@@ -30,9 +30,7 @@ _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
 def libpq_url(url: str) -> str:
     """A postgresql URL without workclaim's own query options (schema, pool_size)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("schema", "pool_size")]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return strip_query(url, "schema", "pool_size")
 
 
 def schema_name(tag: str) -> str:
