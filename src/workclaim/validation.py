@@ -43,7 +43,12 @@ def check_name(value: object, what: str) -> str:
 
 def check_queues(queues: str | Sequence[str]) -> tuple[str, ...]:
     """One queue name or a non-empty list of them, deduplicated in the given order."""
-    names = (queues,) if isinstance(queues, str) else tuple(queues)
+    if isinstance(queues, str):
+        names: tuple[object, ...] = (queues,)
+    elif isinstance(queues, list | tuple):
+        names = tuple(queues)
+    else:
+        raise ValidationError(f"invalid queue name {queues!r}: give a name or a list of names")
     if not names:
         raise ValidationError("claim needs at least one queue name")
     return tuple(dict.fromkeys(check_name(q, "queue name") for q in names))

@@ -1,0 +1,49 @@
+"""The `workclaim` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def workclaim(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workclaim", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = workclaim("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("workclaim ")
+
+
+def test_enqueue_stats_and_migrate(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    assert workclaim("migrate", "--db", db).returncode == 0
+    one = workclaim("enqueue", "emails", '{"to": "a@example.org"}', "--db", db, "--json")
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout) == {"ids": [1]}
+    many = workclaim("enqueue", "emails", "-", "--db", db, "--json", stdin='{"n": 1}\n{"n": 2}\n')
+    assert json.loads(many.stdout) == {"ids": [2, 3]}
+    stats = workclaim("stats", "emails", "other", "--db", db, "--json")
+    assert json.loads(stats.stdout)["emails"]["queued"] == 3
+    assert json.loads(stats.stdout)["other"]["queued"] == 0
+
+
+def test_bad_input_gives_a_clear_error_and_exit_code(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    bad_json = workclaim("enqueue", "emails", "{nope", "--db", db)
+    assert bad_json.returncode == 1 and "not valid JSON" in bad_json.stderr
+    bad_name = workclaim("enqueue", "bad name", "1", "--db", db)
+    assert bad_name.returncode == 1 and "queue name" in bad_name.stderr
+    bad_url = workclaim("stats", "q", "--db", "mysql://x")
+    assert bad_url.returncode == 1 and "unknown URL scheme" in bad_url.stderr
+    assert "Traceback" not in bad_url.stderr

@@ -1,0 +1,280 @@
+"""A model-based test: a small pure-Python model of the contract and a real backend, side by side.
+
+Hypothesis drives both with random enqueues, claims, heartbeats, completions, releases, failures,
+cancels, requeues and clock moves (the clock is injected; nothing sleeps), and after every step
+checks that the store agrees with the model item by item and in its stats.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
+
+from tests.contract.helpers import T0
+from workclaim import InvalidState, Lease, LeaseLost, Queue, Settings, Status
+from workclaim.retry import Backoff
+
+BACKOFF = Backoff(base=10.0, factor=2.0, cap=1_000.0, jitter=0.0)
+LIVE = (Status.QUEUED, Status.CLAIMED)
+
+
+@dataclass
+class ModelItem:
+    """What the contract says an item's state is."""
+
+    id: int
+    priority: int
+    run_at: datetime
+    max_attempts: int
+    dedupe_key: str | None
+    status: Status = Status.QUEUED
+    attempts: int = 0
+    token: int = 0
+    worker: str | None = None
+    expires_at: datetime | None = None
+    lease: float = 0.0
+    ended: tuple[int, str, Status] | None = None
+
+
+def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
+    """A state machine class bound to one store; each example uses a queue of its own."""
+
+    class ContractModel(RuleBasedStateMachine):
+        leases = Bundle("leases")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.q = Queue(store_url, settings=Settings(backoff=BACKOFF, retention_seconds=0))
+            self.name = f"model-{uuid.uuid4().hex[:12]}"
+            self.now = T0
+            self.items: dict[int, ModelItem] = {}
+
+        def teardown(self) -> None:
+            self.q.close()
+
+        # -- helpers ---------------------------------------------------------------------
+        def current(self, lease: Lease) -> ModelItem | None:
+            """The model item if `lease` is its current, unexpired lease."""
+            item = self.items[lease.id]
+            live = (
+                item.status is Status.CLAIMED
+                and item.token == lease.token
+                and item.worker == lease.worker
+                and item.expires_at is not None
+                and item.expires_at > self.now
+            )
+            return item if live else None
+
+        def is_repeat(self, lease: Lease, op: str) -> Status | None:
+            ended = self.items[lease.id].ended
+            if ended is not None and ended[0] == lease.token and ended[1] == op:
+                return ended[2]
+            return None
+
+        def holder_of(self, key: str | None) -> int | None:
+            for item in self.items.values():
+                if key is not None and item.dedupe_key == key and item.status in LIVE:
+                    return item.id
+            return None
+
+        # -- rules -----------------------------------------------------------------------
+        @rule(
+            priority=st.integers(0, 2),
+            delay=st.sampled_from([0.0, 5.0, 30.0]),
+            max_attempts=st.integers(1, 3),
+            dedupe_key=st.sampled_from([None, None, "a", "b"]),
+        )
+        def enqueue(
+            self, priority: int, delay: float, max_attempts: int, dedupe_key: str | None
+        ) -> None:
+            holder = self.holder_of(dedupe_key)
+            item_id = self.q.enqueue(
+                self.name,
+                {"p": priority},
+                priority=priority,
+                delay=delay,
+                max_attempts=max_attempts,
+                dedupe_key=dedupe_key,
+                now=self.now,
+            )
+            if holder is not None:
+                assert item_id == holder
+                return
+            assert item_id not in self.items and all(item_id > i for i in self.items)
+            self.items[item_id] = ModelItem(
+                item_id, priority, self.now + timedelta(seconds=delay), max_attempts, dedupe_key
+            )
+
+        @rule(
+            target=leases,
+            limit=st.integers(1, 3),
+            lease=st.sampled_from([10.0, 30.0]),
+            worker=st.sampled_from(["w1", "w2"]),
+        )
+        def claim(self, limit: int, lease: float, worker: str) -> Any:
+            for item in self.items.values():
+                if (
+                    item.status is Status.CLAIMED
+                    and item.expires_at
+                    and item.expires_at <= self.now
+                ):
+                    item.status = (
+                        Status.QUEUED if item.attempts < item.max_attempts else Status.DEAD
+                    )
+                    item.expires_at = None
+            ready = sorted(
+                (
+                    i
+                    for i in self.items.values()
+                    if i.status is Status.QUEUED and i.run_at <= self.now
+                ),
+                key=lambda i: (i.priority, i.run_at, i.id),
+            )[:limit]
+            got = self.q.claim(self.name, worker=worker, lease=lease, max=limit, now=self.now)
+            assert [g.id for g in got] == [i.id for i in ready]
+            for item, granted in zip(ready, got, strict=True):
+                assert granted.token > item.token
+                item.status, item.attempts = Status.CLAIMED, item.attempts + 1
+                item.token, item.worker, item.lease = granted.token, worker, lease
+                item.expires_at = self.now + timedelta(seconds=lease)
+                assert granted.attempt == item.attempts
+                assert granted.expires_at == item.expires_at
+            return multiple(*got)
+
+        @rule(lease=leases, extend=st.sampled_from([None, 20.0]))
+        def heartbeat(self, lease: Lease, extend: float | None) -> None:
+            item = self.current(lease)
+            if item is None:
+                with pytest.raises(LeaseLost):
+                    self.q.heartbeat(lease, extend=extend, now=self.now)
+                return
+            renewed = self.q.heartbeat(lease, extend=extend, now=self.now)
+            item.expires_at = self.now + timedelta(seconds=extend or item.lease)
+            assert renewed.expires_at == item.expires_at
+
+        @rule(lease=leases)
+        def complete(self, lease: Lease) -> None:
+            item = self.current(lease)
+            if item is None and self.is_repeat(lease, "complete") is None:
+                with pytest.raises(LeaseLost):
+                    self.q.complete(lease, now=self.now)
+                return
+            self.q.complete(lease, now=self.now)
+            if item is not None:
+                item.status, item.expires_at = Status.DONE, None
+                item.ended = (lease.token, "complete", Status.DONE)
+
+        @rule(lease=leases, delay=st.sampled_from([0.0, 10.0]))
+        def release(self, lease: Lease, delay: float) -> None:
+            item = self.current(lease)
+            if item is None and self.is_repeat(lease, "release") is None:
+                with pytest.raises(LeaseLost):
+                    self.q.release(lease, delay=delay, now=self.now)
+                return
+            self.q.release(lease, delay=delay, now=self.now)
+            if item is not None:
+                item.status, item.expires_at = Status.QUEUED, None
+                item.attempts -= 1
+                item.run_at = self.now + timedelta(seconds=delay)
+                item.ended = (lease.token, "release", Status.QUEUED)
+
+        @rule(lease=leases, retry=st.booleans())
+        def fail(self, lease: Lease, retry: bool) -> None:
+            item = self.current(lease)
+            repeat = self.is_repeat(lease, "fail")
+            if item is None and repeat is None:
+                with pytest.raises(LeaseLost):
+                    self.q.fail(lease, "boom", retry=retry, now=self.now)
+                return
+            status = self.q.fail(lease, "boom", retry=retry, now=self.now)
+            if item is None:
+                assert status is repeat
+                return
+            if retry and item.attempts < item.max_attempts:
+                item.status = Status.QUEUED
+                item.run_at = self.now + timedelta(seconds=BACKOFF.delay(lease.attempt))
+            else:
+                item.status = Status.DEAD
+            assert status is item.status
+            item.expires_at = None
+            item.ended = (lease.token, "fail", item.status)
+
+        @rule(data=st.data())
+        def cancel(self, data: st.DataObject) -> None:
+            if not self.items:
+                return
+            item = self.items[data.draw(st.sampled_from(sorted(self.items)))]
+            if item.status is Status.QUEUED:
+                self.q.cancel(item.id, now=self.now)
+                item.status = Status.CANCELLED
+            else:
+                with pytest.raises(InvalidState):
+                    self.q.cancel(item.id, now=self.now)
+
+        @rule(data=st.data())
+        def requeue(self, data: st.DataObject) -> None:
+            if not self.items:
+                return
+            item = self.items[data.draw(st.sampled_from(sorted(self.items)))]
+            blocked = self.holder_of(item.dedupe_key) not in (None, item.id)
+            if item.status is Status.DEAD and not blocked:
+                self.q.requeue(item.id, now=self.now)
+                item.status, item.attempts, item.run_at = Status.QUEUED, 0, self.now
+            else:
+                with pytest.raises(InvalidState):
+                    self.q.requeue(item.id, now=self.now)
+
+        @rule(seconds=st.sampled_from([1.0, 5.0, 11.0, 31.0]))
+        def advance_clock(self, seconds: float) -> None:
+            self.now += timedelta(seconds=seconds)
+
+        # -- invariants ------------------------------------------------------------------
+        @invariant()
+        def store_agrees_with_model(self) -> None:
+            for item in self.items.values():
+                stored = self.q.get(item.id)
+                assert (stored.status, stored.attempts) == (item.status, item.attempts), item
+                if item.status is Status.CLAIMED:
+                    assert (stored.worker, stored.expires_at) == (item.worker, item.expires_at)
+                if item.status is Status.QUEUED:
+                    assert stored.run_at == item.run_at
+            stats = self.q.stats(self.name, now=self.now)
+            for status in Status:
+                expected = sum(1 for i in self.items.values() if i.status is status)
+                assert getattr(stats, status.value) == expected, status
+            expired = sum(
+                1
+                for i in self.items.values()
+                if i.status is Status.CLAIMED and i.expires_at and i.expires_at <= self.now
+            )
+            assert stats.expired == expired
+
+    return ContractModel
+
+
+@pytest.mark.timeout(600)
+def test_backend_behaves_like_the_model(store_url: str) -> None:
+    machine = make_machine(store_url)
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
