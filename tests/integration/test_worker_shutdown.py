@@ -63,7 +63,7 @@ def test_sigterm_finishes_short_work_releases_the_rest_and_exits_0(tmp_path: Pat
     try:
         wait_for_lines(log, 8, proc, 30)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -63,7 +63,7 @@ def running_server(app: FastAPI, **options: Any) -> Iterator[str]:
         thread.join(30)
 
 
-def test_config(settings: Settings, **changes: Any) -> ServerConfig:
+def server_config(settings: Settings, **changes: Any) -> ServerConfig:
     """A server config for tests: no auth, clock override on, the library's own caps."""
     options: dict[str, Any] = {
         "settings": settings,
@@ -123,7 +123,7 @@ _DISPATCHER = _Dispatcher()
 @contextmanager
 def http(url: str, settings: Settings) -> Iterator[Any]:
     """The Queue API through `Client` against a live server over the store at `url`."""
-    config = test_config(settings)
+    config = server_config(settings)
     queue = AsyncQueue(url, settings=settings, max_threads=config.threads)
     key = _DISPATCHER.add(create_app(queue, config))
     try:
