@@ -28,6 +28,7 @@ from workclaim._time import from_micros, now_micros, seconds_to_micros, to_micro
 from workclaim.backends._queryfile import list_files, load_queries, load_text
 from workclaim.backends.base import Backend, NewItem
 from workclaim.backends.sqlite.fsguard import refuse_network_filesystem
+from workclaim.backends.sqlite.gate import WriterGate
 from workclaim.backends.wakeup import Wakeup
 from workclaim.config import Settings
 from workclaim.errors import (
@@ -123,6 +124,7 @@ class SqliteBackend:
             if not db_path.exists():
                 # Create the file private to this user before SQLite does (0644 by umask).
                 os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._gate = None if self.memory else WriterGate(self._connect_target, settings.timeout)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -178,24 +180,36 @@ class SqliteBackend:
     @contextmanager
     def _txn(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the database's write lock from its first statement."""
-        with self._memory_lock if self.memory else _NULL_LOCK:
-            conn = self._conn()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise _translate(exc) from exc
-            try:
+        if self._gate is None:
+            with self._memory_lock, self._txn_on(self._conn()) as conn:
                 yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise _translate(exc) from exc
+            return
+        fd = self._gate.acquire()
+        try:
+            with self._txn_on(self._conn()) as conn:
+                yield conn
+        finally:
+            self._gate.release(fd)
+
+    @contextmanager
+    def _txn_on(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT on `conn`, rolled back on any error."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _translate(exc) from exc
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read (or a single autocommit statement) with errors translated."""
@@ -531,6 +545,8 @@ class SqliteBackend:
             return
         self._closed = True
         self._stop.set()
+        if self._gate is not None:
+            self._gate.close()
         if self._poller is not None:
             self._poller.join(timeout=1)
         with self._all_lock:
