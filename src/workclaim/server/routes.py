@@ -84,18 +84,24 @@ bearer = HTTPBearer(auto_error=False, description="A token from `workclaim token
 router = APIRouter()
 
 
-def state(request: Request) -> State:
-    """The app's state."""
+def _state(request: Request) -> State:
     st: State = request.app.state.workclaim
     return st
 
 
-def principal(
+# Dependencies are `async def` so that they run on the event loop: FastAPI would run a plain
+# `def` dependency on the framework's small default thread pool, one thread hop per request each.
+async def state(request: Request) -> State:
+    """The app's state."""
+    return _state(request)
+
+
+async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The caller, from its bearer token (401 without a valid one)."""
-    st = state(request)
+    st = _state(request)
     if st.config.no_auth:
         return ANONYMOUS
     challenge = {"WWW-Authenticate": 'Bearer realm="workclaim"'}
@@ -108,7 +114,7 @@ def principal(
     return found
 
 
-def clock(
+async def clock(
     request: Request,
     x_workclaim_now: Annotated[
         str | None,
@@ -119,7 +125,7 @@ def clock(
     ] = None,
 ) -> datetime | None:
     """The injected `now` of a test server, or None (the store's clock)."""
-    if x_workclaim_now is None or not state(request).config.allow_clock_override:
+    if x_workclaim_now is None or not _state(request).config.allow_clock_override:
         return None
     try:
         now = datetime.fromisoformat(x_workclaim_now)
