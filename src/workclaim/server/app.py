@@ -18,6 +18,7 @@ from workclaim.queue import AsyncQueue
 from workclaim.server import problems
 from workclaim.server.config import ServerConfig
 from workclaim.server.limits import BodyLimit, LongPollLimiter
+from workclaim.server.longpoll import LongPolls
 from workclaim.server.metrics import Metrics
 from workclaim.server.routes import State, router
 
@@ -82,6 +83,7 @@ def create_app(queue_or_url: str | AsyncQueue, config: ServerConfig | None = Non
         config=config,
         metrics=Metrics(),
         longpolls=LongPollLimiter(config.max_longpolls_per_token),
+        waiting=LongPolls(queue, config.max_batch),
     )
 
     @asynccontextmanager

@@ -22,6 +22,7 @@ from workclaim.queue import AsyncQueue
 from workclaim.server.auth import ANONYMOUS, Principal
 from workclaim.server.config import ServerConfig
 from workclaim.server.limits import LongPollLimiter
+from workclaim.server.longpoll import LongPolls
 from workclaim.server.metrics import Metrics
 from workclaim.server.problems import MEDIA_TYPE, Problem
 from workclaim.server.schemas import (
@@ -59,6 +60,7 @@ class State:
     config: ServerConfig
     metrics: Metrics
     longpolls: LongPollLimiter
+    waiting: LongPolls
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -207,14 +209,13 @@ async def _claim(
         with st.longpolls.slot(caller.identity):
             st.metrics.longpolls.inc()
             try:
-                leases = await q.claim(
-                    names, worker=who, lease=lease, max=limit, wait=wait, now=now
+                leases = await st.waiting.claim(
+                    names, worker=who, lease=lease, limit=limit, wait=wait, now=now
                 )
             finally:
                 st.metrics.longpolls.dec()
         if leases and await request.is_disconnected():
-            for gone in leases:  # nobody to hand them to: give them straight back
-                await q.release(gone)
+            st.waiting.release(leases)  # nobody to hand them to: give them straight back
             return Response(status_code=204)
     else:
         started = time.perf_counter()
