@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -32,6 +33,22 @@ from tests.support.http_process import serve_process
 from workclaim import AsyncQueue, Queue
 
 THREADS = 16
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process's live child processes (the
+    server), read from /proc: a figure that machine load does not inflate."""
+    total = 0.0
+    me = str(os.getpid())
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 @dataclass
@@ -47,6 +64,8 @@ class Run:
     claim_p99_ms: float
     duplicates: int
     not_once: int
+    cpu_ms_per_op: float = 0.0
+    server_cpu_ms_per_op: float = 0.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -87,10 +106,12 @@ async def direct(url: str, store: str, clients: int, items: int) -> Run:
                 await q.complete(leases[0])
                 done.append(leases[0].id)
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(client(n) for n in range(clients)))
-        seconds = time.perf_counter() - started
-    return summarise(store, "direct", clients, ids, seconds, claims, done, latencies)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    run = summarise(store, "direct", clients, ids, seconds, claims, done, latencies)
+    run.cpu_ms_per_op = round(cpu / len(ids) * 1000, 3)
+    return run
 
 
 async def over_http(base: str, url: str, store: str, clients: int, items: int) -> Run:
@@ -117,10 +138,15 @@ async def over_http(base: str, url: str, store: str, clients: int, items: int) -
                 ok.raise_for_status()
                 done.append(lease["id"])
 
-        started = time.perf_counter()
+        started, cpu, server_cpu = time.perf_counter(), time.process_time(), children_cpu()
         await asyncio.gather(*(client(n) for n in range(clients)))
         seconds = time.perf_counter() - started
-    return summarise(store, "http", clients, ids, seconds, claims, done, latencies)
+        server_cpu = children_cpu() - server_cpu
+        cpu = time.process_time() - cpu + server_cpu
+    run = summarise(store, "http", clients, ids, seconds, claims, done, latencies)
+    run.cpu_ms_per_op = round(cpu / len(ids) * 1000, 3)
+    run.server_cpu_ms_per_op = round(server_cpu / len(ids) * 1000, 3)
+    return run
 
 
 def main() -> None:
@@ -150,8 +176,9 @@ def main() -> None:
 
 
 def print_table(runs: list[Run]) -> None:
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     head = "store   clients path    ops/s  claim p50  p95 ms  p99 ms  dup  not-once  ratio  p95x"
-    print(head)
+    print(head + "  cpu ms/op (server)")
     by_key: dict[tuple[str, int], dict[str, Run]] = {}
     for r in runs:
         by_key.setdefault((r.store, r.clients), {})[r.path] = r
@@ -168,7 +195,8 @@ def print_table(runs: list[Run]) -> None:
             print(
                 f"{store:7} {clients:7} {path:6} {r.ops_per_s:7.0f} {r.claim_p50_ms:9.2f} "
                 f"{r.claim_p95_ms:7.2f} {r.claim_p99_ms:7.2f} {r.duplicates:4} "
-                f"{r.not_once:9} {ratio:>6} {p95x:>5}"
+                f"{r.not_once:9} {ratio:>6} {p95x:>5}  {r.cpu_ms_per_op:9.2f}"
+                + (f" ({r.server_cpu_ms_per_op:.2f})" if path == "http" else "")
             )
 
 
