@@ -59,6 +59,7 @@ def worker(
     from workclaim.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     if (db is None) == (server is None):
         print("error: give exactly one of --db URL or --server URL", file=sys.stderr)
         raise typer.Exit(2)
