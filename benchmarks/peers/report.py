@@ -199,7 +199,9 @@ def chart(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     backends = sorted({r["backend"] for r in result["rows"]})
-    fig, axes = plt.subplots(1, len(backends), figsize=(6 * len(backends), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(backends), figsize=(6 * len(backends), 6), squeeze=False)
+    palette = plt.get_cmap("tab20")
+    colour = {name: palette(i % 20) for i, name in enumerate(systems.REGISTRY)}
     for ax, backend in zip(axes[0], backends, strict=True):
         rows = [r for r in result["rows"] if r["backend"] == backend]
         names = list(dict.fromkeys(r["system"] for r in rows))
@@ -208,13 +210,14 @@ def chart(result: dict[str, Any], path: Path) -> None:
         for i, name in enumerate(names):
             values = {r["workers"]: r["items_per_s"] or 0 for r in rows if r["system"] == name}
             xs = [w + (i - (len(names) - 1) / 2) * width for w in range(len(workers))]
-            ax.bar(xs, [values.get(w, 0) for w in workers], width, label=name)
+            heights = [values.get(w, 0) for w in workers]
+            ax.bar(xs, heights, width, label=name, color=colour.get(name))
         ax.set_xticks(range(len(workers)), [str(w) for w in workers])
         ax.set_xlabel("worker processes")
         ax.set_ylabel("items/s (median)")
         ax.set_yscale("log")
         ax.set_title(backend)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.suptitle(f"Drain {result['config']['items']} no-op items (indicative: shared 2-core host)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
