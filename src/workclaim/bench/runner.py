@@ -127,7 +127,7 @@ def run_row(
         return {**row, "status": "error", "reason": f"{type(exc).__name__}: {exc}"}
     figures = row_metrics(race)
     if options.keep_histories is not None:
-        dest = options.keep_histories / f"{strategy}-{backend}-{scenario.name}"
+        dest = options.keep_histories / f"{strategy}-{backend}-{scenario.name}".replace("*", "")
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(history, dest)
         figures["history_dir"] = str(dest)
