@@ -108,3 +108,16 @@ def test_a_waiter_is_woken_by_an_enqueue_in_another_process(tmp_path: Path) -> N
             proc.join(20)
         assert [lease.payload for lease in leases] == [{"from": "another process"}]
         assert proc.exitcode == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_commit_before_the_poller_starts_still_wakes_the_waiter(tmp_path: Path) -> None:
+    # The waiter looked (generation read), then another connection committed, and only then
+    # does the waiter start waiting, which starts the data_version poller: the commit happened
+    # before the poller's baseline and must still wake it.
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    with Queue(url) as waiter, Queue(url) as producer:
+        wakeup = waiter.backend.wakeup()
+        generation = wakeup.generation()
+        producer.enqueue("jobs", 1)
+        assert wakeup.wait(generation, timeout=600) is True

@@ -16,7 +16,11 @@ from workclaim.errors import ValidationError
 
 def test_scenarios_by_name_and_custom() -> None:
     assert [s.name for s in resolve([])] == ["spike-2x10", "spike-10x10"]
-    assert [s.runs for s in resolve([], runs=3)] == [3, 3]
+    assert [(s.name, s.runs) for s in resolve([], runs=3)] == [
+        ("spike-2x10", 3),
+        ("spike-10x10", 3),
+    ]
+    assert resolve(["drain"], workers=2)[0].name == "drain*"
     [custom] = resolve([], workers=3, items=100)
     assert (custom.name, custom.workers, custom.items, custom.runs) == ("custom", 3, 100, 1)
     assert resolve(["contention"])[0] == SCENARIOS["contention"]

@@ -25,6 +25,7 @@ from workclaim.errors import BackendError, LeaseLost
 
 BARRIER_TIMEOUT = 300.0
 MAX_ERRORS = 50  # a worker whose store keeps failing stops instead of spinning
+FENCED_TRIES = 5  # tries of one heartbeat/complete/release while the store answers with errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,32 +186,37 @@ class _Worker:
         self._fenced(grant, "complete", tally)
 
     def _fenced(self, grant: Grant, kind: str, tally: _Tally) -> Grant | None:
+        """One heartbeat/complete/release, tried again (each try its own op) while the store
+        answers with an error, as a real worker would: the repeat of a call that took effect
+        returns its original outcome, so trying again is safe."""
         extend = self.plan.lease if kind == "heartbeat" else None
-        op = self.rec.invoke(
-            kind,
-            item_id=grant.item_id,
-            token=grant.token,
-            worker=self.name,
-            lease_seconds=extend,
-        )
-        try:
-            if kind == "heartbeat":
-                new = self.side.heartbeat(grant, self.plan.lease)
-                self.rec.ok(op, expires_at_us=new.expires_at_us)
-                return new
-            if kind == "release":
-                self.side.release(grant)
-            else:
-                self.side.complete(grant)
-        except LeaseLost as exc:
-            self.rec.fail(op, f"LeaseLost: {exc}")
-            tally.stale_refused += 1
+        for _ in range(FENCED_TRIES):
+            op = self.rec.invoke(
+                kind,
+                item_id=grant.item_id,
+                token=grant.token,
+                worker=self.name,
+                lease_seconds=extend,
+            )
+            try:
+                if kind == "heartbeat":
+                    new = self.side.heartbeat(grant, self.plan.lease)
+                    self.rec.ok(op, expires_at_us=new.expires_at_us)
+                    return new
+                if kind == "release":
+                    self.side.release(grant)
+                else:
+                    self.side.complete(grant)
+            except LeaseLost as exc:
+                self.rec.fail(op, f"LeaseLost: {exc}")
+                tally.stale_refused += 1
+                return None
+            except BackendError as exc:
+                self.rec.info(op, f"{type(exc).__name__}: {exc}")
+                tally.errors += 1
+                continue
+            self.rec.ok(op)
             return None
-        except BackendError as exc:
-            self.rec.info(op, f"{type(exc).__name__}: {exc}")
-            tally.errors += 1
-            return None
-        self.rec.ok(op)
         return None
 
 

@@ -127,7 +127,7 @@ def run_row(
         return {**row, "status": "error", "reason": f"{type(exc).__name__}: {exc}"}
     figures = row_metrics(race)
     if options.keep_histories is not None:
-        dest = options.keep_histories / f"{strategy}-{backend}-{scenario.name}"
+        dest = options.keep_histories / f"{strategy}-{backend}-{scenario.name}".replace("*", "")
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(history, dest)
         figures["history_dir"] = str(dest)
@@ -153,7 +153,8 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         backends = {r["backend"].split("+")[0] for r in mine if r["criteria"]["zero_duplicates"]}
         per[strategy] = {
             "rows": len(mine),
-            "correct": all(r["criteria"]["zero_duplicates"] and r["errors"] == 0 for r in mine),
+            "correct": all(r["criteria"]["zero_duplicates"] for r in mine),
+            "errors": sum(r["errors"] for r in mine),
             "duplicates": sum(r["duplicates"] for r in mine),
             "violations": sum(r["violations"] for r in mine),
             "success_rate": sum(rates) / len(rates) if rates else math.nan,

@@ -62,9 +62,10 @@ def resolve(
     for name in names:
         base = SCENARIOS.get(name, Scenario("custom", 4, 1_000, 1, "custom"))
         if custom:
-            label = name if name != "custom" else "custom"
+            # Same shape, other run count: same name. Other workers or items: marked with *.
+            reshaped = name != "custom" and (workers is not None or items is not None)
             base = Scenario(
-                label if name == "custom" else f"{name}*",
+                f"{name}*" if reshaped else name,
                 base.workers if workers is None else workers,
                 base.items if items is None else items,
                 base.runs if runs is None else runs,

@@ -55,6 +55,7 @@ _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 _POLL_MIN = 0.001
 _POLL_MAX = 0.02
+_POLL_IDLE = 0.1
 
 
 def _parse_url(url: str, settings: Settings) -> tuple[str, bool, str, int]:
@@ -513,6 +514,8 @@ class SqliteBackend:
         self._poller.start()
 
     def _poll(self) -> None:
+        """Every change of `data_version` wakes the waiters, and so does the first reading:
+        a commit made before the poller took its baseline must not be absorbed unseen."""
         try:
             conn = sqlite3.connect(
                 self._connect_target, isolation_level=None, check_same_thread=False
@@ -521,13 +524,10 @@ class SqliteBackend:
             return
         try:
             last = conn.execute("PRAGMA data_version").fetchone()[0]
+            self._wakeup.notify()
             pause = _POLL_MIN
             while not self._stop.is_set():
-                if self._wakeup.waiting == 0:
-                    self._stop.wait(0.05)
-                    last = conn.execute("PRAGMA data_version").fetchone()[0]
-                    continue
-                self._stop.wait(pause)
+                self._stop.wait(pause if self._wakeup.waiting else _POLL_IDLE)
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != last:
                     last = version
@@ -536,7 +536,7 @@ class SqliteBackend:
                 else:
                     pause = min(pause * 2, _POLL_MAX)
         except sqlite3.Error:
-            pass  # waiters still wake at their deadlines; the queue keeps working
+            self._wakeup.notify()  # waiters look again and meet the error themselves
         finally:
             conn.close()
 
