@@ -17,9 +17,8 @@ from typing import Any
 
 from tests.faults import report
 from tests.faults.effects import EffectStore, EffectSummary
-from tests.faults.worker import Worker, WorkerConfig, kill_quietly, run
+from tests.faults.worker import Worker, WorkerConfig, enqueue_loop, kill_quietly, run
 from tests.support.crashpoints import EXIT_CODE as CRASH_EXIT
-
 from workclaim import Queue, Settings
 from workclaim.bench.history import CheckResult, Recorder, check, load_history
 from workclaim.errors import WorkclaimError
@@ -133,9 +132,30 @@ class FaultRun:
         self.procs.append(process)
         return process
 
-    def next_event(self, timeout: float = 30.0) -> tuple[Any, ...]:
-        """The next message a worker sent (name, pid, what, ...)."""
-        return tuple(self.events.get(timeout=timeout))
+    def spawn_enqueuer(self, name: str, *, batch: int, payload_bytes: int) -> Any:
+        """Start a process that enqueues batches until the run stops (a writer to kill)."""
+        process = self.ctx.Process(
+            target=enqueue_loop,
+            args=(self.config(name), batch, payload_bytes, self.stop),
+            daemon=True,
+        )
+        process.start()
+        process._wc_name = name
+        self.procs.append(process)
+        return process
+
+    def wait_ready(self, n: int) -> None:
+        """Wait until n workers have opened their queue (each sends "ready" first)."""
+        seen = 0
+        while seen < n:
+            seen += self.next_event(skip_ready=False)[2] == "ready"
+
+    def next_event(self, timeout: float = 30.0, *, skip_ready: bool = True) -> tuple[Any, ...]:
+        """The next message a worker sent (name, pid, what, ...), "ready" ones skipped."""
+        while True:
+            event = tuple(self.events.get(timeout=timeout))
+            if not (skip_ready and event[2] == "ready"):
+                return event
 
     # -- faults ------------------------------------------------------------
     def kill(self, process: Any, sig: int = signal.SIGKILL) -> None:
@@ -202,9 +222,15 @@ class FaultRun:
                 if worker.queue is not None:
                     worker.queue.close()
 
-    def final_state(self) -> dict[int, str]:
-        """Each enqueued item's status as the store has it now."""
-        return {i: str(self.admin.get(i).status) for i in self.enqueued}
+    def final_state(self, events: list[dict[str, Any]]) -> dict[int, str]:
+        """The status, as the store has it now, of each item the history shows enqueued."""
+        ids = set(self.enqueued)
+        ids.update(
+            int(e["item_id"])
+            for e in events
+            if e["kind"] == "enqueue" and e["phase"] == "ok" and e.get("item_id") is not None
+        )
+        return {i: str(self.admin.get(i).status) for i in sorted(ids)}
 
     def finish(self, *, recovery_from_ns: int | None = None, **notes: Any) -> Outcome:
         """Stop the workers, drain, check the history; record the soak row."""
@@ -212,9 +238,8 @@ class FaultRun:
         self.faults += sum(p.exitcode == CRASH_EXIT for p in self.procs)  # crash points reached
         self.drain()
         self.rec.close()
-        final = self.final_state()
         events = load_history(sorted(self.dir.glob("*.jsonl")))
-        result = check(events, final_state=final)
+        result = check(events, final_state=self.final_state(events))
         store = EffectStore(self.effects_path)
         try:
             effects = store.summary()
@@ -224,7 +249,7 @@ class FaultRun:
             scenario=self.scenario,
             check=result,
             effects=effects,
-            items=len(self.enqueued),
+            items=result.counts.get("items_enqueued", 0),
             faults=self.faults,
             reclaims=result.counts.get("grants", 0) - result.counts.get("items_granted", 0),
             indeterminate=sum(v for k, v in result.counts.items() if k.endswith(":info")),

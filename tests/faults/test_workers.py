@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.faults.harness import FaultRun
 from tests.support import crashpoints
 from tests.support.servers import BACKENDS, provider

@@ -17,7 +17,6 @@ from typing import Any
 
 from tests.faults.effects import EffectStore
 from tests.support import crashpoints
-
 from workclaim import Queue, Settings
 from workclaim.bench.history import Op, Recorder
 from workclaim.errors import BackendError, LeaseLost, WorkclaimError
@@ -54,6 +53,8 @@ class WorkerConfig:
 def run(config: WorkerConfig, events: Any, stop: Any) -> None:
     """Process entry point: work until `stop` is set and a claim finds nothing."""
     os.environ.update(config.env)
+    if events is not None:
+        events.cancel_join_thread()  # exit without waiting for the parent to read every message
     path = Path(config.history_dir) / f"{config.name}.{os.getpid()}.jsonl"
     with Recorder(path, process=f"{config.name}.{os.getpid()}") as rec:
         crashpoints.before_exit(rec.flush)
@@ -83,6 +84,8 @@ class Worker:
     def loop(self, stop: Any) -> None:
         cfg, done = self.config, 0
         try:
+            self._queue()
+            self._emit("ready")
             while cfg.max_items is None or done < cfg.max_items:
                 op = self.rec.invoke("claim", worker=cfg.name, lease_seconds=cfg.lease)
                 try:
@@ -197,6 +200,29 @@ def _grant(lease: Lease) -> dict[str, Any]:
         "lease_seconds": lease.lease_seconds,
         "expires_at_us": _micros(lease),
     }
+
+
+def enqueue_loop(config: WorkerConfig, batch: int, payload_bytes: int, stop: Any) -> None:
+    """Process entry point: enqueue batches (recorded) until `stop` is set; a writer to kill."""
+    path = Path(config.history_dir) / f"{config.name}.{os.getpid()}.jsonl"
+    filler = "x" * payload_bytes
+    with (
+        Recorder(path, process=f"{config.name}.{os.getpid()}") as rec,
+        Queue(config.url, settings=Settings(timeout=config.timeout)) as q,
+    ):
+        n = 0
+        while not stop.is_set():
+            op = rec.invoke("enqueue")
+            try:
+                ids = q.enqueue_many(
+                    config.queue, [{"n": n + i, "f": filler} for i in range(batch)]
+                )
+            except WorkclaimError as exc:
+                rec.info(op, f"{type(exc).__name__}: {exc}")
+            else:
+                rec.ok_many(op, [{"item_id": i} for i in ids])
+            rec.flush()
+            n += batch
 
 
 def kill_quietly(pid: int, sig: int) -> None:
