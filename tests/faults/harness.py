@@ -21,7 +21,7 @@ from tests.faults.worker import Worker, WorkerConfig, enqueue_loop, kill_quietly
 from tests.support.crashpoints import EXIT_CODE as CRASH_EXIT
 from workclaim import Queue, Settings
 from workclaim.bench.history import CheckResult, Recorder, check, load_history
-from workclaim.errors import WorkclaimError
+from workclaim.errors import ItemNotFound, WorkclaimError
 
 QUEUE = "faults"
 POLL = 0.05  # how often the coordinator looks at the queue's counts while it waits
@@ -230,7 +230,13 @@ class FaultRun:
             for e in events
             if e["kind"] == "enqueue" and e["phase"] == "ok" and e.get("item_id") is not None
         )
-        return {i: str(self.admin.get(i).status) for i in sorted(ids)}
+        final = {}
+        for i in sorted(ids):
+            try:
+                final[i] = str(self.admin.get(i).status)
+            except ItemNotFound:
+                final[i] = "missing"
+        return final
 
     def finish(self, *, recovery_from_ns: int | None = None, **notes: Any) -> Outcome:
         """Stop the workers, drain, check the history; record the soak row."""
@@ -328,3 +334,14 @@ def reclaim_delays(events: list[dict[str, Any]], dead: set[str]) -> list[float]:
                 continue
             delays.append((item_grants[i + 1][0] - expiry) / 1e9)
     return delays
+
+
+def call_seconds(events: list[dict[str, Any]], *, kinds: tuple[str, ...]) -> list[float]:
+    """How long each call of these kinds took, from its invoke to its (first) outcome."""
+    invokes = {e["op_id"]: int(e["t_mono_ns"]) for e in events if e["phase"] == "invoke"}
+    took: dict[str, float] = {}
+    for e in events:
+        if e["phase"] != "invoke" and e["kind"] in kinds and e["op_id"] in invokes:
+            seconds = (int(e["t_mono_ns"]) - invokes[e["op_id"]]) / 1e9
+            took.setdefault(e["op_id"], seconds)
+    return list(took.values())

@@ -23,6 +23,7 @@ from workclaim.errors import BackendError, LeaseLost, WorkclaimError
 from workclaim.models import Lease
 
 ERROR_PAUSE = 0.05  # back off a little after a store error, so a dead store is not spun on
+OPEN_SECONDS = 60.0  # how long a starting worker waits for its store to answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +73,16 @@ class Worker:
         self.queue: Queue | None = None
 
     def _queue(self) -> Queue:
-        if self.queue is None:
-            self.queue = Queue(self.config.url, settings=Settings(timeout=self.config.timeout))
+        """This worker's Queue; opening it waits out a store that is down (bounded)."""
+        deadline = time.monotonic() + OPEN_SECONDS
+        while self.queue is None:
+            try:
+                self.queue = Queue(self.config.url, settings=Settings(timeout=self.config.timeout))
+            except BackendError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(ERROR_PAUSE)
+                continue
             crashpoints.install(self.queue)
         return self.queue
 

@@ -110,14 +110,14 @@ def _trace(conn: sqlite3.Connection) -> sqlite3.Connection:
 
 
 def _install_postgres() -> None:
-    """psycopg: crash as a claim's transaction commits (its statements ran, COMMIT not sent)."""
+    """psycopg: crash as a claim's transaction is about to send COMMIT (its statements queued)."""
     import psycopg
 
-    real_commit = psycopg.Connection.commit
+    real_execute = psycopg.Connection.execute
 
-    def commit(self: Any) -> None:
-        if getattr(_state, "in_claim", False):
+    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if query == "COMMIT" and getattr(_state, "in_claim", False):
             reached("before_commit")
-        real_commit(self)
+        return real_execute(self, query, *args, **kwargs)
 
-    psycopg.Connection.commit = commit  # type: ignore[method-assign]
+    psycopg.Connection.execute = execute  # type: ignore[method-assign]

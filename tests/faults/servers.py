@@ -1,0 +1,39 @@
+"""Throwaway servers for the fault scenarios that crash, restart or cut off a server; never the
+shared ones. The binaries come with the PostgreSQL and Redis packages (.ci/services.sh)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.servers import unavailable
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[Any]:
+    """A PostgreSQL cluster of this module's own, on a free port."""
+    from tests.support import pgserver
+
+    bindir = pgserver.binaries()
+    if bindir is None:
+        unavailable("PostgreSQL binaries (initdb, pg_ctl) are not installed")
+    server = pgserver.PgServer.create(bindir)
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def pg_schema_url(base: str) -> str:
+    """`base` with a fresh schema of its own."""
+    return f"{base}{'&' if '?' in base else '?'}schema=wcf_{secrets.token_hex(4)}"
+
+
+def proxied(url: str, port: int) -> str:
+    """`url` with its 127.0.0.1:<port> replaced by the proxy's port."""
+    head, _, rest = url.partition("127.0.0.1:")
+    tail = rest[rest.index("/") :] if "/" in rest else ""
+    return f"{head}127.0.0.1:{port}{tail}"
