@@ -37,3 +37,17 @@ def proxied(url: str, port: int) -> str:
     head, _, rest = url.partition("127.0.0.1:")
     tail = rest[rest.index("/") :] if "/" in rest else ""
     return f"{head}127.0.0.1:{port}{tail}"
+
+
+def redis_server(options: dict[str, str]) -> Any:
+    """A started throwaway `redis-server` with these settings (the caller closes it)."""
+    from tests.support import redisserver
+
+    if redisserver.redis_server_binary() is None:
+        unavailable("redis-server is not installed")
+    return redisserver.RedisServer(options).start()
+
+
+def redis_prefixed(url: str) -> str:
+    """`url` with a key prefix of its own."""
+    return f"{url}{'&' if '?' in url else '?'}prefix=wcf{secrets.token_hex(4)}"
