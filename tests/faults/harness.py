@@ -8,6 +8,7 @@ files of their own; `workclaim.bench.history.check` reads them all with the stor
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue as queue_mod
 import signal
 import time
 from collections import defaultdict
@@ -91,7 +92,6 @@ class FaultRun:
         EffectStore(self.effects_path).close()  # create the schema before the workers race
         self.ctx = mp.get_context("spawn")
         self.stop = self.ctx.Event()
-        self.events: Any = self.ctx.Queue()
         self.procs: list[Any] = []
         self.faults = 0
         self.enqueued: list[int] = []
@@ -122,13 +122,14 @@ class FaultRun:
         return replace(base, **options)
 
     def spawn(self, config: WorkerConfig, *, events: bool = True) -> Any:
-        """Start a worker process (events=False for processes that may be killed at any time:
-        a process killed while writing to a multiprocessing queue can break it)."""
-        process = self.ctx.Process(
-            target=run, args=(config, self.events if events else None, self.stop), daemon=True
-        )
+        """Start a worker process; with `events` it reports what it does on a queue of its own
+        (never shared: a process stopped or killed while it holds a shared queue's lock would
+        block every other writer)."""
+        channel = self.ctx.Queue() if events else None
+        process = self.ctx.Process(target=run, args=(config, channel, self.stop), daemon=True)
         process.start()
         process._wc_name = config.name
+        process._wc_events = channel
         self.procs.append(process)
         return process
 
@@ -141,19 +142,30 @@ class FaultRun:
         )
         process.start()
         process._wc_name = name
+        process._wc_events = None
         self.procs.append(process)
         return process
 
-    def wait_ready(self, n: int) -> None:
-        """Wait until n workers have opened their queue (each sends "ready" first)."""
-        seen = 0
-        while seen < n:
-            seen += self.next_event(skip_ready=False)[2] == "ready"
+    def wait_ready(self, processes: list[Any]) -> None:
+        """Wait until these workers have opened their queue (each sends "ready" first)."""
+        for process in processes:
+            assert self.next_event(process, skip_ready=False)[2] == "ready"
 
-    def next_event(self, timeout: float = 30.0, *, skip_ready: bool = True) -> tuple[Any, ...]:
-        """The next message a worker sent (name, pid, what, ...), "ready" ones skipped."""
+    def next_event(
+        self, process: Any, timeout: float = 30.0, *, skip_ready: bool = True
+    ) -> tuple[Any, ...]:
+        """The next message `process` sent (name, pid, what, ...), "ready" ones skipped."""
         while True:
-            event = tuple(self.events.get(timeout=timeout))
+            try:
+                event = tuple(process._wc_events.get(timeout=timeout))
+            except queue_mod.Empty:
+                history = sorted(self.dir.glob(f"{process._wc_name}.{process.pid}.jsonl"))
+                tail = history[0].read_text().splitlines()[-3:] if history else []
+                raise AssertionError(
+                    f"no message from {process._wc_name} (pid {process.pid}, alive "
+                    f"{process.is_alive()}, exit code {process.exitcode}) in {timeout:g}s; "
+                    f"its last events: {tail}"
+                ) from None
             if not (skip_ready and event[2] == "ready"):
                 return event
 
@@ -283,8 +295,10 @@ class FaultRun:
                 process.join(5)
         self.rec.close()
         self.admin.close()
-        self.events.close()
-        self.events.join_thread()
+        for process in self.procs:
+            if process._wc_events is not None:
+                process._wc_events.close()
+                process._wc_events.join_thread()
 
 
 def _grant_fields(lease: Any) -> dict[str, Any]:

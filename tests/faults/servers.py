@@ -51,3 +51,28 @@ def redis_server(options: dict[str, str]) -> Any:
 def redis_prefixed(url: str) -> str:
     """`url` with a key prefix of its own."""
     return f"{url}{'&' if '?' in url else '?'}prefix=wcf{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="module")
+def durable_redis() -> Iterator[Any]:
+    """A throwaway Redis of this module's own with the durable settings (AOF, fsync always)."""
+    server = redis_server({"appendonly": "yes", "appendfsync": "always"})
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+FAULT_BACKENDS = ("sqlite", "postgres", "redis")
+
+
+@pytest.fixture(params=FAULT_BACKENDS)
+def fault_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A store isolated for this test on each backend; PostgreSQL and Redis are this module's
+    throwaway servers, so storms of killed clients never touch the shared ones."""
+    name = str(request.param)
+    if name == "sqlite":
+        return f"sqlite:///{tmp_path / 'workclaim.db'}"
+    if name == "postgres":
+        return pg_schema_url(request.getfixturevalue("pg_server").url)
+    return redis_prefixed(request.getfixturevalue("durable_redis").url)

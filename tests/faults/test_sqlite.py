@@ -42,9 +42,8 @@ def _errors(run: FaultRun) -> list[str]:
 def test_eight_processes_see_no_database_is_locked(tmp_path: Path, runs: list[FaultRun]) -> None:
     run = FaultRun("sqlite: 8 processes racing", _url(tmp_path / "q.db"), tmp_path, lease=5.0)
     runs.append(run)
-    for i in range(8):
-        run.spawn(run.config(f"r{i}", idle_wait=0.5))
-    run.wait_ready(8)
+    racers = [run.spawn(run.config(f"r{i}", idle_wait=0.5)) for i in range(8)]
+    run.wait_ready(racers)
     run.enqueue(800)  # released together: every worker is waiting for work
     assert run.wait_until_finished(120)
     outcome = run.finish()
@@ -90,9 +89,7 @@ def test_file_locked_past_busy_timeout_is_backend_unavailable(
     run = FaultRun("sqlite: file locked past busy_timeout", _url(path), tmp_path, timeout=0.5)
     runs.append(run)
     run.enqueue(100)
-    for i in range(3):
-        run.spawn(run.config(f"l{i}", job_seconds=0.01))
-    run.wait_ready(3)
+    run.wait_ready([run.spawn(run.config(f"l{i}", job_seconds=0.01)) for i in range(3)])
     lock = ExternalLock(path)
     run.faults += 1
     q = run.admin

@@ -12,29 +12,24 @@ from pathlib import Path
 import pytest
 
 from tests.faults.harness import FaultRun
+from tests.faults.servers import durable_redis, fault_url, pg_server
 from tests.support import crashpoints
-from tests.support.servers import BACKENDS, provider
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
+__all__ = ["durable_redis", "fault_url", "pg_server"]
 
 # A killed holder's item must be claimable again within its lease plus this much.
 RECLAIM_SLACK = 3.0
 
 
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store isolated for this test, on each backend (the shared servers: nothing here stops
-    or reconfigures a server)."""
-    return provider(str(request.param))(request, tmp_path)
-
-
 @pytest.fixture
-def make_run(url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[type]:
+def make_run(fault_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[type]:
     """Builds this test's FaultRun; closes it (and any process left) afterwards."""
     runs: list[FaultRun] = []
+    url = fault_url
 
     def build(scenario: str, **options: float) -> FaultRun:
-        backend = request.node.callspec.params["url"]
+        backend = request.node.callspec.params["fault_url"]
         fault_run = FaultRun(f"{backend}: {scenario}", url, tmp_path, **options)
         runs.append(fault_run)
         return fault_run
@@ -49,7 +44,12 @@ def assert_clean(outcome: object) -> None:
 
 
 @pytest.mark.parametrize("point", crashpoints.POINTS)
-def test_sigkill_at_named_point(make_run: type, point: str) -> None:
+def test_sigkill_at_named_point(make_run: type, point: str, fault_url: str) -> None:
+    if point == "before_commit" and not fault_url.startswith("sqlite"):
+        pytest.skip(
+            "not applicable: a PostgreSQL or Redis claim is one atomic statement or script, "
+            "with no client-side step between its writes and its commit"
+        )
     run = make_run(f"crash at {point}", lease=1.0)
     run.enqueue(60)
     crashers = [
@@ -105,21 +105,21 @@ def test_paused_holder_is_fenced(make_run: type) -> None:
     run = make_run("paused holder (SIGSTOP past lease)", lease=1.0)
     [item] = run.enqueue(1)
     holder = run.spawn(run.config("holder", job_seconds=3.0, try_all_fenced=True, max_items=1))
-    name, _, what, claimed, token = run.next_event()
+    name, _, what, claimed, token = run.next_event(holder)
     assert (name, what, claimed) == ("holder", "claimed", item)
     run.kill(holder, signal.SIGSTOP)
     thief = run.spawn(run.config("thief", job_seconds=0.0, max_items=1))
-    event = run.next_event()
+    event = run.next_event(thief)
     assert event[:4] == ("thief", os_pid(thief), "claimed", item), event
     assert event[4] > token
-    assert run.next_event()[2:] == ("effect", item, event[4], True)
+    assert run.next_event(thief)[2:] == ("effect", item, event[4], True)
     thief.join(30)
     assert run.admin.get(item).status == "done"
     run.kill(holder, signal.SIGCONT)
-    what, fenced_item, fenced_token, outcomes = run.next_event(30)[2:]
+    what, fenced_item, fenced_token, outcomes = run.next_event(holder)[2:]
     assert (what, fenced_item, fenced_token) == ("effect", item, token)
     assert outcomes is False, "the effect store accepted the paused holder's stale token"
-    what, _, _, outcomes = run.next_event(30)[2:]
+    what, _, _, outcomes = run.next_event(holder)[2:]
     assert what == "fenced"
     assert outcomes == {
         "effect": False,
@@ -142,9 +142,11 @@ def test_heartbeating_job_is_never_reclaimed(make_run: type) -> None:
     """A job running three times its lease, heartbeating every third of it, keeps its item."""
     run = make_run("heartbeat 3x lease", lease=1.0)
     items = run.enqueue(3)
-    for i in range(3):
+    holders = [
         run.spawn(run.config(f"hb{i}", job_seconds=3.0, heartbeat_every=1 / 3, max_items=1))
-    claimed = {run.next_event()[3] for _ in range(3)}
+        for i in range(3)
+    ]
+    claimed = {run.next_event(holder)[3] for holder in holders}
     assert claimed == set(items)
     # Idle workers that would take any item whose lease lapsed.
     for i in range(2):

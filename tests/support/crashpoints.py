@@ -2,7 +2,8 @@
 looks like to its parent) the n-th time it reaches the point named in `WORKCLAIM_CRASH_AT`.
 
 `WORKCLAIM_CRASH_AT=point[:n]` (n defaults to 1). Points:
-- `before_commit`: inside the claim's transaction, after its UPDATE ran, as COMMIT starts;
+- `before_commit`: inside the claim's transaction, after its UPDATE ran, as COMMIT starts
+  (SQLite only: a PostgreSQL or Redis claim is one atomic statement or script);
 - `after_commit`: the claim committed, before the leases reach the caller;
 - `mid_job`: the worker holds the lease and is working;
 - `after_effect`: the job's side effect is written, `complete` not yet sent.
@@ -74,8 +75,6 @@ def install(queue: Any) -> None:
     backend.claim = claim
     if type(backend).__name__ == "SqliteBackend":
         _install_sqlite(backend)
-    elif type(backend).__name__ == "PostgresBackend":
-        _install_postgres()
 
 
 def _install_sqlite(backend: Any) -> None:
@@ -107,17 +106,3 @@ def _trace(conn: sqlite3.Connection) -> sqlite3.Connection:
 
     conn.set_trace_callback(trace)
     return conn
-
-
-def _install_postgres() -> None:
-    """psycopg: crash as a claim's transaction is about to send COMMIT (its statements queued)."""
-    import psycopg
-
-    real_execute = psycopg.Connection.execute
-
-    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        if query == "COMMIT" and getattr(_state, "in_claim", False):
-            reached("before_commit")
-        return real_execute(self, query, *args, **kwargs)
-
-    psycopg.Connection.execute = execute  # type: ignore[method-assign]
