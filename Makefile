@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test soak lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The full fault matrix (bounded in time); prints the fault table, writes bench-results/soak.json.
+soak: $(STAMP)
+	$(BIN)/python -m pytest tests/faults --soak -m faults -p no:cacheprovider -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

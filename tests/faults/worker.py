@@ -70,12 +70,17 @@ class Worker:
         self.rec = rec
         self.events = events
         self.effects = EffectStore(config.effects)
-        self.queue: Queue | None = None
+        self.queue: Any = None  # a Queue, or a workclaim.client.Client for http:// URLs
 
-    def _queue(self) -> Queue:
+    def _queue(self) -> Any:
         """This worker's Queue; opening it waits out a store that is down (bounded)."""
         deadline = time.monotonic() + OPEN_SECONDS
         while self.queue is None:
+            if self.config.url.startswith(("http://", "https://")):
+                from workclaim.client import Client
+
+                self.queue = Client(self.config.url, timeout=self.config.timeout)
+                return self.queue
             try:
                 self.queue = Queue(self.config.url, settings=Settings(timeout=self.config.timeout))
             except BackendError:
