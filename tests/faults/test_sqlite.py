@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.harness import FaultRun
+from tests.support.servers import unavailable
 from workclaim import Queue, Settings
 from workclaim.bench.history import load_history
 from workclaim.errors import BackendError, BackendUnavailable
@@ -169,7 +170,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         check=False,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+        unavailable(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
     try:
         yield mount
     finally:
