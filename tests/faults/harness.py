@@ -209,30 +209,7 @@ class FaultRun:
         nothing and the queue has nothing queued or claimed (recorded like any worker)."""
         config = self.config("drain", idle_wait=min(1.0, self.lease), max_items=None)
         with Recorder(self.dir / "drain.jsonl", process="drain") as rec:
-            worker = Worker(config, rec, None)
-            deadline, empty = time.monotonic() + seconds, 0
-            try:
-                while time.monotonic() < deadline and (empty < 3 or self.counts() != (0, 0)):
-                    op = rec.invoke("claim", worker="drain", lease_seconds=config.lease)
-                    try:
-                        leases = worker._queue().claim(
-                            QUEUE, worker="drain", lease=config.lease, wait=config.idle_wait
-                        )
-                    except WorkclaimError as exc:
-                        worker._unknown(op, exc)
-                        continue
-                    if not leases:
-                        rec.ok(op)
-                        empty += 1
-                        continue
-                    empty = 0
-                    rec.ok_many(op, [_grant_fields(lease) for lease in leases])
-                    for lease in leases:
-                        worker._work(lease)
-            finally:
-                worker.effects.close()
-                if worker.queue is not None:
-                    worker.queue.close()
+            Worker(config, rec, None).loop(_Drained(self, seconds), empty_claims=3)
 
     def final_state(self, events: list[dict[str, Any]]) -> dict[int, str]:
         """The status, as the store has it now, of each item the history shows enqueued."""
@@ -301,8 +278,15 @@ class FaultRun:
                 process._wc_events.join_thread()
 
 
-def _grant_fields(lease: Any) -> dict[str, Any]:
-    return {"item_id": lease.id, "token": lease.token, "lease_seconds": lease.lease_seconds}
+class _Drained:
+    """The drain's stop signal: the queue has nothing queued or claimed, or time is up."""
+
+    def __init__(self, run: FaultRun, seconds: float) -> None:
+        self.run = run
+        self.deadline = time.monotonic() + seconds
+
+    def is_set(self) -> bool:
+        return time.monotonic() > self.deadline or self.run.counts() == (0, 0)
 
 
 def _first_claim_after(events: list[dict[str, Any]], t_ns: int | None) -> float | None:

@@ -72,7 +72,7 @@ class Worker:
         self.effects = EffectStore(config.effects)
         self.queue: Any = None  # a Queue, or a workclaim.client.Client for http:// URLs
 
-    def _queue(self) -> Any:
+    def open_queue(self) -> Any:
         """This worker's Queue; opening it waits out a store that is down (bounded)."""
         deadline = time.monotonic() + OPEN_SECONDS
         while self.queue is None:
@@ -95,48 +95,56 @@ class Worker:
         if self.events is not None:
             self.events.put((self.config.name, os.getpid(), *message))
 
-    def loop(self, stop: Any) -> None:
-        cfg, done = self.config, 0
+    def loop(self, stop: Any, *, empty_claims: int = 1) -> None:
+        """Claim and work until `stop.is_set()` after `empty_claims` claims in a row found
+        nothing (or `max_items` are done)."""
+        cfg, done, empty = self.config, 0, 0
         try:
-            self._queue()
+            self.open_queue()
             self._emit("ready")
             while cfg.max_items is None or done < cfg.max_items:
                 op = self.rec.invoke("claim", worker=cfg.name, lease_seconds=cfg.lease)
                 try:
-                    leases = self._queue().claim(
+                    leases = self.open_queue().claim(
                         cfg.queue, worker=cfg.name, lease=cfg.lease, wait=cfg.idle_wait
                     )
                 except WorkclaimError as exc:
-                    self._unknown(op, exc)
+                    self.unknown(op, exc)
                     continue
                 if not leases:
                     self._done(op)
-                    if stop.is_set():
+                    empty += 1
+                    if empty >= empty_claims and stop.is_set():
                         return
                     continue
+                empty = 0
                 self.rec.ok_many(op, [_grant(lease) for lease in leases])
                 self.rec.flush()
                 for lease in leases:
                     self._emit("claimed", lease.id, lease.token)
-                    self._work(lease)
+                    self.work(lease)
                     done += 1
         finally:
             self.rec.flush()
-            self.effects.close()
-            if self.queue is not None:
-                self.queue.close()
+            self.close()
+
+    def close(self) -> None:
+        """Close the effect store and the queue."""
+        self.effects.close()
+        if self.queue is not None:
+            self.queue.close()
 
     def _done(self, op: Op, **fields: Any) -> None:
         self.rec.ok(op, **fields)
         self.rec.flush()
 
-    def _unknown(self, op: Op, exc: BaseException) -> None:
+    def unknown(self, op: Op, exc: BaseException) -> None:
         self.rec.info(op, f"{type(exc).__name__}: {exc}")
         self.rec.flush()
         if isinstance(exc, BackendError):
             time.sleep(ERROR_PAUSE)
 
-    def _work(self, lease: Lease) -> None:
+    def work(self, lease: Lease) -> None:
         cfg = self.config
         crashpoints.reached("mid_job")
         end = time.monotonic() + cfg.job_seconds
@@ -179,7 +187,7 @@ class Worker:
             worker=cfg.name,
             lease_seconds=cfg.lease if kind == "heartbeat" else None,
         )
-        q = self._queue()
+        q = self.open_queue()
         try:
             if kind == "heartbeat":
                 new = q.heartbeat(lease, extend=cfg.lease)
@@ -199,7 +207,7 @@ class Worker:
             self.rec.fail(op, f"LeaseLost: {exc}")
             self.rec.flush()
         except WorkclaimError as exc:
-            self._unknown(op, exc)
+            self.unknown(op, exc)
         return None
 
 
