@@ -22,6 +22,7 @@ from tests.faults.servers import pg_schema_url, pg_server
 from tests.support.faultproxy import FaultProxy
 from workclaim.bench.history import load_history
 
+pytest.importorskip("workclaim.client", reason="the HTTP service and client land with `http`")
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 __all__ = ["pg_server"]
 
