@@ -106,6 +106,7 @@ class FaultRun:
     def enqueue(self, n: int) -> list[int]:
         """Enqueue n items in one recorded call."""
         op = self.rec.invoke("enqueue")
+        self.rec.flush()
         ids = self.admin.enqueue_many(QUEUE, [{"n": i} for i in range(n)])
         self.rec.ok_many(op, [{"item_id": i} for i in ids])
         self.rec.flush()
@@ -139,14 +140,15 @@ class FaultRun:
 
     def spawn_enqueuer(self, name: str, *, batch: int, payload_bytes: int) -> Any:
         """Start a process that enqueues batches until the run stops (a writer to kill)."""
+        channel = self.ctx.Queue()
         process = self.ctx.Process(
             target=enqueue_loop,
-            args=(self.config(name), batch, payload_bytes, self.stop),
+            args=(self.config(name), batch, payload_bytes, channel, self.stop),
             daemon=True,
         )
         process.start()
         process._wc_name = name
-        process._wc_events = None
+        process._wc_events = channel
         self.procs.append(process)
         return process
 

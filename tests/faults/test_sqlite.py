@@ -119,8 +119,11 @@ def _integrity(path: Path) -> str:
 
 
 def _kill_writers(run: FaultRun, seconds: float, rng: random.Random) -> None:
-    writers = [run.spawn_enqueuer("e0", batch=50, payload_bytes=2_000)]
-    workers = [run.spawn(run.config(f"k{i}", job_seconds=0.0), events=False) for i in range(3)]
+    """Kill enqueuers and workers at random moments of their writes, respawning each; every
+    process is up (its queue open) before the next kill, so each kill can land in a write."""
+    writers = [run.spawn_enqueuer("e0", batch=10, payload_bytes=2_000)]
+    workers = [run.spawn(run.config(f"k{i}", job_seconds=0.0)) for i in range(3)]
+    run.wait_ready(writers + workers)
     n = 3
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -131,9 +134,11 @@ def _kill_writers(run: FaultRun, seconds: float, rng: random.Random) -> None:
         victim.join(10)
         n += 1
         if pool is writers:
-            pool.append(run.spawn_enqueuer(f"e{n}", batch=50, payload_bytes=2_000))
+            fresh = run.spawn_enqueuer(f"e{n}", batch=10, payload_bytes=2_000)
         else:
-            pool.append(run.spawn(run.config(f"k{n}", job_seconds=0.0), events=False))
+            fresh = run.spawn(run.config(f"k{n}", job_seconds=0.0))
+        pool.append(fresh)
+        run.wait_ready([fresh])
     for writer in writers:
         run.kill(writer)
         writer.join(10)
@@ -155,6 +160,7 @@ def test_sigkill_during_writes_keeps_the_file_intact(
     assert run.wait_until_finished(120)
     outcome = run.finish(recovery_from_ns=heal, integrity_check_s=round(reopen_s, 3))
     assert outcome.violations == 0, outcome.describe()
+    assert outcome.items > 0, "no enqueue was acknowledged: the storm tested nothing"
     assert _integrity(path) == "ok"
 
 

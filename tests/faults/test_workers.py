@@ -51,16 +51,13 @@ def test_sigkill_at_named_point(make_run: type, point: str, fault_url: str) -> N
             "with no client-side step between its writes and its commit"
         )
     run = make_run(f"crash at {point}", lease=1.0)
-    run.enqueue(60)
     crashers = [
-        run.spawn(
-            run.config(f"c{i}", job_seconds=0.01, env={crashpoints.ENV: f"{point}:{2 + i}"}),
-            events=False,
-        )
+        run.spawn(run.config(f"c{i}", job_seconds=0.01, env={crashpoints.ENV: f"{point}:{1 + i}"}))
         for i in range(3)
     ]
-    for i in range(2):
-        run.spawn(run.config(f"w{i}", job_seconds=0.01), events=False)
+    healthy = [run.spawn(run.config(f"w{i}", job_seconds=0.01)) for i in range(2)]
+    run.wait_ready(crashers + healthy)
+    run.enqueue(60)  # every worker is waiting: each gets a share
     assert run.wait_until_finished(90), "the workers did not finish the queue"
     outcome = run.finish()
     assert_clean(outcome)

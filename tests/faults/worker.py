@@ -23,6 +23,7 @@ from workclaim.errors import BackendError, LeaseLost, WorkclaimError
 from workclaim.models import Lease
 
 ERROR_PAUSE = 0.05  # back off a little after a store error, so a dead store is not spun on
+ENQUEUE_PAUSE = 0.05  # between an enqueuer's batches
 OPEN_SECONDS = 60.0  # how long a starting worker waits for its store to answer
 
 
@@ -104,6 +105,7 @@ class Worker:
             self._emit("ready")
             while cfg.max_items is None or done < cfg.max_items:
                 op = self.rec.invoke("claim", worker=cfg.name, lease_seconds=cfg.lease)
+                self.rec.flush()  # write-ahead: a call killed mid-flight still shows as unknown
                 try:
                     leases = self.open_queue().claim(
                         cfg.queue, worker=cfg.name, lease=cfg.lease, wait=cfg.idle_wait
@@ -187,6 +189,7 @@ class Worker:
             worker=cfg.name,
             lease_seconds=cfg.lease if kind == "heartbeat" else None,
         )
+        self.rec.flush()
         q = self.open_queue()
         try:
             if kind == "heartbeat":
@@ -224,17 +227,23 @@ def _grant(lease: Lease) -> dict[str, Any]:
     }
 
 
-def enqueue_loop(config: WorkerConfig, batch: int, payload_bytes: int, stop: Any) -> None:
-    """Process entry point: enqueue batches (recorded) until `stop` is set; a writer to kill."""
+def enqueue_loop(
+    config: WorkerConfig, batch: int, payload_bytes: int, events: Any, stop: Any
+) -> None:
+    """Process entry point: enqueue batches (recorded) until `stop` is set; a writer to kill.
+    Sends "ready" once its queue is open."""
+    events.cancel_join_thread()
     path = Path(config.history_dir) / f"{config.name}.{os.getpid()}.jsonl"
     filler = "x" * payload_bytes
     with (
         Recorder(path, process=f"{config.name}.{os.getpid()}") as rec,
         Queue(config.url, settings=Settings(timeout=config.timeout)) as q,
     ):
+        events.put((config.name, os.getpid(), "ready"))
         n = 0
         while not stop.is_set():
             op = rec.invoke("enqueue")
+            rec.flush()  # write-ahead: an enqueue killed mid-flight still shows as unknown
             try:
                 ids = q.enqueue_many(
                     config.queue, [{"n": n + i, "f": filler} for i in range(batch)]
@@ -245,6 +254,7 @@ def enqueue_loop(config: WorkerConfig, batch: int, payload_bytes: int, stop: Any
                 rec.ok_many(op, [{"item_id": i} for i in ids])
             rec.flush()
             n += batch
+            time.sleep(ENQUEUE_PAUSE)  # a steady trickle: the workers must keep up with it
 
 
 def kill_quietly(pid: int, sig: int) -> None:
