@@ -137,8 +137,13 @@ class Queue:
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
         now: datetime | None = None,
+        connection: Any = None,
     ) -> int:
-        """Add one item; returns its id, or the id of the live item holding `dedupe_key`."""
+        """Add one item; returns its id, or the id of the live item holding `dedupe_key`.
+
+        `connection` (PostgreSQL only): a psycopg connection whose transaction the item joins;
+        it exists exactly when that transaction commits (docs/postgres.md).
+        """
         queue = check_name(queue, "queue name")
         options = self._check_enqueue_options(priority, delay, run_at, max_attempts, dedupe_key)
         text = encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
@@ -151,7 +156,7 @@ class Queue:
             max_attempts=options[3],
             dedupe_key=options[4],
         )
-        return self.backend.enqueue(queue, [item], now=now)[0]
+        return self._store(queue, [item], now, connection)[0]
 
     def enqueue_many(
         self,
@@ -163,8 +168,10 @@ class Queue:
         run_at: datetime | None = None,
         max_attempts: int | None = None,
         now: datetime | None = None,
+        connection: Any = None,
     ) -> list[int]:
-        """Add many items atomically (all or none); ids in input order."""
+        """Add many items atomically (all or none); ids in input order. `connection`: as for
+        `enqueue`."""
         queue = check_name(queue, "queue name")
         options = self._check_enqueue_options(priority, delay, run_at, max_attempts, None)
         texts = encode_payloads(payloads, max_bytes=self.settings.max_payload_bytes)
@@ -182,7 +189,23 @@ class Queue:
             )
             for text in texts
         ]
-        return self.backend.enqueue(queue, items, now=now)
+        return self._store(queue, items, now, connection)
+
+    def _store(
+        self, queue: str, items: list[NewItem], now: datetime | None, connection: Any
+    ) -> list[int]:
+        """Hand the items to the backend, inside the caller's transaction when `connection`
+        is given (only backends with `enqueue_in_transaction` can)."""
+        if connection is None:
+            return self.backend.enqueue(queue, items, now=now)
+        in_transaction = getattr(self.backend, "enqueue_in_transaction", None)
+        if in_transaction is None:
+            raise ValidationError(
+                "enqueue(connection=...) joins a PostgreSQL transaction; this queue's store "
+                "cannot, so leave connection out"
+            )
+        ids: list[int] = in_transaction(connection, queue, items, now=now)
+        return ids
 
     # -- consuming -------------------------------------------------------------------------
     def claim(

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
 # The backends the contract suite runs on; a new backend is done when the suite passes on it.
-BACKENDS: list[str] = ["sqlite"]
+BACKENDS: list[str] = ["sqlite", "postgres", "redis"]
 
 # (the requesting test, its tmp_path) -> URL; a provider may add finalizers to clean up.
 Provider = Callable[[pytest.FixtureRequest, Path], str]
@@ -44,8 +46,65 @@ def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'workclaim.db'}"
 
 
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# The session's PostgreSQL: (base URL, None) once reachable, or (None, reason it is not).
+_postgres: tuple[str | None, str | None] | None = None
+
+
+def with_query(url: str, **options: str) -> str:
+    """`url` with query-string options added (replacing ones of the same name)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in options]
+    return urlunsplit(parts._replace(query=urlencode([*query, *options.items()], quote_via=quote)))
+
+
+def postgres_base(request: pytest.FixtureRequest) -> str:
+    """The session's PostgreSQL URL: WORKCLAIM_TEST_POSTGRES_URL if it answers, else a
+    throwaway server (started once per session, if the binaries are installed)."""
+    global _postgres
+    if _postgres is None:
+        from tests.support import pgserver
+
+        _postgres = pgserver.session_server(
+            os.environ.get("WORKCLAIM_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL), request.config
+        )
+    url, reason = _postgres
+    if url is None:
+        unavailable(reason or "PostgreSQL is not available")
+    assert url is not None
+    return url
+
+
+def postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The session's PostgreSQL with a schema of this test's own, dropped after the test."""
+    from tests.support import pgserver
+
+    base = postgres_base(request)
+    schema = f"wc_{slug(request.node.nodeid)[-30:].strip('_')}_{secrets.token_hex(4)}"
+    request.addfinalizer(lambda: pgserver.drop_schema(base, schema))
+    return with_query(base, schema=schema)
+
+
+def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The shared test Redis (WORKCLAIM_TEST_REDIS_URL, default db 15, or a throwaway server) with
+    a key prefix of this test's own, whose keys are deleted afterwards."""
+    from tests.support.redisserver import delete_prefix, session_redis_url
+
+    base, why = session_redis_url()
+    if base is None:
+        unavailable(why)
+        raise AssertionError("unreachable")
+    prefix = f"wc:{slug(request.node.nodeid)}:{secrets.token_hex(4)}"
+    request.addfinalizer(lambda: delete_prefix(base, prefix))
+    return f"{base}{'&' if '?' in base else '?'}prefix={prefix}"
+
+
 def provider(name: str) -> Provider:
     """The URL provider for a backend by name."""
     if name == "sqlite":
         return sqlite_url
+    if name == "postgres":
+        return postgres_url
+    if name == "redis":
+        return redis_url
     raise ValueError(f"unknown backend {name!r}")

@@ -27,3 +27,10 @@ def direct(url: str, settings: Settings) -> Iterator[Any]:
 TRANSPORTS: dict[str, Callable[[str, Settings], AbstractContextManager[Any]]] = {
     "direct": direct,
 }
+
+try:  # the HTTP transport needs the `server` extra
+    from tests.support.http_transport import http
+
+    TRANSPORTS["http"] = http
+except ImportError:  # pragma: no cover - without fastapi/uvicorn only "direct" runs
+    pass

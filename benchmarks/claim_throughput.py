@@ -1,0 +1,376 @@
+"""Claim+complete throughput and claim latency: workclaim against the raw baseline, same run.
+
+For every URL, batch size and worker count: pre-fill N no-op items, start W spawn processes
+(each with its own connection), release them together with a barrier, and let each claim (and
+complete) until the queue is empty, recording every claim call's latency and every (id, token).
+Then the same with the raw baseline of that backend (benchmarks/raw/<backend>.py). Every run is
+checked: zero duplicate ids, zero missing ids. Reports medians over reps and ratios vs raw.
+
+    python -m benchmarks.claim_throughput                       # the full matrix (slow)
+    python -m benchmarks.claim_throughput --workers 1,10 --items 2000 --reps 3
+    python -m benchmarks.claim_throughput --url postgresql://... --done-rows 1000000 \
+        --workers 10 --batches 1 --no-raw                        # claims with 1M finished rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.raw import module_for
+
+QUEUE = "bench"
+
+
+@dataclass
+class RunResult:
+    """One measured run (one rep of one configuration)."""
+
+    url: str
+    kind: str  # "workclaim" or "raw"
+    workers: int
+    batch: int
+    items: int
+    seconds: float
+    throughput: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    duplicates: int
+    missing: int
+    retries: int
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+# -- the stores -------------------------------------------------------------------------------
+def reset_workclaim(url: str) -> None:
+    """Empty the workclaim store: delete the SQLite files or drop the PostgreSQL schema."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    elif scheme in ("postgresql", "postgres"):
+        import psycopg
+        from psycopg import sql
+
+        options = dict(parse_qsl(parts.query))
+        rest = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("schema", "pool_size")]
+        with psycopg.connect(
+            urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote))), autocommit=True
+        ) as c:
+            schema = sql.Identifier(options.get("schema", "workclaim"))
+            c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+    # other stores (redis): their raw module or the store's own prefix; the queue is reused
+
+
+def add_done_rows(url: str, n: int) -> None:
+    """Insert n finished items (PostgreSQL only) to show they do not slow the claim down."""
+    import psycopg
+    from psycopg import sql
+
+    from workclaim.backends.postgres.backend import parse_url
+
+    libpq, schema, _ = parse_url(url)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        s = sql.Identifier(schema)
+        conn.execute(
+            sql.SQL(
+                """INSERT INTO {}.items (queue, payload, status, priority, run_at, attempts,
+                       max_attempts, created_at, updated_at, finished_at, token, worker,
+                       ended_token, ended_op, ended_status)
+                   SELECT %s, '{{}}', 'done', 0, now(), 1, 5, now(), now(), now(), -g, 'old',
+                          -g, 'complete', 'done'
+                   FROM generate_series(1, %s) AS g"""
+            ).format(s),
+            (QUEUE, n),
+        )
+        conn.execute(sql.SQL("VACUUM ANALYZE {}.items").format(s))
+
+
+def prefill_workclaim(url: str, n: int, done_rows: int) -> None:
+    from workclaim import Queue
+
+    reset_workclaim(url)
+    with Queue(url) as q:
+        if done_rows:
+            add_done_rows(url, done_rows)
+        for start in range(0, n, 1000):
+            q.enqueue_many(QUEUE, [{}] * min(1000, n - start))
+
+
+# -- the workers ------------------------------------------------------------------------------
+def _transient() -> tuple[type[BaseException], ...]:
+    """Errors that mean "busy, retry": counted and retried, not fatal."""
+    import sqlite3
+
+    from workclaim.errors import BackendUnavailable
+
+    kinds: list[type[BaseException]] = [BackendUnavailable, sqlite3.OperationalError]
+    try:
+        import psycopg
+
+        kinds.append(psycopg.OperationalError)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
+    """One spawn process: claim (and complete) until empty after the barrier; report back.
+
+    A "busy, retry later" error (a lock wait past its deadline) is counted and the call is
+    repeated (completions are idempotent, claims just try again); anything else is fatal and
+    reported as such, so the driver never waits for a worker that died.
+    """
+    latencies: list[float] = []
+    got: list[tuple[int, int]] = []
+    retries = 0
+    start = end = time.perf_counter()
+    transient = _transient()
+    try:
+        if kind == "workclaim":
+            from workclaim import Queue
+
+            q = Queue(url)
+            name = f"w{os.getpid()}"
+
+            def claim() -> list[Any]:
+                return [
+                    (le, le.id, le.token)
+                    for le in q.claim(QUEUE, worker=name, lease=300, max=batch)
+                ]
+
+            def complete(entry: Any) -> None:
+                q.complete(entry[0])
+
+            close = q.close
+        else:
+            raw = module_for(url).open_worker(url)
+
+            def claim() -> list[Any]:
+                return [(None, i, t) for i, t in raw.claim(batch)]
+
+            def complete(entry: Any) -> None:
+                raw.complete(entry[1], entry[2])
+
+            close = raw.close
+        try:
+            barrier.wait(120)
+            start = time.perf_counter()
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    entries = claim()  # timed alone; completions follow, outside the timing
+                except transient:
+                    retries += 1
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                if not entries:
+                    break
+                got.extend((entry[1], entry[2]) for entry in entries)
+                for entry in entries:
+                    for _ in range(1000):
+                        try:
+                            complete(entry)
+                            break
+                        except transient:
+                            retries += 1
+            end = time.perf_counter()
+        finally:
+            close()
+    except BaseException as exc:
+        out.put(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+    out.put(("ok", (start, end, latencies, got, retries)))
+
+
+def run_once(
+    kind: str, url: str, workers: int, batch: int, items: int, done_rows: int
+) -> RunResult:
+    if kind == "workclaim":
+        prefill_workclaim(url, items, done_rows)
+    else:
+        module_for(url).prefill(url, items)
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(workers)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker, args=(kind, url, batch, barrier, out)) for _ in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    reports = [out.get(timeout=3600) for _ in procs]
+    for p in procs:
+        p.join(60)
+    failures = [detail for status, detail in reports if status != "ok"]
+    if failures:
+        raise RuntimeError(f"{len(failures)} {kind} worker(s) failed: {failures[0]}")
+    starts, ends, lat, ids = [], [], [], []
+    retries = 0
+    for _, (start, end, latencies, got, errors) in reports:
+        starts.append(start)
+        ends.append(end)
+        lat.extend(latencies)
+        ids.extend(item_id for item_id, _ in got)
+        retries += errors
+    seconds = max(ends) - min(starts)
+    unique = set(ids)
+    expected = items
+    return RunResult(
+        url=_redact(url),
+        kind=kind,
+        workers=workers,
+        batch=batch,
+        items=items,
+        seconds=seconds,
+        throughput=len(ids) / seconds if seconds > 0 else float("nan"),
+        p50_ms=_percentile(lat, 0.50) * 1000,
+        p95_ms=_percentile(lat, 0.95) * 1000,
+        p99_ms=_percentile(lat, 0.99) * 1000,
+        duplicates=len(ids) - len(unique),
+        missing=expected - len(unique),
+        retries=retries,
+    )
+
+
+# -- the report -------------------------------------------------------------------------------
+def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
+    """Medians over reps per (url, kind, workers, batch), with ratios vs raw."""
+    groups: dict[tuple[str, str, int, int], list[RunResult]] = {}
+    for r in results:
+        groups.setdefault((r.url, r.kind, r.workers, r.batch), []).append(r)
+    rows: list[dict[str, Any]] = []
+    for (url, kind, workers, batch), runs in groups.items():
+        rows.append(
+            {
+                "url": url,
+                "kind": kind,
+                "workers": workers,
+                "batch": batch,
+                "reps": len(runs),
+                "throughput": statistics.median(r.throughput for r in runs),
+                "p50_ms": statistics.median(r.p50_ms for r in runs),
+                "p95_ms": statistics.median(r.p95_ms for r in runs),
+                "p99_ms": statistics.median(r.p99_ms for r in runs),
+                "duplicates": sum(r.duplicates for r in runs),
+                "missing": sum(r.missing for r in runs),
+                "retries": sum(r.retries for r in runs),
+            }
+        )
+    by_key = {(r["url"], r["kind"], r["workers"], r["batch"]): r for r in rows}
+    for row in rows:
+        raw = by_key.get((row["url"], "raw", row["workers"], row["batch"]))
+        if row["kind"] == "workclaim" and raw:
+            row["throughput_vs_raw"] = row["throughput"] / raw["throughput"]
+            row["p95_vs_raw"] = row["p95_ms"] / raw["p95_ms"]
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'store':<11} {'kind':<9} {'W':>3} {'batch':>5} {'items/s':>9} {'p50 ms':>7} "
+        f"{'p95 ms':>7} {'p99 ms':>7} {'thr/raw':>7} {'p95/raw':>7} {'dup':>3} {'miss':>4} "
+        f"{'retry':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        store = urlsplit(r["url"]).scheme
+        ratio = f"{r['throughput_vs_raw']:.2f}" if "throughput_vs_raw" in r else ""
+        p95r = f"{r['p95_vs_raw']:.2f}" if "p95_vs_raw" in r else ""
+        print(
+            f"{store:<11} {r['kind']:<9} {r['workers']:>3} {r['batch']:>5} "
+            f"{r['throughput']:>9.0f} {r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} "
+            f"{r['p99_ms']:>7.2f} {ratio:>7} {p95r:>7} {r['duplicates']:>3} {r['missing']:>4} "
+            f"{r['retries']:>5}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", action="append", help="a workclaim URL (repeatable)")
+    parser.add_argument("--workers", default="1,2,10,32", help="worker counts, comma-separated")
+    parser.add_argument("--batches", default="1,10,100", help="claim sizes, comma-separated")
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--done-rows", type=int, default=0, help="finished rows present first")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline")
+    parser.add_argument("--json", default="bench-results/claim_throughput.json")
+    args = parser.parse_args(argv)
+    urls = args.url or [
+        f"sqlite:///{Path(tempfile.gettempdir()) / 'workclaim-bench.db'}",
+        "postgresql://postgres@127.0.0.1:5432/test?schema=workclaim_bench",
+    ]
+    workers = [int(w) for w in args.workers.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+    kinds = ["workclaim"] if args.no_raw else ["workclaim", "raw"]
+    results: list[RunResult] = []
+    failed = 0
+    for url in urls:
+        for batch in batches:
+            for w in workers:
+                for rep in range(args.reps):
+                    for kind in kinds:  # interleaved, so drift hits both alike
+                        try:
+                            r = run_once(kind, url, w, batch, args.items, args.done_rows)
+                        except RuntimeError as exc:
+                            print(f"  run failed, left out: {exc}", file=sys.stderr)
+                            failed += 1
+                            continue
+                        results.append(r)
+                        print(
+                            f"  {urlsplit(url).scheme} {kind:<9} W={w:<3} batch={batch:<4} "
+                            f"rep {rep + 1}: {r.throughput:8.0f} items/s  p95 {r.p95_ms:.2f} ms"
+                            f"  dup {r.duplicates} miss {r.missing}",
+                            file=sys.stderr,
+                        )
+    rows = summarise(results)
+    print_table(rows)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "args": {**vars(args), "url": [_redact(u) for u in urls]},
+                "summary": rows,
+                "runs": [asdict(r) for r in results],
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+    bad = [r for r in rows if r["duplicates"] or r["missing"]]
+    return 1 if bad or failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+-- Named queries of the PostgreSQL backend. Parameters are %(name)s; `{schema}` is replaced by the
+-- quoted schema name when the file is loaded (psycopg.sql.Identifier), so every name is qualified
+-- and a caller's own connection (transactional enqueue) needs no search_path.
+--
+-- Time: every statement reads the clock once, in the one-row CTE `clock`:
+-- coalesce(%(now)s, clock_timestamp()), the database's clock unless a test injects `now`.
+-- Durations arrive as intervals (Python timedelta, whole microseconds).
+
+-- name: migrations_table
+-- The version record; created before any migration runs, under the advisory lock.
+CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+    version     integer     PRIMARY KEY,
+    name        text        NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+
+-- name: migrations_exist
+-- Whether the version table exists (no error when the schema is missing).
+SELECT to_regclass(%(table)s) IS NOT NULL
+
+-- name: max_version
+SELECT coalesce(max(version), 0) FROM {schema}.schema_migrations
+
+-- name: record_migration
+INSERT INTO {schema}.schema_migrations (version, name) VALUES (%(version)s, %(name)s)
+
+-- name: migration_lock
+-- Serialises migrators of this schema across processes; released at commit.
+SELECT pg_advisory_xact_lock(hashtextextended('workclaim.migrate.' || %(schema)s, 0))
+
+-- name: create_schema
+CREATE SCHEMA IF NOT EXISTS {schema}
+
+-- name: claim
+-- The bounded reap of expired leases and the SKIP LOCKED claim, one statement: the function
+-- `claim` of migration 0002 says why it is a function and how it walks the index.
+SELECT id, queue, payload, token, attempts, max_attempts, expires_at
+FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,
+                    %(now)s::timestamptz, %(reap_limit)s::integer)
+
+-- name: insert_many
+-- A batch without dedupe keys in one statement, which also notifies listeners once (at
+-- commit). WITH ORDINALITY + ORDER BY feed the rows in input order, so identity values are
+-- assigned in input order: the ids, sorted, are the inputs' ids in order.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
+inserted AS (
+    INSERT INTO {schema}.items
+        (queue, payload, status, priority, run_at, max_attempts, created_at, updated_at)
+    SELECT %(queue)s, p.payload::json, 'queued', p.priority,
+           coalesce(p.run_at, clock.now + p.delay), p.max_attempts, clock.now, clock.now
+    FROM unnest(%(payloads)s::text[], %(priorities)s::integer[], %(run_ats)s::timestamptz[],
+                %(delays)s::interval[], %(max_attempts)s::integer[])
+         WITH ORDINALITY AS p (payload, priority, run_at, delay, max_attempts, n),
+         clock
+    ORDER BY p.n
+    RETURNING id
+)
+SELECT array_agg(id ORDER BY id), pg_notify(%(channel)s, '')::text FROM inserted
+
+-- name: insert_dedupe
+-- One item that may carry a dedupe key. A live holder of the key (also an uncommitted one of a
+-- concurrent producer, which ON CONFLICT waits for) makes this insert nothing and return no row;
+-- the caller then looks the holder up with find_dedupe.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+INSERT INTO {schema}.items
+    (queue, payload, status, priority, run_at, max_attempts, dedupe_key, created_at, updated_at)
+SELECT %(queue)s, %(payload)s::json, 'queued', %(priority)s,
+       coalesce(%(run_at)s::timestamptz, clock.now + %(delay)s::interval), %(max_attempts)s,
+       %(dedupe_key)s, clock.now, clock.now
+FROM clock
+ON CONFLICT (queue, dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'claimed')
+DO NOTHING
+RETURNING id
+
+-- name: find_dedupe
+-- The live item holding a dedupe key in a queue, if any.
+SELECT id FROM {schema}.items
+WHERE queue = %(queue)s AND dedupe_key = %(dedupe_key)s AND status IN ('queued', 'claimed')
+
+-- name: notify
+-- "Work may be claimable" for this schema's listeners; delivered at commit, and PostgreSQL folds
+-- identical notifications of one transaction into one.
+SELECT pg_notify(%(channel)s, '')
+
+-- name: heartbeat
+-- Fenced: only the current, unexpired lease of this worker may extend itself.
+-- A NULL %(extend)s extends by the lease's own length.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+UPDATE {schema}.items AS i
+SET expires_at = clock.now + coalesce(%(extend)s::interval, i.lease_length),
+    updated_at = clock.now
+FROM clock
+WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
+  AND i.status = 'claimed' AND i.expires_at > clock.now
+RETURNING i.expires_at
+
+-- name: complete
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+UPDATE {schema}.items AS i
+SET status = 'done', result = %(result)s::json, expires_at = NULL,
+    ended_token = i.token, ended_op = 'complete', ended_status = 'done',
+    finished_at = clock.now, updated_at = clock.now
+FROM clock
+WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
+  AND i.status = 'claimed' AND i.expires_at > clock.now
+
+-- name: release
+-- The attempt is given back: a released item has not used an execution. Returns a row (and
+-- notifies listeners, at commit) only when the fenced update changed the item.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
+changed AS (
+    UPDATE {schema}.items AS i
+    SET status = 'queued', attempts = i.attempts - 1, run_at = clock.now + %(delay)s::interval,
+        expires_at = NULL, ended_token = i.token, ended_op = 'release', ended_status = 'queued',
+        updated_at = clock.now
+    FROM clock
+    WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
+      AND i.status = 'claimed' AND i.expires_at > clock.now
+    RETURNING i.id
+)
+SELECT changed.id, pg_notify(%(channel)s, '')::text FROM changed
+
+-- name: fail
+-- Retry at now + %(retry)s while attempts remain and a retry was asked for; else dead.
+-- SET expressions all see the row as it was, so the CASEs agree with each other. Listeners are
+-- notified (at commit) only when the item went back to queued.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
+changed AS (
+    UPDATE {schema}.items AS i
+    SET status       = CASE WHEN %(retry)s::interval IS NOT NULL AND i.attempts < i.max_attempts
+                            THEN 'queued' ELSE 'dead' END,
+        run_at       = CASE WHEN %(retry)s::interval IS NOT NULL AND i.attempts < i.max_attempts
+                            THEN clock.now + %(retry)s::interval ELSE i.run_at END,
+        finished_at  = CASE WHEN %(retry)s::interval IS NOT NULL AND i.attempts < i.max_attempts
+                            THEN NULL ELSE clock.now END,
+        ended_status = CASE WHEN %(retry)s::interval IS NOT NULL AND i.attempts < i.max_attempts
+                            THEN 'queued' ELSE 'dead' END,
+        last_error = %(error)s, expires_at = NULL,
+        ended_token = i.token, ended_op = 'fail', updated_at = clock.now
+    FROM clock
+    WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
+      AND i.status = 'claimed' AND i.expires_at > clock.now
+    RETURNING i.status
+)
+SELECT changed.status,
+       CASE WHEN changed.status = 'queued' THEN pg_notify(%(channel)s, '')::text END
+FROM changed
+
+-- name: lease_end
+-- How the item's last lease ended, to recognise a repeated call.
+SELECT ended_token, ended_op, ended_status FROM {schema}.items WHERE id = %(id)s
+
+-- name: get_item
+SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
+       worker, expires_at, last_error, result, created_at, updated_at
+FROM {schema}.items WHERE id = %(id)s
+
+-- name: status_of
+SELECT status FROM {schema}.items WHERE id = %(id)s
+
+-- name: stats
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+SELECT i.status, count(*),
+       count(*) FILTER (WHERE i.status = 'claimed' AND i.expires_at <= clock.now)
+FROM {schema}.items AS i, clock
+WHERE i.queue = %(queue)s
+GROUP BY i.status
+
+-- name: cancel
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+UPDATE {schema}.items AS i
+SET status = 'cancelled', finished_at = clock.now, updated_at = clock.now
+FROM clock
+WHERE i.id = %(id)s AND i.status = 'queued'
+
+-- name: requeue
+-- Returns a row (and notifies listeners, at commit) only when the item was dead.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
+changed AS (
+    UPDATE {schema}.items AS i
+    SET status = 'queued', attempts = 0,
+        max_attempts = coalesce(%(max_attempts)s, i.max_attempts),
+        run_at = clock.now, finished_at = NULL, expires_at = NULL, updated_at = clock.now
+    FROM clock
+    WHERE i.id = %(id)s AND i.status = 'dead'
+    RETURNING i.id
+)
+SELECT changed.id, pg_notify(%(channel)s, '')::text FROM changed
+
+-- name: purge
+-- At most %(limit)s (NULL: all) finished items, of %(queue)s or of every queue when it is NULL,
+-- that finished before the cutoff; walks items_finished. SKIP LOCKED: two pruners split the work.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
+old AS (
+    SELECT id FROM {schema}.items
+    WHERE status IN ('done', 'dead', 'cancelled')
+      AND finished_at <= (SELECT now FROM clock) - %(older_than)s::interval
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {schema}.items AS i USING old WHERE i.id = old.id
+
+-- name: next_due
+-- The earliest time after now at which the clock alone makes something in %(queues)s claimable:
+-- a delayed or backed-off item's run_at, or any lease's expiry (the reap is not per queue).
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+SELECT least(
+    (SELECT min(run_at) FROM {schema}.items
+     WHERE queue = ANY(%(queues)s::text[]) AND status = 'queued'
+       AND run_at > (SELECT now FROM clock)),
+    (SELECT min(expires_at) FROM {schema}.items
+     WHERE status = 'claimed' AND expires_at > (SELECT now FROM clock))
+)
+
+-- name: store_now
+SELECT clock_timestamp()

@@ -1,0 +1,143 @@
+"""`workclaim serve` and `workclaim token create`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from workclaim.errors import ConfigError, WorkclaimError
+
+DEFAULT_DB = "sqlite:///workclaim.db"
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+def serve(
+    db: Annotated[
+        str, typer.Option("--db", envvar="WORKCLAIM_DB", help="Database URL.")
+    ] = DEFAULT_DB,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    tokens: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokens",
+            envvar="WORKCLAIM_TOKENS_FILE",
+            help="Tokens file (lines from `workclaim token create`); re-read when it changes.",
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="No authentication: local development ONLY.")
+    ] = False,
+    threads: Annotated[int, typer.Option(help="Threads for blocking store calls.")] = 16,
+    max_wait: Annotated[float, typer.Option(help="Cap on a claim's long-poll wait (s).")] = 30.0,
+    max_lease: Annotated[float, typer.Option(help="Cap on a lease's length (s).")] = 86_400.0,
+    max_batch: Annotated[int, typer.Option(help="Cap on items per claim or enqueue.")] = 1_000,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help="Cap on a request body (default: payload cap + 64 KiB).")
+    ] = None,
+    max_longpolls: Annotated[
+        int, typer.Option(help="Long-polls one token may have waiting at once.")
+    ] = 100,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    ssl_ca_certs: Annotated[Path | None, typer.Option(help="CA bundle for client certs.")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the HTTP service (FastAPI on uvicorn)."""
+    try:
+        import uvicorn
+
+        from workclaim.config import Settings
+        from workclaim.server.app import create_app
+        from workclaim.server.auth import TokenStore
+        from workclaim.server.config import ServerConfig
+    except ImportError as exc:
+        _fail(f"the server needs {exc.name}: pip install 'workclaim[server]'")
+        return
+    try:
+        store = None if no_auth else TokenStore.from_env(tokens)
+        config = ServerConfig(
+            settings=Settings.from_env(),
+            tokens=store,
+            no_auth=no_auth,
+            max_body_bytes=max_body_bytes,
+            max_batch=max_batch,
+            max_lease=max_lease,
+            max_wait=max_wait,
+            max_longpolls_per_token=max_longpolls,
+            threads=threads,
+        )
+        app = create_app(db, config)
+    except WorkclaimError as exc:
+        _fail(str(exc))
+        return
+    if no_auth:
+        print(
+            "WARNING: --no-auth: anyone who can reach this port can enqueue, claim and act as "
+            "any worker. Use it only for local development.",
+            file=sys.stderr,
+        )
+    if host not in ("127.0.0.1", "localhost", "::1") and ssl_certfile is None:
+        print(
+            f"WARNING: listening on {host} without TLS; tokens travel in clear text. "
+            "Pass --ssl-certfile/--ssl-keyfile or put a TLS proxy in front.",
+            file=sys.stderr,
+        )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        ssl_ca_certs=str(ssl_ca_certs) if ssl_ca_certs else None,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=5,
+        h11_max_incomplete_event_size=16 * 1024,
+        server_header=False,
+    )
+
+
+token_app = typer.Typer(help="Bearer tokens for the HTTP service.", no_args_is_help=True)
+
+
+@token_app.command("create")
+def token_create(
+    identity: Annotated[str, typer.Argument(help="Worker identity (the name leases carry).")],
+    scopes: Annotated[
+        list[str] | None,
+        typer.Argument(help="Scopes: enqueue[:q1,q2] work[:q1,q2|*] admin (default: work:*)."),
+    ] = None,
+    append_to: Annotated[
+        Path | None, typer.Option("--append-to", help="Append the line to this tokens file.")
+    ] = None,
+) -> None:
+    """Print a new token (shown once) and the tokens-file line that holds only its hash."""
+    from workclaim.server.auth import new_token, token_line
+
+    token = new_token()
+    try:
+        line = token_line(token, identity, scopes or ["work:*"])
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    if append_to is not None:
+        with append_to.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        append_to.chmod(0o600)
+    print(f"token: {token}")
+    print(f"tokens file line: {line}")
+    print("The token is shown once; the server stores only its hash.", file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` and `token` to the `workclaim` command."""
+    app.command("serve")(serve)
+    app.add_typer(token_app, name="token")

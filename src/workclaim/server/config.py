@@ -1,0 +1,67 @@
+"""`ServerConfig`: the service's own settings (caps, auth, threads), validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from workclaim.config import Settings
+from workclaim.errors import ConfigError
+from workclaim.server.auth import TokenStore
+from workclaim.validation import MAX_BATCH, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the HTTP service behaves.
+
+    - `tokens`: the bearer tokens; None only with `no_auth=True` (development: every caller is
+      the all-powerful `anonymous`, and a request's `worker` field is trusted).
+    - `max_body_bytes`: cap on a request body (default: the payload cap plus 64 KiB, at least
+      2 MiB).
+    - `max_batch`, `max_lease`, `max_wait`: caps on a claim's `max`, `lease` and `wait`
+      (a longer `wait` is shortened to `max_wait`: a long-poll may always end early).
+    - `max_longpolls_per_token`: long-polls one identity may have waiting at once (429 beyond).
+    - `threads`: the thread pool that runs blocking store calls.
+    - `allow_clock_override`: TEST ONLY. Honour an `X-Workclaim-Now` header as the `now=` of
+      every call, so a test suite can move the store's clock. Never turn it on in production:
+      any caller could then claim items before their time or expire other workers' leases.
+    """
+
+    settings: Settings = field(default_factory=Settings)
+    tokens: TokenStore | None = None
+    no_auth: bool = False
+    max_body_bytes: int | None = None
+    max_batch: int = 100
+    max_lease: float = 86_400.0
+    max_wait: float = 30.0
+    max_longpolls_per_token: int = 100
+    threads: int = 16
+    allow_clock_override: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tokens is None and not self.no_auth:
+            raise ConfigError(
+                "the server needs bearer tokens (--tokens FILE or WORKCLAIM_TOKENS); "
+                "use --no-auth only for local development"
+            )
+        if self.tokens is not None and self.tokens.empty and not self.no_auth:
+            raise ConfigError("the tokens file has no token: add one with `workclaim token create`")
+        if not 1 <= self.max_batch <= MAX_BATCH:
+            raise ConfigError(f"max_batch must be between 1 and {MAX_BATCH}")
+        if not 0.01 <= self.max_lease <= MAX_LEASE_SECONDS:
+            raise ConfigError(f"max_lease must be between 0.01 and {MAX_LEASE_SECONDS} seconds")
+        if not 0 <= self.max_wait <= MAX_WAIT_SECONDS:
+            raise ConfigError(f"max_wait must be between 0 and {MAX_WAIT_SECONDS} seconds")
+        if not 1 <= self.max_longpolls_per_token <= 1_000_000:
+            raise ConfigError("max_longpolls_per_token must be at least 1")
+        if not 1 <= self.threads <= 1_024:
+            raise ConfigError("threads must be between 1 and 1024")
+        if self.max_body_bytes is not None and self.max_body_bytes < 1_024:
+            raise ConfigError("max_body_bytes must be at least 1024")
+
+    @property
+    def body_cap(self) -> int:
+        """The request body cap in bytes."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return max(2 * 1024 * 1024, self.settings.max_payload_bytes + 64 * 1024)

@@ -1,0 +1,500 @@
+"""The endpoints. Each is thin: check scope, call `AsyncQueue`, shape the answer.
+
+The worker a lease belongs to is the caller's identity from its bearer token, never a field of
+the request: lease-ending calls build `Lease(..., worker=identity)`, so the store's fence refuses
+another worker's lease with 409 even though tokens are sequential and guessable.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from workclaim._time import from_micros
+from workclaim.errors import ItemNotFound, LeaseLost, ValidationError
+from workclaim.models import Lease, Status
+from workclaim.queue import AsyncQueue
+from workclaim.server.auth import ANONYMOUS, Principal
+from workclaim.server.config import ServerConfig
+from workclaim.server.limits import LongPollLimiter
+from workclaim.server.longpoll import LongPolls
+from workclaim.server.metrics import Metrics
+from workclaim.server.problems import MEDIA_TYPE, Problem
+from workclaim.server.schemas import (
+    NAME_REGEX,
+    ClaimIn,
+    ClaimOut,
+    CompleteIn,
+    EnqueueIn,
+    EnqueueOut,
+    FailIn,
+    HealthOut,
+    HeartbeatIn,
+    HeartbeatOut,
+    ItemOut,
+    LeaseOut,
+    LeaseRef,
+    OutcomeOut,
+    ProblemOut,
+    PurgeIn,
+    PurgeOut,
+    ReleaseIn,
+    RequeueIn,
+    StatsOut,
+)
+from workclaim.validation import MAX_ID, check_queues
+
+CLOCK_HEADER = "X-Workclaim-Now"
+
+
+@dataclass
+class State:
+    """What every request needs: the queue, the config, metrics and the long-poll limiter."""
+
+    queue: AsyncQueue
+    config: ServerConfig
+    metrics: Metrics
+    longpolls: LongPollLimiter
+    waiting: LongPolls
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {MEDIA_TYPE: {"schema": ProblemOut.model_json_schema()}},
+    }
+
+
+_COMMON: dict[int | str, dict[str, Any]] = {
+    400: _problem("Malformed request (not JSON, bad header)"),
+    401: _problem("No bearer token, or an unknown one"),
+    403: _problem("The token's scopes do not allow this"),
+    413: _problem("Body or payload over the cap"),
+    422: _problem("Invalid arguments"),
+    429: _problem("Too many requests (Retry-After says when to retry)"),
+    503: _problem("The database is unavailable (Retry-After says when to retry)"),
+}
+_LEASE = _COMMON | {409: _problem("Lease lost: stale, expired or another worker's")}
+_ITEM = _COMMON | {404: _problem("No such item (or not visible to this token)")}
+
+bearer = HTTPBearer(auto_error=False, description="A token from `workclaim token create`.")
+router = APIRouter()
+
+
+def _state(request: Request) -> State:
+    st: State = request.app.state.workclaim
+    return st
+
+
+# Dependencies are `async def` so that they run on the event loop: FastAPI would run a plain
+# `def` dependency on the framework's small default thread pool, one thread hop per request each.
+async def state(request: Request) -> State:
+    """The app's state."""
+    return _state(request)
+
+
+async def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller, from its bearer token (401 without a valid one)."""
+    st = _state(request)
+    if st.config.no_auth:
+        return ANONYMOUS
+    challenge = {"WWW-Authenticate": 'Bearer realm="workclaim"'}
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Problem("unauthorized", "send Authorization: Bearer <token>", headers=challenge)
+    assert st.config.tokens is not None
+    found = st.config.tokens.lookup(credentials.credentials)
+    if found is None:
+        raise Problem("unauthorized", "the bearer token is not valid", headers=challenge)
+    return found
+
+
+async def clock(
+    request: Request,
+    x_workclaim_now: Annotated[
+        str | None,
+        Header(
+            description="TEST ONLY, honoured only by a server started with the clock override: "
+            "the store time to use for this call (ISO 8601 with offset)."
+        ),
+    ] = None,
+) -> datetime | None:
+    """The injected `now` of a test server, or None (the store's clock)."""
+    if x_workclaim_now is None or not _state(request).config.allow_clock_override:
+        return None
+    try:
+        now = datetime.fromisoformat(x_workclaim_now)
+    except ValueError as exc:
+        raise Problem("bad-request", f"{CLOCK_HEADER} is not an ISO 8601 datetime") from exc
+    if now.tzinfo is None:
+        raise Problem("bad-request", f"{CLOCK_HEADER} needs a UTC offset")
+    return now
+
+
+Caller = Annotated[Principal, Depends(principal)]
+Now = Annotated[datetime | None, Depends(clock)]
+St = Annotated[State, Depends(state)]
+QueuePath = Annotated[str, Path(pattern=NAME_REGEX, max_length=128, description="Queue name.")]
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Item id.")]
+
+
+def _worker_for_claim(caller: Principal, st: State, requested: str | None) -> str:
+    if st.config.no_auth:
+        return requested or caller.identity
+    if requested is not None and requested != caller.identity:
+        raise Problem(
+            "forbidden",
+            "the worker is the token's identity; omit `worker` or send the same name",
+        )
+    return caller.identity
+
+
+def _worker_for_lease(caller: Principal, st: State, ref: LeaseRef) -> str:
+    if st.config.no_auth:
+        return ref.worker or caller.identity
+    if not caller.may_work():
+        raise Problem("forbidden", "this token has no `work` scope")
+    if ref.worker is not None and ref.worker != caller.identity:
+        raise LeaseLost(ref.id, ref.token, "the lease belongs to another worker")
+    return caller.identity
+
+
+def _lease(ref: LeaseRef, worker: str, attempt: int = 1) -> Lease:
+    """A lease naming the item, token and worker; the store fences on exactly these."""
+    return Lease(
+        id=ref.id,
+        queue="",
+        payload=None,
+        token=ref.token,
+        attempt=ref.attempt or attempt,
+        max_attempts=0,
+        expires_at=from_micros(0),
+        worker=worker,
+        lease_seconds=0.0,
+    )
+
+
+async def _claim(
+    request: Request,
+    st: State,
+    caller: Principal,
+    queues: list[str],
+    *,
+    limit: int,
+    lease: float,
+    wait: float,
+    worker: str | None,
+    now: datetime | None,
+) -> Response | ClaimOut:
+    names = check_queues(queues)
+    for name in names:
+        if not caller.may_work(name):
+            raise Problem("forbidden", f"this token may not claim from queue {name!r}")
+    cfg = st.config
+    if limit > cfg.max_batch:
+        raise ValidationError(f"max must be at most {cfg.max_batch} on this server")
+    if lease > cfg.max_lease:
+        raise ValidationError(f"lease must be at most {cfg.max_lease} seconds on this server")
+    wait = min(wait, cfg.max_wait)
+    who = _worker_for_claim(caller, st, worker)
+    q = st.queue
+    if wait > 0:
+        with st.longpolls.slot(caller.identity):
+            st.metrics.longpolls.inc()
+            try:
+                leases = await st.waiting.claim(
+                    names, worker=who, lease=lease, limit=limit, wait=wait, now=now
+                )
+            finally:
+                st.metrics.longpolls.dec()
+        if leases and await request.is_disconnected():
+            st.waiting.release(leases)  # nobody to hand them to: give them straight back
+            return Response(status_code=204)
+    else:
+        started = time.perf_counter()
+        leases = await q.claim(names, worker=who, lease=lease, max=limit, now=now)
+        st.metrics.claim_latency.observe(time.perf_counter() - started)
+    if not leases:
+        return Response(status_code=204)
+    for granted in leases:
+        st.metrics.claims.labels(queue=granted.queue).inc()
+    return ClaimOut(leases=[LeaseOut.of(x) for x in leases])
+
+
+_CLAIM_RESPONSES = _COMMON | {
+    200: {"description": "Leases, in claim order"},
+    204: {"description": "Nothing claimable (within the wait)"},
+}
+
+
+@router.post(
+    "/worker/claim",
+    response_model=ClaimOut,
+    responses=_CLAIM_RESPONSES,
+    tags=["worker"],
+    summary="Claim items (long-poll with wait)",
+)
+async def claim(body: ClaimIn, request: Request, st: St, caller: Caller, now: Now) -> Any:
+    """Lease up to `max` items from the named queues in (priority, run_at, id) order; 204 when
+    nothing is claimable within `wait` seconds. The safe form of `GET /worker/next`."""
+    queues = list(body.queues or []) + ([body.queue] if body.queue else [])
+    if not queues:
+        raise ValidationError("give `queue` or `queues`")
+    return await _claim(
+        request,
+        st,
+        caller,
+        queues,
+        limit=body.max,
+        lease=body.lease,
+        wait=body.wait,
+        worker=body.worker,
+        now=now,
+    )
+
+
+@router.get(
+    "/worker/next",
+    response_model=ClaimOut,
+    responses=_CLAIM_RESPONSES,
+    tags=["worker"],
+    summary="Claim items (GET form; prefer POST /worker/claim)",
+)
+async def claim_next(
+    request: Request,
+    st: St,
+    caller: Caller,
+    now: Now,
+    queue: Annotated[list[Annotated[str, Query(pattern=NAME_REGEX)]], Query(min_length=1)],
+    max: Annotated[int, Query(ge=1, le=1000)] = 1,
+    lease: Annotated[float, Query(ge=0.01, le=604_800)] = 30.0,
+    wait: Annotated[float, Query(ge=0, le=3_600)] = 0.0,
+) -> Any:
+    """The spike's endpoint, kept for compatibility. A GET may be repeated or prefetched by
+    proxies and caches, and each repeat claims more items (held until their leases expire):
+    prefer `POST /worker/claim`. Answers carry `Cache-Control: no-store`."""
+    result = await _claim(
+        request,
+        st,
+        caller,
+        queue,
+        limit=max,
+        lease=lease,
+        wait=wait,
+        worker=None,
+        now=now,
+    )
+    if isinstance(result, Response):
+        result.headers["Cache-Control"] = "no-store"
+        return result
+    return Response(
+        content=result.model_dump_json(),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.post("/worker/heartbeat", response_model=HeartbeatOut, responses=_LEASE, tags=["worker"])
+async def heartbeat(body: HeartbeatIn, st: St, caller: Caller, now: Now) -> HeartbeatOut:
+    """Extend the lease to now + `extend` (default: its own length); 409 if it is lost."""
+    lease = _lease(body, _worker_for_lease(caller, st, body))
+    try:
+        renewed = await st.queue.heartbeat(lease, extend=body.extend, now=now)
+    except LeaseLost:
+        st.metrics.lease_lost.inc()
+        raise
+    return HeartbeatOut(id=renewed.id, token=renewed.token, expires_at=renewed.expires_at)
+
+
+@router.post("/worker/complete", response_model=OutcomeOut, responses=_LEASE, tags=["worker"])
+async def complete(body: CompleteIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
+    """Mark the item done. Repeating a successful complete is harmless."""
+    lease = _lease(body, _worker_for_lease(caller, st, body))
+    try:
+        await st.queue.complete(lease, result=body.result, now=now)
+    except LeaseLost:
+        st.metrics.lease_lost.inc()
+        raise
+    st.metrics.completions.inc()
+    return OutcomeOut(id=body.id, status=Status.DONE)
+
+
+@router.post("/worker/release", response_model=OutcomeOut, responses=_LEASE, tags=["worker"])
+async def release(body: ReleaseIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
+    """Give the item back (after `delay` seconds) without using up an attempt."""
+    lease = _lease(body, _worker_for_lease(caller, st, body))
+    try:
+        await st.queue.release(lease, delay=body.delay, now=now)
+    except LeaseLost:
+        st.metrics.lease_lost.inc()
+        raise
+    st.metrics.releases.inc()
+    return OutcomeOut(id=body.id, status=Status.QUEUED)
+
+
+@router.post("/worker/fail", response_model=OutcomeOut, responses=_LEASE, tags=["worker"])
+async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
+    """Record a failure: queued again after a backoff while attempts remain, else dead."""
+    worker = _worker_for_lease(caller, st, body)
+    attempt = body.attempt
+    if attempt is None:
+        try:
+            attempt = (await st.queue.get(body.id)).attempts or 1
+        except ItemNotFound:
+            attempt = 1  # the fenced call below answers lease-lost
+    lease = _lease(body, worker, attempt)
+    try:
+        status = await st.queue.fail(lease, body.error, retry=body.retry, now=now)
+    except LeaseLost:
+        st.metrics.lease_lost.inc()
+        raise
+    st.metrics.failures.inc()
+    return OutcomeOut(id=body.id, status=status)
+
+
+@router.post(
+    "/queues/{queue}/items",
+    response_model=EnqueueOut,
+    status_code=201,
+    responses=_COMMON,
+    tags=["producer"],
+)
+async def enqueue(
+    queue: QueuePath, body: EnqueueIn, st: St, caller: Caller, now: Now
+) -> EnqueueOut:
+    """Add one item (`payload`) or a batch (`payloads`, atomically); ids in input order."""
+    if not caller.may_enqueue(queue):
+        raise Problem("forbidden", f"this token may not enqueue on queue {queue!r}")
+    given = body.model_fields_set
+    options: dict[str, Any] = {
+        "priority": body.priority,
+        "delay": body.delay,
+        "run_at": body.run_at,
+        "max_attempts": body.max_attempts,
+        "now": now,
+    }
+    if ("payload" in given) == ("payloads" in given and body.payloads is not None):
+        raise ValidationError("give exactly one of `payload` (one item) or `payloads` (a batch)")
+    if "payload" in given:
+        item_id = await st.queue.enqueue(queue, body.payload, dedupe_key=body.dedupe_key, **options)
+        ids = [item_id]
+    else:
+        assert body.payloads is not None
+        if body.dedupe_key is not None:
+            raise ValidationError("dedupe_key applies to one item: send `payload`, not `payloads`")
+        if len(body.payloads) > st.config.max_batch:
+            raise ValidationError(f"a batch holds at most {st.config.max_batch} payloads")
+        ids = await st.queue.enqueue_many(queue, body.payloads, **options)
+    st.metrics.saw_queue(queue)
+    st.metrics.enqueued.labels(queue=queue).inc(len(ids))
+    return EnqueueOut(ids=ids)
+
+
+async def _visible_item(st: State, caller: Principal, item_id: int) -> ItemOut:
+    item = await st.queue.get(item_id)
+    if not (caller.may_enqueue(item.queue) or caller.may_work(item.queue)):
+        raise ItemNotFound(item_id)  # do not reveal items outside the caller's queues
+    return ItemOut.of(item)
+
+
+@router.get("/items/{item_id}", response_model=ItemOut, responses=_ITEM, tags=["producer"])
+async def get_item(item_id: IdPath, st: St, caller: Caller) -> ItemOut:
+    """The item as stored (never its lease token)."""
+    return await _visible_item(st, caller, item_id)
+
+
+@router.delete(
+    "/items/{item_id}",
+    response_model=OutcomeOut,
+    responses=_ITEM | {409: _problem("The item is not queued")},
+    tags=["producer"],
+)
+async def cancel_item(item_id: IdPath, st: St, caller: Caller, now: Now) -> OutcomeOut:
+    """Cancel a queued item (409 invalid-state when it is claimed or finished)."""
+    item = await _visible_item(st, caller, item_id)
+    if not caller.may_enqueue(item.queue):
+        raise Problem("forbidden", "cancelling needs the `enqueue` scope on the item's queue")
+    await st.queue.cancel(item_id, now=now)
+    return OutcomeOut(id=item_id, status=Status.CANCELLED)
+
+
+@router.post(
+    "/items/{item_id}/requeue",
+    response_model=OutcomeOut,
+    responses=_ITEM | {409: _problem("The item is not dead")},
+    tags=["admin"],
+)
+async def requeue_item(
+    item_id: IdPath, st: St, caller: Caller, now: Now, body: RequeueIn | None = None
+) -> OutcomeOut:
+    """Move a dead item back to queued with fresh attempts (admin)."""
+    _need_admin(caller)
+    max_attempts = None if body is None else body.max_attempts
+    await st.queue.requeue(item_id, max_attempts=max_attempts, now=now)
+    return OutcomeOut(id=item_id, status=Status.QUEUED)
+
+
+def _need_admin(caller: Principal) -> None:
+    if not caller.admin:
+        raise Problem("forbidden", "this needs a token with the `admin` scope")
+
+
+@router.get("/queues/{queue}/stats", response_model=StatsOut, responses=_COMMON, tags=["admin"])
+async def queue_stats(queue: QueuePath, st: St, caller: Caller, now: Now) -> StatsOut:
+    """Counts per status plus expired leases; zeros for a queue never used (admin)."""
+    _need_admin(caller)
+    return StatsOut.of(await st.queue.stats(queue, now=now))
+
+
+@router.post("/queues/{queue}/purge", response_model=PurgeOut, responses=_COMMON, tags=["admin"])
+async def purge(queue: QueuePath, body: PurgeIn, st: St, caller: Caller, now: Now) -> PurgeOut:
+    """Delete the queue's finished items that finished more than `older_than` seconds ago."""
+    _need_admin(caller)
+    return PurgeOut(deleted=await st.queue.purge(queue, older_than=body.older_than, now=now))
+
+
+@router.get("/healthz", response_model=HealthOut, tags=["ops"])
+async def healthz() -> HealthOut:
+    """The process is alive (says nothing about the database)."""
+    return HealthOut(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=HealthOut,
+    responses={503: _problem("The database is unreachable")},
+    tags=["ops"],
+)
+async def readyz(st: St) -> HealthOut:
+    """The database answers a query within the store deadline."""
+    await st.queue.stats("workclaim.readyz")
+    return HealthOut(status="ready")
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=_COMMON | {200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    tags=["ops"],
+)
+async def metrics(st: St, caller: Caller) -> Response:
+    """Prometheus metrics (admin scope): claims, completions, failures, lease-lost, claim
+    latency, long-polls waiting, and items per queue and status."""
+    _need_admin(caller)
+    for name in sorted(st.metrics.queues):
+        s = await st.queue.stats(name)
+        st.metrics.set_counts(
+            name,
+            {
+                k: getattr(s, k)
+                for k in ("queued", "claimed", "done", "dead", "cancelled", "expired")
+            },
+        )
+    return Response(st.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,267 @@
+"""Request and response bodies (pydantic), so the served OpenAPI is exact.
+
+Ids and tokens are JSON integers (below 2**53). Numbers are strict: `"5"` or `true` is not a
+count. Bounds mirror `workclaim.validation`, which still checks every value on the way in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+
+from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.validation import (
+    MAX_ATTEMPTS_LIMIT,
+    MAX_BATCH,
+    MAX_DELAY_SECONDS,
+    MAX_ERROR_CHARS,
+    MAX_ID,
+    MAX_LEASE_SECONDS,
+    MAX_WAIT_SECONDS,
+    MIN_LEASE_SECONDS,
+    NAME_PATTERN,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+)
+
+NAME_REGEX = f"^{NAME_PATTERN.pattern}$"
+Name = Annotated[str, Field(pattern=NAME_REGEX, max_length=128)]
+ItemId = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+Token = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+Seconds = Annotated[StrictFloat, Field(ge=0, le=MAX_DELAY_SECONDS)]
+LeaseSeconds = Annotated[StrictFloat, Field(ge=MIN_LEASE_SECONDS, le=MAX_LEASE_SECONDS)]
+Priority = Annotated[StrictInt, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
+MaxAttempts = Annotated[StrictInt, Field(ge=1, le=MAX_ATTEMPTS_LIMIT)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClaimIn(_In):
+    """Claim up to `max` items from `queues` (or one `queue`)."""
+
+    queue: Name | None = Field(None, description="One queue (or use `queues`).")
+    queues: list[Name] | None = Field(
+        None, min_length=1, max_length=100, description="Queues, claimed in priority order."
+    )
+    max: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH)] = 1
+    lease: LeaseSeconds = 30.0
+    wait: Annotated[StrictFloat, Field(ge=0, le=MAX_WAIT_SECONDS)] = Field(
+        0.0, description="Seconds to long-poll for work; capped by the server's max_wait."
+    )
+    worker: Name | None = Field(
+        None,
+        description="Ignored-if-equal check: the worker is the token's identity; a different "
+        "name is refused (403). Only a --no-auth server takes it as the worker name.",
+    )
+
+
+class LeaseOut(BaseModel):
+    """A lease: the right to work on one item until `expires_at` (store clock)."""
+
+    id: int
+    queue: str
+    payload: Any
+    token: int = Field(description="Fencing token: send it back with every call on this lease.")
+    attempt: int
+    max_attempts: int
+    expires_at: datetime
+    worker: str
+    lease_seconds: float
+
+    @classmethod
+    def of(cls, lease: Lease) -> LeaseOut:
+        """From a library lease."""
+        return cls(
+            id=lease.id,
+            queue=lease.queue,
+            payload=lease.payload,
+            token=lease.token,
+            attempt=lease.attempt,
+            max_attempts=lease.max_attempts,
+            expires_at=lease.expires_at,
+            worker=lease.worker,
+            lease_seconds=lease.lease_seconds,
+        )
+
+
+class ClaimOut(BaseModel):
+    """The leases of one claim, in claim order."""
+
+    leases: list[LeaseOut]
+
+
+class LeaseRef(_In):
+    """Names a lease: the item id and the token its claim returned."""
+
+    id: ItemId
+    token: Token
+    worker: Name | None = Field(
+        None, description="Optional; must be the token's identity (else 409 lease-lost)."
+    )
+    attempt: Annotated[StrictInt, Field(ge=1, le=MAX_ATTEMPTS_LIMIT)] | None = Field(
+        None, description="The lease's attempt (used for the retry backoff of `fail`)."
+    )
+
+
+class HeartbeatIn(LeaseRef):
+    """Extend a lease to now + `extend` (default: its own length)."""
+
+    extend: LeaseSeconds | None = None
+
+
+class HeartbeatOut(BaseModel):
+    """The lease's new expiry."""
+
+    id: int
+    token: int
+    expires_at: datetime
+
+
+class CompleteIn(LeaseRef):
+    """Mark the item done, optionally storing a JSON `result`."""
+
+    result: Any = None
+
+
+class ReleaseIn(LeaseRef):
+    """Give the item back (after `delay` seconds) without using up an attempt."""
+
+    delay: Seconds = 0.0
+
+
+class FailIn(LeaseRef):
+    """Record a failure: retried after a backoff while attempts remain, unless `retry` is false."""
+
+    error: Annotated[str, Field(max_length=MAX_ERROR_CHARS)]
+    retry: StrictBool = True
+
+
+class OutcomeOut(BaseModel):
+    """The item's status after a lease-ending call."""
+
+    id: int
+    status: Status
+
+
+class EnqueueIn(_In):
+    """One item (`payload`) or a batch (`payloads`, all or none), with shared options."""
+
+    payload: Any = Field(None, description="The item's JSON payload (for one item).")
+    payloads: list[Any] | None = Field(None, description="Payloads of a batch, all or none.")
+    priority: Priority = 0
+    delay: Seconds = 0.0
+    run_at: AwareDatetime | None = None
+    max_attempts: MaxAttempts | None = None
+    dedupe_key: Name | None = Field(None, description="Only with `payload`.")
+
+
+class EnqueueOut(BaseModel):
+    """Ids in input order (an existing id where a dedupe key was held)."""
+
+    ids: list[int]
+
+
+class ItemOut(BaseModel):
+    """An item as stored. Never shows a lease token."""
+
+    id: int
+    queue: str
+    payload: Any
+    status: Status
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    dedupe_key: str | None
+    worker: str | None
+    expires_at: datetime | None
+    last_error: str | None
+    result: Any
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, item: Item) -> ItemOut:
+        """From a library item."""
+        return cls(
+            id=item.id,
+            queue=item.queue,
+            payload=item.payload,
+            status=item.status,
+            priority=item.priority,
+            run_at=item.run_at,
+            attempts=item.attempts,
+            max_attempts=item.max_attempts,
+            dedupe_key=item.dedupe_key,
+            worker=item.worker,
+            expires_at=item.expires_at,
+            last_error=item.last_error,
+            result=item.result,
+            created_at=item.created_at,
+            updated_at=item.updated_at,
+        )
+
+
+class RequeueIn(_In):
+    """Move a dead item back to queued with fresh attempts."""
+
+    max_attempts: MaxAttempts | None = None
+
+
+class StatsOut(BaseModel):
+    """Counts of a queue's items per status, plus claimed items whose lease expired."""
+
+    queue: str
+    queued: int
+    claimed: int
+    done: int
+    dead: int
+    cancelled: int
+    expired: int
+    total: int
+
+    @classmethod
+    def of(cls, s: QueueStats) -> StatsOut:
+        """From library stats."""
+        return cls(
+            queue=s.queue,
+            queued=s.queued,
+            claimed=s.claimed,
+            done=s.done,
+            dead=s.dead,
+            cancelled=s.cancelled,
+            expired=s.expired,
+            total=s.total,
+        )
+
+
+class PurgeIn(_In):
+    """Delete the queue's finished items older than `older_than` seconds."""
+
+    older_than: Seconds
+
+
+class PurgeOut(BaseModel):
+    """How many items were deleted."""
+
+    deleted: int
+
+
+class HealthOut(BaseModel):
+    """Liveness or readiness."""
+
+    status: str
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None

@@ -1,0 +1,99 @@
+"""`workclaim worker`: run a handler `module:function` over a queue, from a database or a server."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from workclaim.errors import WorkclaimError
+
+
+def _load(spec: str) -> Any:
+    """The callable named by `module:function` (the current directory is importable)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise typer.BadParameter("give the handler as module:function")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:
+            raise typer.BadParameter(f"{module_name!r} has no {attr!r}") from exc
+    if not callable(target):
+        raise typer.BadParameter(f"{spec} is not callable")
+    return target
+
+
+def worker(
+    handler: Annotated[str, typer.Argument(help="The handler, as module:function.")],
+    queue: Annotated[list[str], typer.Option("--queue", "-q", help="Queue(s) to work on.")],
+    db: Annotated[
+        str | None, typer.Option("--db", envvar="WORKCLAIM_DB", help="Database URL.")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", envvar="WORKCLAIM_SERVER", help="Server URL.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="WORKCLAIM_TOKEN", help="Bearer token (with --server)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Items worked on at once.")] = 1,
+    lease: Annotated[float, typer.Option(help="Lease length (s); heartbeats keep it.")] = 30.0,
+    wait: Annotated[float, typer.Option(help="Long-poll wait per claim (s).")] = 5.0,
+    grace: Annotated[float, typer.Option(help="Seconds in-flight work gets on SIGTERM.")] = 30.0,
+    name: Annotated[
+        str | None, typer.Option(help="Worker name (with --db; default host-pid).")
+    ] = None,
+) -> None:
+    """Run HANDLER over items of the queue(s) until SIGTERM or SIGINT, then stop gracefully."""
+    from workclaim.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    if (db is None) == (server is None):
+        print("error: give exactly one of --db URL or --server URL", file=sys.stderr)
+        raise typer.Exit(2)
+    fn = _load(handler)
+    source: Any
+    try:
+        if server is not None:
+            from workclaim.client import Client
+
+            source = Client(server, token=token, timeout=10.0 + wait)
+        else:
+            from workclaim.config import Settings
+            from workclaim.queue import Queue
+
+            assert db is not None
+            source = Queue(db, settings=Settings.from_env())
+        try:
+            runtime = Worker(
+                source,
+                queues=queue,
+                concurrency=concurrency,
+                lease=lease,
+                wait=wait,
+                grace=grace,
+                name=name,
+            )
+            runtime.run(fn)
+        finally:
+            source.close()
+    except WorkclaimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from exc
+
+
+def register(app: typer.Typer) -> None:
+    """Add `worker` to the `workclaim` command."""
+    app.command("worker")(worker)

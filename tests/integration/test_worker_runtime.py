@@ -1,0 +1,108 @@
+"""The worker runtime's Python API, over a `Queue` and over HTTP through `Client`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.http_transport import running_server, server_config
+from workclaim import Queue, Settings, Status
+from workclaim.client import Client
+from workclaim.server import create_app
+from workclaim.worker import Context, Worker
+
+
+@contextmanager
+def source(kind: str, url: str) -> Iterator[Any]:
+    """A Queue, or a Client on a live server over the same store."""
+    if kind == "queue":
+        with Queue(url) as q:
+            yield q
+        return
+    app = create_app(url, server_config(Settings()))
+    with running_server(app) as base, Client(base) as client:
+        yield client
+
+
+@contextmanager
+def running(worker: Worker) -> Iterator[None]:
+    thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+    thread.start()
+    try:
+        yield
+    finally:
+        worker.stop()
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["queue", "http"])
+def test_handler_results_complete_and_exceptions_fail(tmp_path: Path, kind: str) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    with Queue(url) as q:
+        ids = q.enqueue_many("jobs", [{"n": n} for n in range(6)])
+    done = threading.Semaphore(0)
+    with source(kind, url) as src:
+        worker = Worker(src, queues=["jobs"], concurrency=3, wait=1.0)
+
+        @worker.handler
+        def double(ctx: Context) -> int:
+            try:
+                assert ctx.attempt == 1 and ctx.time_left() > 0
+                if ctx.lease.payload["n"] == 5:
+                    raise RuntimeError("no fives")
+                return int(ctx.lease.payload["n"]) * 2
+            finally:
+                done.release()
+
+        with running(worker):
+            for _ in ids:
+                assert done.acquire(timeout=30)
+    # run() returned: its shutdown waited for every handler and its complete/fail call
+    with Queue(url) as q:
+        items = [q.get(i) for i in ids]
+    assert [i.result for i in items[:5]] == [0, 2, 4, 6, 8]
+    assert all(i.status is Status.DONE for i in items[:5])
+    failed = items[5]
+    assert failed.status is Status.QUEUED and failed.attempts == 1
+    assert failed.last_error is not None
+    assert "RuntimeError: no fives" in failed.last_error and "Traceback" in failed.last_error
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["queue", "http"])
+def test_a_lost_lease_sets_the_event(tmp_path: Path, kind: str) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    with Queue(url) as q:
+        item_id = q.enqueue("jobs", 1)
+        seen: list[bool] = []
+        saw = threading.Event()
+        with source(kind, url) as src:
+            worker = Worker(src, queues="jobs", lease=2.0, heartbeat_fraction=0.05, wait=1.0)
+
+            @worker.handler
+            def steal(ctx: Context) -> None:
+                q.complete(ctx.lease)  # someone else ends the lease behind the worker's back
+                seen.append(ctx.lost.wait(20))
+                saw.set()
+
+            with running(worker):
+                assert saw.wait(30)
+        assert seen == [True]
+        assert q.get(item_id).status is Status.DONE
+
+
+def test_worker_arguments_are_checked(tmp_path: Path) -> None:
+    with Queue(f"sqlite:///{tmp_path / 'w.db'}") as q:
+        for bad in ({"concurrency": 0}, {"lease": 0}, {"grace": -1}, {"queues": []}):
+            options: dict[str, Any] = {"queues": "jobs"} | bad
+            with pytest.raises(ValueError):
+                Worker(q, **options)
+        with pytest.raises(ValueError, match="handler"):
+            Worker(q, queues="jobs").run(install_signals=False)
