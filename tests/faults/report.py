@@ -52,3 +52,22 @@ def write_json(path: Path, rows: list[dict[str, Any]], seconds: float) -> None:
         "rows": rows,
     }
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.faults.report [bench-results/soak.json]`: print the last soak's table."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0] if args else "bench-results/soak.json")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    print(table(doc["rows"]))
+    print(
+        f"\n{len(doc['rows'])} scenario runs in {doc['wall_seconds']:g} s, generated "
+        f"{doc['generated_at']}; violations in total: {doc['total_violations']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -117,7 +117,12 @@ def test_http_service_under_faults(
     runs: list[FaultRun],
     blackhole: float,
 ) -> None:
-    run = FaultRun("http: service + client under faults", service.db, tmp_path, timeout=TIMEOUT)
+    run = FaultRun(
+        f"http: service + client under faults ({blackhole:g}s blackhole)",
+        service.db,
+        tmp_path,
+        timeout=TIMEOUT,
+    )
     runs.append(run)
     run.enqueue(500)
     with FaultProxy("127.0.0.1", service.port) as proxy:

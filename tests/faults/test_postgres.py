@@ -137,7 +137,12 @@ def test_network_faults_respect_deadlines(
     pg_server: Any, tmp_path: Path, runs: list[FaultRun], blackhole: float
 ) -> None:
     url = pg_schema_url(pg_server.url)
-    run = FaultRun("postgres: proxy latency/RST/blackhole", url, tmp_path, timeout=TIMEOUT)
+    run = FaultRun(
+        f"postgres: proxy latency/RST/blackhole ({blackhole:g}s blackhole)",
+        url,
+        tmp_path,
+        timeout=TIMEOUT,
+    )
     runs.append(run)
     run.enqueue(400)
     with FaultProxy("127.0.0.1", pg_server.port) as proxy:

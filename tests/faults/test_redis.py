@@ -149,7 +149,12 @@ def test_network_faults_respect_deadlines(
     server = redis_server(DURABLE)
     servers.append(server)
     url = redis_prefixed(server.url)
-    run = FaultRun("redis: proxy latency/RST/blackhole", url, tmp_path, timeout=TIMEOUT)
+    run = FaultRun(
+        f"redis: proxy latency/RST/blackhole ({blackhole:g}s blackhole)",
+        url,
+        tmp_path,
+        timeout=TIMEOUT,
+    )
     runs.append(run)
     run.enqueue(400)
     with FaultProxy("127.0.0.1", server.port) as proxy:
