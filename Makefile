@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean peers
+.PHONY: demo test soak lint install clean peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 peers:
 	bash benchmarks/peers/setup.sh
 	benchmarks/peers/.venv/bin/python benchmarks/peers/run.py $(PEERS_ARGS)
+
+# The full fault matrix (bounded in time); prints the fault table, writes bench-results/soak.json.
+soak: $(STAMP)
+	$(BIN)/python -m pytest tests/faults --soak -m faults -p no:cacheprovider -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

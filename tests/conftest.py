@@ -12,6 +12,11 @@ from workclaim import Queue, Settings
 from workclaim.retry import Backoff
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--soak`: also run the long fault scenarios (tests/faults, marked `soak`)."""
+    parser.addoption("--soak", action="store_true", help="also run the soak fault scenarios")
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Each backend in turn."""

@@ -1,0 +1,169 @@
+"""The HTTP service under faults: `workclaim serve` (a real process) over a throwaway PostgreSQL,
+workers using `workclaim.client.Client` through a TCP fault proxy. The database crashes (the
+service must answer 503, not 500, and recover without a restart), the network misbehaves, and the
+service itself is SIGKILLed and restarted. Each scenario ends with heal, drain and the checker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults import report
+from tests.faults.harness import FaultRun, call_seconds
+from tests.faults.servers import pg_schema_url, pg_server
+from tests.support.faultproxy import FaultProxy
+from workclaim.bench.history import load_history
+
+pytest.importorskip("workclaim.client", reason="the HTTP service and client land with `http`")
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
+__all__ = ["pg_server"]
+
+TIMEOUT = 1.0
+START_SECONDS = 30.0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Service:
+    """`workclaim serve --no-auth` on a fixed loopback port, restartable."""
+
+    def __init__(self, db: str, log: Path) -> None:
+        self.db = db
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import httpx
+
+        env = {**os.environ, "WORKCLAIM_TIMEOUT": str(TIMEOUT)}
+        argv = [sys.executable, "-m", "workclaim", "serve", "--db", self.db, "--no-auth"]
+        argv += ["--port", str(self.port), "--log-level", "warning", "--max-wait", "5"]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"workclaim serve exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)  # readiness poll of a process we started
+        raise RuntimeError("workclaim serve did not answer within 30 s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def service(pg_server: Any, tmp_path: Path) -> Iterator[Service]:
+    svc = Service(pg_schema_url(pg_server.url), tmp_path / "serve.log")
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+def runs() -> Iterator[list[FaultRun]]:
+    made: list[FaultRun] = []
+    yield made
+    for run in made:
+        run.close()
+
+
+def _stats_status(url: str) -> int:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/queues/faults/stats", timeout=5).status_code
+    except httpx.HTTPError:
+        return -1
+
+
+@pytest.mark.parametrize("blackhole", [3.0, pytest.param(15.0, marks=pytest.mark.soak)])
+def test_http_service_under_faults(
+    service: Service,
+    pg_server: Any,
+    tmp_path: Path,
+    runs: list[FaultRun],
+    blackhole: float,
+) -> None:
+    run = FaultRun(
+        f"http: service + client under faults ({blackhole:g}s blackhole)",
+        service.db,
+        tmp_path,
+        timeout=TIMEOUT,
+    )
+    runs.append(run)
+    run.enqueue(500)
+    with FaultProxy("127.0.0.1", service.port) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}"
+        workers = [
+            run.spawn(run.config(f"h{i}", url=url, job_seconds=0.02), events=False)
+            for i in range(3)
+        ]
+        time.sleep(1.0)  # let work flow
+        # The database goes away: the service says 503 (retry later), never 500.
+        pg_server.crash()
+        run.faults += 1
+        down = {_stats_status(service.url) for _ in range(3)}
+        pg_server.start()
+        assert down <= {503}, f"while PostgreSQL was down the service answered {down}"
+        first_pid = service.process.pid if service.process else None
+        for mode, seconds in (
+            ("latency:200", 1.0),
+            ("reset", 0.3),
+            ("blackhole", blackhole),
+            ("refuse", 0.5),
+        ):
+            proxy.set_mode("pass" if mode == "reset" else mode)
+            if mode == "reset":
+                proxy.reset_all()
+            run.faults += 1
+            time.sleep(seconds)  # how long this fault lasts
+        proxy.set_mode("pass")
+        assert service.process is not None and service.process.pid == first_pid
+        # The service itself dies (claims in flight lose their replies) and comes back.
+        service.kill()
+        run.faults += 1
+        service.start()
+        heal = time.monotonic_ns()
+        assert run.wait_until_finished(120)
+        assert all(w.is_alive() for w in workers)
+        outcome = run.finish(recovery_from_ns=heal)
+    assert outcome.violations == 0, outcome.describe()
+    events = load_history(run.dir.glob("h*.jsonl"))
+    slowest = max(call_seconds(events, kinds=("claim", "heartbeat", "complete", "release", "fail")))
+    report.ROWS[-1]["slowest_call_s"] = round(slowest, 3)
+    # A claim waits up to idle_wait; an idempotent call may be retried 3 times with backoff.
+    bound = 0.2 + 4 * (TIMEOUT + 2.0)
+    assert slowest <= bound, f"a call took {slowest:.2f}s, past its deadline ({bound:.1f}s)"
