@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import pytest
 
 # The backends the contract suite runs on; a new backend is done when the suite passes on it.
-BACKENDS: list[str] = ["sqlite", "postgres"]
+BACKENDS: list[str] = ["sqlite", "postgres", "redis"]
 
 # (the requesting test, its tmp_path) -> URL; a provider may add finalizers to clean up.
 Provider = Callable[[pytest.FixtureRequest, Path], str]
@@ -85,10 +85,26 @@ def postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return with_query(base, schema=schema)
 
 
+def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The shared test Redis (WORKCLAIM_TEST_REDIS_URL, default db 15, or a throwaway server) with
+    a key prefix of this test's own, whose keys are deleted afterwards."""
+    from tests.support.redisserver import delete_prefix, session_redis_url
+
+    base, why = session_redis_url()
+    if base is None:
+        unavailable(why)
+        raise AssertionError("unreachable")
+    prefix = f"wc:{slug(request.node.nodeid)}:{secrets.token_hex(4)}"
+    request.addfinalizer(lambda: delete_prefix(base, prefix))
+    return f"{base}{'&' if '?' in base else '?'}prefix={prefix}"
+
+
 def provider(name: str) -> Provider:
     """The URL provider for a backend by name."""
     if name == "sqlite":
         return sqlite_url
     if name == "postgres":
         return postgres_url
+    if name == "redis":
+        return redis_url
     raise ValueError(f"unknown backend {name!r}")

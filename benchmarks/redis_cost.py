@@ -1,0 +1,150 @@
+"""What one claim+complete costs on Redis, workclaim against the raw Lua baseline, same run.
+
+Throughput on a shared 2-core machine swings with everyone else's load; CPU time moves less.
+For each rep this fills N no-op items, claims and completes them one at a time in this process,
+and records per item: wall time, this process's CPU time (the client: redis-py, workclaim's
+validation and objects), and the server's script time (`INFO commandstats`, EVALSHA usec).
+Reps of the two kinds are interleaved; medians are reported with ratios (raw / workclaim, so
+higher is better, 1.0 is parity), and the figures are written as JSON.
+
+    python -m benchmarks.redis_cost                      # a throwaway redis-server
+    python -m benchmarks.redis_cost --url redis://127.0.0.1:6379/15 --items 2000 --reps 7
+
+With --url the keys go under `wc:cost` (and `wc:cost_raw`) and are deleted afterwards; the
+server's command statistics are reset (CONFIG RESETSTAT), so use a server of your own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.raw import redis as raw
+
+from workclaim import Queue
+
+QUEUE = "bench"
+
+
+def _delete(client: redis.Redis, pattern: str) -> None:
+    batch: list[Any] = []
+    for name in client.scan_iter(match=pattern, count=1_000):
+        batch.append(name)
+        if len(batch) >= 500:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
+
+
+def _measure(
+    admin: redis.Redis, n: int, fill: Callable[[], None], one: Callable[[], bool]
+) -> dict[str, float]:
+    """Per-item wall, client CPU and server script microseconds for claim+complete until empty."""
+    fill()
+    admin.config_resetstat()
+    wall, cpu = time.perf_counter(), time.process_time()
+    while one():
+        pass
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    server = float(admin.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0))
+    return {"wall_us": wall / n * 1e6, "client_cpu_us": cpu / n * 1e6, "server_us": server / n}
+
+
+def run(url: str, items: int, reps: int) -> dict[str, Any]:
+    """Interleaved reps of workclaim and raw on `url`; returns the JSON-ready results."""
+    base = url.split("?")[0]
+    admin = redis.Redis.from_url(base)
+    wc_url = f"{base}?prefix=wc:cost"
+    results: dict[str, list[dict[str, float]]] = {"workclaim": [], "raw": []}
+    q = Queue(wc_url)
+    worker = raw.open_worker(wc_url)
+
+    def wc_one() -> bool:
+        leases = q.claim(QUEUE, worker="w1", lease=300)
+        for lease in leases:
+            q.complete(lease)
+        return bool(leases)
+
+    def raw_one() -> bool:
+        pairs = worker.claim(1)
+        for item_id, token in pairs:
+            worker.complete(item_id, token)
+        return bool(pairs)
+
+    try:
+        for rep in range(reps):
+            results["workclaim"].append(
+                _measure(admin, items, lambda: q.enqueue_many(QUEUE, [{}] * items), wc_one)
+            )
+            results["raw"].append(
+                _measure(admin, items, lambda: raw.prefill(wc_url, items), raw_one)
+            )
+            print(
+                f"  rep {rep + 1}: workclaim {results['workclaim'][-1]['wall_us']:.0f} us/item, "
+                f"raw {results['raw'][-1]['wall_us']:.0f} us/item",
+                file=sys.stderr,
+            )
+    finally:
+        q.close()
+        worker.close()
+        _delete(admin, "wc:cost:*")
+        _delete(admin, "wc:cost_raw:*")
+        admin.close()
+    summary = {
+        kind: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for kind, runs in results.items()
+    }
+    ratios = {k: summary["raw"][k] / summary["workclaim"][k] for k in summary["raw"]}
+    return {
+        "items": items,
+        "reps": reps,
+        "summary": summary,
+        "raw_over_workclaim": ratios,
+        "runs": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a Redis of your own (default: a throwaway redis-server)")
+    parser.add_argument("--items", type=int, default=2_000)
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--json", default="bench-results/redis_cost.json")
+    args = parser.parse_args(argv)
+    if args.url:
+        out = run(args.url, args.items, args.reps)
+    else:
+        from tests.support.redisserver import RedisServer
+
+        with RedisServer() as server:
+            out = run(server.url, args.items, args.reps)
+    s, r = out["summary"], out["raw_over_workclaim"]
+    print(f"{'per item (median)':<20} {'workclaim':>10} {'raw':>10} {'raw/wc':>7}")
+    for k in ("wall_us", "client_cpu_us", "server_us"):
+        print(f"{k:<20} {s['workclaim'][k]:>10.1f} {s['raw'][k]:>10.1f} {r[k]:>7.2f}")
+    total_wc = s["workclaim"]["client_cpu_us"] + s["workclaim"]["server_us"]
+    total_raw = s["raw"]["client_cpu_us"] + s["raw"]["server_us"]
+    print(
+        f"{'client+server cpu':<20} {total_wc:>10.1f} {total_raw:>10.1f} "
+        f"{total_raw / total_wc:>7.2f}"
+    )
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

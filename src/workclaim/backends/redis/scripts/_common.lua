@@ -1,0 +1,128 @@
+-- _common.lua: helpers placed after the shebang line of every workclaim script (not a script
+-- itself). ARGV[1] is always the key prefix and ARGV[2] the caller's clock ('' = Redis TIME).
+-- Times are integer microseconds since the Unix epoch, exact in Lua's doubles up to 2^53
+-- (the years 1685-2255); ids and tokens stay below 2^53 too.
+
+local PREFIX = ARGV[1]
+local MAX_SAFE = 9007199254740991
+
+-- The key of a kind, for one queue or item: the layout of keys.py.
+local function key(kind, name)
+  if name == nil then return PREFIX .. ':' .. kind end
+  return PREFIX .. ':' .. kind .. ':' .. name
+end
+
+-- Refuse a bad argument before anything is written.
+local function bad(message)
+  error({err = 'ERR workclaim: ' .. message})
+end
+
+-- An integer as a decimal string (tostring would print 1.8e+15).
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- ARGV[i] as an integer within [low, high], or nil when it is '' and optional.
+local function arg_int(i, what, low, high, optional)
+  local raw = ARGV[i]
+  if raw == nil then bad('missing argument ' .. what) end
+  if raw == '' and optional then return nil end
+  local n = tonumber(raw)
+  if n == nil or n ~= math.floor(n) or n < low or n > high then
+    bad(what .. ' must be an integer in [' .. int(low) .. ', ' .. int(high) .. '], got ' .. raw)
+  end
+  return n
+end
+
+-- The clock: the caller's explicit now (tests), else the server's TIME.
+local function clock()
+  local given = arg_int(2, 'now', -MAX_SAFE, MAX_SAFE, true)
+  if given ~= nil then return given end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- The member of an item in ready:<queue>: fixed-width hex of run_at then of id, so that equal
+-- priorities (scores) sort by (run_at, id). Negative run_at sorts first ('0' + 2^60 + run_at).
+local function rank(run_at, id)
+  local t
+  if run_at >= 0 then
+    t = '1' .. string.format('%015x', run_at)
+  else
+    t = '0' .. string.sub(string.format('%x', run_at), -15)
+  end
+  return t .. string.format('%014x', id)
+end
+
+-- (run_at, id) back from a ready member.
+local function unrank(member)
+  local run_at = tonumber(string.sub(member, 2, 16), 16)
+  if string.sub(member, 1, 1) == '0' then run_at = run_at - 1152921504606846976 end
+  return run_at, tonumber(string.sub(member, 17), 16)
+end
+
+-- Put a queued item where a claim finds it: ready when due, else delayed until run_at.
+local function place(id, queue, priority, run_at, now)
+  if run_at <= now then
+    redis.call('ZADD', key('ready', queue), priority, rank(run_at, id))
+  else
+    redis.call('ZADD', key('delayed', queue), int(run_at), int(id))
+  end
+end
+
+-- Take a queued item out of ready or delayed (whichever holds it).
+local function unplace(id, queue, run_at)
+  redis.call('ZREM', key('ready', queue), rank(run_at, id))
+  redis.call('ZREM', key('delayed', queue), int(id))
+end
+
+-- Forget a lease in both lease indexes.
+local function unlease(id, queue)
+  redis.call('ZREM', key('leases'), int(id))
+  redis.call('ZREM', key('claimed', queue), int(id))
+end
+
+-- Book an item that just reached done, dead or cancelled (the zset <status>:<queue> by
+-- finished_at, which stats counts and purge walks), and free its dedupe key.
+local function finish(id, queue, status, dedupe_key, now)
+  redis.call('ZADD', key(status, queue), int(now), int(id))
+  if dedupe_key then
+    local dk = key('dedupe', queue)
+    if redis.call('HGET', dk, dedupe_key) == int(id) then redis.call('HDEL', dk, dedupe_key) end
+  end
+end
+
+-- Tell waiting claims (in every process) that work may be claimable.
+local function wake()
+  redis.call('PUBLISH', key('wakeup'), '1')
+end
+
+-- The fence of every call with a lease: ARGV[3..5] = id, token, worker. Returns the item's
+-- fields {queue, priority, run_at, attempts, max_attempts, dedupe_key, lease_us} when the
+-- lease is the item's current, unexpired one; else nil.
+local function fence(now)
+  local id = arg_int(3, 'id', 1, MAX_SAFE)
+  local token = arg_int(4, 'token', 1, MAX_SAFE)
+  local f = redis.call('HMGET', key('item', int(id)), 'status', 'token', 'worker', 'expires_at',
+    'queue', 'priority', 'run_at', 'attempts', 'max_attempts', 'dedupe_key', 'lease_us')
+  if f[1] ~= 'claimed' or tonumber(f[2]) ~= token or f[3] ~= ARGV[5]
+      or tonumber(f[4]) <= now then
+    return nil
+  end
+  return {queue = f[5], priority = tonumber(f[6]), run_at = tonumber(f[7]),
+    attempts = tonumber(f[8]), max_attempts = tonumber(f[9]), dedupe_key = f[10] or nil,
+    lease_us = tonumber(f[11]), id = id, token = token}
+end
+
+-- After a refused fence: {2, status} when this is a repeat of the call `op` that ended this
+-- very lease (same token), else {0} (the lease is lost).
+local function repeat_or_lost(op)
+  local e = redis.call('HMGET', key('item', ARGV[3]), 'ended_token', 'ended_op', 'ended_status')
+  if e[1] and tonumber(e[1]) == tonumber(ARGV[4]) and e[2] == op then return {2, e[3]} end
+  return {0}
+end
+
+-- Mark how a lease ended, so that repeating that very call returns its outcome.
+local function ended(lease, op, status)
+  return 'ended_token', int(lease.token), 'ended_op', op, 'ended_status', status
+end

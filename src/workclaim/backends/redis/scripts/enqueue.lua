@@ -1,0 +1,59 @@
+#!lua
+-- enqueue: store items as queued (all or none); a held dedupe key gives the live item's id.
+-- KEYS: none (keys derive from the prefix, see keys.py; one primary, no cluster slots).
+-- ARGV: prefix, now_us ('' = TIME), queue, count, then per item six values:
+--       payload, priority, run_at_us ('' = now + delay_us), delay_us, max_attempts,
+--       dedupe_key ('' = none)
+-- Reply: the ids, in input order. Publishes one wake-up when it created an item.
+local now = clock()
+local queue = ARGV[3]
+local count = arg_int(4, 'count', 0, MAX_SAFE)
+if queue == nil or queue == '' then bad('queue is missing') end
+if #ARGV ~= 4 + 6 * count then bad('expected 6 values per item') end
+
+-- Validate everything before the first write.
+local items = {}
+for i = 1, count do
+  local base = 4 + 6 * (i - 1)
+  local run_at = arg_int(base + 3, 'run_at', -MAX_SAFE, MAX_SAFE, true)
+  local delay = arg_int(base + 4, 'delay_us', 0, MAX_SAFE)
+  local dedupe = ARGV[base + 6]
+  items[i] = {
+    payload = ARGV[base + 1],
+    priority = arg_int(base + 2, 'priority', -2147483648, 2147483647),
+    run_at = run_at or (now + delay),
+    max_attempts = arg_int(base + 5, 'max_attempts', 1, 1000000),
+    dedupe = dedupe ~= '' and dedupe or nil,
+  }
+end
+local next_id = tonumber(redis.call('GET', key('ids')) or '0')
+if next_id + count > MAX_SAFE then bad('item ids are exhausted (2^53)') end
+
+local ids = {}
+local created = false
+local dedupe_key = key('dedupe', queue)
+for i, item in ipairs(items) do
+  local held = item.dedupe and redis.call('HGET', dedupe_key, item.dedupe)
+  if held then
+    ids[i] = tonumber(held)
+  else
+    local id = redis.call('INCR', key('ids'))
+    local fields = {'queue', queue, 'payload', item.payload, 'status', 'queued',
+      'priority', int(item.priority), 'run_at', int(item.run_at), 'attempts', '0',
+      'max_attempts', int(item.max_attempts), 'created_at', int(now), 'updated_at', int(now)}
+    if item.dedupe then
+      fields[#fields + 1] = 'dedupe_key'
+      fields[#fields + 1] = item.dedupe
+      redis.call('HSET', dedupe_key, item.dedupe, int(id))
+    end
+    redis.call('HSET', key('item', int(id)), unpack(fields))
+    place(id, queue, item.priority, item.run_at, now)
+    ids[i] = id
+    created = true
+  end
+end
+if created then
+  redis.call('SADD', key('queues'), queue)
+  wake()
+end
+return ids

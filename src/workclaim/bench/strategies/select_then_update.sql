@@ -1,0 +1,8 @@
+-- select-then-update: the spike's pseudocode plus the row-count check it left out.
+
+-- name: claim
+-- Guarded: only a row still unclaimed is taken; no row back means another worker won the race.
+UPDATE bench_actions
+SET claimed_by = :worker, claimed_at = :now, version = version + 1
+WHERE id = :id AND claimed_by IS NULL
+RETURNING version

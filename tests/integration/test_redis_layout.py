@@ -1,0 +1,182 @@
+"""Redis specifics: URL options, the key layout, script headers, prefixes and the clock."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.contract.helpers import at, claim_one
+from tests.support.servers import provider
+from workclaim import ConfigError, Queue, SchemaMismatch, Settings
+from workclaim.backends.redis.backend import SCRIPTS, parse_url
+from workclaim.backends.redis.keys import key
+
+SCRIPT_DIR = Path(__file__).parents[2] / "src/workclaim/backends/redis/scripts"
+
+
+@pytest.fixture
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The shared test Redis with this test's own prefix."""
+    return provider("redis")(request, tmp_path)
+
+
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url.split("?")[0], decode_responses=True)
+
+
+def _prefix(url: str) -> str:
+    return url.split("prefix=")[1]
+
+
+def test_url_options_are_checked() -> None:
+    target = parse_url("redis://h:6380/3?prefix=app:jobs&health_check_interval=5")
+    assert (target.url, target.prefix, target.health_check_interval) == (
+        "redis://h:6380/3",
+        "app:jobs",
+        5.0,
+    )
+    assert parse_url("rediss://h/0").prefix == "workclaim"
+    with pytest.raises(ConfigError, match="unknown redis URL option"):
+        parse_url("redis://h/0?socket_timeout=1")
+    with pytest.raises(ConfigError, match="prefix"):
+        parse_url("redis://h/0?prefix=bad*prefix")
+    with pytest.raises(ConfigError, match="health_check_interval"):
+        parse_url("redis://h/0?health_check_interval=soon")
+
+
+def test_every_script_documents_keys_argv_and_reply() -> None:
+    for path in sorted(SCRIPT_DIR.glob("[!_]*.lua")):
+        lines = path.read_text().splitlines()
+        assert lines[0].startswith("#!lua"), path.name
+        header = "\n".join(line for line in lines[1:12] if line.startswith("--"))
+        for word in ("KEYS:", "ARGV:", "Reply:"):
+            assert word in header, f"{path.name} header lacks {word}"
+    assert set(SCRIPTS) == {p.stem for p in SCRIPT_DIR.glob("[!_]*.lua")}
+
+
+def test_lua_builds_the_same_keys_as_keys_py(url: str) -> None:
+    client = _client(url)
+    try:
+        lua = "#!lua flags=no-writes\n" + (SCRIPT_DIR / "_common.lua").read_text()
+        lua += "\nreturn {key('leases'), key('ready', ARGV[3]), key('item', ARGV[4])}"
+        got = client.eval(lua, 0, "p:x", "", "tenant:42:jobs", "17")
+        assert got == [
+            key("p:x", "leases"),
+            key("p:x", "ready", "tenant:42:jobs"),
+            key("p:x", "item", 17),
+        ]
+    finally:
+        client.close()
+
+
+def test_all_keys_live_under_the_prefix_and_queues_with_colons_stay_apart(url: str) -> None:
+    with Queue(url) as q:
+        q.enqueue("a", 1, dedupe_key="k")
+        q.enqueue("a:ready", 2, dedupe_key="k")
+        q.enqueue("a:ready:a", 3, delay=60)
+        q.complete(q.claim("a", worker="w")[0])
+        assert [q.stats(name).total for name in ("a", "a:ready", "a:ready:a")] == [1, 1, 1]
+    client = _client(url)
+    try:
+        prefix = _prefix(url)
+        ours = list(client.scan_iter(match=prefix + ":*"))
+        assert ours and all(re.fullmatch(re.escape(prefix) + r":[a-z]+(:.+)?", n) for n in ours)
+    finally:
+        client.close()
+
+
+def test_two_prefixes_on_one_database_are_separate_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    first = provider("redis")(request, tmp_path)
+    second = provider("redis")(request, tmp_path)
+    with Queue(first) as a, Queue(second) as b:
+        a.enqueue("jobs", 1)
+        assert b.stats("jobs").total == 0
+        assert b.claim("jobs", worker="w") == []
+
+
+def test_payloads_are_stored_as_the_text_given(url: str) -> None:
+    with Queue(url) as q:
+        item_id = q.enqueue("jobs", {"b": [1, 2.5], "a": "ü"})
+    client = _client(url)
+    try:
+        stored = client.hget(key(_prefix(url), "item", item_id), "payload")
+        assert stored == '{"b":[1,2.5],"a":"ü"}'
+    finally:
+        client.close()
+
+
+def test_a_fresh_prefix_without_auto_migrate_says_to_migrate(url: str) -> None:
+    with pytest.raises(SchemaMismatch, match="workclaim migrate"):
+        Queue(url, settings=Settings(auto_migrate=False))
+    Queue(url).close()
+    Queue(url, settings=Settings(auto_migrate=False)).close()
+
+
+def test_a_newer_layout_is_refused(url: str) -> None:
+    Queue(url).close()
+    client = _client(url)
+    try:
+        client.set(key(_prefix(url), "schema"), "999")
+    finally:
+        client.close()
+    with pytest.raises(SchemaMismatch, match="newer"):
+        Queue(url)
+
+
+def test_a_clock_behind_the_one_that_made_an_item_ready_does_not_claim_it(url: str) -> None:
+    with Queue(url) as q:
+        item_id = q.enqueue("jobs", 1, now=at(10))
+        assert q.claim("jobs", worker="w", now=at(5)) == []
+        assert q.backend.next_due(["jobs"], now=at(5)) == at(10)
+        assert claim_one(q, t=10).id == item_id
+
+
+def test_store_clock_is_redis_time(url: str) -> None:
+    with Queue(url) as q:
+        client = _client(url)
+        try:
+            seconds, _ = client.time()
+        finally:
+            client.close()
+        assert abs(q.backend.store_now().timestamp() - seconds) < 60
+        item_id = q.enqueue("jobs", 1)
+        assert abs(q.get(item_id).created_at.timestamp() - seconds) < 60
+
+
+def test_expired_leases_are_reaped_in_bounded_batches(url: str) -> None:
+    from workclaim.backends.redis import backend as module
+
+    with Queue(url) as q:
+        q.enqueue_many("jobs", list(range(module.REAP_LIMIT + 50)), now=at(0))
+        leases: list[Any] = q.claim("jobs", worker="w", max=1000, lease=10, now=at(0))
+        assert len(leases) == module.REAP_LIMIT + 50
+        q.enqueue("other", 1, now=at(0))
+        q.claim("other", worker="w", now=at(20))  # reaps one batch of expired leases
+        stats = q.stats("jobs", now=at(20))
+        assert (stats.queued, stats.claimed) == (module.REAP_LIMIT, 50)
+        assert len(q.claim("jobs", worker="w", max=1000, now=at(20))) == module.REAP_LIMIT + 50
+
+
+def test_a_clock_behind_is_respected_across_several_queues(url: str) -> None:
+    with Queue(url) as q:
+        late = q.enqueue("a", "late", now=at(10))
+        early = q.enqueue("b", "early", priority=5, now=at(1))
+        assert [lease.id for lease in q.claim(["a", "b"], worker="w", max=5, now=at(5))] == [early]
+        assert [lease.id for lease in q.claim(["a", "b"], worker="w", max=5, now=at(10))] == [late]
+
+
+def test_run_at_before_1970_sorts_first_and_round_trips(url: str) -> None:
+    old = datetime(1960, 6, 1, 0, 0, 0, 1, tzinfo=UTC)
+    with Queue(url) as q:
+        recent = q.enqueue("jobs", "recent", run_at=at(0), now=at(0))
+        oldest = q.enqueue("jobs", "oldest", run_at=old, now=at(0))
+        assert q.get(oldest).run_at == old
+        leases = q.claim("jobs", worker="w", max=5, now=at(0))
+        assert [lease.id for lease in leases] == [oldest, recent]
