@@ -65,3 +65,12 @@ def test_a_call_blocked_by_a_stuck_lock_holder_ends_at_the_deadline(
 
 def test_the_default_schema_is_workclaim() -> None:
     assert parse_url(with_query("postgresql://u@h/db", sslmode="disable"))[1] == "workclaim"
+
+
+def test_a_wrong_database_fails_at_once_with_the_reason(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    base = postgres_url(request, tmp_path)
+    parts = base.split("?")[0].rsplit("/", 1)[0]
+    with pytest.raises(BackendUnavailable, match="wc_no_such_db"):
+        Queue(f"{parts}/wc_no_such_db", settings=Settings(timeout=30))

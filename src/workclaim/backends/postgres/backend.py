@@ -162,12 +162,15 @@ class PostgresBackend:
             name=f"workclaim-{self.schema}",
         )
         try:
+            # One direct connection first: a wrong host, database or password fails here at
+            # once with libpq's own reason, not after the pool's retries run out.
+            psycopg.connect(self.conninfo, autocommit=True).close()
             self._pool.open(wait=True, timeout=settings.timeout)
         except psycopg.Error as exc:
             self._pool.close()
+            reason = " ".join(str(exc).split())
             raise BackendUnavailable(
-                f"cannot connect to PostgreSQL within {settings.timeout:g}s ({exc}); "
-                "is the server up and the URL right?"
+                f"cannot connect to PostgreSQL ({reason}); is the server up and the URL right?"
             ) from exc
 
     # -- connections -----------------------------------------------------------------------
