@@ -62,10 +62,15 @@ def run_once(mode: str, workers: int, items: int) -> dict[str, Any]:
     latencies = [lat for lats, _ in results for lat in lats]
     ids = [i for _, got in results for i in got]
     return {
-        "mode": mode, "workers": workers, "items": items,
+        "mode": mode,
+        "workers": workers,
+        "items": items,
         "items_per_s": items / elapsed,
-        "p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95), "p99_ms": pct(latencies, 99),
-        "duplicates": len(ids) - len(set(ids)), "missing": items - len(set(ids)),
+        "p50_ms": pct(latencies, 50),
+        "p95_ms": pct(latencies, 95),
+        "p99_ms": pct(latencies, 99),
+        "duplicates": len(ids) - len(set(ids)),
+        "missing": items - len(set(ids)),
     }
 
 
