@@ -18,6 +18,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue as queue_module
 import statistics
 import sys
 import tempfile
@@ -228,7 +229,13 @@ def run_once(
     ]
     for p in procs:
         p.start()
-    reports = [out.get(timeout=3600) for _ in procs]
+    reports = []
+    while len(reports) < len(procs):  # never wait for a worker that died without a word
+        try:
+            reports.append(out.get(timeout=1))
+        except queue_module.Empty:
+            if not any(p.is_alive() for p in procs) and out.empty():
+                reports.append(("error", "a worker exited without reporting"))
     for p in procs:
         p.join(60)
     failures = [detail for status, detail in reports if status != "ok"]
