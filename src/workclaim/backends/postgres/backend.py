@@ -33,6 +33,7 @@ from psycopg_pool import ConnectionPool
 from workclaim._time import seconds_to_micros
 from workclaim.backends._queryfile import list_files, load_queries, load_text
 from workclaim.backends.base import Backend, NewItem
+from workclaim.backends.postgres.deadline import Watchdog
 from workclaim.backends.postgres.errors import translate
 from workclaim.backends.postgres.listener import Listener
 from workclaim.backends.wakeup import Wakeup
@@ -66,6 +67,7 @@ _OPTIONS = ("schema", "pool_size")
 # (a ping is a round trip, as much as a claim's own), and if it broke anyway, calls that are
 # safe to repeat run again once on a fresh connection.
 CHECK_IDLE_SECONDS = 1.0
+WATCHDOG_GRACE_SECONDS = 1.0
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
@@ -142,6 +144,9 @@ class PostgresBackend:
         }
         self._ident = ident
         self._closed = False
+        # A call still running a second past the server's statement_timeout is hung on the
+        # network: the watchdog breaks its connection (see deadline.py).
+        self._watchdog = Watchdog(settings.timeout + WATCHDOG_GRACE_SECONDS)
         self._wakeup = Wakeup(on_first_waiter=self._start_listener)
         self._listener: Listener | None = None
         self._last_used: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
@@ -179,7 +184,8 @@ class PostgresBackend:
         by a server restart is replaced before a call uses it."""
         last = self._last_used.get(conn)
         if last is None or time.monotonic() - last > CHECK_IDLE_SECONDS:
-            ConnectionPool.check_connection(conn)
+            with self._watchdog.guard(conn):
+                ConnectionPool.check_connection(conn)
 
     def _call(self, fn: Callable[[psycopg.Connection[Any]], T], *, retry: bool = True) -> T:
         """Run `fn` on a pool connection (autocommit), driver errors translated here.
@@ -195,7 +201,8 @@ class PostgresBackend:
             try:
                 with self._pool.connection() as conn:
                     try:
-                        result = fn(conn)
+                        with self._watchdog.guard(conn):
+                            result = fn(conn)
                     except psycopg.OperationalError:
                         broken = conn.broken
                         raise
@@ -594,6 +601,7 @@ class PostgresBackend:
             self._listener.stop()
         with suppress(psycopg.Error):
             self._pool.close(timeout=self.settings.timeout)
+        self._watchdog.close()
         self._wakeup.notify()
 
 
