@@ -7,13 +7,26 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.faults import report
+from tests.faults.harness import FaultRun
 
 _started = time.monotonic()
+
+
+@pytest.fixture
+def runs() -> Iterator[list[FaultRun]]:
+    """FaultRuns of this test, closed afterwards."""
+    made: list[FaultRun] = []
+    yield made
+    for run in made:
+        run.close()
+
+
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results" / "soak.json"
 
 

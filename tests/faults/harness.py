@@ -349,3 +349,11 @@ def call_seconds(events: list[dict[str, Any]], *, kinds: tuple[str, ...]) -> lis
             seconds = (int(e["t_mono_ns"]) - invokes[e["op_id"]]) / 1e9
             took.setdefault(e["op_id"], seconds)
     return list(took.values())
+
+
+def start_workers(run: FaultRun, prefix: str, n: int, url: str | None = None) -> list[Any]:
+    """Spawn `n` recording workers named `<prefix><i>` doing 20 ms jobs (on `url` if given)."""
+    options: dict[str, Any] = {"job_seconds": 0.02}
+    if url is not None:
+        options["url"] = url
+    return [run.spawn(run.config(f"{prefix}{i}", **options), events=False) for i in range(n)]

@@ -92,14 +92,6 @@ def service(pg_server: Any, tmp_path: Path) -> Iterator[Service]:
         svc.stop()
 
 
-@pytest.fixture
-def runs() -> Iterator[list[FaultRun]]:
-    made: list[FaultRun] = []
-    yield made
-    for run in made:
-        run.close()
-
-
 def _stats_status(url: str) -> int:
     import httpx
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.faults import report
-from tests.faults.harness import FaultRun, call_seconds
+from tests.faults.harness import FaultRun, call_seconds, start_workers
 from tests.faults.servers import pg_schema_url, pg_server, proxied
 from tests.support.faultproxy import FaultProxy
 from workclaim.bench.history import load_history
@@ -22,21 +21,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 __all__ = ["pg_server"]
 
 TIMEOUT = 1.0  # Settings.timeout of the workers: the deadline of one store call
-
-
-@pytest.fixture
-def runs() -> Iterator[list[FaultRun]]:
-    made: list[FaultRun] = []
-    yield made
-    for run in made:
-        run.close()
-
-
-def _start(run: FaultRun, n: int, url: str | None = None) -> list[Any]:
-    options: dict[str, Any] = {"job_seconds": 0.02}
-    if url is not None:
-        options["url"] = url
-    return [run.spawn(run.config(f"p{i}", **options), events=False) for i in range(n)]
 
 
 def _assert_clean(outcome: Any) -> None:
@@ -51,7 +35,7 @@ def test_crash_restart_under_load(
     run = FaultRun(f"postgres: crash (immediate) x{crashes}", url, tmp_path, timeout=TIMEOUT)
     runs.append(run)
     run.enqueue(300 * crashes)
-    workers = _start(run, 4)
+    workers = start_workers(run, "p", 4)
     for _ in range(crashes):
         time.sleep(1.0)  # let work flow before the next crash
         pg_server.crash()
@@ -90,7 +74,7 @@ def test_terminate_backend_loop(
     run = FaultRun(f"postgres: pg_terminate_backend {seconds:g}s", url, tmp_path, timeout=TIMEOUT)
     runs.append(run)
     run.enqueue(int(150 * seconds))
-    workers = _start(run, 4)
+    workers = start_workers(run, "p", 4)
     stop = threading.Event()
     result: list[int] = []
     killer = threading.Thread(
@@ -146,7 +130,7 @@ def test_network_faults_respect_deadlines(
     runs.append(run)
     run.enqueue(400)
     with FaultProxy("127.0.0.1", pg_server.port) as proxy:
-        workers = _start(run, 3, url=proxied(url, proxy.port))
+        workers = start_workers(run, "p", 3, url=proxied(url, proxy.port))
         _proxy_schedule(proxy, run, blackhole)
         heal = time.monotonic_ns()
         assert run.wait_until_finished(120)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.faults import report
-from tests.faults.harness import FaultRun, call_seconds
+from tests.faults.harness import FaultRun, call_seconds, start_workers
 from tests.faults.servers import proxied, redis_prefixed, redis_server
 from tests.support.faultproxy import FaultProxy
 from workclaim import Queue, Settings
@@ -32,26 +32,11 @@ MODES = {
 
 
 @pytest.fixture
-def runs() -> Iterator[list[FaultRun]]:
-    made: list[FaultRun] = []
-    yield made
-    for run in made:
-        run.close()
-
-
-@pytest.fixture
 def servers() -> Iterator[list[Any]]:
     made: list[Any] = []
     yield made
     for server in made:
         server.close()
-
-
-def _start(run: FaultRun, n: int, url: str | None = None) -> list[Any]:
-    options: dict[str, Any] = {"job_seconds": 0.02}
-    if url is not None:
-        options["url"] = url
-    return [run.spawn(run.config(f"r{i}", **options), events=False) for i in range(n)]
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
@@ -70,7 +55,7 @@ def test_kill_and_restart_per_persistence_mode(
     run = FaultRun(f"redis: kill -9 + restart, {mode}", url, tmp_path, timeout=TIMEOUT)
     runs.append(run)
     run.enqueue(600)
-    workers = _start(run, 3)
+    workers = start_workers(run, "r", 3)
     for _ in range(2):
         time.sleep(1.0)  # let work flow before the crash
         server.stop()  # SIGKILL: nothing flushed beyond what the mode already wrote
@@ -105,7 +90,7 @@ def test_client_kill_loop(
     run = FaultRun(f"redis: CLIENT KILL loop {seconds:g}s", url, tmp_path, timeout=TIMEOUT)
     runs.append(run)
     run.enqueue(int(150 * seconds))
-    workers = _start(run, 3)
+    workers = start_workers(run, "r", 3)
     admin = redis.Redis.from_url(server.url, socket_timeout=5)
     admin_id = admin.client_id()
     end = time.monotonic() + seconds
@@ -158,7 +143,7 @@ def test_network_faults_respect_deadlines(
     runs.append(run)
     run.enqueue(400)
     with FaultProxy("127.0.0.1", server.port) as proxy:
-        workers = _start(run, 3, url=proxied(url, proxy.port))
+        workers = start_workers(run, "r", 3, url=proxied(url, proxy.port))
         _schedule(proxy, run, blackhole)
         heal = time.monotonic_ns()
         assert run.wait_until_finished(120)

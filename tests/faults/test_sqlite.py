@@ -23,15 +23,6 @@ from workclaim.errors import BackendError, BackendUnavailable
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
 
-@pytest.fixture
-def runs() -> Iterator[list[FaultRun]]:
-    """FaultRuns of this test, closed afterwards."""
-    made: list[FaultRun] = []
-    yield made
-    for run in made:
-        run.close()
-
-
 def _url(path: Path) -> str:
     return f"sqlite:///{path}"
 
