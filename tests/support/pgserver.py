@@ -143,8 +143,11 @@ def drop_schema(url: str, schema: str) -> None:
     import psycopg
     from psycopg import sql
 
+    from workclaim.backends.postgres.backend import parse_url
+
+    libpq_url = parse_url(url)[0]  # without workclaim's own options (schema=...), libpq's refusal
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(libpq_url, autocommit=True, connect_timeout=5) as conn:
             conn.execute("SET lock_timeout = '10s'")
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
     except psycopg.Error:
