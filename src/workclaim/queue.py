@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from types import TracebackType
@@ -85,34 +86,16 @@ class Queue:
         self.backend.migrate()
 
     # -- producing -------------------------------------------------------------------------
-    def _new_item(
+    def _item_template(
         self,
         queue: str,
-        payload_text: str,
-        *,
         priority: int,
         delay: float,
         run_at: datetime | None,
         max_attempts: int | None,
         dedupe_key: str | None,
     ) -> NewItem:
-        return NewItem(
-            payload=payload_text,
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            max_attempts=max_attempts or self.settings.max_attempts_for(queue),
-            dedupe_key=dedupe_key,
-        )
-
-    def _check_enqueue_options(
-        self,
-        priority: int,
-        delay: float,
-        run_at: datetime | None,
-        max_attempts: int | None,
-        dedupe_key: str | None,
-    ) -> tuple[int, float, datetime | None, int | None, str | None]:
+        """The validated options of an enqueue as a NewItem without its payload yet."""
         priority = check_priority(priority)
         delay = check_delay(delay)
         if run_at is not None:
@@ -124,7 +107,14 @@ class Queue:
             max_attempts = check_max_attempts(max_attempts)
         if dedupe_key is not None:
             dedupe_key = check_name(dedupe_key, "dedupe key")
-        return priority, delay, run_at, max_attempts, dedupe_key
+        return NewItem(
+            payload="",
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts or self.settings.max_attempts_for(queue),
+            dedupe_key=dedupe_key,
+        )
 
     def enqueue(
         self,
@@ -145,18 +135,9 @@ class Queue:
         it exists exactly when that transaction commits (docs/postgres.md).
         """
         queue = check_name(queue, "queue name")
-        options = self._check_enqueue_options(priority, delay, run_at, max_attempts, dedupe_key)
+        template = self._item_template(queue, priority, delay, run_at, max_attempts, dedupe_key)
         text = encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
-        item = self._new_item(
-            queue,
-            text,
-            priority=options[0],
-            delay=options[1],
-            run_at=options[2],
-            max_attempts=options[3],
-            dedupe_key=options[4],
-        )
-        return self._store(queue, [item], now, connection)[0]
+        return self._store(queue, [replace(template, payload=text)], now, connection)[0]
 
     def enqueue_many(
         self,
@@ -173,22 +154,11 @@ class Queue:
         """Add many items atomically (all or none); ids in input order. `connection`: as for
         `enqueue`."""
         queue = check_name(queue, "queue name")
-        options = self._check_enqueue_options(priority, delay, run_at, max_attempts, None)
+        template = self._item_template(queue, priority, delay, run_at, max_attempts, None)
         texts = encode_payloads(payloads, max_bytes=self.settings.max_payload_bytes)
         if not texts:
             return []
-        items = [
-            self._new_item(
-                queue,
-                text,
-                priority=options[0],
-                delay=options[1],
-                run_at=options[2],
-                max_attempts=options[3],
-                dedupe_key=None,
-            )
-            for text in texts
-        ]
+        items = [replace(template, payload=text) for text in texts]
         return self._store(queue, items, now, connection)
 
     def _store(
