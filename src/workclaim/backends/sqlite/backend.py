@@ -18,7 +18,8 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -214,7 +215,7 @@ class SqliteBackend:
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read (or a single autocommit statement) with errors translated."""
-        with self._memory_lock if self.memory else _NULL_LOCK:
+        with self._memory_lock if self.memory else nullcontext():
             try:
                 return fn(self._conn())
             except sqlite3.Error as exc:
@@ -372,7 +373,7 @@ class SqliteBackend:
         row = self._write(lambda c: c.execute(Q["heartbeat"], params).fetchone())
         if row is None:
             raise LeaseLost(lease.id, lease.token)
-        return _replace_expiry(lease, from_micros(row[0]))
+        return replace(lease, expires_at=from_micros(row[0]))
 
     def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
         params = self._fence(lease, self._now(now))
@@ -558,23 +559,6 @@ class SqliteBackend:
 
 
 WorkclaimStateError = ItemNotFound | InvalidState
-
-
-class _NullLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NULL_LOCK = _NullLock()
-
-
-def _replace_expiry(lease: Lease, expires_at: datetime) -> Lease:
-    from dataclasses import replace
-
-    return replace(lease, expires_at=expires_at)
 
 
 def _split_statements(script: str) -> list[str]:
