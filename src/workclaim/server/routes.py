@@ -7,7 +7,9 @@ another worker's lease with 409 even though tokens are sequential and guessable.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -301,15 +303,22 @@ async def claim_next(
     )
 
 
+@contextlib.contextmanager
+def _counting_lease_lost(st: State) -> Iterator[None]:
+    """Count a `LeaseLost` in the metrics and let it through (it becomes a 409)."""
+    try:
+        yield
+    except LeaseLost:
+        st.metrics.lease_lost.inc()
+        raise
+
+
 @router.post("/worker/heartbeat", response_model=HeartbeatOut, responses=_LEASE, tags=["worker"])
 async def heartbeat(body: HeartbeatIn, st: St, caller: Caller, now: Now) -> HeartbeatOut:
     """Extend the lease to now + `extend` (default: its own length); 409 if it is lost."""
     lease = _lease(body, _worker_for_lease(caller, st, body))
-    try:
+    with _counting_lease_lost(st):
         renewed = await st.queue.heartbeat(lease, extend=body.extend, now=now)
-    except LeaseLost:
-        st.metrics.lease_lost.inc()
-        raise
     return HeartbeatOut(id=renewed.id, token=renewed.token, expires_at=renewed.expires_at)
 
 
@@ -317,11 +326,8 @@ async def heartbeat(body: HeartbeatIn, st: St, caller: Caller, now: Now) -> Hear
 async def complete(body: CompleteIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
     """Mark the item done. Repeating a successful complete is harmless."""
     lease = _lease(body, _worker_for_lease(caller, st, body))
-    try:
+    with _counting_lease_lost(st):
         await st.queue.complete(lease, result=body.result, now=now)
-    except LeaseLost:
-        st.metrics.lease_lost.inc()
-        raise
     st.metrics.completions.inc()
     return OutcomeOut(id=body.id, status=Status.DONE)
 
@@ -330,11 +336,8 @@ async def complete(body: CompleteIn, st: St, caller: Caller, now: Now) -> Outcom
 async def release(body: ReleaseIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
     """Give the item back (after `delay` seconds) without using up an attempt."""
     lease = _lease(body, _worker_for_lease(caller, st, body))
-    try:
+    with _counting_lease_lost(st):
         await st.queue.release(lease, delay=body.delay, now=now)
-    except LeaseLost:
-        st.metrics.lease_lost.inc()
-        raise
     st.metrics.releases.inc()
     return OutcomeOut(id=body.id, status=Status.QUEUED)
 
@@ -350,11 +353,8 @@ async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
         except ItemNotFound:
             attempt = 1  # the fenced call below answers lease-lost
     lease = _lease(body, worker, attempt)
-    try:
+    with _counting_lease_lost(st):
         status = await st.queue.fail(lease, body.error, retry=body.retry, now=now)
-    except LeaseLost:
-        st.metrics.lease_lost.inc()
-        raise
     st.metrics.failures.inc()
     return OutcomeOut(id=body.id, status=status)
 
