@@ -26,7 +26,7 @@ from workclaim.errors import (
     ValidationError,
     WorkclaimError,
 )
-from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.queue import AsyncQueue, Queue
 from workclaim.retry import Backoff
 
@@ -36,6 +36,8 @@ __all__ = [
     "BackendUnavailable",
     "Backoff",
     "ConfigError",
+    "EventKind",
+    "HistoryEvent",
     "InvalidState",
     "Item",
     "ItemNotFound",

@@ -34,6 +34,9 @@ class Settings:
       run DDL, and run `workclaim migrate` instead).
     - `strict_durability`: refuse a store configured so that a crash can lose acknowledged work.
     - `timeout`: deadline in seconds for one store call (connect, statement, busy lock).
+    - `history`: keep a per-item attempt history (claimed, heartbeat, released, completed,
+      failed, expired, requeued, cancelled); `queue_history` overrides it per queue, e.g.
+      `{"firehose": False}` for the fastest path. Fixed per item when it is enqueued.
     """
 
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
@@ -44,6 +47,8 @@ class Settings:
     auto_migrate: bool = True
     strict_durability: bool = False
     timeout: float = 10.0
+    history: bool = True
+    queue_history: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_payload_bytes <= 512 * 1024 * 1024:
@@ -54,9 +59,13 @@ class Settings:
                 check_name(q, "queue name"): check_max_attempts(n)
                 for q, n in self.queue_max_attempts.items()
             }
+            history = {
+                check_name(q, "queue name"): bool(on) for q, on in self.queue_history.items()
+            }
         except ValidationError as exc:
             raise ConfigError(str(exc)) from exc
         object.__setattr__(self, "queue_max_attempts", MappingProxyType(frozen))
+        object.__setattr__(self, "queue_history", MappingProxyType(history))
         if not 0 <= self.retention_seconds <= 10 * 366 * 86_400:
             raise ConfigError("retention_seconds must be between 0 (keep) and ten years")
         if not 0.05 <= self.timeout <= 3_600:
@@ -65,6 +74,10 @@ class Settings:
     def max_attempts_for(self, queue: str) -> int:
         """The default number of executions for a new item of this queue."""
         return self.queue_max_attempts.get(queue, self.max_attempts)
+
+    def history_for(self, queue: str) -> bool:
+        """Whether a new item of this queue keeps an attempt history."""
+        return self.queue_history.get(queue, self.history)
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (validated again)."""
@@ -75,7 +88,8 @@ class Settings:
         """Settings from `WORKCLAIM_*` variables; unset ones keep their defaults.
 
         WORKCLAIM_MAX_PAYLOAD_BYTES, WORKCLAIM_MAX_ATTEMPTS, WORKCLAIM_RETENTION_SECONDS,
-        WORKCLAIM_AUTO_MIGRATE (1/0), WORKCLAIM_STRICT_DURABILITY (1/0), WORKCLAIM_TIMEOUT.
+        WORKCLAIM_AUTO_MIGRATE (1/0), WORKCLAIM_STRICT_DURABILITY (1/0), WORKCLAIM_TIMEOUT,
+        WORKCLAIM_HISTORY (1/0).
         """
         env = os.environ if environ is None else environ
         kwargs: dict[str, Any] = {}
@@ -86,6 +100,7 @@ class Settings:
             "WORKCLAIM_AUTO_MIGRATE": ("auto_migrate", _parse_bool),
             "WORKCLAIM_STRICT_DURABILITY": ("strict_durability", _parse_bool),
             "WORKCLAIM_TIMEOUT": ("timeout", float),
+            "WORKCLAIM_HISTORY": ("history", _parse_bool),
         }
         for var, (name, cast) in casts.items():
             raw = env.get(var)

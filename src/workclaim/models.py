@@ -1,4 +1,4 @@
-"""The values workclaim hands out: items, leases, statuses and queue statistics.
+"""The values workclaim hands out: items, leases, statuses, queue statistics and item history.
 
 All are frozen dataclasses; timestamps are timezone-aware UTC; ids and tokens are
 integers below 2**53 so they survive a JSON round trip in any language.
@@ -92,3 +92,37 @@ class QueueStats:
     def total(self) -> int:
         """All items the queue holds, whatever their status."""
         return self.queued + self.claimed + self.done + self.dead + self.cancelled
+
+
+class EventKind(enum.StrEnum):
+    """What happened to an item, as its attempt history records it."""
+
+    CLAIMED = "claimed"
+    HEARTBEAT = "heartbeat"
+    RELEASED = "released"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REQUEUED = "requeued"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One entry of an item's attempt history, written in the same transaction or script as the
+    state change it records, and pruned with the item.
+
+    `attempt` is the attempt the event belongs to (the lease's for lease events, the item's
+    attempt count for `requeued`/`cancelled`); `status` is the item's status right after it;
+    `token` and `worker` are the lease's (None when no lease was involved); `error` is set for
+    `failed` and `expired`.
+    """
+
+    item_id: int
+    kind: EventKind
+    at: datetime
+    attempt: int
+    status: Status
+    token: int | None = None
+    worker: str | None = None
+    error: str | None = None

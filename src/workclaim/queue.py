@@ -21,7 +21,7 @@ from typing import Any, Self, TypeVar
 from workclaim.backends import Backend, NewItem, open_backend
 from workclaim.config import Settings
 from workclaim.errors import ItemNotFound, ValidationError
-from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.validation import (
     check_batch,
     check_delay,
@@ -114,6 +114,7 @@ class Queue:
             run_at=run_at,
             max_attempts=max_attempts or self.settings.max_attempts_for(queue),
             dedupe_key=dedupe_key,
+            history=self.settings.history_for(queue),
         )
 
     def enqueue(
@@ -264,6 +265,40 @@ class Queue:
         delay = self.settings.backoff.delay(lease.attempt) if retry else None
         return self.backend.fail(lease, error=clip_error(error), retry_delay=delay, now=now)
 
+    def complete_and_claim(
+        self,
+        done: Iterable[Lease | tuple[Lease, Any]],
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        lease: float = 30.0,
+        max: int = 1,
+        now: datetime | None = None,
+    ) -> tuple[list[Lease], list[Lease]]:
+        """Complete the finished leases (a Lease, or `(lease, result)`) and claim up to `max`
+        new items in one round trip; `max=0` only completes. Returns `(lost, leases)`: the
+        leases whose completion was refused as stale (those items are left as they are) and the
+        new leases. Nothing waits: an empty `leases` means nothing was claimable."""
+        names = check_queues(queues)
+        worker = check_name(worker, "worker name")
+        lease_seconds = check_lease(lease)
+        limit = 0 if max == 0 else check_batch(max)
+        pairs = [self._completion(entry) for entry in done]
+        self._maybe_prune()
+        flags, leases = self.backend.complete_and_claim(
+            pairs, names, worker=worker, lease_seconds=lease_seconds, limit=limit, now=now
+        )
+        lost = [pair[0] for pair, ok in zip(pairs, flags, strict=True) if not ok]
+        return lost, leases
+
+    def _completion(self, entry: Lease | tuple[Lease, Any]) -> tuple[Lease, str | None]:
+        """A finished lease and its encoded result, checked like `complete`'s arguments."""
+        lease, result = entry if isinstance(entry, tuple) else (entry, None)
+        _check_lease_arg(lease)
+        if result is None:
+            return lease, None
+        return lease, encode_json(result, what="result", max_bytes=self.settings.max_payload_bytes)
+
     # -- inspection and housekeeping -------------------------------------------------------
     def get(self, item_id: int) -> Item:
         """The item with this id; raises `ItemNotFound`."""
@@ -271,6 +306,40 @@ class Queue:
         if item is None:
             raise ItemNotFound(item_id)
         return item
+
+    def history(self, item_id: int) -> list[HistoryEvent]:
+        """The item's attempt history, oldest first; `[]` when its queue keeps none. Raises
+        `ItemNotFound`."""
+        events = self.backend.history(check_id(item_id))
+        if events is None:
+            raise ItemNotFound(item_id)
+        return events
+
+    def items(
+        self,
+        queue: str,
+        status: Status | str = Status.QUEUED,
+        *,
+        limit: int = 100,
+        after: int | None = None,
+    ) -> list[Item]:
+        """Up to `limit` (1 to 1000) items of `queue` in `status`, by ascending id; pass the
+        last id seen as `after` for the next page."""
+        try:
+            wanted = Status(status)
+        except ValueError:
+            choices = ", ".join(s.value for s in Status)
+            raise ValidationError(f"status must be one of {choices}, got {status!r}") from None
+        return self.backend.items(
+            check_name(queue, "queue name"),
+            wanted,
+            limit=check_batch(limit, "limit"),
+            after_id=None if after is None else check_id(after),
+        )
+
+    def queues(self) -> list[str]:
+        """The names of the queues that hold at least one item, sorted."""
+        return self.backend.queues()
 
     def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         """Counts per status plus expired leases; zeros for a queue never used."""
@@ -421,9 +490,29 @@ class AsyncQueue:
         """See `Queue.fail`."""
         return await self._run(self.sync.fail, lease, error, **options)
 
+    async def complete_and_claim(
+        self, done: Iterable[Lease | tuple[Lease, Any]], queues: str | Sequence[str], **options: Any
+    ) -> tuple[list[Lease], list[Lease]]:
+        """See `Queue.complete_and_claim`."""
+        return await self._run(self.sync.complete_and_claim, list(done), queues, **options)
+
     async def get(self, item_id: int) -> Item:
         """See `Queue.get`."""
         return await self._run(self.sync.get, item_id)
+
+    async def history(self, item_id: int) -> list[HistoryEvent]:
+        """See `Queue.history`."""
+        return await self._run(self.sync.history, item_id)
+
+    async def items(
+        self, queue: str, status: Status | str = Status.QUEUED, **options: Any
+    ) -> list[Item]:
+        """See `Queue.items`."""
+        return await self._run(self.sync.items, queue, status, **options)
+
+    async def queues(self) -> list[str]:
+        """See `Queue.queues`."""
+        return await self._run(self.sync.queues)
 
     async def stats(self, queue: str, **options: Any) -> QueueStats:
         """See `Queue.stats`."""

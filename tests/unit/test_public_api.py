@@ -13,6 +13,8 @@ def test_all_is_sorted_and_complete() -> None:
         "BackendUnavailable",
         "Backoff",
         "ConfigError",
+        "EventKind",
+        "HistoryEvent",
         "InvalidState",
         "Item",
         "ItemNotFound",

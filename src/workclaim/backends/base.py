@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from workclaim.backends.wakeup import Wakeup
-from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,8 @@ class NewItem:
     """An item to enqueue, already validated; `payload` is encoded JSON text.
 
     Exactly one of `delay` (seconds after the store's clock) and `run_at` is used: `run_at`
-    when it is set.
+    when it is set. `history`: whether the item's state changes are recorded in its attempt
+    history (fixed for the item's life; every writer, including another client's reap, obeys it).
     """
 
     payload: str
@@ -32,6 +33,7 @@ class NewItem:
     run_at: datetime | None
     max_attempts: int
     dedupe_key: str | None
+    history: bool = True
 
 
 @runtime_checkable
@@ -116,8 +118,44 @@ class Backend(Protocol):
         """
         ...
 
+    def complete_and_claim(
+        self,
+        done: Sequence[tuple[Lease, str | None]],
+        queues: Sequence[str],
+        *,
+        worker: str,
+        lease_seconds: float,
+        limit: int,
+        now: datetime | None = None,
+    ) -> tuple[list[bool], list[Lease]]:
+        """Complete every `(lease, result)` in `done`, then claim up to `limit` like `claim`, all
+        in one transaction or script (the worker runtime's one round trip per turn).
+
+        Each completion is fenced like `complete`: the flag for a stale lease is False and that
+        item is left unchanged (no error, the others still complete); a repeat of the complete
+        that ended a lease is True. `limit` may be 0 (complete only). Returns the flags in
+        `done`'s order and the new leases.
+        """
+        ...
+
     def get(self, item_id: int) -> Item | None:
         """The item, or None if there is no such id."""
+        ...
+
+    def history(self, item_id: int) -> list[HistoryEvent] | None:
+        """The item's attempt history, oldest first (ties in the order written); `[]` when the
+        item keeps none; None when there is no such item."""
+        ...
+
+    def items(
+        self, queue: str, status: Status, *, limit: int, after_id: int | None = None
+    ) -> list[Item]:
+        """Up to `limit` items of `queue` in `status`, by ascending id, only ids above
+        `after_id` when it is given (paging for the dashboard and scripts)."""
+        ...
+
+    def queues(self) -> list[str]:
+        """The names of the queues that hold at least one item, sorted."""
         ...
 
     def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
