@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis answer on loopback; install and start them if they do not.
+# Make sure PostgreSQL and Redis answer on loopback (install and start them if they do not), and
+# that Debian's Chromium is installed for the browser tests.
 set -euo pipefail
 
 need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# Headless Chromium for the dashboard's browser tests (driven by Playwright, which downloads
+# no browser of its own: PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1, executable /usr/bin/chromium).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -8,8 +8,9 @@ the same exceptions (409 lease-lost -> `LeaseLost`, 404 -> `ItemNotFound`, 413 -
 
 Every call has a timeout. A call is retried with backoff only when repeating it is safe: any call
 whose connection never opened, and otherwise only idempotent ones (get, stats, heartbeat, and
-complete/release/fail, whose repeat returns the first outcome). A claim, enqueue (without a
-dedupe key), cancel, requeue or purge is never sent twice.
+complete/release/fail, whose repeat returns the first outcome; and the read-only history, items
+and queues). A claim, complete-and-claim, enqueue (without a dedupe key), cancel, requeue or
+purge is never sent twice.
 
     from workclaim.client import Client
 
@@ -44,7 +45,7 @@ from workclaim.errors import (
     ValidationError,
     WorkclaimError,
 )
-from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.validation import (
     check_batch,
     check_delay,
@@ -134,6 +135,27 @@ def _item(data: dict[str, Any]) -> Item:
 def _stats(data: dict[str, Any]) -> QueueStats:
     names = ("queued", "claimed", "done", "dead", "cancelled", "expired")
     return QueueStats(queue=data["queue"], **{n: int(data[n]) for n in names})
+
+
+def _event(data: dict[str, Any]) -> HistoryEvent:
+    return HistoryEvent(
+        item_id=data["item_id"],
+        kind=EventKind(data["kind"]),
+        at=_dt(data["at"]),
+        attempt=data["attempt"],
+        status=Status(data["status"]),
+        token=data["token"],
+        worker=data["worker"],
+        error=data["error"],
+    )
+
+
+def _status(value: Status | str) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in Status)
+        raise ValidationError(f"status must be one of {choices}, got {value!r}") from None
 
 
 def _leases(response: httpx.Response) -> list[Lease]:
@@ -293,6 +315,43 @@ class _Calls:
         return _Call("POST", "/worker/claim", _leases, body=body, now=now, extra_timeout=wait)
 
     @staticmethod
+    def complete_and_claim(
+        done: Iterable[Lease | tuple[Lease, Any]],
+        queues: str | Sequence[str],
+        *,
+        worker: str | None,
+        lease: float,
+        max: int,
+        now: datetime | None,
+    ) -> _Call[tuple[list[Lease], list[Lease]]]:
+        finished: list[Lease] = []
+        refs: list[dict[str, Any]] = []
+        for entry in done:
+            held, result = entry if isinstance(entry, tuple) else (entry, None)
+            ref = _lease_body(held)
+            if result is not None:
+                ref["result"] = _payload(result, "result")
+            finished.append(held)
+            refs.append(ref)
+        body: dict[str, Any] = {
+            "done": refs,
+            "queues": list(check_queues(queues)),
+            "lease": check_lease(lease),
+            "max": 0 if max == 0 else check_batch(max),
+        }
+        if worker is not None:
+            body["worker"] = check_name(worker, "worker name")
+
+        def parse(response: httpx.Response) -> tuple[list[Lease], list[Lease]]:
+            data = response.json()
+            refused = {(x["id"], x["token"]) for x in data["lost"]}
+            lost = [x for x in finished if (x.id, x.token) in refused]
+            return lost, [_lease(x) for x in data["leases"]]
+
+        # Not repeated: a lost answer would hand the same items out twice.
+        return _Call("POST", "/worker/complete-and-claim", parse, body=body, now=now)
+
+    @staticmethod
     def heartbeat(lease: Lease, *, extend: float | None, now: datetime | None) -> _Call[Lease]:
         body = _lease_body(lease)
         if extend is not None:
@@ -341,6 +400,42 @@ class _Calls:
         item_id = check_id(item_id)
         return _Call(
             "GET", f"/items/{item_id}", lambda r: _item(r.json()), idempotent=True, item_id=item_id
+        )
+
+    @staticmethod
+    def history(item_id: int) -> _Call[list[HistoryEvent]]:
+        item_id = check_id(item_id)
+        return _Call(
+            "GET",
+            f"/items/{item_id}/history",
+            lambda r: [_event(x) for x in r.json()["events"]],
+            idempotent=True,
+            item_id=item_id,
+        )
+
+    @staticmethod
+    def items(
+        queue: str, status: Status | str, *, limit: int, after: int | None
+    ) -> _Call[list[Item]]:
+        queue = check_name(queue, "queue name")
+        params: dict[str, Any] = {
+            "status": _status(status).value,
+            "limit": check_batch(limit, "limit"),
+        }
+        if after is not None:
+            params["after"] = check_id(after)
+        return _Call(
+            "GET",
+            f"/queues/{queue}/items",
+            lambda r: [_item(x) for x in r.json()["items"]],
+            params=params,
+            idempotent=True,
+        )
+
+    @staticmethod
+    def queues() -> _Call[list[str]]:
+        return _Call(
+            "GET", "/queues", lambda r: [x["queue"] for x in r.json()["queues"]], idempotent=True
         )
 
     @staticmethod
@@ -607,6 +702,41 @@ class Client:
         """See `Queue.get`."""
         return self._send(_Calls.get(item_id))
 
+    def complete_and_claim(
+        self,
+        done: Iterable[Lease | tuple[Lease, Any]],
+        queues: str | Sequence[str],
+        *,
+        worker: str | None = None,
+        lease: float = 30.0,
+        max: int = 1,
+        now: datetime | None = None,
+    ) -> tuple[list[Lease], list[Lease]]:
+        """See `Queue.complete_and_claim`; `worker` may be omitted (the token's identity).
+        Never sent twice."""
+        return self._send(
+            _Calls.complete_and_claim(done, queues, worker=worker, lease=lease, max=max, now=now)
+        )
+
+    def history(self, item_id: int) -> list[HistoryEvent]:
+        """See `Queue.history`."""
+        return self._send(_Calls.history(item_id))
+
+    def items(
+        self,
+        queue: str,
+        status: Status | str = Status.QUEUED,
+        *,
+        limit: int = 100,
+        after: int | None = None,
+    ) -> list[Item]:
+        """See `Queue.items`."""
+        return self._send(_Calls.items(queue, status, limit=limit, after=after))
+
+    def queues(self) -> list[str]:
+        """See `Queue.queues` (admin)."""
+        return self._send(_Calls.queues())
+
     def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         """See `Queue.stats` (needs the admin scope)."""
         return self._send(_Calls.stats(queue, now=now))
@@ -792,6 +922,40 @@ class AsyncClient:
     async def get(self, item_id: int) -> Item:
         """See `Queue.get`."""
         return await self._send(_Calls.get(item_id))
+
+    async def complete_and_claim(
+        self,
+        done: Iterable[Lease | tuple[Lease, Any]],
+        queues: str | Sequence[str],
+        *,
+        worker: str | None = None,
+        lease: float = 30.0,
+        max: int = 1,
+        now: datetime | None = None,
+    ) -> tuple[list[Lease], list[Lease]]:
+        """See `Client.complete_and_claim`."""
+        return await self._send(
+            _Calls.complete_and_claim(done, queues, worker=worker, lease=lease, max=max, now=now)
+        )
+
+    async def history(self, item_id: int) -> list[HistoryEvent]:
+        """See `Queue.history`."""
+        return await self._send(_Calls.history(item_id))
+
+    async def items(
+        self,
+        queue: str,
+        status: Status | str = Status.QUEUED,
+        *,
+        limit: int = 100,
+        after: int | None = None,
+    ) -> list[Item]:
+        """See `Queue.items`."""
+        return await self._send(_Calls.items(queue, status, limit=limit, after=after))
+
+    async def queues(self) -> list[str]:
+        """See `Queue.queues` (admin)."""
+        return await self._send(_Calls.queues())
 
     async def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         """See `Queue.stats` (admin)."""

@@ -6,6 +6,8 @@ long-polls await the store's wake-up events and hold no thread and no connection
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workclaim._version import __version__
 from workclaim.queue import AsyncQueue
 from workclaim.server import problems
+from workclaim.server.activity import Activity
 from workclaim.server.config import ServerConfig
+from workclaim.server.dashboard import SameOrigin
+from workclaim.server.dashboard import router as dashboard_router
 from workclaim.server.limits import BodyLimit, LongPollLimiter
 from workclaim.server.longpoll import LongPolls
 from workclaim.server.metrics import Metrics
@@ -30,8 +35,11 @@ Atomic work claiming with fenced leases over HTTP.
 Workers claim with `POST /worker/claim` (or the spike's `GET /worker/next`; a GET may be
 repeated or prefetched by proxies, so prefer POST), then end each lease with
 `/worker/complete`, `/worker/release` or `/worker/fail`, sending back the lease's `id` and
-`token`. A lease can only be ended by the worker whose bearer token claimed it. Every error is
-`application/problem+json` (RFC 9457) with a stable `type` (`urn:workclaim:problem:<slug>`).
+`token`, or end them and claim more in one call with `/worker/complete-and-claim`. A lease can
+only be ended by the worker whose bearer token claimed it. The dashboard is at `/`; its data
+comes from `/dashboard`, and scripts can list with `/queues`, `/queues/{queue}/items` and
+`/items/{id}/history`. Every error is `application/problem+json` (RFC 9457) with a stable
+`type` (`urn:workclaim:problem:<slug>`).
 """
 
 
@@ -84,13 +92,21 @@ def create_app(queue_or_url: str | AsyncQueue, config: ServerConfig | None = Non
         metrics=Metrics(),
         longpolls=LongPollLimiter(config.max_longpolls_per_token),
         waiting=LongPolls(queue, config.max_batch),
+        activity=Activity(every=config.sample_seconds or 2.0),
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sampler = None
+        if config.sample_seconds > 0:
+            sampler = asyncio.create_task(state.activity.run(queue), name="workclaim-sampler")
         try:
             yield
         finally:
+            if sampler is not None:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
             if owns:
                 await queue.close()
 
@@ -103,6 +119,8 @@ def create_app(queue_or_url: str | AsyncQueue, config: ServerConfig | None = Non
     app.state.workclaim = state
     problems.install(app)
     app.include_router(router)
+    app.include_router(dashboard_router)
+    app.add_middleware(SameOrigin)
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, max_bytes=config.body_cap)
     return app

@@ -45,6 +45,9 @@ def serve(
     max_longpolls: Annotated[
         int, typer.Option(help="Long-polls one token may have waiting at once.")
     ] = 100,
+    sample_seconds: Annotated[
+        float, typer.Option(help="Seconds between the dashboard's rate samples (0: off).")
+    ] = 2.0,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     ssl_ca_certs: Annotated[Path | None, typer.Option(help="CA bundle for client certs.")] = None,
@@ -73,6 +76,7 @@ def serve(
             max_wait=max_wait,
             max_longpolls_per_token=max_longpolls,
             threads=threads,
+            sample_seconds=sample_seconds,
         )
         app = create_app(db, config)
     except WorkclaimError as exc:

@@ -22,6 +22,8 @@ class ServerConfig:
       (a longer `wait` is shortened to `max_wait`: a long-poll may always end early).
     - `max_longpolls_per_token`: long-polls one identity may have waiting at once (429 beyond).
     - `threads`: the thread pool that runs blocking store calls.
+    - `sample_seconds`: how often the dashboard's rates are sampled from the store's counts
+      (0: never; the dashboard then shows counts but no items/s chart).
     - `allow_clock_override`: TEST ONLY. Honour an `X-Workclaim-Now` header as the `now=` of
       every call, so a test suite can move the store's clock. Never turn it on in production:
       any caller could then claim items before their time or expire other workers' leases.
@@ -36,6 +38,7 @@ class ServerConfig:
     max_wait: float = 30.0
     max_longpolls_per_token: int = 100
     threads: int = 16
+    sample_seconds: float = 2.0
     allow_clock_override: bool = False
 
     def __post_init__(self) -> None:
@@ -56,6 +59,8 @@ class ServerConfig:
             raise ConfigError("max_longpolls_per_token must be at least 1")
         if not 1 <= self.threads <= 1_024:
             raise ConfigError("threads must be between 1 and 1024")
+        if not (self.sample_seconds == 0 or 0.1 <= self.sample_seconds <= 3_600):
+            raise ConfigError("sample_seconds must be 0 (off) or between 0.1 and 3600")
         if self.max_body_bytes is not None and self.max_body_bytes < 1_024:
             raise ConfigError("max_body_bytes must be at least 1024")
 

@@ -21,6 +21,7 @@ from workclaim._time import from_micros
 from workclaim.errors import ItemNotFound, LeaseLost, ValidationError
 from workclaim.models import Lease, Status
 from workclaim.queue import AsyncQueue
+from workclaim.server.activity import Activity
 from workclaim.server.auth import ANONYMOUS, Principal
 from workclaim.server.config import ServerConfig
 from workclaim.server.limits import LongPollLimiter
@@ -31,6 +32,8 @@ from workclaim.server.schemas import (
     NAME_REGEX,
     ClaimIn,
     ClaimOut,
+    CompleteAndClaimIn,
+    CompleteAndClaimOut,
     CompleteIn,
     EnqueueIn,
     EnqueueOut,
@@ -38,18 +41,23 @@ from workclaim.server.schemas import (
     HealthOut,
     HeartbeatIn,
     HeartbeatOut,
+    HistoryEventOut,
+    HistoryOut,
     ItemOut,
+    ItemsOut,
+    LeaseKey,
     LeaseOut,
     LeaseRef,
     OutcomeOut,
     ProblemOut,
     PurgeIn,
     PurgeOut,
+    QueuesOut,
     ReleaseIn,
     RequeueIn,
     StatsOut,
 )
-from workclaim.validation import MAX_ID, check_queues
+from workclaim.validation import MAX_BATCH, MAX_ID, check_queues
 
 CLOCK_HEADER = "X-Workclaim-Now"
 
@@ -63,6 +71,7 @@ class State:
     metrics: Metrics
     longpolls: LongPollLimiter
     waiting: LongPolls
+    activity: Activity
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -222,11 +231,14 @@ async def _claim(
     else:
         started = time.perf_counter()
         leases = await q.claim(names, worker=who, lease=lease, max=limit, now=now)
-        st.metrics.claim_latency.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        st.metrics.claim_latency.observe(took)
+        st.activity.claim_took(names, took)
     if not leases:
         return Response(status_code=204)
     for granted in leases:
         st.metrics.claims.labels(queue=granted.queue).inc()
+        st.activity.claimed(granted.queue)
     return ClaimOut(leases=[LeaseOut.of(x) for x in leases])
 
 
@@ -360,6 +372,53 @@ async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
 
 
 @router.post(
+    "/worker/complete-and-claim",
+    response_model=CompleteAndClaimOut,
+    responses=_COMMON,
+    tags=["worker"],
+    summary="Complete finished leases and claim more, in one round trip",
+)
+async def complete_and_claim(
+    body: CompleteAndClaimIn, st: St, caller: Caller, now: Now
+) -> CompleteAndClaimOut:
+    """Complete each `done` lease (fenced like `/worker/complete`: a stale one is reported in
+    `lost` and left unchanged, a repeat is fine) and claim up to `max` new items, in one store
+    transaction. Never waits: an empty `leases` means nothing was claimable."""
+    queues = list(body.queues or []) + ([body.queue] if body.queue else [])
+    if not queues:
+        raise ValidationError("give `queue` or `queues`")
+    names = check_queues(queues)
+    for name in names:
+        if not caller.may_work(name):
+            raise Problem("forbidden", f"this token may not claim from queue {name!r}")
+    if body.max > st.config.max_batch:
+        raise ValidationError(f"max must be at most {st.config.max_batch} on this server")
+    if body.lease > st.config.max_lease:
+        raise ValidationError(f"lease must be at most {st.config.max_lease} seconds on this server")
+    who = _worker_for_claim(caller, st, body.worker)
+    lost: list[LeaseKey] = []
+    done: list[tuple[Lease, Any]] = []
+    for ref in body.done:
+        if not st.config.no_auth and ref.worker is not None and ref.worker != caller.identity:
+            lost.append(LeaseKey(id=ref.id, token=ref.token))  # another worker's: refused
+            continue
+        owner = (ref.worker or who) if st.config.no_auth else caller.identity
+        done.append((_lease(ref, owner), ref.result))
+    started = time.perf_counter()
+    refused, leases = await st.queue.complete_and_claim(
+        done, names, worker=who, lease=body.lease, max=body.max, now=now
+    )
+    st.activity.claim_took(names, time.perf_counter() - started, fused=True)
+    lost += [LeaseKey(id=x.id, token=x.token) for x in refused]
+    st.metrics.lease_lost.inc(len(lost))
+    st.metrics.completions.inc(len(done) - len(refused))
+    for granted in leases:
+        st.metrics.claims.labels(queue=granted.queue).inc()
+        st.activity.claimed(granted.queue)
+    return CompleteAndClaimOut(lost=lost, leases=[LeaseOut.of(x) for x in leases])
+
+
+@router.post(
     "/queues/{queue}/items",
     response_model=EnqueueOut,
     status_code=201,
@@ -408,6 +467,45 @@ async def _visible_item(st: State, caller: Principal, item_id: int) -> ItemOut:
 async def get_item(item_id: IdPath, st: St, caller: Caller) -> ItemOut:
     """The item as stored (never its lease token)."""
     return await _visible_item(st, caller, item_id)
+
+
+@router.get(
+    "/items/{item_id}/history", response_model=HistoryOut, responses=_ITEM, tags=["producer"]
+)
+async def item_history(item_id: IdPath, st: St, caller: Caller) -> HistoryOut:
+    """The item's attempt history, oldest first; empty when its queue keeps none."""
+    await _visible_item(st, caller, item_id)
+    events = await st.queue.history(item_id)
+    return HistoryOut(item_id=item_id, events=[HistoryEventOut.of(e) for e in events])
+
+
+@router.get("/queues/{queue}/items", response_model=ItemsOut, responses=_COMMON, tags=["producer"])
+async def list_items(
+    queue: QueuePath,
+    st: St,
+    caller: Caller,
+    status: Annotated[Status, Query(description="The status to list.")] = Status.QUEUED,
+    limit: Annotated[int, Query(ge=1, le=MAX_BATCH, description="Page size.")] = 100,
+    after: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Only ids above this (the last seen).")
+    ] = None,
+) -> ItemsOut:
+    """One page of the queue's items in `status`, by ascending id (`enqueue` or `work` scope on
+    the queue). Follow `next_after` for the next page."""
+    if not (caller.may_enqueue(queue) or caller.may_work(queue)):
+        raise Problem("forbidden", f"this token may not read queue {queue!r}")
+    found = await st.queue.items(queue, status, limit=limit, after=after)
+    next_after = found[-1].id if len(found) == limit else None
+    return ItemsOut(items=[ItemOut.of(x) for x in found], next_after=next_after)
+
+
+@router.get("/queues", response_model=QueuesOut, responses=_COMMON, tags=["admin"])
+async def list_queues(st: St, caller: Caller, now: Now) -> QueuesOut:
+    """Every queue that holds at least one item, sorted, with its counts and expired leases
+    (admin)."""
+    _need_admin(caller)
+    names = await st.queue.queues()
+    return QueuesOut(queues=[StatsOut.of(await st.queue.stats(n, now=now)) for n in names])
 
 
 @router.delete(

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
-from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.validation import (
     MAX_ATTEMPTS_LIMIT,
     MAX_BATCH,
@@ -265,3 +265,150 @@ class ProblemOut(BaseModel):
     status: int
     detail: str
     instance: str | None = None
+
+
+class QueuesOut(BaseModel):
+    """Every queue that holds at least one item, by name, with its counts."""
+
+    queues: list[StatsOut]
+
+
+class ItemsOut(BaseModel):
+    """One page of a queue's items in one status, by ascending id."""
+
+    items: list[ItemOut]
+    next_after: int | None = Field(
+        description="Pass as `after` for the next page; null when this page was the last."
+    )
+
+
+class HistoryEventOut(BaseModel):
+    """One entry of an item's attempt history."""
+
+    item_id: int
+    kind: EventKind
+    at: datetime
+    attempt: int
+    status: Status
+    token: int | None
+    worker: str | None
+    error: str | None
+
+    @classmethod
+    def of(cls, event: HistoryEvent) -> HistoryEventOut:
+        """From a library event."""
+        return cls(
+            item_id=event.item_id,
+            kind=event.kind,
+            at=event.at,
+            attempt=event.attempt,
+            status=event.status,
+            token=event.token,
+            worker=event.worker,
+            error=event.error,
+        )
+
+
+class HistoryOut(BaseModel):
+    """An item's attempt history, oldest first (empty when its queue keeps none)."""
+
+    item_id: int
+    events: list[HistoryEventOut]
+
+
+class DoneIn(LeaseRef):
+    """A finished lease to complete, with an optional JSON `result`."""
+
+    result: Any = None
+
+
+class CompleteAndClaimIn(_In):
+    """Complete the `done` leases, then claim up to `max` items, in one store transaction."""
+
+    done: list[DoneIn] = Field(default_factory=list, max_length=MAX_BATCH)
+    queue: Name | None = Field(None, description="One queue (or use `queues`).")
+    queues: list[Name] | None = Field(None, min_length=1, max_length=100)
+    max: Annotated[StrictInt, Field(ge=0, le=MAX_BATCH)] = Field(
+        1, description="Items to claim; 0 only completes."
+    )
+    lease: LeaseSeconds = 30.0
+    worker: Name | None = Field(
+        None, description="As for a claim: the token's identity; only --no-auth takes a name."
+    )
+
+
+class LeaseKey(BaseModel):
+    """Names a lease by item id and token."""
+
+    id: int
+    token: int
+
+
+class CompleteAndClaimOut(BaseModel):
+    """The finished leases whose completion was refused as stale, and the new leases."""
+
+    lost: list[LeaseKey]
+    leases: list[LeaseOut]
+
+
+class RatePoint(BaseModel):
+    """Items per second over one sampling interval ending at `at`."""
+
+    at: datetime
+    claimed: float
+    completed: float
+
+
+class LatencyOut(BaseModel):
+    """Percentiles of this server's own handling time, over the last `window_seconds`."""
+
+    count: int
+    p50: float | None = Field(description="Seconds; null without observations.")
+    p95: float | None
+    window_seconds: float
+
+
+class LeaseRowOut(BaseModel):
+    """A live lease, as the dashboard lists it."""
+
+    id: int
+    worker: str | None
+    attempt: int
+    max_attempts: int
+    expires_at: datetime | None
+    claimed_at: datetime | None = Field(
+        description="When this attempt was claimed (from the history); null if none is kept."
+    )
+    updated_at: datetime = Field(description="The last claim or heartbeat.")
+    overdue: bool
+
+
+class DeadRowOut(BaseModel):
+    """A dead item and its last error."""
+
+    id: int
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+
+class QueuePanelOut(BaseModel):
+    """Everything the dashboard shows for one queue."""
+
+    name: str
+    stats: StatsOut
+    series: list[RatePoint]
+    claim_latency: LatencyOut
+    fused_latency: LatencyOut
+    leases: list[LeaseRowOut]
+    dead: list[DeadRowOut]
+
+
+class DashboardOut(BaseModel):
+    """The dashboard's data: per queue counts, rates, latency, live leases and dead items."""
+
+    now: datetime
+    sample_seconds: float
+    queues: list[QueuePanelOut]
+    truncated: bool = Field(description="True when there were more queues than shown.")

@@ -1,0 +1,199 @@
+"""The dashboard: its data endpoint, its pages, and the headers that keep it safe.
+
+The pages are a static shell plus one script (`static/`); the script asks `GET /dashboard` for
+the data with the bearer token from `sessionStorage` and draws it with `textContent` (user data
+is never parsed as HTML). The server therefore never renders store data into HTML, and the page
+loads without a token. A strict Content-Security-Policy allows only the service's own script and
+stylesheet. Admin actions are JSON requests with an `Authorization` header, which a cross-site
+form cannot send; `SameOrigin` also refuses unsafe requests that a browser marks as cross-site
+(which matters under `--no-auth`, where no token is needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from workclaim.errors import ItemNotFound
+from workclaim.models import EventKind, Item, Status
+from workclaim.queue import AsyncQueue
+from workclaim.server import problems
+from workclaim.server.activity import LATENCY_WINDOW, Activity, Latency
+from workclaim.server.routes import _COMMON, Caller, Now, St, _need_admin
+from workclaim.server.schemas import (
+    DashboardOut,
+    DeadRowOut,
+    LatencyOut,
+    LeaseRowOut,
+    QueuePanelOut,
+    RatePoint,
+    StatsOut,
+)
+from workclaim.validation import MAX_ID
+
+PANEL_QUEUES = 50  # queues shown; `truncated` says when there are more
+ROWS = 20  # live leases and dead items listed per queue (page further with /queues/{q}/items)
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+_STATIC = {
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+
+router = APIRouter()
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("workclaim.server").joinpath("static", name).read_bytes()
+
+
+def _page() -> Response:
+    return Response(
+        _asset("index.html"), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
+    )
+
+
+@router.get("/", include_in_schema=False)
+async def home() -> Response:
+    """The dashboard (the data comes from `GET /dashboard`)."""
+    return _page()
+
+
+@router.get("/ui/items/{item_id}", include_in_schema=False)
+async def item_page(item_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
+    """An item and its attempt history (the data comes from `/items/{id}` and its history)."""
+    return _page()
+
+
+@router.get("/ui/{name}", include_in_schema=False)
+async def asset(name: str) -> Response:
+    """The dashboard's script and stylesheet."""
+    media_type = _STATIC.get(name)
+    if media_type is None:
+        return problems.problem_response("not-found", "no such file")
+    return Response(_asset(name), media_type=media_type, headers=PAGE_HEADERS)
+
+
+def _latency(summary: Latency) -> LatencyOut:
+    return LatencyOut(
+        count=summary.count, p50=summary.p50, p95=summary.p95, window_seconds=LATENCY_WINDOW
+    )
+
+
+async def _claimed_at(queue: AsyncQueue, item: Item) -> datetime | None:
+    """When the item's current attempt was claimed, from its history (None if none is kept)."""
+    try:
+        events = await queue.history(item.id)
+    except ItemNotFound:
+        return None
+    for event in reversed(events):
+        if event.kind == EventKind.CLAIMED:
+            return event.at
+    return None
+
+
+async def _panel(
+    queue: AsyncQueue, activity: Activity, name: str, now: datetime | None
+) -> QueuePanelOut:
+    stats = await queue.stats(name, now=now)
+    held = await queue.items(name, Status.CLAIMED, limit=ROWS) if stats.claimed else []
+    dead = await queue.items(name, Status.DEAD, limit=ROWS) if stats.dead else []
+    started = await asyncio.gather(*(_claimed_at(queue, x) for x in held))
+    clock = now or datetime.now(UTC)
+    window = activity.claim_latency.get(name)
+    fused = activity.fused_latency.get(name)
+    empty = Latency(0, None, None)
+    return QueuePanelOut(
+        name=name,
+        stats=StatsOut.of(stats),
+        series=[
+            RatePoint(at=p.at, claimed=p.claimed, completed=p.completed)
+            for p in activity.series.get(name, ())
+        ],
+        claim_latency=_latency(window.summary() if window else empty),
+        fused_latency=_latency(fused.summary() if fused else empty),
+        leases=[
+            LeaseRowOut(
+                id=x.id,
+                worker=x.worker,
+                attempt=x.attempts,
+                max_attempts=x.max_attempts,
+                expires_at=x.expires_at,
+                claimed_at=at,
+                updated_at=x.updated_at,
+                overdue=x.expires_at is not None and x.expires_at <= clock,
+            )
+            for x, at in zip(held, started, strict=True)
+        ],
+        dead=[
+            DeadRowOut(
+                id=x.id,
+                attempts=x.attempts,
+                max_attempts=x.max_attempts,
+                last_error=x.last_error,
+                updated_at=x.updated_at,
+            )
+            for x in dead
+        ],
+    )
+
+
+@router.get("/dashboard", response_model=DashboardOut, responses=_COMMON, tags=["admin"])
+async def dashboard(st: St, caller: Caller, now: Now) -> DashboardOut:
+    """Per queue (the first 50 by name): counts by status and expired leases, claimed and
+    completed items/s over the last minutes, this server's claim latency p50/p95, up to 20 live
+    leases and up to 20 dead items (admin). 503 while the database is unreachable."""
+    _need_admin(caller)
+    names = await st.queue.queues()
+    panels = [await _panel(st.queue, st.activity, n, now) for n in names[:PANEL_QUEUES]]
+    return DashboardOut(
+        now=now or datetime.now(UTC),
+        sample_seconds=st.activity.every,
+        queues=panels,
+        truncated=len(names) > PANEL_QUEUES,
+    )
+
+
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class SameOrigin:
+    """ASGI middleware: refuse an unsafe request that a browser says comes from another site
+    (`Sec-Fetch-Site: cross-site`, or an `Origin` whose host is not this `Host`). Programs that
+    are not browsers send neither header and are not affected."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in _UNSAFE:
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            host = headers.get("host", "")
+            site = headers.get("sec-fetch-site", "")
+            foreign = site == "cross-site" or (
+                origin is not None and origin.split("://", 1)[-1].rstrip("/") != host
+            )
+            if foreign:
+                response = problems.problem_response(
+                    "forbidden", "cross-site request refused", instance=scope.get("path")
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
