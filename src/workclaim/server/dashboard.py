@@ -12,11 +12,12 @@ form cannot send; `SameOrigin` also refuses unsafe requests that a browser marks
 from __future__ import annotations
 
 import asyncio
+import html
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -63,22 +64,22 @@ def _asset(name: str) -> bytes:
     return resources.files("workclaim.server").joinpath("static", name).read_bytes()
 
 
-def _page() -> Response:
-    return Response(
-        _asset("index.html"), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
-    )
+def _page(request: Request) -> Response:
+    root = html.escape(str(request.scope.get("root_path", "")).rstrip("/"), quote=True)
+    text = _asset("index.html").decode("utf-8").replace("{root}", root)
+    return Response(text, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
 @router.get("/", include_in_schema=False)
-async def home() -> Response:
+async def home(request: Request) -> Response:
     """The dashboard (the data comes from `GET /dashboard`)."""
-    return _page()
+    return _page(request)
 
 
 @router.get("/ui/items/{item_id}", include_in_schema=False)
-async def item_page(item_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
+async def item_page(request: Request, item_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
     """An item and its attempt history (the data comes from `/items/{id}` and its history)."""
-    return _page()
+    return _page(request)
 
 
 @router.get("/ui/{name}", include_in_schema=False)
