@@ -1,0 +1,87 @@
+"""Browser tests: headless Debian Chromium (/usr/bin/chromium) driven by Playwright for Python.
+
+Playwright is only the driver here: it never downloads a browser (`.ci/services.sh` installs
+Debian's `chromium`). Locally a missing Chromium or Playwright skips these tests with one line;
+under CI=true it fails them, so CI cannot pass without running them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.servers import in_ci
+
+CHROMIUM = os.environ.get("WORKCLAIM_CHROMIUM", "/usr/bin/chromium")
+# The flags the machine's probe found necessary: no sandbox as root, and no background traffic
+# to hosts this closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "bench-results" / "browser"
+
+
+def _missing(reason: str) -> None:
+    if in_ci():
+        pytest.fail(f"browser tests cannot run under CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the session."""
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install -e '.[dev]')")
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (its own sessionStorage) and page; fails the test on a page error
+    such as a Content-Security-Policy violation or an uncaught exception."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
+    )
+    tab.set_default_timeout(15_000)
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert errors == [], errors
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where screenshots go (bench-results/browser/, kept out of git)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
