@@ -51,8 +51,6 @@ def seed(url: str) -> dict[str, list[int]]:
     ids: dict[str, list[int]] = {}
     past = datetime.now(UTC) - timedelta(minutes=10)
     with Queue(url) as q:
-        ids["expired"] = [q.enqueue("emails", {"to": "gone@example.org"}, now=past)]
-        q.claim("emails", worker="w-gone", lease=5, now=past)
         ids["done"] = [q.enqueue("emails", {"to": "a@example.org"})]
         q.complete(q.claim("emails", worker="w-1")[0], result={"sent": True})
         ids["dead"] = []
@@ -68,6 +66,9 @@ def seed(url: str) -> dict[str, list[int]]:
             q.enqueue("reports", {"n": n})
         for lease in q.claim("reports", worker="w-2", max=3):
             q.complete(lease)
+        # Last, since a later claim on any queue may reap it: a lease that ran out ten minutes ago.
+        ids["expired"] = [q.enqueue("emails", {"to": "gone@example.org"}, now=past)]
+        q.claim("emails", worker="w-gone", lease=5, now=past)
     return ids
 
 

@@ -253,6 +253,11 @@
         .join(" ");
       if (series.length > 0) box.append(svg("polyline", { points, class: "line " + key }));
     }
+    if (series.length === 0) {
+      const note = svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "note" });
+      note.textContent = "collecting samples…";
+      box.append(note);
+    }
     const label = svg("text", { x: 2, y: 10, class: "peak" });
     label.textContent = "max " + peak.toFixed(peak < 10 ? 1 : 0) + "/s";
     box.append(label);
