@@ -104,7 +104,7 @@ def test_counts_match_the_database_and_user_data_stays_text(
         for name in ("emails", "reports"):
             stats = q.stats(name)
             for status in ("queued", "claimed", "expired", "done", "dead", "cancelled", "total"):
-                cell = card(page, name).locator(f'td[data-count="{status}"]')
+                cell = card(page, name).locator(f'[data-count="{status}"]')
                 expect(cell).to_have_text(str(getattr(stats, status)))
     assert (stats.done, stats.queued) == (3, 1)  # reports
     # The live leases: the expired one is highlighted as overdue, the live one is not.
@@ -148,7 +148,7 @@ def test_requeue_from_the_dead_list_moves_the_item_back_to_queued(page: Any, sit
         item = q.get(target)
         assert item.status == Status.QUEUED and item.attempts == 0
         assert q.stats("emails").dead == 1
-    expect(card(page, "emails").locator('td[data-count="dead"]')).to_have_text("1")
+    expect(card(page, "emails").locator('[data-count="dead"]')).to_have_text("1")
     # The item page shows its history, requeue included.
     page.goto(f"{site.base}/ui/items/{target}")
     kinds = page.locator("#history tbody tr")
@@ -231,6 +231,6 @@ def test_the_banner_shows_while_the_database_is_unreachable(
             proxy.set_mode("pass")
             expect(banner).to_be_hidden(timeout=30_000)
             with Queue(url) as q:
-                expect(card(page, "emails").locator('td[data-count="queued"]')).to_have_text(
+                expect(card(page, "emails").locator('[data-count="queued"]')).to_have_text(
                     str(q.stats("emails").queued)
                 )

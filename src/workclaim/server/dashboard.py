@@ -39,7 +39,8 @@ from workclaim.server.schemas import (
 from workclaim.validation import MAX_ID
 
 PANEL_QUEUES = 50  # queues shown; `truncated` says when there are more
-ROWS = 20  # live leases and dead items listed per queue (page further with /queues/{q}/items)
+LEASE_ROWS = 20  # live leases listed per queue (page further with /queues/{q}/items)
+DEAD_ROWS = 10  # dead items listed per queue, oldest id first
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -113,8 +114,8 @@ async def _panel(
     queue: AsyncQueue, activity: Activity, name: str, now: datetime | None
 ) -> QueuePanelOut:
     stats = await queue.stats(name, now=now)
-    held = await queue.items(name, Status.CLAIMED, limit=ROWS) if stats.claimed else []
-    dead = await queue.items(name, Status.DEAD, limit=ROWS) if stats.dead else []
+    held = await queue.items(name, Status.CLAIMED, limit=LEASE_ROWS) if stats.claimed else []
+    dead = await queue.items(name, Status.DEAD, limit=DEAD_ROWS) if stats.dead else []
     started = await asyncio.gather(*(_claimed_at(queue, x) for x in held))
     clock = now or datetime.now(UTC)
     window = activity.claim_latency.get(name)
@@ -159,7 +160,7 @@ async def _panel(
 async def dashboard(st: St, caller: Caller, now: Now) -> DashboardOut:
     """Per queue (the first 50 by name): counts by status and expired leases, claimed and
     completed items/s over the last minutes, this server's claim latency p50/p95, up to 20 live
-    leases and up to 20 dead items (admin). 503 while the database is unreachable."""
+    leases and up to 10 dead items (admin). 503 while the database is unreachable."""
     _need_admin(caller)
     names = await st.queue.queues()
     panels = [await _panel(st.queue, st.activity, n, now) for n in names[:PANEL_QUEUES]]

@@ -225,15 +225,18 @@
   const STATUSES = ["queued", "claimed", "expired", "done", "dead", "cancelled", "total"];
 
   function countsTable(stats) {
-    const head = el("tr", {}, ...STATUSES.map((s) => el("th", { text: s })));
-    const row = el(
-      "tr",
-      {},
+    return el(
+      "div",
+      { className: "counts" },
       ...STATUSES.map((s) =>
-        el("td", { "data-count": s, className: s === "expired" && stats[s] > 0 ? "warn" : "", text: stats[s] })
+        el(
+          "div",
+          { className: "tile" + (s === "expired" && stats[s] > 0 ? " warn" : "") },
+          el("span", { className: "num", "data-count": s, text: stats[s] }),
+          el("span", { className: "label", text: s })
+        )
       )
     );
-    return el("table", { className: "counts" }, el("thead", {}, head), el("tbody", {}, row));
   }
 
   function chart(series, sampleSeconds) {
@@ -257,6 +260,14 @@
       const note = svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "note" });
       note.textContent = "collecting samples…";
       box.append(note);
+    }
+    if (series.length > 1) {
+      const span = (Date.parse(series[series.length - 1].at) - Date.parse(series[0].at)) / 1000;
+      const left = svg("text", { x: 2, y: H - pad - 2, class: "note" });
+      left.textContent = "−" + duration(span * 1000);
+      const right = svg("text", { x: W - 2, y: H - pad - 2, "text-anchor": "end", class: "note" });
+      right.textContent = "now";
+      box.append(left, right);
     }
     const label = svg("text", { x: 2, y: 10, class: "peak" });
     label.textContent = "max " + peak.toFixed(peak < 10 ? 1 : 0) + "/s";
@@ -353,7 +364,15 @@
         );
       }
     }
-    return table("dead", "Dead items", ["queue", "item", "attempts", "last error", "died", ""], rows, "No dead item.");
+    const section = table("dead", "Dead items", ["queue", "item", "attempts", "last error", "died", ""], rows, "No dead item.");
+    for (const q of queues) {
+      if (q.stats.dead > q.dead.length) {
+        section.append(
+          el("p", { className: "muted", text: `${q.name}: the ${q.dead.length} oldest of ${q.stats.dead} dead items are listed (GET /queues/${q.name}/items?status=dead pages through all).` })
+        );
+      }
+    }
+    return section;
   }
 
   function table(id, title, columns, rows, empty) {
