@@ -72,10 +72,13 @@ def seed(url: str) -> dict[str, list[int]]:
     return ids
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    """A SQLite-backed server with auth on, seeded."""
-    url = f"sqlite:///{tmp_path / 'dash.db'}"
+@pytest.fixture(params=["sqlite", "postgres"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
+    """A server with auth on over a seeded SQLite file or PostgreSQL schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'dash.db'}"
+    else:
+        url = postgres_url(request, tmp_path)
     ids = seed(url)
     path, root, alice = tokens_file(tmp_path)
     with serve_process(url, "--tokens", str(path), "--sample-seconds", "1") as base:
@@ -121,7 +124,7 @@ def test_counts_match_the_database_and_user_data_stays_text(
     assert page.locator("#dead img").count() == 0
     assert page.title() == "workclaim"
     expect(emails.locator("svg.chart")).to_be_visible()
-    shot = artifacts / "dashboard-sqlite.png"
+    shot = artifacts / f"dashboard-{site.url.split(':', 1)[0]}.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
     assert site.root not in page.url
