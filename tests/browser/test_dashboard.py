@@ -237,3 +237,18 @@ def test_the_banner_shows_while_the_database_is_unreachable(
                 expect(card(page, "emails").locator('[data-count="queued"]')).to_have_text(
                     str(q.stats("emails").queued)
                 )
+
+
+def test_cancel_from_the_item_page(page: Any, site: Site) -> None:
+    from playwright.sync_api import expect
+
+    target = site.ids["queued"][0]
+    sign_in(page, site, site.root)
+    expect(card(page, "emails")).to_be_visible()
+    page.goto(f"{site.base}/ui/items/{target}")  # the token is still in this tab's session
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator('button[data-action="cancel"]').click()
+    expect(page.locator('td[data-field="status"]')).to_have_text("cancelled")
+    expect(page.locator('#history tr[data-kind="cancelled"]')).to_have_count(1)
+    with Queue(site.url) as q:
+        assert q.get(target).status == Status.CANCELLED

@@ -56,6 +56,13 @@
     return (v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) + " ms";
   }
 
+  // An RFC 3339 time from the server as "YYYY-MM-DD HH:MM:SS.mmm UTC".
+  function when(iso) {
+    if (iso === null || iso === undefined) return "–";
+    const t = new Date(iso);
+    return Number.isNaN(t.getTime()) ? String(iso) : t.toISOString().replace("T", " ").replace("Z", " UTC");
+  }
+
   function serverNow() {
     return Date.now() + skew;
   }
@@ -404,7 +411,18 @@
     const facts = el(
       "table",
       { className: "facts" },
-      el("tbody", {}, ...FIELDS.map((f) => el("tr", {}, el("th", { text: f }), el("td", { "data-field": f, text: item[f] === null ? "–" : item[f] }))))
+      el(
+        "tbody",
+        {},
+        ...FIELDS.map((f) =>
+          el(
+            "tr",
+            {},
+            el("th", { text: f }),
+            el("td", { "data-field": f, text: f.endsWith("_at") ? when(item[f]) : item[f] === null ? "–" : item[f] })
+          )
+        )
+      )
     );
     const actions = el("p", {});
     if (item.status === "dead") actions.append(requeueButton(item.id));
@@ -413,7 +431,7 @@
       el(
         "tr",
         { "data-kind": e.kind },
-        el("td", { text: e.at }),
+        el("td", { text: when(e.at) }),
         el("td", { text: e.kind }),
         el("td", { text: e.attempt }),
         el("td", { text: e.status }),
@@ -422,7 +440,7 @@
         el("td", { className: "error-text", text: e.error || "" })
       )
     );
-    main.replaceChildren(
+    const parts = [
       el("h1", {}, "Item ", el("span", { text: "#" + item.id })),
       el("p", {}, el("a", { href: ROOT, text: "← all queues" })),
       actions,
@@ -431,8 +449,9 @@
       el("pre", { className: "json", text: JSON.stringify(item.payload, null, 2) }),
       item.result === null ? null : el("h2", { text: "Result" }),
       item.result === null ? null : el("pre", { className: "json", text: JSON.stringify(item.result, null, 2) }),
-      table("history", "Attempt history", ["at", "event", "attempt", "status after", "worker", "token", "error"], events, "No history is kept for this item's queue (or nothing happened yet).")
-    );
+      table("history", "Attempt history", ["at", "event", "attempt", "status after", "worker", "token", "error"], events, "No history is kept for this item's queue (or nothing happened yet)."),
+    ];
+    main.replaceChildren(...parts.filter((part) => part !== null));
   }
 
   // -- refresh loop -------------------------------------------------------------------------
