@@ -46,6 +46,7 @@ class Terminal:
         self.pid, self.fd = pid, fd
         self.raw = b""
         self.closed = False
+        self.reaped = False
 
     def _pump(self, timeout: float) -> None:
         ready, _, _ = select.select([self.fd], [], [], max(timeout, 0.0))
@@ -77,7 +78,8 @@ class Terminal:
             left = deadline - time.monotonic()
             if left <= 0 or self.closed:
                 missing = [p for p in patterns if not re.search(p, screen)]
-                raise AssertionError(f"never drew {missing}; screen so far:\n{screen[-3000:]}")
+                drawn = "\n".join(line for line in screen.splitlines() if line.strip())
+                raise AssertionError(f"never drew {missing}; screen so far:\n{drawn[-3000:]}")
             self._pump(left)
 
     def send(self, data: bytes) -> None:
@@ -91,8 +93,19 @@ class Terminal:
         if not self.closed:
             os.kill(self.pid, signal.SIGKILL)
         _, status = os.waitpid(self.pid, 0)
+        self.reaped = True
         os.close(self.fd)
         return os.waitstatus_to_exitcode(status)
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Kill and reap the child if a failed test left it running."""
+        if not self.reaped:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            os.close(self.fd)
 
 
 @pytest.fixture
@@ -100,13 +113,16 @@ def store(tmp_path: Path) -> tuple[str, Lease]:
     """A SQLite store with `jobs`: 3 queued, 2 claimed (one overdue), 1 dead; and the live
     lease."""
     url = f"sqlite:///{tmp_path / 'top.db'}"
+    an_hour_ago = utcnow() - timedelta(hours=1)
     with Queue(url) as q:
-        q.enqueue_many("jobs", [1, 2, 3, 4, 5], max_attempts=1)
-        q.enqueue("jobs", 6, delay=3600)
-        q.claim("jobs", worker="w-overdue", lease=60, now=utcnow() - timedelta(hours=1))
+        q.enqueue_many("jobs", [1, 2, 3, 4], max_attempts=1)
+        q.enqueue("jobs", 5, delay=3600)
         [dying] = q.claim("jobs", worker="w-dies")
         q.fail(dying, "kaboom: disk full", retry=False)
         [live] = q.claim("jobs", worker="w-live", lease=3600)
+        # last, because a claim first reaps expired leases: a lease that ran out 59 minutes ago
+        q.enqueue("jobs", 6, now=an_hour_ago)
+        q.claim("jobs", worker="w-overdue", lease=60, now=an_hour_ago)
     return url, live
 
 
@@ -131,12 +147,11 @@ def test_top_shows_counts_leases_and_dead_items_updates_and_quits_on_q(
     store: tuple[str, Lease],
 ) -> None:
     db, live = store
-    term = _top(db)
-    try:
+    with _top(db) as term:
         screen = term.wait_for(
             counts_row("jobs", 3, 2, 1, 0, 1, 0),
             r"w-live\s+1/1\s+\d",  # a live lease with time left
-            r"w-overdue\s+1/1\s+overdue",  # an expired lease not yet reaped
+            r"w-overdue\s+1/5\s+overdue",  # an expired lease not yet reaped
             r"kaboom: disk full",
         )
         assert "Traceback" not in screen
@@ -149,21 +164,14 @@ def test_top_shows_counts_leases_and_dead_items_updates_and_quits_on_q(
 
         term.send(b"q")
         assert term.wait_exit() == 0
-    finally:
-        if not term.closed:
-            os.kill(term.pid, signal.SIGKILL)
 
 
 def test_top_quits_cleanly_on_ctrl_c(db: str) -> None:
-    term = _top(db)
-    try:
+    with _top(db) as term:
         term.wait_for(counts_row("jobs", 3, 2, 1, 0, 1, 0))
-        term.send(b"\x03")
+        term.send(b"\x03")  # the pty turns it into SIGINT for the foreground process
         assert term.wait_exit() == 0
         assert "Traceback" not in term.text()
-    finally:
-        if not term.closed:
-            os.kill(term.pid, signal.SIGKILL)
 
 
 def workclaim(*args: str) -> subprocess.CompletedProcess[str]:
@@ -222,3 +230,48 @@ def test_unreachable_store_or_server_is_one_line_and_exit_3(tmp_path: Path) -> N
     missing = workclaim("stats", "--db", f"sqlite:///{tmp_path / 'typo.db'}")
     assert missing.returncode == 1 and "no SQLite database" in missing.stderr
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_stats_and_top_read_a_server_the_same_way(db: str, tmp_path: Path) -> None:
+    from tests.integration.test_logs_http import _token
+    from tests.support.http_process import serve_process
+
+    tokens = tmp_path / "tokens"
+    token = _token(tokens, "admin")
+    direct = workclaim("stats", "--db", db, "--json")
+    with serve_process(db, "--tokens", str(tokens)) as base:
+        over_http = workclaim("stats", "--server", base, "--token", token, "--json")
+        assert over_http.returncode == 0, over_http.stderr
+        assert json.loads(over_http.stdout) == json.loads(direct.stdout)
+        once = workclaim("top", "--db", base, "--token", token, "--once")  # an http URL works too
+        assert once.returncode == 0, once.stderr
+        assert counts_row("jobs", 3, 2, 1, 0, 1, 0).search(once.stdout)
+        assert "w-overdue" in once.stdout and "kaboom: disk full" in once.stdout
+        refused = workclaim("stats", "--server", base, "--token", "wc_not_a_valid_token_at_all")
+        assert refused.returncode == 1 and refused.stderr.startswith("error: ")
+
+
+def test_top_shows_a_banner_while_the_server_is_away_and_still_quits(
+    db: str, tmp_path: Path
+) -> None:
+    from tests.integration.test_logs_http import _token
+    from tests.support.http_process import serve_process
+
+    tokens = tmp_path / "tokens"
+    env = {**_env(), "WORKCLAIM_TOKEN": _token(tokens, "admin")}
+    term: Terminal | None = None
+    try:
+        with serve_process(db, "--tokens", str(tokens)) as base:
+            argv = [sys.executable, "-m", "workclaim", "top", "--server", base, "-q", "jobs"]
+            argv += ["--interval", "0.2", "--leases", "0", "--dead", "0"]
+            term = Terminal(argv, env)
+            term.wait_for(counts_row("jobs", 3, 2, 1, 0, 1, 0))
+        mark = term.mark()  # the server has stopped: the last data stays, under a banner
+        term.wait_for(
+            r"unreachable: .*did not answer", counts_row("jobs", 3, 2, 1, 0, 1, 0), since=mark
+        )
+        term.send(b"q")
+        assert term.wait_exit() == 0
+    finally:
+        if term is not None:
+            term.__exit__()
