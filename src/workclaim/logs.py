@@ -35,11 +35,16 @@ _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _EVENT_MESSAGE = "%s item=%s queue=%s token=%s worker=%s outcome=%s"
 _MAX_ERROR = 200
 
-# workclaim's own tokens, `Authorization: Bearer ...`, and a token in a query string.
+# workclaim's own tokens, `Authorization: Bearer ...`, and a token in a query string; each with
+# the substrings one of which must be in the lower-cased text for the pattern to be worth running.
 _SECRETS = (
-    (re.compile(r"\bwc_[A-Za-z0-9_\-]{8,}"), "wc_***"),
-    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]+"), r"\1***"),
-    (re.compile(r"(?i)([?&](?:token|access_token|auth)=)[^&\s\"']+"), r"\1***"),
+    (("wc_",), re.compile(r"\bwc_[A-Za-z0-9_\-]{8,}"), "wc_***"),
+    (("bearer",), re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]+"), r"\1***"),
+    (
+        ("token=", "auth="),
+        re.compile(r"(?i)([?&](?:token|access_token|auth)=)[^&\s\"']+"),
+        r"\1***",
+    ),
 )
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
@@ -51,8 +56,10 @@ _STANDARD: Final = frozenset(
 
 def redact(text: str) -> str:
     """`text` with anything shaped like a bearer token replaced by `***`."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
+    lowered = text.lower()
+    for needles, pattern, replacement in _SECRETS:
+        if any(needle in lowered for needle in needles):
+            text = pattern.sub(replacement, text)
     return text
 
 
