@@ -98,7 +98,7 @@ def lease_event(
         level,
         name,
         item_id=lease.id,
-        queue=lease.queue,
+        queue=lease.queue or None,  # the server rebuilds leases from (id, token): no queue
         token=lease.token,
         worker=lease.worker,
         outcome=outcome,
