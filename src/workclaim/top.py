@@ -3,7 +3,7 @@
 Each refresh takes a `monitor.snapshot` (counts, live leases, recent dead items) and renders it
 with rich; rates come from the previous snapshot. In a terminal the view owns the screen and
 reads keys in cbreak mode: `q` quits, any other key refreshes now; Ctrl-C quits too. Without a
-terminal (or with `--once`) frames are printed one after another, for scripts.
+terminal, or with `--once`/`--iterations`, frames are printed one after another, for scripts.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def run(
     current = snapshot(source, queues, leases=leases, dead=dead)
     previous: Snapshot | None = None
     problem: str | None = None
-    live = out.is_terminal and iterations != 1
+    live = out.is_terminal and iterations is None  # a counted run prints its frames
     shown = 0
     with _keys() as read_key, _screen(out, live) as show:
         while True:
