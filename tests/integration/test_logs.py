@@ -186,6 +186,11 @@ def test_payloads_results_and_their_secrets_stay_out_unless_opted_in(
     assert json.loads(lines[2]["result"]) == {"answer": "RESULT-SECRET"}
 
 
+def test_log_payloads_is_a_setting_with_an_environment_variable() -> None:
+    assert Settings().log_payloads is False
+    assert Settings.from_env({"WORKCLAIM_LOG_PAYLOADS": "1"}).log_payloads is True
+
+
 def test_json_lines_parse_and_carry_the_fields(tmp_path: Path, json_out: io.StringIO) -> None:
     with _queue(tmp_path) as q:
         q.enqueue_many("jobs", [1, 2], now=at(0))
