@@ -2,9 +2,10 @@
 
 Three figures, each the median of --reps runs:
 - the guard alone (`EVENTS.isEnabledFor(DEBUG)` with the logger at WARNING), in ns per call;
-- enqueue + claim + complete of one item at a time on in-memory SQLite (the fastest store, so
-  the largest relative overhead) with the logger off, against the same loop through `Queue` as
-  it was before the hooks (`git show BASE:src/workclaim/queue.py`, loaded as a module);
+- CPU time of enqueue + claim + complete of one item at a time on in-memory SQLite (the
+  fastest store, so the largest relative overhead) with the logger off, against the same loop
+  through `Queue` as it was before the hooks (`git show BASE:src/workclaim/queue.py`, loaded
+  as a module);
 - the same loop with the logger on at DEBUG, formatting JSON lines into memory (the cost of
   turning the records on).
 Runs are interleaved (baseline, off, on, baseline, ...) so load drifts hit all three. Prints
@@ -52,17 +53,19 @@ def baseline_module(ref: str) -> ModuleType:
 
 
 def per_item_us(queue_class: Any, items: int) -> float:
-    """Microseconds per item for enqueue + claim + complete, one item at a time."""
+    """CPU microseconds per item for enqueue + claim + complete, one item at a time (CPU time of
+    this process: in-memory SQLite is all in-process work, and CPU time is less disturbed by
+    other processes on a loaded machine than wall time)."""
     with queue_class("sqlite:///:memory:") as q:
         for i in range(50):  # warm the statement cache
             q.enqueue("warm", i)
             q.complete(q.claim("warm", worker="w")[0])
-        start = time.perf_counter()
+        start = time.process_time()
         for i in range(items):
             q.enqueue("bench", i)
             [lease] = q.claim("bench", worker="w")
             q.complete(lease)
-        return (time.perf_counter() - start) / items * 1e6
+        return (time.process_time() - start) / items * 1e6
 
 
 def main() -> None:
