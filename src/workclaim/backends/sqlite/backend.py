@@ -502,10 +502,17 @@ class SqliteBackend:
 
     def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         params = {"queue": queue, "now": self._now(now)}
-        rows = self._read(lambda c: c.execute(Q["stats"], params).fetchall())
-        counts: dict[str, int] = {status: int(n) for status, n, _ in rows}
-        expired = sum(int(e) for _, _, e in rows)
-        return QueueStats(queue=queue, expired=expired, **counts)
+        row = self._read(lambda c: c.execute(Q["stats"], params).fetchone())
+        queued, claimed, expired, total, dead, cancelled = (int(n) for n in row)
+        return QueueStats(
+            queue=queue,
+            queued=queued,
+            claimed=claimed,
+            done=total - queued - claimed - dead - cancelled,
+            dead=dead,
+            cancelled=cancelled,
+            expired=expired,
+        )
 
     def _state_error(
         self, conn: sqlite3.Connection, item_id: int, verb: str
