@@ -4,10 +4,14 @@ For each count in --rows (ascending; the same store grows between steps): top th
 finished ("done") items in another queue, then enqueue --items fresh items and let --workers
 spawn processes claim one at a time (completing each) until empty, timing every claim call.
 Prints p50/p95/p99 and items/s per step, medians over --reps, and each step's p95 against the
-step with no finished rows (issue 8's target: at most 1.5). Works with any workclaim URL:
+step with no finished rows (issue 8's target: at most 1.5). On a shared machine the load drifts
+between steps, so with --control-url (derived for SQLite: the path plus `.control`) every rep
+is also run on a second store that never holds finished rows, interleaved, and the step's
+p95 is also given against that control's p95 in the same step. Works with any workclaim URL:
 
     python -m benchmarks.growth --url 'sqlite:////tmp/growth.db' --rows 0,1000000,5000000
-    python -m benchmarks.growth --url 'postgresql://postgres@127.0.0.1:5432/test?schema=wc_growth'
+    python -m benchmarks.growth --url 'postgresql://postgres@127.0.0.1:5432/test?schema=wc_growth' \
+        --control-url 'postgresql://postgres@127.0.0.1:5432/test?schema=wc_growth_control'
     python -m benchmarks.growth --url 'redis://127.0.0.1:6379/15?prefix=wc:growth'
 
 Finished rows are written by a store-specific bulk filler where there is one (SQLite: one
@@ -51,7 +55,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 # -- fillers: add n finished items ----------------------------------------------------------
 def fill_sqlite(url: str, n: int, history: bool) -> None:
-    """n done items in one transaction, as a completed item looks (with its two events)."""
+    """n done items, as a completed item looks (with its two events), 500,000 per commit."""
+    for start in range(0, n, 500_000):
+        _fill_sqlite_chunk(url, min(500_000, n - start), history)
+
+
+def _fill_sqlite_chunk(url: str, n: int, history: bool) -> None:
     import sqlite3
 
     path = unquote(urlsplit(url).path)
@@ -87,6 +96,7 @@ def fill_sqlite(url: str, n: int, history: bool) -> None:
                 {"now": now, "first": first},
             )
         conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
 
@@ -185,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--history", choices=("on", "off"), default="on")
     parser.add_argument("--fill", choices=("auto", "api"), default="auto")
+    parser.add_argument("--control-url", help="a second store of the same kind, never filled")
     parser.add_argument("--json", default="bench-results/growth.json")
     args = parser.parse_args(argv)
     history = args.history == "on"
@@ -193,8 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rows must be ascending (the store grows between steps)")
     scheme = urlsplit(args.url).scheme.lower()
     filler = FILLERS.get(scheme, fill_api) if args.fill == "auto" else fill_api
-    reset_workclaim(args.url)
-    Queue(args.url).close()  # create the schema
+    control = args.control_url
+    if control is None and scheme == "sqlite":
+        base_url, _, query = args.url.partition("?")
+        control = base_url + ".control" + ("?" + query if query else "")
+    for url in (args.url, control):
+        if url:
+            reset_workclaim(url)
+            Queue(url).close()  # create the schema
     present = 0
     rows: list[dict[str, Any]] = []
     for step in steps:
@@ -205,25 +222,39 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  filled to {present} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr
             )
-        runs = [measure(args.url, args.items, args.workers, history) for _ in range(args.reps)]
+        runs, controls = [], []
+        for _ in range(args.reps):  # interleaved, so drift hits both alike
+            runs.append(measure(args.url, args.items, args.workers, history))
+            if control:
+                controls.append(measure(control, args.items, args.workers, history))
         row: dict[str, Any] = {"finished_rows": step, "reps": len(runs)}
         for key in ("throughput", "p50_ms", "p95_ms", "p99_ms"):
             row[key] = statistics.median(r[key] for r in runs)
         row["runs"] = runs
+        if controls:
+            row["control_p95_ms"] = statistics.median(r["p95_ms"] for r in controls)
+            row["control_runs"] = controls
         rows.append(row)
         print(
             f"  {step:>9} rows: {row['throughput']:8.0f} items/s  p50 {row['p50_ms']:.3f} ms  "
-            f"p95 {row['p95_ms']:.3f} ms  p99 {row['p99_ms']:.3f} ms",
+            f"p95 {row['p95_ms']:.3f} ms  p99 {row['p99_ms']:.3f} ms"
+            + (f"  (control p95 {row['control_p95_ms']:.3f} ms)" if controls else ""),
             file=sys.stderr,
         )
     base = rows[0]["p95_ms"] if rows and rows[0]["finished_rows"] == 0 else None
-    print(f"{'finished':>10} {'items/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'p95/0':>6}")
+    print(
+        f"{'finished':>10} {'items/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'p95/0':>6} {'ctl p95':>8} {'p95/ctl':>7}"
+    )
     for row in rows:
         ratio = f"{row['p95_ms'] / base:.2f}" if base else ""
         row["p95_vs_none"] = row["p95_ms"] / base if base else None
+        ctl = row.get("control_p95_ms")
+        row["p95_vs_control"] = row["p95_ms"] / ctl if ctl else None
         print(
             f"{row['finished_rows']:>10} {row['throughput']:>9.0f} {row['p50_ms']:>8.3f} "
-            f"{row['p95_ms']:>8.3f} {row['p99_ms']:>8.3f} {ratio:>6}"
+            f"{row['p95_ms']:>8.3f} {row['p99_ms']:>8.3f} {ratio:>6} "
+            f"{ctl or float('nan'):>8.3f} {row['p95_vs_control'] or float('nan'):>7.2f}"
         )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
