@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from workclaim import logs
 from workclaim._version import __version__
@@ -87,7 +88,7 @@ def open_queue(db: str, **settings_overrides: Any) -> Queue:
 def fail(message: str, code: int = EXIT_ERROR) -> None:
     """Print an error the way every command does, and exit."""
     line = " ".join(message.split())  # one line, whatever the driver's message looked like
-    err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -145,8 +146,9 @@ def _main(
         typer.Option(
             "--log-level",
             envvar=logs.LEVEL_ENV,
-            help="debug, info, warning or error (default: info for serve and worker, else "
-            "warning). debug adds a record per claim and completion.",
+            help="workclaim's log level: debug, info, warning or error (default: info for serve "
+            "and worker, else warning); debug adds a record per claim and completion. "
+            "(`serve --log-level` is uvicorn's own.)",
         ),
     ] = None,
 ) -> None:
