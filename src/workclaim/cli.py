@@ -245,8 +245,11 @@ def top(
     leases: Annotated[int, typer.Option(min=0, help="Live leases to list.")] = 15,
     dead: Annotated[int, typer.Option(min=0, help="Recent dead items to list.")] = 8,
 ) -> None:
-    """A live view of the queues, like top: counts, claimed/completed per second, live leases
-    (overdue ones in red) and recent dead items. q or Ctrl-C quits."""
+    """A live view of the queues, like top; q or Ctrl-C quits.
+
+    Counts per queue, claimed and completed per second, live leases (overdue ones in red) and
+    recent dead items with their last error.
+    """
     from workclaim.top import run
 
     url = server or db
