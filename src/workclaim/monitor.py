@@ -98,7 +98,7 @@ class Snapshot:
         sums: dict[str, Any] = {}
         for name in ("queued", "claimed", "done", "dead", "cancelled", "expired"):
             sums[name] = sum(getattr(s, name) for s in self.stats)
-        return QueueStats("all", **sums)
+        return QueueStats("(all)", **sums)  # not a valid queue name: no clash
 
 
 def snapshot(

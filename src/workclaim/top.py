@@ -71,10 +71,11 @@ def queue_table(snap: Snapshot, speed: dict[str, Rates] | None) -> Table:
     for column in table.columns[1:]:
         column.justify = "right"
     rows: list[QueueStats] = list(snap.stats)
-    if len(rows) > 1:
-        rows.append(snap.total())
+    total = snap.total() if len(rows) > 1 else None
+    if total is not None:
+        rows.append(total)
     for row in rows:
-        if row.queue == "all" and row is rows[-1] and len(rows) > 1:
+        if row is total:
             rate = _sum_rates(speed) if speed is not None else None
             table.add_section()
         else:
@@ -131,7 +132,8 @@ def dead_table(snap: Snapshot, now: datetime) -> Table:
     table.columns[0].justify = table.columns[2].justify = table.columns[3].justify = "right"
     for item in snap.dead:
         ago = _seconds((now - item.updated_at).total_seconds()) + " ago"
-        table.add_row(str(item.id), item.queue, str(item.attempts), ago, _one_line(item.last_error))
+        error = Text(_one_line(item.last_error))  # plain text: an error may contain [brackets]
+        table.add_row(str(item.id), item.queue, str(item.attempts), ago, error)
     if not snap.dead:
         table.add_row("", "(none)", "", "", "")
     return table
