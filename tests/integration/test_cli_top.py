@@ -30,7 +30,7 @@ DEADLINE = 30.0
 
 def counts_row(queue: str, *counts: int) -> re.Pattern[str]:
     """A queue's row: queued, claimed, expired, done, dead, cancelled in that order."""
-    return re.compile(rf"\b{queue}\s+" + r"\s+".join(str(n) for n in counts) + r"\s")
+    return re.compile(rf"(?<!\S){re.escape(queue)}\s+" + r"\s+".join(map(str, counts)) + r"\s")
 
 
 class Terminal:
@@ -210,7 +210,7 @@ def test_stats_lists_every_queue_or_the_ones_asked_for(db: str) -> None:
     assert list(json.loads(picked.stdout)) == ["jobs"]
     table = workclaim("stats", "--db", db)
     assert counts_row("jobs", 3, 2, 1, 0, 1, 0).search(table.stdout)
-    assert counts_row("all", 4, 2, 1, 0, 1, 0).search(table.stdout)
+    assert counts_row("(all)", 4, 2, 1, 0, 1, 0).search(table.stdout)
 
 
 def test_unreachable_store_or_server_is_one_line_and_exit_3(tmp_path: Path) -> None:
