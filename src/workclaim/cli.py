@@ -1,24 +1,30 @@
-"""The `workclaim` command: enqueue, stats, migrate, and the commands its parts register.
+"""The `workclaim` command: enqueue, stats, top, migrate, and the commands its parts register.
 
 Parts that live elsewhere (the benchmark, the HTTP service, the worker runtime) each have a
 module with `register(app)`; this file only wires them in, so each part owns its commands.
+Logging for every command is set up here, once, before the command runs (`logs.setup`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
+from workclaim import logs
 from workclaim._version import __version__
 from workclaim.backends import open_backend
 from workclaim.config import Settings
-from workclaim.errors import WorkclaimError
+from workclaim.errors import BackendUnavailable, WorkclaimError
+from workclaim.monitor import Source, open_source, snapshot
 from workclaim.queue import Queue
 
 app = typer.Typer(
@@ -39,6 +45,29 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="WORKCLAIM_SERVER",
+        help="A `workclaim serve` URL (http:// or https://) to read instead of --db.",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(envvar="WORKCLAIM_TOKEN", help="Bearer token (admin scope) for a server URL."),
+]
+QueueOption = Annotated[
+    list[str] | None,
+    typer.Option("--queue", "-q", help="Only this queue (repeatable; default: every queue)."),
+]
+
+# Exit codes: 1 for an error the user can fix, 3 when the store or server did not answer.
+EXIT_ERROR = 1
+EXIT_UNREACHABLE = 3
+
+# Commands that run for long and log as they go (INFO by default); others log warnings only.
+LONG_RUNNING = frozenset({"serve", "worker"})
 
 # Modules that add their own commands with `register(app)`; missing ones are skipped.
 COMMAND_MODULES = (
@@ -56,10 +85,43 @@ def open_queue(db: str, **settings_overrides: Any) -> Queue:
     return Queue(db, settings=settings)
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = EXIT_ERROR) -> None:
     """Print an error the way every command does, and exit."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    line = " ".join(message.split())  # one line, whatever the driver's message looked like
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def shown_url(url: str) -> str:
+    """The URL with any password replaced by `***`, for headers and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextlib.contextmanager
+def reading(db: str, server: str | None, token: str | None) -> Iterator[Source]:
+    """The source `stats` and `top` read (a server when --server or an http(s) --db is given),
+    closed afterwards; its errors become one line and an exit code."""
+    url = server or db
+    try:
+        source = open_source(url, token=token)
+    except BackendUnavailable as exc:
+        fail(f"{shown_url(url)}: {exc}", EXIT_UNREACHABLE)
+        raise AssertionError("unreachable") from exc
+    except WorkclaimError as exc:
+        fail(str(exc))
+        raise AssertionError("unreachable") from exc
+    try:
+        yield source
+    except BackendUnavailable as exc:
+        fail(f"{shown_url(url)}: {exc}", EXIT_UNREACHABLE)
+    except WorkclaimError as exc:
+        fail(str(exc))
+    finally:
+        source.close()
 
 
 def _version(value: bool) -> None:
@@ -70,12 +132,32 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    log_json: Annotated[
+        bool,
+        typer.Option("--log-json", help="Log JSON lines to stderr (or WORKCLAIM_LOG_FORMAT=json)."),
+    ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            envvar=logs.LEVEL_ENV,
+            help="workclaim's log level: debug, info, warning or error (default: info for serve "
+            "and worker, else warning); debug adds a record per claim and completion. "
+            "(`serve --log-level` is uvicorn's own.)",
+        ),
+    ] = None,
 ) -> None:
     """workclaim: many workers, one queue, each item held by exactly one of them."""
+    default = "info" if ctx.invoked_subcommand in LONG_RUNNING else "warning"
+    try:
+        logs.setup(fmt="json" if log_json else None, level=log_level, default_level=default)
+    except WorkclaimError as exc:
+        fail(str(exc), 2)
 
 
 @app.command()
@@ -124,25 +206,65 @@ def enqueue(
 
 @app.command()
 def stats(
-    queues: Annotated[list[str], typer.Argument(help="Queue names.")],
+    queues: Annotated[
+        list[str] | None, typer.Argument(help="Queue names (default: every queue).")
+    ] = None,
+    queue: QueueOption = None,
     db: DbOption = DEFAULT_DB,
+    server: ServerOption = None,
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Counts per status (and expired leases) for each queue."""
-    try:
-        with open_queue(db) as q:
-            rows = [q.stats(name) for name in queues]
-    except WorkclaimError as exc:
-        fail(str(exc))
-        return
-    fields = ("queued", "claimed", "expired", "done", "dead", "cancelled")
+    """Counts per status (and expired leases) for every queue, or the ones named."""
+    from workclaim.top import COUNTS, queue_table
+
+    with reading(db, server, token) as source:
+        snap = snapshot(source, [*(queues or ()), *(queue or ())])
     if as_json:
-        print(json.dumps({r.queue: {f: getattr(r, f) for f in fields} for r in rows}))
+        print(json.dumps({r.queue: {f: getattr(r, f) for f in COUNTS} for r in snap.stats}))
         return
-    table = Table("queue", *fields)
-    for r in rows:
-        table.add_row(r.queue, *(str(getattr(r, f)) for f in fields))
+    table = queue_table(snap, None)
+    table.columns = table.columns[: 1 + len(COUNTS)]  # no rates from a single snapshot
+    table.title = None
     console.print(table)
+
+
+@app.command()
+def top(
+    queue: QueueOption = None,
+    db: DbOption = DEFAULT_DB,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    interval: Annotated[
+        float, typer.Option("--interval", "-n", min=0.1, help="Seconds between refreshes.")
+    ] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", min=1, help="Exit after N frames.")
+    ] = None,
+    leases: Annotated[int, typer.Option(min=0, help="Live leases to list.")] = 15,
+    dead: Annotated[int, typer.Option(min=0, help="Recent dead items to list.")] = 8,
+) -> None:
+    """A live view of the queues, like top; q or Ctrl-C quits.
+
+    Counts per queue, claimed and completed per second, live leases (overdue ones in red) and
+    recent dead items with their last error.
+    """
+    from workclaim.top import run
+
+    url = server or db
+    # Ctrl-C is how a live view is left: exit 0
+    with reading(db, server, token) as source, contextlib.suppress(KeyboardInterrupt):
+        run(
+            source,
+            label=shown_url(url),
+            queues=queue or (),
+            interval=interval,
+            iterations=1 if once else iterations,
+            leases=leases,
+            dead=dead,
+            console=console,
+        )
 
 
 @app.command()

@@ -37,6 +37,8 @@ class Settings:
     - `history`: keep a per-item attempt history (claimed, heartbeat, released, completed,
       failed, expired, requeued, cancelled); `queue_history` overrides it per queue, e.g.
       `{"firehose": False}` for the fastest path. Fixed per item when it is enqueued.
+    - `log_payloads`: add payloads and results to the `workclaim.events` log records (off: they
+      may hold personal data or secrets; see docs/configuration.md#logging).
     """
 
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
@@ -49,6 +51,7 @@ class Settings:
     timeout: float = 10.0
     history: bool = True
     queue_history: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    log_payloads: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_payload_bytes <= 512 * 1024 * 1024:
@@ -89,7 +92,7 @@ class Settings:
 
         WORKCLAIM_MAX_PAYLOAD_BYTES, WORKCLAIM_MAX_ATTEMPTS, WORKCLAIM_RETENTION_SECONDS,
         WORKCLAIM_AUTO_MIGRATE (1/0), WORKCLAIM_STRICT_DURABILITY (1/0), WORKCLAIM_TIMEOUT,
-        WORKCLAIM_HISTORY (1/0).
+        WORKCLAIM_HISTORY (1/0), WORKCLAIM_LOG_PAYLOADS (1/0).
         """
         env = os.environ if environ is None else environ
         kwargs: dict[str, Any] = {}
@@ -101,6 +104,7 @@ class Settings:
             "WORKCLAIM_STRICT_DURABILITY": ("strict_durability", _parse_bool),
             "WORKCLAIM_TIMEOUT": ("timeout", float),
             "WORKCLAIM_HISTORY": ("history", _parse_bool),
+            "WORKCLAIM_LOG_PAYLOADS": ("log_payloads", _parse_bool),
         }
         for var, (name, cast) in casts.items():
             raw = env.get(var)

@@ -18,9 +18,11 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from workclaim import logs
 from workclaim.backends import Backend, NewItem, open_backend
 from workclaim.config import Settings
-from workclaim.errors import ItemNotFound, ValidationError
+from workclaim.errors import ItemNotFound, LeaseLost, ValidationError
+from workclaim.logs import EVENTS, HOT, NOTABLE
 from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.validation import (
     check_batch,
@@ -168,14 +170,22 @@ class Queue:
         """Hand the items to the backend, inside the caller's transaction when `connection`
         is given (only backends with `enqueue_in_transaction` can)."""
         if connection is None:
-            return self.backend.enqueue(queue, items, now=now)
-        in_transaction = getattr(self.backend, "enqueue_in_transaction", None)
-        if in_transaction is None:
-            raise ValidationError(
-                "enqueue(connection=...) joins a PostgreSQL transaction; this queue's store "
-                "cannot, so leave connection out"
-            )
-        ids: list[int] = in_transaction(connection, queue, items, now=now)
+            ids = self.backend.enqueue(queue, items, now=now)
+        else:
+            in_transaction = getattr(self.backend, "enqueue_in_transaction", None)
+            if in_transaction is None:
+                raise ValidationError(
+                    "enqueue(connection=...) joins a PostgreSQL transaction; this queue's store "
+                    "cannot, so leave connection out"
+                )
+            ids = in_transaction(connection, queue, items, now=now)
+        if EVENTS.isEnabledFor(HOT):
+            outcome = "queued" if connection is None else "queued_in_transaction"
+            for item_id, item in zip(ids, items, strict=True):
+                more: dict[str, Any] = (
+                    {"payload": item.payload} if self.settings.log_payloads else {}
+                )
+                logs.event(HOT, "enqueue", item_id=item_id, queue=queue, outcome=outcome, **more)
         return ids
 
     # -- consuming -------------------------------------------------------------------------
@@ -205,13 +215,18 @@ class Queue:
             now=now,
         )
         if wait <= 0:
-            return claim()
+            leases = claim()
+            if leases and EVENTS.isEnabledFor(HOT):
+                logs.claimed(leases, payloads=self.settings.log_payloads)
+            return leases
         wakeup = self.backend.wakeup()
         deadline = time.monotonic() + wait
         while True:
             generation = wakeup.generation()
             leases = claim()
             if leases:
+                if EVENTS.isEnabledFor(HOT):
+                    logs.claimed(leases, payloads=self.settings.log_payloads)
                 return leases
             pause = self._pause_before_retry(names, deadline, now)
             if pause is None:
@@ -240,7 +255,14 @@ class Queue:
         lease. Raises `LeaseLost` if the lease is stale or already expired."""
         _check_lease_arg(lease)
         seconds = None if extend is None else check_lease(extend)
-        return self.backend.heartbeat(lease, extend_seconds=seconds, now=now)
+        try:
+            extended = self.backend.heartbeat(lease, extend_seconds=seconds, now=now)
+        except LeaseLost:
+            _log_lost("heartbeat", lease)
+            raise
+        if EVENTS.isEnabledFor(HOT):
+            logs.lease_event(HOT, "heartbeat", extended, "extended")
+        return extended
 
     def complete(self, lease: Lease, *, result: Any = None, now: datetime | None = None) -> None:
         """Mark the item done. Raises `LeaseLost` if the lease is stale or expired; repeating a
@@ -249,12 +271,26 @@ class Queue:
         text = None
         if result is not None:
             text = encode_json(result, what="result", max_bytes=self.settings.max_payload_bytes)
-        self.backend.complete(lease, result=text, now=now)
+        try:
+            self.backend.complete(lease, result=text, now=now)
+        except LeaseLost:
+            _log_lost("complete", lease)
+            raise
+        if EVENTS.isEnabledFor(HOT):
+            more = {"result": text} if self.settings.log_payloads else {}
+            logs.lease_event(HOT, "complete", lease, "done", **more)
 
     def release(self, lease: Lease, *, delay: float = 0.0, now: datetime | None = None) -> None:
         """Give the item back (after `delay` seconds) without using up an attempt."""
         _check_lease_arg(lease)
-        self.backend.release(lease, delay_seconds=check_delay(delay), now=now)
+        delay = check_delay(delay)
+        try:
+            self.backend.release(lease, delay_seconds=delay, now=now)
+        except LeaseLost:
+            _log_lost("release", lease)
+            raise
+        if EVENTS.isEnabledFor(NOTABLE):
+            logs.lease_event(NOTABLE, "release", lease, "queued", delay=delay)
 
     def fail(
         self, lease: Lease, error: object, *, retry: bool = True, now: datetime | None = None
@@ -263,7 +299,17 @@ class Queue:
         `dead`. Returns the item's new status."""
         _check_lease_arg(lease)
         delay = self.settings.backoff.delay(lease.attempt) if retry else None
-        return self.backend.fail(lease, error=clip_error(error), retry_delay=delay, now=now)
+        text = clip_error(error)
+        try:
+            status = self.backend.fail(lease, error=text, retry_delay=delay, now=now)
+        except LeaseLost:
+            _log_lost("fail", lease)
+            raise
+        if EVENTS.isEnabledFor(NOTABLE):
+            logs.lease_event(
+                NOTABLE, "fail", lease, status.value, error=logs.clip(text), retry_delay=delay
+            )
+        return status
 
     def complete_and_claim(
         self,
@@ -289,7 +335,24 @@ class Queue:
             pairs, names, worker=worker, lease_seconds=lease_seconds, limit=limit, now=now
         )
         lost = [pair[0] for pair, ok in zip(pairs, flags, strict=True) if not ok]
+        if EVENTS.isEnabledFor(NOTABLE):
+            self._log_fused(pairs, flags, leases)
         return lost, leases
+
+    def _log_fused(
+        self, pairs: list[tuple[Lease, str | None]], flags: list[bool], leases: list[Lease]
+    ) -> None:
+        """The records of one complete_and_claim: a completion or refusal per lease, a claim
+        per new lease."""
+        name = "complete_and_claim"
+        for (done, text), ok in zip(pairs, flags, strict=True):
+            if not ok:
+                logs.lease_event(NOTABLE, name, done, "lease_lost")
+            elif EVENTS.isEnabledFor(HOT):
+                more = {"result": text} if self.settings.log_payloads else {}
+                logs.lease_event(HOT, name, done, "done", **more)
+        if EVENTS.isEnabledFor(HOT):
+            logs.claimed(leases, payloads=self.settings.log_payloads, name=name)
 
     def _completion(self, entry: Lease | tuple[Lease, Any]) -> tuple[Lease, str | None]:
         """A finished lease and its encoded result, checked like `complete`'s arguments."""
@@ -348,6 +411,8 @@ class Queue:
     def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
         """Cancel a queued item; a claimed or finished one raises `InvalidState`."""
         self.backend.cancel(check_id(item_id), now=now)
+        if EVENTS.isEnabledFor(NOTABLE):
+            logs.event(NOTABLE, "cancel", item_id=item_id, queue=None, outcome="cancelled")
 
     def requeue(
         self, item_id: int, *, max_attempts: int | None = None, now: datetime | None = None
@@ -356,14 +421,17 @@ class Queue:
         if max_attempts is not None:
             max_attempts = check_max_attempts(max_attempts)
         self.backend.requeue(check_id(item_id), max_attempts=max_attempts, now=now)
+        if EVENTS.isEnabledFor(NOTABLE):
+            logs.event(NOTABLE, "requeue", item_id=item_id, queue=None, outcome="queued")
 
     def purge(self, queue: str, *, older_than: float, now: datetime | None = None) -> int:
         """Delete the queue's finished items that finished more than `older_than` seconds ago."""
-        return self.backend.purge(
-            check_name(queue, "queue name"),
-            older_than_seconds=check_delay(older_than, "older_than"),
-            now=now,
-        )
+        queue = check_name(queue, "queue name")
+        older_than = check_delay(older_than, "older_than")
+        count = self.backend.purge(queue, older_than_seconds=older_than, now=now)
+        if EVENTS.isEnabledFor(NOTABLE):
+            logs.event(NOTABLE, "purge", item_id=None, queue=queue, outcome="deleted", count=count)
+        return count
 
     def _maybe_prune(self) -> None:
         """Delete a bounded batch of items past retention, at most once a minute per queue."""
@@ -375,7 +443,11 @@ class Queue:
             return
         try:
             self._next_prune = clock + PRUNE_EVERY_SECONDS
-            self.backend.purge(None, older_than_seconds=retention, limit=PRUNE_BATCH)
+            count = self.backend.purge(None, older_than_seconds=retention, limit=PRUNE_BATCH)
+            if count and EVENTS.isEnabledFor(NOTABLE):
+                logs.event(
+                    NOTABLE, "prune", item_id=None, queue=None, outcome="deleted", count=count
+                )
         finally:
             self._prune_lock.release()
 
@@ -390,6 +462,12 @@ def _check_claim(
         check_batch(max),
         check_wait(wait),
     )
+
+
+def _log_lost(verb: str, lease: Lease) -> None:
+    """A fenced write refused: the lease is stale, expired or another worker's."""
+    if EVENTS.isEnabledFor(NOTABLE):
+        logs.lease_event(NOTABLE, verb, lease, "lease_lost")
 
 
 def _check_lease_arg(lease: object) -> None:

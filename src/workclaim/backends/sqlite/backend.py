@@ -361,7 +361,9 @@ class SqliteBackend:
         else:
             sql = Q["claim_many_queues"]
             params["queues"] = json.dumps(list(queues))
-        conn.execute(Q["reap_expired"], {"now": now_us, "limit": REAP_LIMIT})
+        reap = {"now": now_us, "limit": REAP_LIMIT}
+        if conn.execute(Q["expired_exists"], reap).fetchone() is not None:
+            conn.execute(Q["reap_expired"], reap)
         rows = conn.execute(sql, params).fetchall()
         if rows:
             conn.execute(Q["advance_token"], {"n": len(rows)})
@@ -502,10 +504,17 @@ class SqliteBackend:
 
     def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         params = {"queue": queue, "now": self._now(now)}
-        rows = self._read(lambda c: c.execute(Q["stats"], params).fetchall())
-        counts: dict[str, int] = {status: int(n) for status, n, _ in rows}
-        expired = sum(int(e) for _, _, e in rows)
-        return QueueStats(queue=queue, expired=expired, **counts)
+        row = self._read(lambda c: c.execute(Q["stats"], params).fetchone())
+        queued, claimed, expired, total, dead, cancelled = (int(n) for n in row)
+        return QueueStats(
+            queue=queue,
+            queued=queued,
+            claimed=claimed,
+            done=total - queued - claimed - dead - cancelled,
+            dead=dead,
+            cancelled=cancelled,
+            expired=expired,
+        )
 
     def _state_error(
         self, conn: sqlite3.Connection, item_id: int, verb: str

@@ -2,6 +2,11 @@
 -- Every state-changing statement sets last_event: the trigger workclaim_items_history
 -- (migrations/0002_history.sql) then writes the item's history event inside that statement.
 
+-- name: expired_exists
+-- Whether any lease has expired: one probe of workclaim_items_leases, a third of what running
+-- reap_expired costs when there is nothing to reap (the usual case on every claim).
+SELECT 1 FROM workclaim_items WHERE status = 'claimed' AND expires_at <= :now LIMIT 1
+
 -- name: reap_expired
 -- Return a bounded batch of expired leases to queued, or to dead when no attempt is left.
 -- Runs inside the claim's BEGIN IMMEDIATE transaction, so liveness needs no separate reaper.
@@ -145,32 +150,23 @@ FROM workclaim_items WHERE id = :id
 SELECT status FROM workclaim_items WHERE id = :id
 
 -- name: stats
--- (status, count, expired) rows in one statement, so one snapshot. Queued items are counted in
--- workclaim_items_claimable, claimed ones in workclaim_items_leases (both bounded by live
--- work); finished ones come from workclaim_finished_counts, never from counting their rows.
-SELECT 'queued', count(*), 0 FROM workclaim_items
-WHERE queue = :queue AND status = 'queued'
-UNION ALL
-SELECT 'claimed', count(*), coalesce(sum(expires_at <= :now), 0) FROM workclaim_items
-WHERE status = 'claimed' AND queue = :queue
-UNION ALL
-SELECT status, n, 0 FROM workclaim_finished_counts WHERE queue = :queue
+-- One statement, so one snapshot. Queued items are counted in workclaim_items_claimable,
+-- claimed ones in workclaim_items_leases (both bounded by live work); total, dead and
+-- cancelled come from workclaim_queue_counts, and done is the rest: no finished row is read.
+SELECT
+    (SELECT count(*) FROM workclaim_items WHERE queue = :queue AND status = 'queued'),
+    (SELECT count(*) FROM workclaim_items WHERE status = 'claimed' AND queue = :queue),
+    (SELECT count(*) FROM workclaim_items
+     WHERE status = 'claimed' AND queue = :queue AND expires_at <= :now),
+    (SELECT coalesce(sum(n), 0) FROM workclaim_queue_counts
+     WHERE queue = :queue AND status = 'total'),
+    (SELECT coalesce(sum(n), 0) FROM workclaim_queue_counts
+     WHERE queue = :queue AND status = 'dead'),
+    (SELECT coalesce(sum(n), 0) FROM workclaim_queue_counts
+     WHERE queue = :queue AND status = 'cancelled')
 
 -- name: queues
--- Queue names holding an item: a skip scan over workclaim_items_claimable for queued items (one
--- probe per name, not per row), the live leases, and the finished counts.
-WITH RECURSIVE queued(name) AS (
-    SELECT min(queue) FROM workclaim_items WHERE status = 'queued'
-    UNION ALL
-    SELECT (SELECT min(queue) FROM workclaim_items WHERE status = 'queued' AND queue > name)
-    FROM queued WHERE name IS NOT NULL
-)
-SELECT name FROM queued WHERE name IS NOT NULL
-UNION
-SELECT queue FROM workclaim_items WHERE status = 'claimed'
-UNION
-SELECT queue FROM workclaim_finished_counts WHERE n > 0
-ORDER BY 1
+SELECT queue FROM workclaim_queue_counts WHERE status = 'total' AND n > 0 ORDER BY queue
 
 -- name: history
 SELECT item_id, kind, at, attempt, status, token, worker, error

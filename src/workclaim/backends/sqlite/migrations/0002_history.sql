@@ -1,4 +1,4 @@
--- workclaim SQLite schema, version 2: the attempt history and cheap finished counts.
+-- workclaim SQLite schema, version 2: the attempt history and per-queue counts.
 
 -- Whether the item's state changes are recorded (set at enqueue from NewItem.history, fixed for
 -- the item's life). Items that existed before this migration keep history on, as the default
@@ -46,34 +46,46 @@ BEGIN
     );
 END;
 
--- Finished items per queue and status, so that `stats` never counts millions of finished rows.
--- Kept by triggers on the transitions into and out of a finished status and on delete (purge).
--- Queued and claimed items are counted from their partial indexes (bounded by live work).
-CREATE TABLE workclaim_finished_counts (
+-- Per queue: how many items it holds ('total') and how many are 'dead' or 'cancelled', so that
+-- `stats` and `queues` never count finished rows: done = total - queued - claimed - dead -
+-- cancelled, where queued and claimed are counted in their partial indexes (bounded by live
+-- work). Kept by triggers on insert, on the rare moves into and out of dead/cancelled, and on
+-- delete (purge); a claim or a completion touches none of these rows.
+CREATE TABLE workclaim_queue_counts (
     queue   TEXT    NOT NULL,
-    status  TEXT    NOT NULL,
+    status  TEXT    NOT NULL CHECK (status IN ('total', 'dead', 'cancelled')),
     n       INTEGER NOT NULL,
     PRIMARY KEY (queue, status)
 ) WITHOUT ROWID;
 
-INSERT INTO workclaim_finished_counts (queue, status, n)
+INSERT INTO workclaim_queue_counts (queue, status, n)
+SELECT queue, 'total', count(*) FROM workclaim_items GROUP BY queue;
+
+INSERT INTO workclaim_queue_counts (queue, status, n)
 SELECT queue, status, count(*) FROM workclaim_items
-WHERE status IN ('done', 'dead', 'cancelled')
+WHERE status IN ('dead', 'cancelled')
 GROUP BY queue, status;
 
-CREATE TRIGGER workclaim_items_finish
-AFTER UPDATE OF status ON workclaim_items
-WHEN new.status IN ('done', 'dead', 'cancelled') AND old.status NOT IN ('done', 'dead', 'cancelled')
+CREATE TRIGGER workclaim_items_count_insert
+AFTER INSERT ON workclaim_items
 BEGIN
-    INSERT INTO workclaim_finished_counts (queue, status, n) VALUES (new.queue, new.status, 1)
+    INSERT INTO workclaim_queue_counts (queue, status, n) VALUES (new.queue, 'total', 1)
     ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
 END;
 
-CREATE TRIGGER workclaim_items_unfinish
+CREATE TRIGGER workclaim_items_count_failed
 AFTER UPDATE OF status ON workclaim_items
-WHEN old.status IN ('done', 'dead', 'cancelled') AND new.status NOT IN ('done', 'dead', 'cancelled')
+WHEN new.status IN ('dead', 'cancelled') AND old.status NOT IN ('dead', 'cancelled')
 BEGIN
-    UPDATE workclaim_finished_counts SET n = n - 1 WHERE queue = old.queue AND status = old.status;
+    INSERT INTO workclaim_queue_counts (queue, status, n) VALUES (new.queue, new.status, 1)
+    ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER workclaim_items_count_revived
+AFTER UPDATE OF status ON workclaim_items
+WHEN old.status IN ('dead', 'cancelled') AND new.status NOT IN ('dead', 'cancelled')
+BEGIN
+    UPDATE workclaim_queue_counts SET n = n - 1 WHERE queue = old.queue AND status = old.status;
 END;
 
 -- A deleted (purged) item takes its history and its place in the counts with it, in the
@@ -81,9 +93,8 @@ END;
 CREATE TRIGGER workclaim_items_delete
 AFTER DELETE ON workclaim_items
 BEGIN
-    UPDATE workclaim_finished_counts SET n = n - 1
-    WHERE queue = old.queue AND status = old.status
-      AND old.status IN ('done', 'dead', 'cancelled');
+    UPDATE workclaim_queue_counts SET n = n - 1
+    WHERE queue = old.queue AND status IN ('total', old.status);
     DELETE FROM workclaim_history WHERE item_id = old.id;
 END;
 
