@@ -99,6 +99,7 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through workclaim's handler (text or JSON lines)
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         ssl_ca_certs=str(ssl_ca_certs) if ssl_ca_certs else None,
