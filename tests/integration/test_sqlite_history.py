@@ -194,3 +194,16 @@ def test_dashboard_queries_never_scan_the_table(tmp_path: Path, name: str) -> No
     assert not [
         step for step in plan if step.startswith("SCAN workclaim_items") and "INDEX" not in step
     ], plan
+
+
+def test_a_new_database_gets_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    fresh, old = tmp_path / "fresh.db", tmp_path / "old.db"
+    Queue(f"sqlite:///{fresh}").close()
+    _v1_database(old)  # created at SQLite's default page size
+    Queue(f"sqlite:///{old}").close()
+    sizes = []
+    for path in (fresh, old):
+        conn = sqlite3.connect(path)
+        sizes.append(conn.execute("PRAGMA page_size").fetchone()[0])
+        conn.close()
+    assert sizes == [2048, 4096]

@@ -60,6 +60,7 @@ MIGRATIONS = [
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 REAP_LIMIT = 100
+PAGE_SIZE = 2048  # for new databases; measured in docs/sqlite.md (4096: 14% more CPU per item)
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 _GATE = {"on": True, "off": False}
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
@@ -167,6 +168,10 @@ class SqliteBackend:
                 cached_statements=64,
             )
             conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            # Decides the page size of a database this connection creates (a no-op on an
+            # existing one): every commit writes each page it changed to the WAL, and a claim or
+            # completion changes 3-5 pages, so smaller pages cost less CPU and I/O per commit.
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             if not self.memory:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
