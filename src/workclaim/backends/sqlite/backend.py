@@ -7,7 +7,15 @@ crosses a fork. `sqlite:///:memory:` is one in-process database behind one conne
 
 URL options (query string): `synchronous=full|normal` (default full: an acknowledged change
 survives power loss; normal: faster, a power loss may drop the last commits, a crash does not),
-`busy_timeout` (milliseconds; default: the settings' timeout).
+`busy_timeout` (milliseconds; default: the settings' timeout), `gate=on|off` (default on: this
+host's writers queue on an OS file lock before SQLite's lock, see gate.py; off: they wait in
+SQLite's busy handler, which sleeps).
+
+The attempt history is written by a trigger (migrations/0002_history.sql) fired by the
+`last_event` column that every state-changing statement sets, so the event is part of the very
+statement that makes the change. A write that is one statement (complete, heartbeat, release,
+fail, cancel) therefore runs as one autocommit statement, which SQLite makes atomic, instead of
+BEGIN IMMEDIATE + statement + COMMIT.
 """
 
 from __future__ import annotations
@@ -17,12 +25,12 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext, suppress
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from workclaim._time import from_micros, now_micros, seconds_to_micros, to_micros
@@ -41,7 +49,7 @@ from workclaim.errors import (
     LeaseLost,
     SchemaMismatch,
 )
-from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
 
 T = TypeVar("T")
 
@@ -53,14 +61,16 @@ MIGRATIONS = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 REAP_LIMIT = 100
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+_GATE = {"on": True, "off": False}
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 _POLL_MIN = 0.001
 _POLL_MAX = 0.02
 _POLL_IDLE = 0.1
 
 
-def _parse_url(url: str, settings: Settings) -> tuple[str, bool, str, int]:
-    """(path or memory name, is_memory, synchronous pragma, busy_timeout ms) from a sqlite URL."""
+def _parse_url(url: str, settings: Settings) -> tuple[str, bool, str, int, bool]:
+    """(path or memory name, is_memory, synchronous pragma, busy_timeout ms, gate on) from a
+    sqlite URL."""
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         raise ConfigError(
@@ -73,11 +83,15 @@ def _parse_url(url: str, settings: Settings) -> tuple[str, bool, str, int]:
             f"sqlite URL has no path: {url!r}; use sqlite:///work.db or sqlite:///:memory:"
         )
     options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(options) - {"synchronous", "busy_timeout"}
+    unknown = set(options) - {"synchronous", "busy_timeout", "gate"}
     if unknown:
         raise ConfigError(
-            f"unknown sqlite URL option(s) {sorted(unknown)}; known: synchronous, busy_timeout"
+            f"unknown sqlite URL option(s) {sorted(unknown)}; "
+            "known: synchronous, busy_timeout, gate"
         )
+    gate = options.get("gate", "on").lower()
+    if gate not in _GATE:
+        raise ConfigError(f"gate must be 'on' or 'off', got {gate!r}")
     sync = options.get("synchronous", "full").lower()
     if sync not in _SYNCHRONOUS:
         raise ConfigError(f"synchronous must be 'full' or 'normal', got {sync!r}")
@@ -87,7 +101,7 @@ def _parse_url(url: str, settings: Settings) -> tuple[str, bool, str, int]:
         raise ConfigError("busy_timeout must be an integer number of milliseconds") from exc
     if not 0 <= busy_ms <= 3_600_000:
         raise ConfigError("busy_timeout must be between 0 and 3600000 milliseconds")
-    return path, path == ":memory:", _SYNCHRONOUS[sync], busy_ms
+    return path, path == ":memory:", _SYNCHRONOUS[sync], busy_ms, _GATE[gate]
 
 
 def _translate(exc: sqlite3.Error) -> BackendError:
@@ -112,7 +126,9 @@ class SqliteBackend:
     def __init__(self, url: str, settings: Settings) -> None:
         self.url = url
         self.settings = settings
-        self.path, self.memory, self.synchronous, self.busy_timeout_ms = _parse_url(url, settings)
+        self.path, self.memory, self.synchronous, self.busy_timeout_ms, gate = _parse_url(
+            url, settings
+        )
         if self.memory:
             self._connect_target = f"file:workclaim-{uuid.uuid4().hex}?mode=memory&cache=private"
         else:
@@ -126,7 +142,9 @@ class SqliteBackend:
             if not db_path.exists():
                 # Create the file private to this user before SQLite does (0644 by umask).
                 os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._gate = None if self.memory else WriterGate(self._connect_target, settings.timeout)
+        self._gate = (
+            WriterGate(self._connect_target, settings.timeout) if gate and not self.memory else None
+        )
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -179,55 +197,55 @@ class SqliteBackend:
             conn = self._local.conn = self._open()
         return conn
 
-    @contextmanager
-    def _txn(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database's write lock from its first statement."""
-        if self._gate is None:
-            with self._memory_lock, self._txn_on(self._conn()) as conn:
-                yield conn
-            return
-        fd = self._gate.acquire()
-        try:
-            with self._txn_on(self._conn()) as conn:
-                yield conn
-        finally:
-            self._gate.release(fd)
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` inside a BEGIN IMMEDIATE transaction (behind the writer gate), errors
+        translated; rolled back on any error."""
+        lock = self._memory_lock if self.memory else nullcontext()
+        gate = self._gate
+        with lock:
+            fd = gate.acquire() if gate is not None else -1
+            try:
+                conn = self._conn()
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise _translate(exc) from exc
+                try:
+                    out = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.Error):
+                        raise _translate(exc) from exc
+                    raise
+                return out
+            finally:
+                if gate is not None:
+                    gate.release(fd)
 
-    @contextmanager
-    def _txn_on(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT on `conn`, rolled back on any error."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
-        try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise _translate(exc) from exc
+    def _write_one(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        """One state-changing statement in autocommit (atomic on its own, its history trigger
+        included), behind the writer gate; returns its RETURNING rows."""
+        lock = self._memory_lock if self.memory else nullcontext()
+        gate = self._gate
+        with lock:
+            fd = gate.acquire() if gate is not None else -1
+            try:
+                return self._conn().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            finally:
+                if gate is not None:
+                    gate.release(fd)
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read (or a single autocommit statement) with errors translated."""
+        """Run a read with errors translated."""
         with self._memory_lock if self.memory else nullcontext():
             try:
                 return fn(self._conn())
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
-
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` inside a write transaction with errors translated."""
-        try:
-            with self._txn() as conn:
-                return fn(conn)
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
 
     # -- schema ----------------------------------------------------------------------------
     def _version(self, conn: sqlite3.Connection) -> int:
@@ -295,6 +313,7 @@ class SqliteBackend:
                         "run_at": run_at,
                         "max_attempts": item.max_attempts,
                         "dedupe_key": item.dedupe_key,
+                        "history": 1 if item.history else 0,
                         "now": now_us,
                     },
                 ).fetchone()
@@ -316,11 +335,24 @@ class SqliteBackend:
         now: datetime | None = None,
     ) -> list[Lease]:
         now_us = self._now(now)
-        lease_us = seconds_to_micros(lease_seconds)
+        rows = self._write(lambda c: self._take(c, queues, worker, lease_seconds, limit, now_us))
+        return _leases(rows, worker, lease_seconds)
+
+    @staticmethod
+    def _take(
+        conn: sqlite3.Connection,
+        queues: Sequence[str],
+        worker: str,
+        lease_seconds: float,
+        limit: int,
+        now_us: int,
+    ) -> list[tuple[Any, ...]]:
+        """The claim's statements inside its transaction: reap a bounded batch of expired
+        leases, lease up to `limit` items, advance the token counter past the tokens given."""
         params: dict[str, Any] = {
             "now": now_us,
             "worker": worker,
-            "lease_us": lease_us,
+            "lease_us": seconds_to_micros(lease_seconds),
             "limit": limit,
         }
         if len(queues) == 1:
@@ -329,30 +361,11 @@ class SqliteBackend:
         else:
             sql = Q["claim_many_queues"]
             params["queues"] = json.dumps(list(queues))
-
-        def take(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            conn.execute(Q["reap_expired"], {"now": now_us, "limit": REAP_LIMIT})
-            rows = conn.execute(sql, params).fetchall()
-            if rows:
-                conn.execute(Q["advance_token"], {"n": len(rows)})
-            return rows
-
-        rows = self._write(take)
-        rows.sort(key=lambda r: r[3])  # tokens were given in claim order; RETURNING has none
-        return [
-            Lease(
-                id=r[0],
-                queue=r[1],
-                payload=json.loads(r[2]),
-                token=r[3],
-                attempt=r[4],
-                max_attempts=r[5],
-                expires_at=from_micros(r[6]),
-                worker=worker,
-                lease_seconds=lease_seconds,
-            )
-            for r in rows
-        ]
+        conn.execute(Q["reap_expired"], {"now": now_us, "limit": REAP_LIMIT})
+        rows = conn.execute(sql, params).fetchall()
+        if rows:
+            conn.execute(Q["advance_token"], {"n": len(rows)})
+        return rows
 
     def _fence(self, lease: Lease, now_us: int) -> dict[str, Any]:
         return {"id": lease.id, "token": lease.token, "worker": lease.worker, "now": now_us}
@@ -370,21 +383,21 @@ class SqliteBackend:
     ) -> Lease:
         params = self._fence(lease, self._now(now))
         params["extend_us"] = None if extend_seconds is None else seconds_to_micros(extend_seconds)
-        row = self._write(lambda c: c.execute(Q["heartbeat"], params).fetchone())
-        if row is None:
+        rows = self._write_one(Q["heartbeat"], params)
+        if not rows:
             raise LeaseLost(lease.id, lease.token)
-        return replace(lease, expires_at=from_micros(row[0]))
+        return replace(lease, expires_at=from_micros(rows[0][0]))
 
     def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
         params = self._fence(lease, self._now(now))
         params["result"] = result
-        if self._write(lambda c: c.execute(Q["complete"], params).rowcount) == 0:
+        if not self._write_one(Q["complete"], params):
             self._ended(lease, "complete")
 
     def release(self, lease: Lease, *, delay_seconds: float, now: datetime | None = None) -> None:
         params = self._fence(lease, self._now(now))
         params["delay_us"] = seconds_to_micros(delay_seconds)
-        if self._write(lambda c: c.execute(Q["release"], params).rowcount) == 0:
+        if not self._write_one(Q["release"], params):
             self._ended(lease, "release")
             return
         self._wakeup.notify()
@@ -400,42 +413,98 @@ class SqliteBackend:
         params = self._fence(lease, self._now(now))
         params["error"] = error
         params["retry_us"] = None if retry_delay is None else seconds_to_micros(retry_delay)
-        row = self._write(lambda c: c.execute(Q["fail"], params).fetchone())
-        if row is None:
+        rows = self._write_one(Q["fail"], params)
+        if not rows:
             return Status(self._ended(lease, "fail"))
-        status = Status(row[0])
+        status = Status(rows[0][0])
         if status is Status.QUEUED:
             self._wakeup.notify()
         return status
 
+    def complete_and_claim(
+        self,
+        done: Sequence[tuple[Lease, str | None]],
+        queues: Sequence[str],
+        *,
+        worker: str,
+        lease_seconds: float,
+        limit: int,
+        now: datetime | None = None,
+    ) -> tuple[list[bool], list[Lease]]:
+        now_us = self._now(now)
+        complete, lease_end = Q["complete"], Q["lease_end"]
+
+        def run(conn: sqlite3.Connection) -> tuple[list[bool], list[tuple[Any, ...]]]:
+            flags: list[bool] = []
+            for lease, result in done:
+                params = self._fence(lease, now_us)
+                params["result"] = result
+                if conn.execute(complete, params).fetchall():
+                    flags.append(True)
+                    continue
+                row = conn.execute(lease_end, {"id": lease.id}).fetchone()
+                flags.append(row is not None and row[0] == lease.token and row[1] == "complete")
+            if limit <= 0:
+                return flags, []
+            return flags, self._take(conn, queues, worker, lease_seconds, limit, now_us)
+
+        flags, rows = self._write(run)
+        return flags, _leases(rows, worker, lease_seconds)
+
     # -- inspection and housekeeping -------------------------------------------------------
     def get(self, item_id: int) -> Item | None:
         row = self._read(lambda c: c.execute(Q["get_item"], {"id": item_id}).fetchone())
-        if row is None:
+        return None if row is None else _item(row)
+
+    def history(self, item_id: int) -> list[HistoryEvent] | None:
+        def run(conn: sqlite3.Connection) -> list[tuple[Any, ...]] | None:
+            conn.execute("BEGIN")  # one snapshot for both reads
+            try:
+                rows = conn.execute(Q["history"], {"id": item_id}).fetchall()
+                if rows or conn.execute(Q["item_exists"], {"id": item_id}).fetchone():
+                    return rows
+                return None
+            finally:
+                conn.execute("COMMIT")
+
+        rows = self._read(run)
+        if rows is None:
             return None
-        return Item(
-            id=row[0],
-            queue=row[1],
-            payload=json.loads(row[2]),
-            status=Status(row[3]),
-            priority=row[4],
-            run_at=from_micros(row[5]),
-            attempts=row[6],
-            max_attempts=row[7],
-            dedupe_key=row[8],
-            worker=row[9],
-            expires_at=None if row[10] is None else from_micros(row[10]),
-            last_error=row[11],
-            result=None if row[12] is None else json.loads(row[12]),
-            created_at=from_micros(row[13]),
-            updated_at=from_micros(row[14]),
-        )
+        return [
+            HistoryEvent(
+                item_id=r[0],
+                kind=EventKind(r[1]),
+                at=from_micros(r[2]),
+                attempt=r[3],
+                status=Status(r[4]),
+                token=r[5],
+                worker=r[6],
+                error=r[7],
+            )
+            for r in rows
+        ]
+
+    def items(
+        self, queue: str, status: Status, *, limit: int, after_id: int | None = None
+    ) -> list[Item]:
+        params = {
+            "queue": queue,
+            "limit": limit,
+            "after": 0 if after_id is None else after_id,
+        }
+        sql = Q[f"items_{status}"]
+        rows = self._read(lambda c: c.execute(sql, params).fetchall())
+        return [_item(row) for row in rows]
+
+    def queues(self) -> list[str]:
+        rows = self._read(lambda c: c.execute(Q["queues"]).fetchall())
+        return [str(row[0]) for row in rows]
 
     def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         params = {"queue": queue, "now": self._now(now)}
         rows = self._read(lambda c: c.execute(Q["stats"], params).fetchall())
-        counts: dict[str, int] = {status: n for status, n, _ in rows}
-        expired = sum(int(e or 0) for _, _, e in rows)
+        counts: dict[str, int] = {status: int(n) for status, n, _ in rows}
+        expired = sum(int(e) for _, _, e in rows)
         return QueueStats(queue=queue, expired=expired, **counts)
 
     def _state_error(
@@ -450,7 +519,7 @@ class SqliteBackend:
         params = {"id": item_id, "now": self._now(now)}
 
         def run(conn: sqlite3.Connection) -> None:
-            if conn.execute(Q["cancel"], params).rowcount == 0:
+            if not conn.execute(Q["cancel"], params).fetchall():
                 raise self._state_error(conn, item_id, "cancel")
 
         self._write(run)
@@ -462,7 +531,7 @@ class SqliteBackend:
 
         def run(conn: sqlite3.Connection) -> None:
             try:
-                changed = conn.execute(Q["requeue"], params).rowcount
+                changed = len(conn.execute(Q["requeue"], params).fetchall())
             except sqlite3.IntegrityError as exc:
                 raise InvalidState(
                     f"cannot requeue item {item_id}: its dedupe key is held by another live item"
@@ -559,6 +628,49 @@ class SqliteBackend:
 
 
 WorkclaimStateError = ItemNotFound | InvalidState
+
+
+def _leases(rows: list[tuple[Any, ...]], worker: str, lease_seconds: float) -> list[Lease]:
+    """Leases from claim rows (id, queue, payload, token, attempts, max_attempts, expires_at),
+    in token order: tokens were given in claim order, RETURNING has none."""
+    if len(rows) > 1:
+        rows.sort(key=lambda r: cast(int, r[3]))
+    loads = json.loads
+    return [
+        Lease(
+            id=r[0],
+            queue=r[1],
+            payload=loads(r[2]),
+            token=r[3],
+            attempt=r[4],
+            max_attempts=r[5],
+            expires_at=from_micros(r[6]),
+            worker=worker,
+            lease_seconds=lease_seconds,
+        )
+        for r in rows
+    ]
+
+
+def _item(row: tuple[Any, ...]) -> Item:
+    """An Item from a get_item / items_* row."""
+    return Item(
+        id=row[0],
+        queue=row[1],
+        payload=json.loads(row[2]),
+        status=Status(row[3]),
+        priority=row[4],
+        run_at=from_micros(row[5]),
+        attempts=row[6],
+        max_attempts=row[7],
+        dedupe_key=row[8],
+        worker=row[9],
+        expires_at=None if row[10] is None else from_micros(row[10]),
+        last_error=row[11],
+        result=None if row[12] is None else json.loads(row[12]),
+        created_at=from_micros(row[13]),
+        updated_at=from_micros(row[14]),
+    )
 
 
 def _split_statements(script: str) -> list[str]:

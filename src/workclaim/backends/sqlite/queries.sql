@@ -1,10 +1,13 @@
 -- Named queries of the SQLite backend. Parameters are named (:name); times are microseconds.
+-- Every state-changing statement sets last_event: the trigger workclaim_items_history
+-- (migrations/0002_history.sql) then writes the item's history event inside that statement.
 
 -- name: reap_expired
 -- Return a bounded batch of expired leases to queued, or to dead when no attempt is left.
 -- Runs inside the claim's BEGIN IMMEDIATE transaction, so liveness needs no separate reaper.
 UPDATE workclaim_items
 SET status       = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' END,
+    last_event   = 'expired',
     last_error   = 'lease expired (worker ' || coalesce(worker, '?') || ', token ' || token || ')',
     expires_at   = NULL,
     finished_at  = CASE WHEN attempts < max_attempts THEN NULL ELSE :now END,
@@ -22,6 +25,7 @@ WHERE id IN (
 -- counter's value, which the caller then advances by the number of rows (same transaction).
 UPDATE workclaim_items AS i
 SET status     = 'claimed',
+    last_event = 'claimed',
     token      = (SELECT value FROM workclaim_counters WHERE name = 'token') + c.rn,
     attempts   = i.attempts + 1,
     worker     = :worker,
@@ -44,6 +48,7 @@ RETURNING id, queue, payload, token, attempts, max_attempts, expires_at
 -- The same over several queues (:queues is a JSON array of names).
 UPDATE workclaim_items AS i
 SET status     = 'claimed',
+    last_event = 'claimed',
     token      = (SELECT value FROM workclaim_counters WHERE name = 'token') + c.rn,
     attempts   = i.attempts + 1,
     worker     = :worker,
@@ -74,34 +79,40 @@ WHERE queue = :queue AND dedupe_key = :dedupe_key AND status IN ('queued', 'clai
 
 -- name: insert_item
 INSERT INTO workclaim_items
-    (queue, payload, status, priority, run_at, max_attempts, dedupe_key, created_at, updated_at)
-VALUES (:queue, :payload, 'queued', :priority, :run_at, :max_attempts, :dedupe_key, :now, :now)
+    (queue, payload, status, priority, run_at, max_attempts, dedupe_key, history,
+     created_at, updated_at)
+VALUES (:queue, :payload, 'queued', :priority, :run_at, :max_attempts, :dedupe_key, :history,
+        :now, :now)
 RETURNING id
 
 -- name: heartbeat
 -- Fenced: only the current, unexpired lease of this worker may extend itself.
 -- A NULL :extend_us extends by the lease's own length.
 UPDATE workclaim_items
-SET expires_at = :now + coalesce(:extend_us, lease_us), updated_at = :now
+SET expires_at = :now + coalesce(:extend_us, lease_us), last_event = 'heartbeat',
+    updated_at = :now
 WHERE id = :id AND token = :token AND worker = :worker
   AND status = 'claimed' AND expires_at > :now
 RETURNING expires_at
 
 -- name: complete
 UPDATE workclaim_items
-SET status = 'done', result = :result, expires_at = NULL,
+SET status = 'done', last_event = 'completed', result = :result, expires_at = NULL,
     ended_token = token, ended_op = 'complete', ended_status = 'done',
     finished_at = :now, updated_at = :now
 WHERE id = :id AND token = :token AND worker = :worker
   AND status = 'claimed' AND expires_at > :now
+RETURNING 1
 
 -- name: release
 -- The attempt is given back: a released item has not used an execution.
 UPDATE workclaim_items
-SET status = 'queued', attempts = attempts - 1, run_at = :now + :delay_us, expires_at = NULL,
+SET status = 'queued', last_event = 'released', attempts = attempts - 1,
+    run_at = :now + :delay_us, expires_at = NULL,
     ended_token = token, ended_op = 'release', ended_status = 'queued', updated_at = :now
 WHERE id = :id AND token = :token AND worker = :worker
   AND status = 'claimed' AND expires_at > :now
+RETURNING 1
 
 -- name: fail
 -- Retry at :now + :retry_us while attempts remain and a retry was asked for; else dead.
@@ -115,7 +126,7 @@ SET status       = CASE WHEN :retry_us IS NOT NULL AND attempts < max_attempts
                         THEN NULL ELSE :now END,
     ended_status = CASE WHEN :retry_us IS NOT NULL AND attempts < max_attempts
                         THEN 'queued' ELSE 'dead' END,
-    last_error = :error, expires_at = NULL,
+    last_event = 'failed', last_error = :error, expires_at = NULL,
     ended_token = token, ended_op = 'fail', updated_at = :now
 WHERE id = :id AND token = :token AND worker = :worker
   AND status = 'claimed' AND expires_at > :now
@@ -134,20 +145,94 @@ FROM workclaim_items WHERE id = :id
 SELECT status FROM workclaim_items WHERE id = :id
 
 -- name: stats
-SELECT status, count(*) AS n,
-       sum(CASE WHEN status = 'claimed' AND expires_at <= :now THEN 1 ELSE 0 END) AS expired
-FROM workclaim_items WHERE queue = :queue GROUP BY status
+-- (status, count, expired) rows in one statement, so one snapshot. Queued items are counted in
+-- workclaim_items_claimable, claimed ones in workclaim_items_leases (both bounded by live
+-- work); finished ones come from workclaim_finished_counts, never from counting their rows.
+SELECT 'queued', count(*), 0 FROM workclaim_items
+WHERE queue = :queue AND status = 'queued'
+UNION ALL
+SELECT 'claimed', count(*), coalesce(sum(expires_at <= :now), 0) FROM workclaim_items
+WHERE status = 'claimed' AND queue = :queue
+UNION ALL
+SELECT status, n, 0 FROM workclaim_finished_counts WHERE queue = :queue
+
+-- name: queues
+-- Queue names holding an item: a skip scan over workclaim_items_claimable for queued items (one
+-- probe per name, not per row), the live leases, and the finished counts.
+WITH RECURSIVE queued(name) AS (
+    SELECT min(queue) FROM workclaim_items WHERE status = 'queued'
+    UNION ALL
+    SELECT (SELECT min(queue) FROM workclaim_items WHERE status = 'queued' AND queue > name)
+    FROM queued WHERE name IS NOT NULL
+)
+SELECT name FROM queued WHERE name IS NOT NULL
+UNION
+SELECT queue FROM workclaim_items WHERE status = 'claimed'
+UNION
+SELECT queue FROM workclaim_finished_counts WHERE n > 0
+ORDER BY 1
+
+-- name: history
+SELECT item_id, kind, at, attempt, status, token, worker, error
+FROM workclaim_history WHERE item_id = :id ORDER BY seq
+
+-- name: item_exists
+SELECT 1 FROM workclaim_items WHERE id = :id
+
+-- name: items_queued
+-- The queued items of a queue by id, from workclaim_items_claimable (sorted: bounded by the
+-- queue's backlog, never by its finished rows).
+SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
+       worker, expires_at, last_error, result, created_at, updated_at
+FROM workclaim_items INDEXED BY workclaim_items_claimable
+WHERE queue = :queue AND status = 'queued' AND +id > :after
+ORDER BY id LIMIT :limit
+
+-- name: items_claimed
+-- The live leases of a queue by id, from workclaim_items_leases.
+SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
+       worker, expires_at, last_error, result, created_at, updated_at
+FROM workclaim_items INDEXED BY workclaim_items_leases
+WHERE status = 'claimed' AND queue = :queue AND +id > :after
+ORDER BY id LIMIT :limit
+
+-- name: items_dead
+-- The dead items of a queue by id, from workclaim_items_failed.
+SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
+       worker, expires_at, last_error, result, created_at, updated_at
+FROM workclaim_items INDEXED BY workclaim_items_failed
+WHERE status IN ('dead', 'cancelled') AND status = 'dead' AND queue = :queue AND id > :after
+ORDER BY id LIMIT :limit
+
+-- name: items_cancelled
+-- The cancelled items of a queue by id, from workclaim_items_failed.
+SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
+       worker, expires_at, last_error, result, created_at, updated_at
+FROM workclaim_items INDEXED BY workclaim_items_failed
+WHERE status IN ('dead', 'cancelled') AND status = 'cancelled' AND queue = :queue AND id > :after
+ORDER BY id LIMIT :limit
+
+-- name: items_done
+-- Done items by id: a walk of the table from :after (done items are most of a busy table).
+SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
+       worker, expires_at, last_error, result, created_at, updated_at
+FROM workclaim_items NOT INDEXED
+WHERE id > :after AND queue = :queue AND status = 'done'
+ORDER BY id LIMIT :limit
 
 -- name: cancel
 UPDATE workclaim_items
-SET status = 'cancelled', finished_at = :now, updated_at = :now
+SET status = 'cancelled', last_event = 'cancelled', finished_at = :now, updated_at = :now
 WHERE id = :id AND status = 'queued'
+RETURNING 1
 
 -- name: requeue
 UPDATE workclaim_items
-SET status = 'queued', attempts = 0, max_attempts = coalesce(:max_attempts, max_attempts),
+SET status = 'queued', last_event = 'requeued', attempts = 0,
+    max_attempts = coalesce(:max_attempts, max_attempts),
     run_at = :now, finished_at = NULL, expires_at = NULL, updated_at = :now
 WHERE id = :id AND status = 'dead'
+RETURNING 1
 
 -- name: purge
 -- At most :limit finished items (of :queue, or of every queue when it is NULL) older than :cutoff.
