@@ -85,7 +85,36 @@ def test_a_fresh_schema_equals_one_migrated_step_by_step(
     assert "WHERE (status = 'queued'::text)" in indexes["items_claimable"]
     assert "(queue, priority, run_at, id)" in indexes["items_claimable"]
     assert {row[0]: row[4] for row in a["sequences"]}["token_seq"] == 1  # CACHE 1
-    assert [row[0] for row in a["functions"]] == ["claim"]
+    assert [row[0] for row in a["functions"]] == ["claim", "complete_and_claim"]
+
+
+def test_a_version_2_store_with_items_migrates_with_its_counts(url: str) -> None:
+    backend = PostgresBackend(url, Settings())
+    try:
+        backend.migrate_to(2)
+        schema = sql.Identifier(_schema_of(url))
+        with connect(url) as conn:  # items as version 2 left them, in every status
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.items (queue, payload, status, priority, run_at, "
+                    "max_attempts, created_at, updated_at, finished_at) "
+                    "SELECT 'jobs', '1', s, 0, now(), 3, now(), now(), "
+                    "CASE WHEN s IN ('done', 'dead', 'cancelled') THEN now() END "
+                    "FROM unnest(ARRAY['queued', 'done', 'done', 'dead', 'cancelled']) AS s"
+                ).format(schema)
+            )
+    finally:
+        backend.close()
+    with Queue(url) as q:  # migrates to the current version on first use
+        stats = q.stats("jobs")
+        assert (stats.queued, stats.done, stats.dead, stats.cancelled) == (1, 2, 1, 1)
+        assert q.queues() == ["jobs"]
+        lease = q.claim("jobs", worker="w")[0]
+        q.complete(lease)
+        assert [str(e.kind) for e in q.history(lease.id)] == ["claimed", "completed"]
+        assert q.stats("jobs").done == 3
+        assert q.purge("jobs", older_than=0) == 5
+        assert q.queues() == []
 
 
 def _open_queue(url: str, barrier: Barrier) -> None:

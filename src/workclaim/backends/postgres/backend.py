@@ -47,7 +47,7 @@ from workclaim.errors import (
     SchemaMismatch,
     ValidationError,
 )
-from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
 
 T = TypeVar("T")
 
@@ -126,6 +126,47 @@ def connection_string(libpq_url: str, timeout: float) -> str:
 def _interval(seconds: float | None) -> timedelta | None:
     """A duration in seconds as an interval of whole microseconds (as SQLite rounds it)."""
     return None if seconds is None else timedelta(microseconds=seconds_to_micros(seconds))
+
+
+def _item(row: tuple[Any, ...]) -> Item:
+    """An Item from a row of get_item / list_items (their column order)."""
+    return Item(
+        id=row[0],
+        queue=row[1],
+        payload=row[2],
+        status=Status(row[3]),
+        priority=row[4],
+        run_at=row[5],
+        attempts=row[6],
+        max_attempts=row[7],
+        dedupe_key=row[8],
+        worker=row[9],
+        expires_at=row[10],
+        last_error=row[11],
+        result=row[12],
+        created_at=row[13],
+        updated_at=row[14],
+    )
+
+
+def _leases(rows: list[tuple[Any, ...]], worker: str, lease_seconds: float) -> list[Lease]:
+    """Leases from the claim function's rows, in claim order (tokens follow it; RETURNING has
+    no order)."""
+    rows.sort(key=lambda r: r[3])
+    return [
+        Lease(
+            id=r[0],
+            queue=r[1],
+            payload=r[2],
+            token=r[3],
+            attempt=r[4],
+            max_attempts=r[5],
+            expires_at=r[6],
+            worker=worker,
+            lease_seconds=lease_seconds,
+        )
+        for r in rows
+    ]
 
 
 class PostgresBackend:
@@ -356,6 +397,7 @@ class PostgresBackend:
                 "run_ats": [item.run_at for item in items],
                 "delays": [_interval(item.delay) for item in items],
                 "max_attempts": [item.max_attempts for item in items],
+                "histories": [item.history for item in items],
             },
         ).fetchone()
         assert row is not None
@@ -382,6 +424,7 @@ class PostgresBackend:
                 "delay": _interval(item.delay),
                 "max_attempts": item.max_attempts,
                 "dedupe_key": item.dedupe_key,
+                "history": item.history,
             }
             while True:
                 row = conn.execute(self._q["insert_dedupe"], params).fetchone()
@@ -417,21 +460,36 @@ class PostgresBackend:
             "reap_limit": REAP_LIMIT,
         }
         rows = self._all("claim", params)  # one autocommit statement: reap, then claim
-        rows.sort(key=lambda r: r[3])  # tokens follow claim order; RETURNING has no order
-        return [
-            Lease(
-                id=r[0],
-                queue=r[1],
-                payload=r[2],
-                token=r[3],
-                attempt=r[4],
-                max_attempts=r[5],
-                expires_at=r[6],
-                worker=worker,
-                lease_seconds=lease_seconds,
-            )
-            for r in rows
-        ]
+        return _leases(rows, worker, lease_seconds)
+
+    def complete_and_claim(
+        self,
+        done: Sequence[tuple[Lease, str | None]],
+        queues: Sequence[str],
+        *,
+        worker: str,
+        lease_seconds: float,
+        limit: int,
+        now: datetime | None = None,
+    ) -> tuple[list[bool], list[Lease]]:
+        """See `Backend.complete_and_claim`: one autocommit call of the function of the same
+        name (migration 0003), safe to repeat (a repeated completion counts as done)."""
+        params: dict[str, Any] = {
+            "ids": [lease.id for lease, _ in done],
+            "tokens": [lease.token for lease, _ in done],
+            "workers": [lease.worker for lease, _ in done],
+            "results": [result for _, result in done],
+            "queues": list(queues),
+            "worker": worker,
+            "lease": _interval(lease_seconds),
+            "limit": limit,
+            "now": now,
+            "reap_limit": REAP_LIMIT,
+        }
+        rows = self._all("complete_and_claim", params)
+        ok = {(r[0], r[3]) for r in rows if r[1] is None}
+        flags = [(lease.id, lease.token) in ok for lease, _ in done]
+        return flags, _leases([r for r in rows if r[1] is not None], worker, lease_seconds)
 
     @staticmethod
     def _fence(lease: Lease, now: datetime | None) -> dict[str, Any]:
@@ -458,8 +516,7 @@ class PostgresBackend:
     def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
         params = self._fence(lease, now)
         params["result"] = result
-        changed = self._call(lambda conn: conn.execute(self._q["complete"], params).rowcount)
-        if changed == 0:
+        if self._one("complete", params) is None:
             self._ended(lease, "complete")
 
     def release(self, lease: Lease, *, delay_seconds: float, now: datetime | None = None) -> None:
@@ -494,29 +551,44 @@ class PostgresBackend:
     # -- inspection and housekeeping -------------------------------------------------------
     def get(self, item_id: int) -> Item | None:
         row = self._one("get_item", {"id": item_id})
-        if row is None:
+        return None if row is None else _item(row)
+
+    def history(self, item_id: int) -> list[HistoryEvent] | None:
+        rows = self._all("history", {"id": item_id})
+        if not rows:
             return None
-        return Item(
-            id=row[0],
-            queue=row[1],
-            payload=row[2],
-            status=Status(row[3]),
-            priority=row[4],
-            run_at=row[5],
-            attempts=row[6],
-            max_attempts=row[7],
-            dedupe_key=row[8],
-            worker=row[9],
-            expires_at=row[10],
-            last_error=row[11],
-            result=row[12],
-            created_at=row[13],
-            updated_at=row[14],
-        )
+        return [
+            HistoryEvent(
+                item_id=item_id,
+                kind=EventKind(r[0]),
+                at=r[1],
+                attempt=r[2],
+                status=Status(r[3]),
+                token=r[4],
+                worker=r[5],
+                error=r[6],
+            )
+            for r in rows
+            if r[0] is not None
+        ]
+
+    def items(
+        self, queue: str, status: Status, *, limit: int, after_id: int | None = None
+    ) -> list[Item]:
+        params = {
+            "queue": queue,
+            "status": str(status),
+            "limit": limit,
+            "after": 0 if after_id is None else after_id,
+        }
+        return [_item(row) for row in self._all("list_items", params)]
+
+    def queues(self) -> list[str]:
+        return [str(row[0]) for row in self._all("queues", {})]
 
     def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         rows = self._all("stats", {"queue": queue, "now": now})
-        counts: dict[str, int] = {status: int(n) for status, n, _ in rows}
+        counts: dict[str, int] = {status: int(n) for status, n, _ in rows if n}
         expired = sum(int(e) for _, _, e in rows)
         return QueueStats(queue=queue, expired=expired, **counts)
 
@@ -531,7 +603,8 @@ class PostgresBackend:
     def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
         def run(conn: psycopg.Connection[Any]) -> None:
             with conn.transaction():
-                if conn.execute(self._q["cancel"], {"id": item_id, "now": now}).rowcount == 0:
+                row = conn.execute(self._q["cancel"], {"id": item_id, "now": now}).fetchone()
+                if row is None:
                     raise self._state_error(conn, item_id, "cancel")
 
         self._call(run, retry=False)  # a repeat would find it cancelled and say so
@@ -576,7 +649,8 @@ class PostgresBackend:
             "limit": limit,
             "now": now,
         }
-        return self._call(lambda conn: int(conn.execute(self._q["purge"], params).rowcount))
+        row = self._one("purge", params)
+        return 0 if row is None else int(row[0])
 
     def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
         row = self._one("next_due", {"queues": list(queues), "now": now})

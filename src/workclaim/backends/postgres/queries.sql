@@ -38,6 +38,15 @@ SELECT id, queue, payload, token, attempts, max_attempts, expires_at
 FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,
                     %(now)s::timestamptz, %(reap_limit)s::integer)
 
+-- name: complete_and_claim
+-- The fused turn (migration 0003): rows with a NULL queue are the completions that count as
+-- done, the others the new leases.
+SELECT id, queue, payload, token, attempts, max_attempts, expires_at
+FROM {schema}.complete_and_claim(
+    %(ids)s::bigint[], %(tokens)s::bigint[], %(workers)s::text[], %(results)s::text[],
+    %(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,
+    %(now)s::timestamptz, %(reap_limit)s::integer)
+
 -- name: insert_many
 -- A batch without dedupe keys in one statement, which also notifies listeners once (at
 -- commit). WITH ORDINALITY + ORDER BY feed the rows in input order, so identity values are
@@ -45,12 +54,13 @@ FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
 inserted AS (
     INSERT INTO {schema}.items
-        (queue, payload, status, priority, run_at, max_attempts, created_at, updated_at)
+        (queue, payload, status, priority, run_at, max_attempts, history, created_at, updated_at)
     SELECT %(queue)s, p.payload::json, 'queued', p.priority,
-           coalesce(p.run_at, clock.now + p.delay), p.max_attempts, clock.now, clock.now
+           coalesce(p.run_at, clock.now + p.delay), p.max_attempts, p.history, clock.now,
+           clock.now
     FROM unnest(%(payloads)s::text[], %(priorities)s::integer[], %(run_ats)s::timestamptz[],
-                %(delays)s::interval[], %(max_attempts)s::integer[])
-         WITH ORDINALITY AS p (payload, priority, run_at, delay, max_attempts, n),
+                %(delays)s::interval[], %(max_attempts)s::integer[], %(histories)s::boolean[])
+         WITH ORDINALITY AS p (payload, priority, run_at, delay, max_attempts, history, n),
          clock
     ORDER BY p.n
     RETURNING id
@@ -63,10 +73,11 @@ SELECT array_agg(id ORDER BY id), pg_notify(%(channel)s, '')::text FROM inserted
 -- the caller then looks the holder up with find_dedupe.
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
 INSERT INTO {schema}.items
-    (queue, payload, status, priority, run_at, max_attempts, dedupe_key, created_at, updated_at)
+    (queue, payload, status, priority, run_at, max_attempts, dedupe_key, history, created_at,
+     updated_at)
 SELECT %(queue)s, %(payload)s::json, 'queued', %(priority)s,
        coalesce(%(run_at)s::timestamptz, clock.now + %(delay)s::interval), %(max_attempts)s,
-       %(dedupe_key)s, clock.now, clock.now
+       %(dedupe_key)s, %(history)s::boolean, clock.now, clock.now
 FROM clock
 ON CONFLICT (queue, dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'claimed')
 DO NOTHING
@@ -85,24 +96,48 @@ SELECT pg_notify(%(channel)s, '')
 -- name: heartbeat
 -- Fenced: only the current, unexpired lease of this worker may extend itself.
 -- A NULL %(extend)s extends by the lease's own length.
-WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
-UPDATE {schema}.items AS i
-SET expires_at = clock.now + coalesce(%(extend)s::interval, i.lease_length),
-    updated_at = clock.now
-FROM clock
-WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
-  AND i.status = 'claimed' AND i.expires_at > clock.now
-RETURNING i.expires_at
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
+changed AS (
+    UPDATE {schema}.items AS i
+    SET expires_at = clock.now + coalesce(%(extend)s::interval, i.lease_length),
+        updated_at = clock.now
+    FROM clock
+    WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
+      AND i.status = 'claimed' AND i.expires_at > clock.now
+    RETURNING i.id, i.expires_at, i.attempts, i.history, clock.now
+),
+logged AS (
+    INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker)
+    SELECT c.id, 'heartbeat', c.now, c.attempts, 'claimed', %(token)s, %(worker)s
+    FROM changed AS c WHERE c.history
+)
+SELECT expires_at FROM changed
 
 -- name: complete
-WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
-UPDATE {schema}.items AS i
-SET status = 'done', result = %(result)s::json, expires_at = NULL,
-    ended_token = i.token, ended_op = 'complete', ended_status = 'done',
-    finished_at = clock.now, updated_at = clock.now
-FROM clock
-WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
-  AND i.status = 'claimed' AND i.expires_at > clock.now
+-- Returns a row only when the fenced update changed the item; writes the `completed` event (if
+-- the item keeps history) and counts the item done, in the same statement.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
+changed AS (
+    UPDATE {schema}.items AS i
+    SET status = 'done', result = %(result)s::json, expires_at = NULL,
+        ended_token = i.token, ended_op = 'complete', ended_status = 'done',
+        finished_at = clock.now, updated_at = clock.now
+    FROM clock
+    WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
+      AND i.status = 'claimed' AND i.expires_at > clock.now
+    RETURNING i.id, i.queue, i.attempts, i.history, clock.now
+),
+logged AS (
+    INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker)
+    SELECT c.id, 'completed', c.now, c.attempts, 'done', %(token)s, %(worker)s
+    FROM changed AS c WHERE c.history
+),
+counted AS (
+    INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
+    SELECT c.queue, 'done', pg_backend_pid() %% 64, 1 FROM changed AS c
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
+)
+SELECT id FROM changed
 
 -- name: release
 -- The attempt is given back: a released item has not used an execution. Returns a row (and
@@ -116,7 +151,12 @@ changed AS (
     FROM clock
     WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
       AND i.status = 'claimed' AND i.expires_at > clock.now
-    RETURNING i.id
+    RETURNING i.id, i.attempts + 1 AS attempt, i.history, clock.now
+),
+logged AS (
+    INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker)
+    SELECT c.id, 'released', c.now, c.attempt, 'queued', %(token)s, %(worker)s
+    FROM changed AS c WHERE c.history
 )
 SELECT changed.id, pg_notify(%(channel)s, '')::text FROM changed
 
@@ -140,7 +180,17 @@ changed AS (
     FROM clock
     WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
       AND i.status = 'claimed' AND i.expires_at > clock.now
-    RETURNING i.status
+    RETURNING i.id, i.queue, i.status, i.attempts, i.history, clock.now
+),
+logged AS (
+    INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker, error)
+    SELECT c.id, 'failed', c.now, c.attempts, c.status, %(token)s, %(worker)s, %(error)s
+    FROM changed AS c WHERE c.history
+),
+counted AS (
+    INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
+    SELECT c.queue, 'dead', pg_backend_pid() %% 64, 1 FROM changed AS c WHERE c.status = 'dead'
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
 )
 SELECT changed.status,
        CASE WHEN changed.status = 'queued' THEN pg_notify(%(channel)s, '')::text END
@@ -159,19 +209,72 @@ FROM {schema}.items WHERE id = %(id)s
 SELECT status FROM {schema}.items WHERE id = %(id)s
 
 -- name: stats
+-- Live items are counted (queued through items_claimable, claimed through items_leases); finished
+-- ones are summed from their counters, so millions of finished rows cost nothing here.
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
-SELECT i.status, count(*),
-       count(*) FILTER (WHERE i.status = 'claimed' AND i.expires_at <= clock.now)
-FROM {schema}.items AS i, clock
-WHERE i.queue = %(queue)s
-GROUP BY i.status
+SELECT 'queued', count(*), 0
+FROM {schema}.items WHERE queue = %(queue)s AND status = 'queued'
+UNION ALL
+SELECT 'claimed', count(*), count(*) FILTER (WHERE i.expires_at <= clock.now)
+FROM {schema}.items AS i, clock WHERE i.queue = %(queue)s AND i.status = 'claimed'
+UNION ALL
+SELECT status, sum(n), 0
+FROM {schema}.finished_counts WHERE queue = %(queue)s GROUP BY status
+
+-- name: queues
+-- Every item is in exactly one status: queues with queued items (a skip scan of
+-- items_claimable, one probe per queue), with claimed items (items_leases, as many as leases)
+-- and with finished items (their counters).
+WITH RECURSIVE live (queue) AS (
+    SELECT min(queue) FROM {schema}.items WHERE status = 'queued'
+    UNION ALL
+    SELECT (SELECT min(i.queue) FROM {schema}.items AS i
+            WHERE i.status = 'queued' AND i.queue > live.queue)
+    FROM live WHERE live.queue IS NOT NULL
+)
+SELECT queue FROM live WHERE queue IS NOT NULL
+UNION
+SELECT queue FROM {schema}.items WHERE status = 'claimed'
+UNION
+SELECT queue FROM {schema}.finished_counts GROUP BY queue HAVING sum(n) > 0
+ORDER BY 1
+
+-- name: list_items
+-- A page of a queue's items in one status by id (dead and cancelled walk items_ended).
+SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
+       worker, expires_at, last_error, result, created_at, updated_at
+FROM {schema}.items
+WHERE queue = %(queue)s AND status = %(status)s AND id > %(after)s
+ORDER BY id
+LIMIT %(limit)s
+
+-- name: history
+-- The item's events oldest first; one row of NULLs when it keeps none, no row when no such item.
+SELECT h.kind, h.at, h.attempt, h.status, h.token, h.worker, h.error
+FROM {schema}.items AS i LEFT JOIN {schema}.history AS h ON h.item_id = i.id
+WHERE i.id = %(id)s
+ORDER BY h.seq
 
 -- name: cancel
-WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
-UPDATE {schema}.items AS i
-SET status = 'cancelled', finished_at = clock.now, updated_at = clock.now
-FROM clock
-WHERE i.id = %(id)s AND i.status = 'queued'
+-- Returns a row only when the item was queued.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
+changed AS (
+    UPDATE {schema}.items AS i
+    SET status = 'cancelled', finished_at = clock.now, updated_at = clock.now
+    FROM clock
+    WHERE i.id = %(id)s AND i.status = 'queued'
+    RETURNING i.id, i.queue, i.attempts, i.history, clock.now
+),
+logged AS (
+    INSERT INTO {schema}.history (item_id, kind, at, attempt, status)
+    SELECT c.id, 'cancelled', c.now, c.attempts, 'cancelled' FROM changed AS c WHERE c.history
+),
+counted AS (
+    INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
+    SELECT c.queue, 'cancelled', pg_backend_pid() %% 64, 1 FROM changed AS c
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
+)
+SELECT id FROM changed
 
 -- name: requeue
 -- Returns a row (and notifies listeners, at commit) only when the item was dead.
@@ -183,7 +286,16 @@ changed AS (
         run_at = clock.now, finished_at = NULL, expires_at = NULL, updated_at = clock.now
     FROM clock
     WHERE i.id = %(id)s AND i.status = 'dead'
-    RETURNING i.id
+    RETURNING i.id, i.queue, i.attempts, i.history, clock.now
+),
+logged AS (
+    INSERT INTO {schema}.history (item_id, kind, at, attempt, status)
+    SELECT c.id, 'requeued', c.now, c.attempts, 'queued' FROM changed AS c WHERE c.history
+),
+counted AS (
+    INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
+    SELECT c.queue, 'dead', pg_backend_pid() %% 64, -1 FROM changed AS c
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
 )
 SELECT changed.id, pg_notify(%(channel)s, '')::text FROM changed
 
@@ -198,8 +310,21 @@ old AS (
       AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+),
+gone AS (
+    DELETE FROM {schema}.items AS i USING old WHERE i.id = old.id
+    RETURNING i.id, i.queue, i.status, i.history
+),
+forgotten AS (
+    DELETE FROM {schema}.history AS h USING gone WHERE h.item_id = gone.id AND gone.history
+),
+counted AS (
+    INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
+    SELECT g.queue, g.status, pg_backend_pid() %% 64, -count(*)
+    FROM gone AS g GROUP BY g.queue, g.status ORDER BY g.queue, g.status
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
 )
-DELETE FROM {schema}.items AS i USING old WHERE i.id = old.id
+SELECT count(*) FROM gone
 
 -- name: next_due
 -- The earliest time after now at which the clock alone makes something in %(queues)s claimable:
