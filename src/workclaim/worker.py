@@ -226,6 +226,13 @@ class Worker:
         ]
         for thread in pool:
             thread.start()
+        log.info(
+            "worker %s: claiming from %s, concurrency %d, %s",
+            self.name,
+            ",".join(self.queues),
+            self.concurrency,
+            f"fused (batch up to {self.max_batch})" if self.fused else "claim + complete",
+        )
         try:
             self._claim_loop()
             self._shutdown()

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,20 @@ def log_and_maybe_die(ctx: Context) -> dict[str, int]:
     return {"n": ctx.lease.payload}
 
 
-def start_worker(url: str, log: Path, *extra: str, kill_after: int = 0) -> subprocess.Popen[Any]:
+@dataclass
+class WorkerProcess:
+    """A `workclaim worker` process and the file its stderr goes to."""
+
+    proc: subprocess.Popen[bytes]
+    err: Path
+
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+
+def start_worker(url: str, log: Path, *extra: str, kill_after: int = 0) -> WorkerProcess:
+    """Start `workclaim worker` (stderr to a file beside `log`); returns once the worker says
+    it is claiming, so its SIGTERM handler is installed."""
     env = dict(os.environ, **{LOG_ENV: str(log), KILL_ENV: str(kill_after)})
     cmd = [
         sys.executable, "-m", "workclaim", "worker",
@@ -52,33 +66,39 @@ def start_worker(url: str, log: Path, *extra: str, kill_after: int = 0) -> subpr
         "--db", url, "--queue", "jobs", "--concurrency", "8", "--wait", "1", "--grace", "10",
         *extra,
     ]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = log.with_name(f"{log.stem}-{time.monotonic_ns()}.err")
+    with err.open("wb") as fh:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=fh)
+    deadline = time.monotonic() + 60
+    while ": claiming from " not in err.read_text():
+        assert proc.poll() is None, err.read_text()
+        assert time.monotonic() < deadline, err.read_text()
+        time.sleep(0.05)
+    return WorkerProcess(proc, err)
 
 
-def wait_until_done(q: Queue, total: int, procs: list[subprocess.Popen[Any]]) -> None:
+def wait_until_done(q: Queue, total: int, workers: list[WorkerProcess]) -> None:
     """Until the store says every item is done; fails if every worker process has exited."""
     deadline = time.monotonic() + 120
     while q.stats("jobs").done < total:
-        assert any(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        assert any(w.proc.poll() is None for w in workers), [w.stderr() for w in workers]
         assert time.monotonic() < deadline, q.stats("jobs")
         time.sleep(0.1)
 
 
-def stop_all(procs: list[subprocess.Popen[Any]]) -> list[bytes]:
-    """SIGTERM every live worker; each must exit 0 after its graceful stop. Their stderr."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    errs = []
-    for p in procs:
+def stop_all(workers: list[WorkerProcess]) -> list[str]:
+    """SIGTERM every live worker and wait for it to exit; their stderr."""
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
+    for w in workers:
         try:
-            _out, err = p.communicate(timeout=60)
+            w.proc.wait(timeout=60)
         finally:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        errs.append(err)
-    return errs
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
+    return [w.stderr() for w in workers]
 
 
 def check_history(q: Queue, ids: list[int]) -> dict[int, list[Any]]:
@@ -93,7 +113,7 @@ def check_history(q: Queue, ids: list[int]) -> dict[int, list[Any]]:
         claims = [e for e in events if e.kind is EventKind.CLAIMED]
         assert kinds.count(EventKind.COMPLETED) == 1, (item_id, kinds)
         assert kinds[-1] is EventKind.COMPLETED, (item_id, kinds)
-        tokens = [e.token for e in claims]
+        tokens = [int(e.token or 0) for e in claims]
         assert tokens == sorted(set(tokens)), (item_id, tokens)
         assert events[-1].token == claims[-1].token, (item_id, events)
         histories[item_id] = events
@@ -110,14 +130,14 @@ def read_log(log: Path) -> list[tuple[int, int, int]]:
 def test_worker_processes_complete_every_item_exactly_once(store_url: str, tmp_path: Path) -> None:
     log = tmp_path / "runs.log"
     with Queue(store_url) as q:
-        ids = q.enqueue_many("jobs", list(range(300)))
         procs = [start_worker(store_url, log) for _ in range(3)]
         try:
+            ids = q.enqueue_many("jobs", list(range(300)))  # all three are claiming already
             wait_until_done(q, len(ids), procs)
         finally:
             errs = stop_all(procs)
-        assert all(p.returncode == 0 for p in procs), errs
-        assert all(b" 0 lost" in err for err in errs), errs
+        assert all(w.proc.returncode == 0 for w in procs), errs
+        assert all(" 0 lost" in err for err in errs), errs
         check_history(q, ids)
         runs = read_log(log)
         assert sorted(i for i, _, _ in runs) == sorted(ids)  # each run once: no redelivery
@@ -132,8 +152,8 @@ def test_a_worker_killed_mid_batch_loses_nothing(store_url: str, tmp_path: Path)
     with Queue(store_url) as q:
         ids = q.enqueue_many("jobs", list(range(200)))
         doomed = start_worker(store_url, log, "--lease", "1", kill_after=40)
-        doomed.communicate(timeout=120)
-        assert doomed.returncode == -signal.SIGKILL
+        doomed.proc.wait(timeout=120)
+        assert doomed.proc.returncode == -signal.SIGKILL
         held = q.stats("jobs").claimed  # leases the killed process held: they expire
         assert held >= 1
         survivor = start_worker(store_url, log, "--lease", "5")
@@ -141,11 +161,11 @@ def test_a_worker_killed_mid_batch_loses_nothing(store_url: str, tmp_path: Path)
             wait_until_done(q, len(ids), [survivor])
         finally:
             errs = stop_all([survivor])
-        assert survivor.returncode == 0, errs
+        assert survivor.proc.returncode == 0, errs
         histories = check_history(q, ids)
         runs = read_log(log)
         by_pid = {pid for _, _, pid in runs}
-        assert by_pid == {doomed.pid, survivor.pid}
+        assert by_pid == {doomed.proc.pid, survivor.proc.pid}
         ran_twice = [i for i, n in Counter(i for i, _, _ in runs).items() if n > 1]
         claimed_twice = [i for i, ev in histories.items() if _claims(ev) > 1]
         # every item run twice was one the killed process held (claimed again after expiry)
