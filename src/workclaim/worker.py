@@ -218,10 +218,16 @@ class Worker:
             raise ValidationError("no handler: pass one to run() or decorate it with @handler")
         restore = self._install_signals() if install_signals else {}
         self._ended.clear()
+        self._jobs = queue_module.SimpleQueue()  # a fresh one: abandoned threads keep the old
         beats = threading.Thread(target=self._heartbeats, name="workclaim-heartbeat", daemon=True)
         beats.start()
         pool = [
-            threading.Thread(target=self._pool_thread, name=f"workclaim-handler-{n}", daemon=True)
+            threading.Thread(
+                target=self._pool_thread,
+                args=(self._jobs,),
+                name=f"workclaim-handler-{n}",
+                daemon=True,
+            )
             for n in range(self.concurrency)
         ]
         for thread in pool:
@@ -360,9 +366,9 @@ class Worker:
         self._jobs.put(running)
 
     # -- one item --------------------------------------------------------------------------
-    def _pool_thread(self) -> None:
+    def _pool_thread(self, jobs: queue_module.SimpleQueue[_Running | None]) -> None:
         while True:
-            running = self._jobs.get()
+            running = jobs.get()
             if running is None:
                 return
             self._work(running)
@@ -443,6 +449,9 @@ class Worker:
         try:
             renewed = self.source.heartbeat(ctx.lease)
         except LeaseLost:
+            with self._cond:
+                if running.finishing:  # completed meanwhile: that ended the lease, not a loss
+                    return
             log.info("item %d: lease lost (heartbeat refused)", ctx.lease.id)
             ctx.lost.set()
             return
