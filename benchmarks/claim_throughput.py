@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing as mp
 import os
 import queue as queue_module
@@ -174,6 +175,7 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
     repeated (completions are idempotent, claims just try again); anything else is fatal and
     reported as such, so the driver never waits for a worker that died.
     """
+    logging.getLogger("workclaim").setLevel(logging.ERROR)  # a line per process otherwise
     latencies: list[float] = []
     got: list[tuple[int, int]] = []
     retries = 0
@@ -400,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", default="bench-results/claim_throughput.md")
     parser.add_argument("--json", default="bench-results/claim_throughput.json")
     args = parser.parse_args(argv)
+    logging.getLogger("workclaim").setLevel(logging.ERROR)
     urls = args.url or [
         f"sqlite:///{Path(tempfile.gettempdir()) / 'workclaim-bench.db'}",
         "postgresql://postgres@127.0.0.1:5432/test?schema=workclaim_bench",
