@@ -54,6 +54,8 @@ from workclaim.validation import (
 
 log = logging.getLogger("workclaim.worker")
 
+MAX_LINGER = 0.02  # seconds: the longest a turn waits for more handlers to finish
+
 
 class Source(Protocol):
     """What the runtime needs from a `Queue` or a `Client`."""
@@ -178,6 +180,7 @@ class Worker:
         self._polling = False  # the claimer is in a long poll: handlers report their own items
         self._jobs: queue_module.SimpleQueue[_Running | None] = queue_module.SimpleQueue()
         self._batch = 1  # the adaptive claim size (grows to max_batch, shrinks when dry)
+        self._linger = -1.0  # how long a turn waits for a fuller batch: half a round trip
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._ended = threading.Event()
@@ -271,12 +274,11 @@ class Worker:
         dry = False
         while True:
             with self._cond:
-                while not self._stop.is_set() and not self._done and self._free() <= 0:
-                    self._cond.wait(1.0)
+                self._wait_for_turn(dry)
                 if self._stop.is_set():
                     return
+                want = min(self._free(), self._batch)  # the finished items count as free
                 done, self._done = self._done, []
-                want = min(self._free(), self._batch)
                 poll = not done and (dry or not self.fused)
                 self._polling = poll and self.fused
             try:
@@ -295,6 +297,30 @@ class Worker:
                     self._give_back(lease)
                 else:
                     self._start(lease)
+
+    def _wait_for_turn(self, dry: bool) -> None:
+        """Wait (under _cond) until a round trip is worth making: a full batch of capacity is
+        free, or nothing else is running, or the queue is dry (a long poll needs no company);
+        otherwise linger at most half a recent round trip for more handlers to finish, so a
+        turn carries a batch instead of the first item that finished (cf. Nagle, group commit).
+        """
+        since: float | None = None
+        while not self._stop.is_set():
+            free = self._free()
+            if not self._done and free <= 0:
+                since = None
+                self._cond.wait(1.0)
+                continue
+            if dry and not self._done:
+                return
+            if free >= self._batch or len(self._running) == len(self._done):
+                return
+            now = time.monotonic()
+            since = now if since is None else since
+            left = since + max(self._linger, 0.0) - now
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def _adapt(self, asked: int, got: int) -> None:
         """Grow the batch while full batches keep coming; shrink it to what the queue had."""
@@ -320,9 +346,14 @@ class Worker:
         source = cast(FusedSource, self.source)
         entries = [(r.ctx.lease, r.result) if r.result is not None else r.ctx.lease for r in done]
         self.round_trips += 1
+        started = time.monotonic()
         try:
             lost, leases = source.complete_and_claim(
                 entries, self.queues, worker=self._claim_as, lease=self.lease, max=want
+            )
+            half = (time.monotonic() - started) / 2
+            self._linger = min(
+                MAX_LINGER, half if self._linger < 0 else 0.8 * self._linger + 0.2 * half
             )
         except ValidationError:
             # A result that is not JSON (or too large) spoils the whole call before anything
