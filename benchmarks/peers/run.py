@@ -182,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     result = summary(complete=True)
     report.write(result, args.out)
     print(report.markdown(result))
-    bad = [r for r in result["rows"] if r["duplicates"] or r["missing"] or r["errors"]]
+    # workclaim's and the raw rows must be exact; a peer's duplicate is its own at-least-once
+    # delivery, reported in the table but not a failure of this benchmark
+    ours = [r for r in result["rows"] if r["system"].startswith(("workclaim", "raw-"))]
+    bad = [r for r in ours if r["duplicates"] or r["missing"] or r["unexpected"]]
+    bad += [r for r in result["rows"] if r["missing"] or r["unexpected"] or r["errors"]]
     return 1 if bad else 0
 
 

@@ -16,7 +16,10 @@ from typing import Any
 from systems.base import QUEUE, Recorder
 from systems.workclaim_queue import WorkclaimQueue, _settings
 
-CONCURRENCY = 16
+# For short jobs: 32 handler threads and turns of at most 16 items, so a turn goes as soon as
+# half the threads are free and the next batch is in hand before the rest finish (docs/worker.md).
+CONCURRENCY = 32
+MAX_BATCH = 16
 
 
 class _Draining:
@@ -54,17 +57,17 @@ class _Draining:
 
 class WorkclaimWorker(WorkclaimQueue):
     def __init__(self, backend: str, history: bool = True, fused: bool = True) -> None:
-        super().__init__(backend, CONCURRENCY, history)
+        super().__init__(backend, MAX_BATCH, history)
         self.fused = fused
         if fused:
             self.claim_note = (
-                f"Queue.complete_and_claim(finished, max=free capacity <= {CONCURRENCY}) made by "
+                f"Queue.complete_and_claim(finished, max=free capacity <= {MAX_BATCH}) made by "
                 "the runtime's claimer (the call also completes the finished items)"
             )
         else:
-            self.claim_note = f"Queue.claim(max=free capacity <= {CONCURRENCY}) by the runtime"
+            self.claim_note = f"Queue.claim(max=free capacity <= {MAX_BATCH}) by the runtime"
         self.config_note = (
-            f"workclaim.worker.Worker(concurrency={CONCURRENCY}, lease=60"
+            f"workclaim.worker.Worker(concurrency={CONCURRENCY}, max_batch={MAX_BATCH}, lease=60"
             + ("" if fused else ", fused=False")
             + f") over a Queue, no-op handler; {self.history_note()}; "
             + ("fused path (complete_and_claim, adaptive batch)" if fused else "claim + complete")
@@ -95,6 +98,7 @@ class WorkclaimWorker(WorkclaimQueue):
                 grace=60,
                 name=f"peers-{os.getpid()}",
                 fused=self.fused,
+                max_batch=MAX_BATCH,
             )
             source.worker = worker
 
