@@ -15,13 +15,16 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.http_process import serve_process
 from workclaim import EventKind, Queue, Status
+from workclaim.client import Client
 from workclaim.worker import Context, Worker
 
 LOG_ENV = "WORKCLAIM_TEST_FUSED_LOG"
@@ -56,15 +59,17 @@ class WorkerProcess:
         return self.err.read_text()
 
 
-def start_worker(url: str, log: Path, *extra: str, kill_after: int = 0) -> WorkerProcess:
+def start_worker(
+    url: str, log: Path, *extra: str, kill_after: int = 0, server: str | None = None
+) -> WorkerProcess:
     """Start `workclaim worker` (stderr to a file beside `log`); returns once the worker says
     it is claiming, so its SIGTERM handler is installed."""
     env = dict(os.environ, **{LOG_ENV: str(log), KILL_ENV: str(kill_after)})
     cmd = [
         sys.executable, "-m", "workclaim", "worker",
         "tests.integration.test_worker_fused:log_and_maybe_die",
-        "--db", url, "--queue", "jobs", "--concurrency", "8", "--wait", "1", "--grace", "10",
-        *extra,
+        *(["--server", server] if server else ["--db", url]),
+        "--queue", "jobs", "--concurrency", "8", "--wait", "1", "--grace", "10", *extra,
     ]  # fmt: skip
     err = log.with_name(f"{log.stem}-{time.monotonic_ns()}.err")
     with err.open("wb") as fh:
@@ -127,10 +132,18 @@ def read_log(log: Path) -> list[tuple[int, int, int]]:
 
 
 @pytest.mark.timeout(240)
-def test_worker_processes_complete_every_item_exactly_once(store_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["db", "http"])
+def test_worker_processes_complete_every_item_exactly_once(
+    store_url: str, tmp_path: Path, via: str
+) -> None:
+    """Three worker processes, straight on the store or through `workclaim serve`."""
     log = tmp_path / "runs.log"
-    with Queue(store_url) as q:
-        procs = [start_worker(store_url, log) for _ in range(3)]
+    with ExitStack() as stack:
+        server = None
+        if via == "http":
+            server = stack.enter_context(serve_process(store_url, "--no-auth"))
+        q = stack.enter_context(Queue(store_url))
+        procs = [start_worker(store_url, log, server=server) for _ in range(3)]
         try:
             ids = q.enqueue_many("jobs", list(range(300)))  # all three are claiming already
             wait_until_done(q, len(ids), procs)
@@ -138,6 +151,8 @@ def test_worker_processes_complete_every_item_exactly_once(store_url: str, tmp_p
             errs = stop_all(procs)
         assert all(w.proc.returncode == 0 for w in procs), errs
         assert all(" 0 lost" in err for err in errs), errs
+        fusing = via == "db" or hasattr(Client, "complete_and_claim")  # the HTTP verb exists
+        assert all(("fused (batch up to 8)" in err) == fusing for err in errs), errs
         check_history(q, ids)
         runs = read_log(log)
         assert sorted(i for i, _, _ in runs) == sorted(ids)  # each run once: no redelivery
