@@ -444,18 +444,23 @@ class Worker:
             if kind == "complete":
                 try:
                     self.source.complete(lease, result=value)
-                    self.completed += 1
+                    self._count("completed")
                     return
                 except ValidationError as exc:  # the result is not JSON or too large
                     value = f"the handler's result was refused: {exc}"
             self.source.fail(lease, value)
-            self.failed += 1
+            self._count("failed")
         except LeaseLost:
             ctx.lost.set()
-            self.lost += 1
+            self._count("lost")
             log.info("item %d: lease lost before it could be %sd", lease.id, kind)
         except WorkclaimError as exc:
             log.warning("item %d: could not %s (%s)", lease.id, kind, type(exc).__name__)
+
+    def _count(self, outcome: str) -> None:
+        """Add one to a counter (handler threads finish items concurrently)."""
+        with self._cond:
+            setattr(self, outcome, getattr(self, outcome) + 1)
 
     # -- heartbeats ------------------------------------------------------------------------
     def _heartbeats(self) -> None:
@@ -542,7 +547,7 @@ class Worker:
     def _give_back(self, lease: Lease) -> None:
         try:
             self.source.release(lease)
-            self.released += 1
+            self._count("released")
         except LeaseLost:
             pass  # already someone else's: nothing to give back
         except WorkclaimError as exc:
