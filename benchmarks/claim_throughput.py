@@ -3,11 +3,20 @@
 For every URL, batch size and worker count: pre-fill N no-op items, start W spawn processes
 (each with its own connection), release them together with a barrier, and let each claim (and
 complete) until the queue is empty, recording every claim call's latency and every (id, token).
-Then the same with the raw baseline of that backend (benchmarks/raw/<backend>.py). Every run is
-checked: zero duplicate ids, zero missing ids. Reports medians over reps and ratios vs raw.
+Kinds, interleaved per repetition:
+- `workclaim`: `Queue.claim(max=batch)`, then `Queue.complete` per item (two round trips/item);
+- `fused`: `Queue.complete_and_claim(previous batch, max=batch)`: one round trip per turn that
+  completes the last batch and claims the next (the worker runtime's path; its latency column
+  times that whole call);
+- `raw`: the bare baseline of that backend (benchmarks/raw/<backend>.py), claim then complete.
+Every run is checked: zero duplicate ids, zero missing ids. Reports medians over reps, ratios
+vs raw at the same batch size and, for `fused`, vs the raw single-claim baseline (`thr/raw1`).
 
     python -m benchmarks.claim_throughput                       # the full matrix (slow)
     python -m benchmarks.claim_throughput --workers 1,10 --items 2000 --reps 3
+    python -m benchmarks.claim_throughput --kinds fused,raw --batches 1,16 --workers 10 \
+        --url postgresql://postgres@127.0.0.1:5432/test?schema=wc_bench \
+        --url 'redis://127.0.0.1:6379/15?prefix=wc:bench'        # fused vs raw
     python -m benchmarks.claim_throughput --url postgresql://... --done-rows 1000000 \
         --workers 10 --batches 1 --no-raw                        # claims with 1M finished rows
 """
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing as mp
 import os
 import queue as queue_module
@@ -40,7 +50,7 @@ class RunResult:
     """One measured run (one rep of one configuration)."""
 
     url: str
-    kind: str  # "workclaim" or "raw"
+    kind: str  # "workclaim", "fused" or "raw"
     workers: int
     batch: int
     items: int
@@ -90,7 +100,20 @@ def reset_workclaim(url: str) -> None:
         ) as c:
             schema = sql.Identifier(options.get("schema", "workclaim"))
             c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
-    # other stores (redis): their raw module or the store's own prefix; the queue is reused
+    elif scheme in ("redis", "rediss"):
+        # Only the keys under the URL's own prefix, and only when one is given: never the
+        # default `workclaim` prefix of someone else's data on a shared server.
+        prefix = dict(parse_qsl(parts.query)).get("prefix")
+        if prefix:
+            import redis
+
+            bare = urlunsplit(parts._replace(query=""))
+            client = redis.Redis.from_url(bare)
+            try:
+                for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+                    client.unlink(key)
+            finally:
+                client.close()
 
 
 def add_done_rows(url: str, n: int) -> None:
@@ -152,26 +175,35 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
     repeated (completions are idempotent, claims just try again); anything else is fatal and
     reported as such, so the driver never waits for a worker that died.
     """
+    logging.getLogger("workclaim").setLevel(logging.ERROR)  # a line per process otherwise
     latencies: list[float] = []
     got: list[tuple[int, int]] = []
     retries = 0
     start = end = time.perf_counter()
     transient = _transient()
     try:
-        if kind == "workclaim":
+        if kind in ("workclaim", "fused"):
             from workclaim import Queue
 
             q = Queue(url)
             name = f"w{os.getpid()}"
+            finished: list[Any] = []  # fused: the last batch, completed by the next call
 
             def claim() -> list[Any]:
+                if kind == "fused":
+                    _lost, leases = q.complete_and_claim(
+                        finished, QUEUE, worker=name, lease=300, max=batch
+                    )
+                    finished[:] = leases  # sent back as done on the next turn
+                    return [(le, le.id, le.token) for le in leases]
                 return [
                     (le, le.id, le.token)
                     for le in q.claim(QUEUE, worker=name, lease=300, max=batch)
                 ]
 
             def complete(entry: Any) -> None:
-                q.complete(entry[0])
+                if kind == "workclaim":
+                    q.complete(entry[0])
 
             close = q.close
         else:
@@ -217,7 +249,7 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
 def run_once(
     kind: str, url: str, workers: int, batch: int, items: int, done_rows: int
 ) -> RunResult:
-    if kind == "workclaim":
+    if kind in ("workclaim", "fused"):
         prefill_workclaim(url, items, done_rows)
     else:
         module_for(url).prefill(url, items)
@@ -296,17 +328,20 @@ def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
     by_key = {(r["url"], r["kind"], r["workers"], r["batch"]): r for r in rows}
     for row in rows:
         raw = by_key.get((row["url"], "raw", row["workers"], row["batch"]))
-        if row["kind"] == "workclaim" and raw:
+        if row["kind"] != "raw" and raw:
             row["throughput_vs_raw"] = row["throughput"] / raw["throughput"]
             row["p95_vs_raw"] = row["p95_ms"] / raw["p95_ms"]
+        single = by_key.get((row["url"], "raw", row["workers"], 1))
+        if row["kind"] == "fused" and single:
+            row["throughput_vs_raw_single"] = row["throughput"] / single["throughput"]
     return rows
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = (
         f"{'store':<11} {'kind':<9} {'W':>3} {'batch':>5} {'items/s':>9} {'p50 ms':>7} "
-        f"{'p95 ms':>7} {'p99 ms':>7} {'thr/raw':>7} {'p95/raw':>7} {'dup':>3} {'miss':>4} "
-        f"{'retry':>5}"
+        f"{'p95 ms':>7} {'p99 ms':>7} {'thr/raw':>7} {'p95/raw':>7} {'thr/raw1':>8} {'dup':>3} "
+        f"{'miss':>4} {'retry':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -314,12 +349,42 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         store = urlsplit(r["url"]).scheme
         ratio = f"{r['throughput_vs_raw']:.2f}" if "throughput_vs_raw" in r else ""
         p95r = f"{r['p95_vs_raw']:.2f}" if "p95_vs_raw" in r else ""
+        raw1 = f"{r['throughput_vs_raw_single']:.2f}" if "throughput_vs_raw_single" in r else ""
         print(
             f"{store:<11} {r['kind']:<9} {r['workers']:>3} {r['batch']:>5} "
             f"{r['throughput']:>9.0f} {r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} "
-            f"{r['p99_ms']:>7.2f} {ratio:>7} {p95r:>7} {r['duplicates']:>3} {r['missing']:>4} "
-            f"{r['retries']:>5}"
+            f"{r['p99_ms']:>7.2f} {ratio:>7} {p95r:>7} {raw1:>8} {r['duplicates']:>3} "
+            f"{r['missing']:>4} {r['retries']:>5}"
         )
+
+
+def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, loads: list[float]) -> str:
+    """The summary as a Markdown table (medians over reps, ratios to raw)."""
+
+    def fmt(row: dict[str, Any], key: str) -> str:
+        return f"{row[key]:.2f}" if key in row else ""
+
+    lines = [
+        f"{args.items} items, medians of {args.reps} rep(s); load average (1 min) {loads}.",
+        "",
+        "| store | kind | workers | batch | items/s | p50 ms | p95 ms | p99 ms | thr/raw "
+        "| p95/raw | thr/raw1 | dup | missing |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {urlsplit(r['url']).scheme} | {r['kind']} | {r['workers']} | {r['batch']} "
+            f"| {r['throughput']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} "
+            f"| {r['p99_ms']:.2f} | {fmt(r, 'throughput_vs_raw')} | {fmt(r, 'p95_vs_raw')} "
+            f"| {fmt(r, 'throughput_vs_raw_single')} | {r['duplicates']} | {r['missing']} |"
+        )
+    lines += [
+        "",
+        "`thr/raw`, `p95/raw`: against the raw baseline at the same batch size; `thr/raw1`: a "
+        "fused row against the raw single claim. A fused row's latency times the whole "
+        "complete_and_claim call.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,51 +395,74 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--done-rows", type=int, default=0, help="finished rows present first")
+    parser.add_argument(
+        "--kinds", default="workclaim,fused,raw", help="workclaim, fused, raw (comma-separated)"
+    )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline")
+    parser.add_argument("--markdown", default="bench-results/claim_throughput.md")
     parser.add_argument("--json", default="bench-results/claim_throughput.json")
     args = parser.parse_args(argv)
+    logging.getLogger("workclaim").setLevel(logging.ERROR)
     urls = args.url or [
         f"sqlite:///{Path(tempfile.gettempdir()) / 'workclaim-bench.db'}",
         "postgresql://postgres@127.0.0.1:5432/test?schema=workclaim_bench",
+        "redis://127.0.0.1:6379/15?prefix=workclaim_bench",
     ]
     workers = [int(w) for w in args.workers.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
-    kinds = ["workclaim"] if args.no_raw else ["workclaim", "raw"]
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if args.no_raw:
+        kinds = [k for k in kinds if k != "raw"]
+    unknown = set(kinds) - {"workclaim", "fused", "raw"}
+    if unknown:
+        parser.error(f"unknown kind(s) {sorted(unknown)}")
+    # Every (kind, batch) of a repetition runs back to back, so drift hits them alike; fused
+    # rows are also compared with the raw single claim, which runs even if 1 is not a batch.
+    plan = [(kind, batch) for batch in batches for kind in kinds]
+    if "fused" in kinds and "raw" in kinds and 1 not in batches:
+        plan.append(("raw", 1))
+    load = [os.getloadavg()]
     results: list[RunResult] = []
     failed = 0
     for url in urls:
-        for batch in batches:
-            for w in workers:
-                for rep in range(args.reps):
-                    for kind in kinds:  # interleaved, so drift hits both alike
-                        try:
-                            r = run_once(kind, url, w, batch, args.items, args.done_rows)
-                        except RuntimeError as exc:
-                            print(f"  run failed, left out: {exc}", file=sys.stderr)
-                            failed += 1
-                            continue
-                        results.append(r)
-                        print(
-                            f"  {urlsplit(url).scheme} {kind:<9} W={w:<3} batch={batch:<4} "
-                            f"rep {rep + 1}: {r.throughput:8.0f} items/s  p95 {r.p95_ms:.2f} ms"
-                            f"  dup {r.duplicates} miss {r.missing}",
-                            file=sys.stderr,
-                        )
+        for w in workers:
+            for rep in range(args.reps):
+                for kind, batch in plan:
+                    try:
+                        r = run_once(kind, url, w, batch, args.items, args.done_rows)
+                    except RuntimeError as exc:
+                        print(f"  run failed, left out: {exc}", file=sys.stderr)
+                        failed += 1
+                        continue
+                    results.append(r)
+                    print(
+                        f"  {urlsplit(url).scheme} {kind:<9} W={w:<3} batch={batch:<4} "
+                        f"rep {rep + 1}: {r.throughput:8.0f} items/s  p95 {r.p95_ms:.2f} ms"
+                        f"  dup {r.duplicates} miss {r.missing}",
+                        file=sys.stderr,
+                    )
+            load.append(os.getloadavg())
     rows = summarise(results)
     print_table(rows)
+    loads = [round(one, 1) for one, _, _ in load]
+    print(f"load average (1 min) at the start and after each URL x workers: {loads}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {
                 "args": {**vars(args), "url": [_redact(u) for u in urls]},
+                "load_average": load,
                 "summary": rows,
                 "runs": [asdict(r) for r in results],
             },
             indent=2,
         )
     )
-    print(f"wrote {out}")
+    md = Path(args.markdown)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(markdown(rows, args, loads))
+    print(f"wrote {out} and {md}")
     bad = [r for r in rows if r["duplicates"] or r["missing"]]
     return 1 if bad or failed else 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 from collections import defaultdict
@@ -60,6 +61,7 @@ def summarise(
     wall: float,
     notes: dict[str, str],
     claims: dict[str, str],
+    history: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Median rows, with per-repetition ratios to workclaim reduced to their median."""
     by_key: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
@@ -75,6 +77,7 @@ def summarise(
             "backend": reps[0]["backend"],
             "workers": workers,
             "reps": len(reps),
+            "history": (history or {}).get(name, ""),
         }
         for metric in METRICS:
             row[metric] = _median([r.get(metric) for r in reps])
@@ -87,7 +90,12 @@ def summarise(
         row["vs"] = base
         row["ratios"] = {}
         if base:
-            refs = [base, f"workclaim-{backend}", f"workclaim-worker-{backend}"]
+            refs = [
+                base,
+                f"workclaim-{backend}",
+                f"workclaim-worker-{backend}",
+                f"workclaim-worker-{backend}-nohistory",
+            ]
             for ref in dict.fromkeys(r for r in refs if r in present):
                 pairs = [(r, index.get((ref, workers, r["rep"]))) for r in reps]
                 # workclaim's items/s over this row's (above 1: workclaim is faster), and
@@ -103,7 +111,7 @@ def summarise(
             row["wc_speedup"] = row["ratios"].get(base, {}).get("speedup")
             row["wc_p95_ratio"] = row["ratios"].get(base, {}).get("p95_ratio")
         rows.append(row)
-    order = {name: i for i, name in enumerate(systems.REGISTRY)}
+    order = {name: i for i, name in enumerate([*systems.REGISTRY, *systems.EXTRA])}
     rows.sort(key=lambda r: (r["backend"], r["workers"], order.get(r["system"], 99)))
     return {
         "config": {
@@ -114,6 +122,10 @@ def summarise(
             "postgres": "throwaway cluster" if args.pg_url == "auto" else "given URL",
             "machine": f"{platform.machine()}, {platform.python_version()}",
             "wall_seconds": round(wall, 1),
+            "load_average": {
+                "start": env.get("load_start"),
+                "end": [round(x, 2) for x in os.getloadavg()],
+            },
         },
         "notes": notes,
         "claim_timed": claims,
@@ -146,21 +158,29 @@ def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _loads(values: list[float] | None) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "-"
+
+
 def markdown(result: dict[str, Any]) -> str:
     cfg = result["config"]
     lines = [
         f"Peer benchmark: {cfg['items']} no-op items, workers {cfg['workers']}, medians of "
         f"{cfg['reps']} repetition(s); Redis persistence {cfg['redis_persistence']}; "
-        f"wall {cfg['wall_seconds']} s" + ("." if cfg.get("complete", True) else " (partial)."),
+        f"wall {cfg['wall_seconds']} s; load average (1/5/15 min) at the start "
+        f"{_loads(cfg.get('load_average', {}).get('start'))}, at the end "
+        f"{_loads(cfg.get('load_average', {}).get('end'))}"
+        + ("." if cfg.get("complete", True) else " (partial)."),
         "",
-        "| backend | system | workers | items/s | vs | workclaim x | p50 ms | p95 ms | p99 ms "
-        "| p95 vs workclaim | dup | missing |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| backend | system | history | workers | items/s | vs | workclaim x | p50 ms | p95 ms "
+        "| p99 ms | p95 vs workclaim | dup | missing |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         err = " (error)" if r["errors"] else ""
         lines.append(
-            f"| {r['backend']} | {r['system']}{err} | {r['workers']} | {_fmt(r['items_per_s'], 0)} "
+            f"| {r['backend']} | {r['system']}{err} | {r.get('history', '')} | {r['workers']} "
+            f"| {_fmt(r['items_per_s'], 0)} "
             f"| {r.get('vs') or ''} | {_fmt(r.get('wc_speedup'))} | {_fmt(r['p50_ms'])} "
             f"| {_fmt(r['p95_ms'])} "
             f"| {_fmt(r['p99_ms'])} | {_fmt(r.get('wc_p95_ratio'))} | {r['duplicates']} "
@@ -170,7 +190,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "`workclaim x` = workclaim's items/s over this row's, per repetition, median "
         "(above 1: workclaim is faster); `p95 vs workclaim` = workclaim's claim p95 over this "
-        "row's; `vs` names the workclaim row compared with, run for run.",
+        "row's; `vs` names the workclaim row compared with, run for run; `history`: workclaim's "
+        "attempt history (Settings.history, on by default) for its rows.",
     ]
     if result["targets"]:
         lines += ["", "| target | want | got | met |", "|---|---|---|---|"]
@@ -201,7 +222,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
     backends = sorted({r["backend"] for r in result["rows"]})
     fig, axes = plt.subplots(1, len(backends), figsize=(6 * len(backends), 6), squeeze=False)
     palette = plt.get_cmap("tab20")
-    colour = {name: palette(i % 20) for i, name in enumerate(systems.REGISTRY)}
+    colour = {name: palette(i % 20) for i, name in enumerate([*systems.REGISTRY, *systems.EXTRA])}
     for ax, backend in zip(axes[0], backends, strict=True):
         rows = [r for r in result["rows"] if r["backend"] == backend]
         names = list(dict.fromkeys(r["system"] for r in rows))

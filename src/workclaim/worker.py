@@ -13,11 +13,15 @@
 
     worker.run()                # until SIGTERM / SIGINT
 
-The source is a `Queue` or an HTTP `Client` (same API). The runtime claims in batches up to its
-free capacity with a long-poll `wait` (no tight loop), heartbeats every `lease * heartbeat_fraction`
-while a handler runs (setting `ctx.lost` if the lease is lost), completes on return, fails with
-the error and traceback on an exception, and on SIGTERM/SIGINT stops claiming, gives in-flight
-work `grace` seconds, releases what is left, and returns.
+The source is a `Queue` or an HTTP `Client` (same API). One claimer thread per worker hands the
+leases its handlers finished to `complete_and_claim` and claims as many new items as it has free
+capacity in the same round trip (the fused path), batching adaptively: the batch grows while full
+batches keep coming and shrinks to what the queue had; once the queue runs dry the claimer
+long-polls with `claim(wait=...)` (no tight loop) and handlers complete their own items meanwhile.
+Handlers run on a pool of `concurrency` threads, heartbeat every `lease * heartbeat_fraction`
+while they run (setting `ctx.lost` if the lease is lost), fail with the error and traceback on an
+exception, and on SIGTERM/SIGINT the worker stops claiming, gives in-flight work `grace` seconds,
+completes what finished, releases what is left, and returns.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import asyncio
 import inspect
 import logging
 import os
+import queue as queue_module
 import signal
 import socket
 import threading
@@ -34,13 +39,22 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from workclaim.errors import LeaseLost, ValidationError, WorkclaimError
 from workclaim.models import Lease, Status
-from workclaim.validation import check_lease, check_name, check_queues, check_wait
+from workclaim.validation import (
+    MAX_BATCH,
+    check_batch,
+    check_lease,
+    check_name,
+    check_queues,
+    check_wait,
+)
 
 log = logging.getLogger("workclaim.worker")
+
+MAX_LINGER = 0.02  # seconds: the longest a turn waits for more handlers to finish
 
 
 class Source(Protocol):
@@ -57,6 +71,20 @@ class Source(Protocol):
     def release(self, lease: Lease) -> None: ...
 
     def fail(self, lease: Lease, error: object) -> Status: ...
+
+
+class FusedSource(Source, Protocol):
+    """A source that can complete and claim in one round trip (`Queue`, `Client`)."""
+
+    def complete_and_claim(
+        self,
+        done: Sequence[Lease | tuple[Lease, Any]],
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        lease: float,
+        max: int,
+    ) -> tuple[list[Lease], list[Lease]]: ...
 
 
 @dataclass
@@ -94,13 +122,13 @@ Handler = Callable[[Context], Any]
 
 @dataclass
 class _Running:
-    """One lease being worked on."""
+    """One lease being worked on (or finished and waiting for the claimer to report it)."""
 
     ctx: Context
-    thread: threading.Thread | None = None
     next_beat: float = 0.0
     finishing: bool = False
     released: bool = False
+    result: Any = None
 
 
 class Worker:
@@ -117,6 +145,8 @@ class Worker:
         grace: float = 30.0,
         heartbeat_fraction: float = 1 / 3,
         name: str | None = None,
+        fused: bool | None = None,
+        max_batch: int | None = None,
     ) -> None:
         self.source: Source = source
         self.queues = check_queues(queues)
@@ -131,6 +161,14 @@ class Worker:
         if not 0.05 <= heartbeat_fraction <= 0.9:
             raise ValidationError("heartbeat_fraction must be between 0.05 and 0.9")
         self.heartbeat_every = self.lease * heartbeat_fraction
+        # The fused path needs `complete_and_claim` (every Queue and Client has it).
+        can_fuse = callable(getattr(source, "complete_and_claim", None))
+        if fused and not can_fuse:
+            raise ValidationError("fused=True needs a source with complete_and_claim")
+        self.fused = can_fuse if fused is None else bool(fused)
+        self.max_batch = check_batch(
+            min(concurrency, MAX_BATCH) if max_batch is None else max_batch, "max_batch"
+        )
         default = f"{socket.gethostname()}-{os.getpid()}"[:128]
         self.name = check_name(name or default.replace("_", "-"), "worker name")
         # Over HTTP the server names the worker after the bearer token unless told otherwise.
@@ -138,12 +176,20 @@ class Worker:
         self._claim_as: Any = None if over_http and name is None else self.name
         self._handler: Handler | None = None
         self._running: dict[int, _Running] = {}
+        self._done: list[_Running] = []  # finished, for the claimer's next fused call
+        self._polling = False  # the claimer is in a long poll: handlers report their own items
+        self._jobs: queue_module.SimpleQueue[_Running | None] = queue_module.SimpleQueue()
+        self._batch = 1  # the adaptive claim size (grows to max_batch, shrinks when dry)
+        self._linger = -1.0  # how long a turn waits for a fuller batch: half a round trip
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._ended = threading.Event()
         self._stop_at: float | None = None
         self.completed = 0
         self.failed = 0
         self.released = 0
+        self.lost = 0
+        self.round_trips = 0  # claim / complete_and_claim calls made by the claimer
 
     # -- wiring ----------------------------------------------------------------------------
     def handler(self, fn: Handler) -> Handler:
@@ -161,7 +207,7 @@ class Worker:
 
     @property
     def in_flight(self) -> int:
-        """Handlers running now."""
+        """Leases held now: handlers running, and finished items not yet reported."""
         with self._cond:
             return len(self._running)
 
@@ -174,15 +220,36 @@ class Worker:
         if self._handler is None:
             raise ValidationError("no handler: pass one to run() or decorate it with @handler")
         restore = self._install_signals() if install_signals else {}
+        self._ended.clear()
+        self._jobs = queue_module.SimpleQueue()  # a fresh one: abandoned threads keep the old
         beats = threading.Thread(target=self._heartbeats, name="workclaim-heartbeat", daemon=True)
         beats.start()
+        pool = [
+            threading.Thread(
+                target=self._pool_thread,
+                args=(self._jobs,),
+                name=f"workclaim-handler-{n}",
+                daemon=True,
+            )
+            for n in range(self.concurrency)
+        ]
+        for thread in pool:
+            thread.start()
+        log.info(
+            "worker %s: claiming from %s, concurrency %d, %s",
+            self.name,
+            ",".join(self.queues),
+            self.concurrency,
+            f"fused (batch up to {self.max_batch})" if self.fused else "claim + complete",
+        )
         try:
             self._claim_loop()
             self._shutdown()
         finally:
             self._stop.set()
-            with self._cond:
-                self._cond.notify_all()
+            self._ended.set()
+            for _ in pool:
+                self._jobs.put(None)
             beats.join(5)
             for sig, previous in restore.items():
                 signal.signal(sig, previous)
@@ -197,54 +264,166 @@ class Worker:
 
         return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
 
+    def _free(self) -> int:
+        """Handler threads free once the finished items are handed over (call under _cond)."""
+        return self.concurrency - len(self._running) + len(self._done)
+
     def _claim_loop(self) -> None:
-        while not self._stop.is_set():
+        """One turn per round trip: report what finished and claim up to the free capacity
+        (fused), or, with nothing to report and a dry queue, long-poll for new work."""
+        dry = False
+        while True:
             with self._cond:
-                free = self.concurrency - len(self._running)
-                if free <= 0:
-                    self._cond.wait(1.0)
-                    continue
+                self._wait_for_turn(dry)
+                if self._stop.is_set():
+                    return
+                want = min(self._free(), self._batch)  # the finished items count as free
+                done, self._done = self._done, []
+                poll = not done and (dry or not self.fused)
+                self._polling = poll and self.fused
             try:
-                leases = self.source.claim(
-                    self.queues, worker=self._claim_as, lease=self.lease, max=free, wait=self.wait
-                )
-            except WorkclaimError as exc:
-                log.warning("claim failed (%s); retrying in a second", type(exc).__name__)
+                leases = self._claim(want) if poll else self._complete_and_claim(done, want)
+            finally:
+                if poll and self.fused:
+                    with self._cond:
+                        self._polling = False
+            if leases is None:  # the store did not answer: wait a second, then try again
                 self._stop.wait(1.0)
                 continue
+            self._adapt(want, len(leases))
+            dry = not leases
             for lease in leases:
                 if self._stop.is_set():
                     self._give_back(lease)
                 else:
                     self._start(lease)
 
+    def _wait_for_turn(self, dry: bool) -> None:
+        """Wait (under _cond) until a round trip is worth making: a full batch of capacity is
+        free, or nothing else is running, or the queue is dry (a long poll needs no company);
+        otherwise linger at most half a recent round trip for more handlers to finish, so a
+        turn carries a batch instead of the first item that finished (cf. Nagle, group commit).
+        """
+        since: float | None = None
+        while not self._stop.is_set():
+            free = self._free()
+            if not self._done and free <= 0:
+                since = None
+                self._cond.wait(1.0)
+                continue
+            if dry and not self._done:
+                return
+            if free >= self._batch or len(self._running) == len(self._done):
+                return
+            now = time.monotonic()
+            since = now if since is None else since
+            left = since + max(self._linger, 0.0) - now
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
+    def _adapt(self, asked: int, got: int) -> None:
+        """Grow the batch while full batches keep coming; shrink it to what the queue had."""
+        if got >= asked:
+            self._batch = min(self.max_batch, max(1, self._batch * 2))
+        else:
+            self._batch = max(1, got)
+
+    def _claim(self, want: int) -> list[Lease] | None:
+        """A long-poll claim (the queue ran dry, or the source cannot fuse); None on an error."""
+        self.round_trips += 1
+        try:
+            return self.source.claim(
+                self.queues, worker=self._claim_as, lease=self.lease, max=want, wait=self.wait
+            )
+        except WorkclaimError as exc:
+            log.warning("claim failed (%s); retrying in a second", type(exc).__name__)
+            return None
+
+    def _complete_and_claim(self, done: list[_Running], want: int) -> list[Lease] | None:
+        """Report the finished items and claim up to `want` new ones in one round trip; None
+        (the finished items kept for the next try) when the store did not answer."""
+        source = cast(FusedSource, self.source)
+        entries = [(r.ctx.lease, r.result) if r.result is not None else r.ctx.lease for r in done]
+        self.round_trips += 1
+        started = time.monotonic()
+        try:
+            lost, leases = source.complete_and_claim(
+                entries, self.queues, worker=self._claim_as, lease=self.lease, max=want
+            )
+            half = (time.monotonic() - started) / 2
+            self._linger = min(
+                MAX_LINGER, half if self._linger < 0 else 0.8 * self._linger + 0.2 * half
+            )
+        except ValidationError:
+            # A result that is not JSON (or too large) spoils the whole call before anything
+            # changes: report these items one by one, where each refused result fails its item.
+            for running in done:
+                self._report_alone(running)
+            return []
+        except WorkclaimError as exc:
+            log.warning("complete_and_claim failed (%s); retrying in a second", type(exc).__name__)
+            with self._cond:  # completions are idempotent: send them again next turn
+                self._done[:0] = done
+            return None
+        refused = {(lease.id, lease.token) for lease in lost}
+        with self._cond:
+            for running in done:
+                lease = running.ctx.lease
+                if (lease.id, lease.token) in refused:
+                    running.ctx.lost.set()
+                    self.lost += 1
+                    log.info("item %d: lease lost before it could be completed", lease.id)
+                else:
+                    self.completed += 1
+                self._running.pop(lease.id, None)
+            self._cond.notify_all()
+        return list(leases)
+
+    def _report_alone(self, running: _Running) -> None:
+        try:
+            self._finish(running.ctx, "complete", running.result)
+        finally:
+            with self._cond:
+                self._running.pop(running.ctx.lease.id, None)
+                self._cond.notify_all()
+
     def _start(self, lease: Lease) -> None:
         now = time.monotonic()
         ctx = Context(lease=lease, _deadline=now + lease.lease_seconds)
         running = _Running(ctx=ctx, next_beat=now + self.heartbeat_every)
-        thread = threading.Thread(
-            target=self._work, args=(running,), name=f"workclaim-item-{lease.id}", daemon=True
-        )
-        running.thread = thread
         with self._cond:
             self._running[lease.id] = running
-        thread.start()
+        self._jobs.put(running)
 
     # -- one item --------------------------------------------------------------------------
+    def _pool_thread(self, jobs: queue_module.SimpleQueue[_Running | None]) -> None:
+        while True:
+            running = jobs.get()
+            if running is None:
+                return
+            self._work(running)
+
     def _work(self, running: _Running) -> None:
         ctx = running.ctx
-        assert self._handler is not None
         try:
             outcome: tuple[str, Any] = ("complete", self._call(ctx))
         except Exception as exc:
             text = "".join(traceback.format_exception(exc))
             outcome = ("fail", f"{type(exc).__name__}: {exc}\n{text}")
+        with self._cond:
+            if running.released or ctx.lost.is_set():
+                log.info("item %d: lease lost or released; result dropped", ctx.lease.id)
+                self._running.pop(ctx.lease.id, None)
+                self._cond.notify_all()
+                return
+            running.finishing = True
+            if outcome[0] == "complete" and self.fused and not self._polling:
+                running.result = outcome[1]  # the claimer reports it on its next round trip
+                self._done.append(running)
+                self._cond.notify_all()
+                return
         try:
-            with self._cond:
-                if running.released or ctx.lost.is_set():
-                    log.info("item %d: lease lost or released; result dropped", ctx.lease.id)
-                    return
-                running.finishing = True
             self._finish(ctx, *outcome)
         finally:
             with self._cond:
@@ -258,44 +437,47 @@ class Worker:
         return self._handler(ctx)
 
     def _finish(self, ctx: Context, kind: str, value: Any) -> None:
+        """Complete or fail one item on its own (failures, and completions while the claimer
+        long-polls or when the source cannot fuse)."""
         lease = ctx.lease
         try:
             if kind == "complete":
                 try:
                     self.source.complete(lease, result=value)
-                    self.completed += 1
+                    self._count("completed")
                     return
                 except ValidationError as exc:  # the result is not JSON or too large
                     value = f"the handler's result was refused: {exc}"
             self.source.fail(lease, value)
-            self.failed += 1
+            self._count("failed")
         except LeaseLost:
             ctx.lost.set()
+            self._count("lost")
             log.info("item %d: lease lost before it could be %sd", lease.id, kind)
         except WorkclaimError as exc:
             log.warning("item %d: could not %s (%s)", lease.id, kind, type(exc).__name__)
 
+    def _count(self, outcome: str) -> None:
+        """Add one to a counter (handler threads finish items concurrently)."""
+        with self._cond:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
     # -- heartbeats ------------------------------------------------------------------------
     def _heartbeats(self) -> None:
         tick = min(self.heartbeat_every / 4, 1.0)
-        while True:
+        while not self._ended.wait(tick):
             with self._cond:
-                if self._stop.is_set() and not self._running:
-                    return
+                now = time.monotonic()
                 due = [
                     r
                     for r in self._running.values()
                     if not r.finishing
                     and not r.released
                     and not r.ctx.lost.is_set()
-                    and r.next_beat <= time.monotonic()
+                    and r.next_beat <= now
                 ]
             for running in due:
                 self._beat(running)
-            with self._cond:
-                if self._stop.is_set() and not self._running:
-                    return
-                self._cond.wait(tick)
 
     def _beat(self, running: _Running) -> None:
         ctx = running.ctx
@@ -303,6 +485,9 @@ class Worker:
         try:
             renewed = self.source.heartbeat(ctx.lease)
         except LeaseLost:
+            with self._cond:
+                if running.finishing:  # completed meanwhile: that ended the lease, not a loss
+                    return
             log.info("item %d: lease lost (heartbeat refused)", ctx.lease.id)
             ctx.lost.set()
             return
@@ -310,38 +495,59 @@ class Worker:
             log.warning("item %d: heartbeat failed (%s)", ctx.lease.id, type(exc).__name__)
             running.next_beat = time.monotonic() + min(1.0, self.heartbeat_every)
             return
-        ctx.lease = renewed
+        with self._cond:
+            if running.finishing:  # reported meanwhile: the old lease is the one it was sent with
+                return
+            ctx.lease = renewed
         ctx._deadline = started + renewed.lease_seconds
         running.next_beat = started + self.heartbeat_every
 
     # -- shutdown --------------------------------------------------------------------------
     def _shutdown(self) -> None:
+        """Report what finishes within the grace period (claiming nothing: max=0), release
+        what does not, and wait briefly for completions and failures already under way."""
         stop_at = self._stop_at if self._stop_at is not None else time.monotonic()
         deadline = stop_at + self.grace
+        self._drain_until(deadline, lambda: not self._running)
         with self._cond:
-            while self._running and time.monotonic() < deadline:
-                self._cond.wait(min(0.5, max(0.0, deadline - time.monotonic())))
             leftover = [r for r in self._running.values() if not r.finishing]
             for running in leftover:
                 running.released = True
                 running.ctx.stopping.set()
-            finishing = [r for r in self._running.values() if r.finishing]
         for running in leftover:
             self._give_back(running.ctx.lease)
-        for running in finishing:  # already completing or failing: let that call end
-            if running.thread is not None:
-                running.thread.join(10)
+            with self._cond:
+                self._running.pop(running.ctx.lease.id, None)
+        # Completions or failures already under way: let those calls end (bounded).
+        self._drain_until(time.monotonic() + 10, lambda: not self._running)
         log.info(
-            "stopped: %d completed, %d failed, %d released",
+            "stopped: %d completed, %d failed, %d released, %d lost",
             self.completed,
             self.failed,
             self.released,
+            self.lost,
         )
+
+    def _drain_until(self, deadline: float, finished: Callable[[], bool]) -> None:
+        """Until `finished()` or the deadline: report finished items (fused, max=0)."""
+        while True:
+            with self._cond:
+                while not self._done and not finished() and time.monotonic() < deadline:
+                    self._cond.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+                done, self._done = self._done, []
+            if done and self._complete_and_claim(done, 0) is None:
+                if time.monotonic() >= deadline:
+                    return  # the store is away: these leases expire and the items run again
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))  # retry backoff
+                continue
+            with self._cond:
+                if finished() or (time.monotonic() >= deadline and not self._done):
+                    return
 
     def _give_back(self, lease: Lease) -> None:
         try:
             self.source.release(lease)
-            self.released += 1
+            self._count("released")
         except LeaseLost:
             pass  # already someone else's: nothing to give back
         except WorkclaimError as exc:

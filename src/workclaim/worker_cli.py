@@ -54,6 +54,14 @@ def worker(
     name: Annotated[
         str | None, typer.Option(help="Worker name (with --db; default host-pid).")
     ] = None,
+    fused: Annotated[
+        bool,
+        typer.Option(help="Complete finished items and claim new ones in one round trip."),
+    ] = True,
+    max_batch: Annotated[
+        int | None,
+        typer.Option(help="Most items one claim takes (default: the concurrency)."),
+    ] = None,
 ) -> None:
     """Run HANDLER over items of the queue(s) until SIGTERM or SIGINT, then stop gracefully."""
     from workclaim.worker import Worker
@@ -85,6 +93,8 @@ def worker(
                 wait=wait,
                 grace=grace,
                 name=name,
+                fused=None if fused else False,
+                max_batch=max_batch,
             )
             runtime.run(fn)
         finally:

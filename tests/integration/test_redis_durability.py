@@ -152,8 +152,8 @@ DOCUMENTED_ACL = (
     "on >long-random-password resetkeys ~workclaim:* resetchannels &workclaim:wakeup "
     "-@all +evalsha +eval +time +get +info +ping +hello +client|setname "
     "+subscribe +unsubscribe +config|get "
-    "+hset +hget +hmget +hdel +hgetall +incr +set +del +publish +sadd +smembers "
-    "+zadd +zrem +zpopmin +zrange +zrangebyscore +zcard +zcount"
+    "+hset +hget +hmget +hdel +hgetall +incr +set +del +exists +publish +sadd +srem +smembers "
+    "+rpush +lrange +zadd +zrem +zpopmin +zrange +zrangebyscore +zcard +zcount"
 )
 
 
@@ -169,6 +169,12 @@ def test_the_acl_in_the_docs_is_enough() -> None:
             q.heartbeat(lease)
             q.fail(lease, "x", retry=False)
             q.requeue(first)
+            assert [str(e.kind) for e in q.history(first)] == [
+                "claimed",
+                "heartbeat",
+                "failed",
+                "requeued",
+            ]
             admin.script_flush()  # the next call sends its script again with EVAL
             q.complete(q.claim("jobs", worker="w")[0])
             q.cancel(q.enqueue("jobs", 2))
@@ -178,6 +184,10 @@ def test_the_acl_in_the_docs_is_enough() -> None:
             assert [lease.payload for lease in q.claim("jobs", worker="w", wait=30)] == [3]
             waiter.join()
             assert q.stats("jobs").claimed == 1
+            assert len(q.items("jobs", "claimed")) == 1
+            assert q.queues() == ["jobs"]
+            lost, leases = q.complete_and_claim([], "jobs", worker="w")
+            assert (lost, leases) == ([], [])
         admin.close()
 
 

@@ -180,3 +180,61 @@ def test_run_at_before_1970_sorts_first_and_round_trips(url: str) -> None:
         assert q.get(oldest).run_at == old
         leases = q.claim("jobs", worker="w", max=5, now=at(0))
         assert [lease.id for lease in leases] == [oldest, recent]
+
+
+def test_keys_left_by_layout_1_are_migrated(url: str) -> None:
+    with Queue(url) as q:
+        ready = q.enqueue("jobs", "ready", now=at(0))
+        delayed = q.enqueue("jobs", "later", delay=3_600, now=at(0))
+        held, finished = q.enqueue_many("jobs", ["held", "done"], now=at(0))
+        claim_one(q, t=0)  # `ready` (first by id)
+        q.complete(claim_one(q, t=0), now=at(1))  # `held`
+        q.fail(claim_one(q, t=0), "x", retry=False, now=at(1))  # `finished` is dead
+    client = _client(url)
+    prefix = _prefix(url)
+    try:  # what layout 1 had: no id indexes, no history flags or lists, queues never removed
+        old = list(client.scan_iter(match=f"{prefix}:ids:*"))
+        old += list(client.scan_iter(match=f"{prefix}:history:*"))
+        client.delete(*old)
+        for item_id in (ready, delayed, held, finished):
+            client.hdel(key(prefix, "item", item_id), "history")
+        client.sadd(key(prefix, "queues"), "purged-long-ago")
+        client.set(key(prefix, "schema"), "1")
+    finally:
+        client.close()
+    with pytest.raises(SchemaMismatch, match="workclaim migrate"):
+        Queue(url, settings=Settings(auto_migrate=False))
+    with Queue(url) as q:  # migrates
+        assert q.queues() == ["jobs"]
+        by_status = {s: [i.id for i in q.items("jobs", s)] for s in ("queued", "claimed", "done")}
+        assert by_status == {"queued": [delayed], "claimed": [ready], "done": [held]}
+        assert [i.id for i in q.items("jobs", "dead")] == [finished]
+        assert q.history(ready) == []  # an item from layout 1 keeps no history (no flag)
+        q.complete(claim_one(q, t=3_600), now=at(3_601))  # `delayed`, now due
+        assert q.history(delayed) == []
+
+
+def test_purge_takes_the_history_and_the_index_entries_with_the_item(url: str) -> None:
+    with Queue(url) as q:
+        item_id = q.enqueue("jobs", 1, now=at(0))
+        q.complete(claim_one(q, t=0), now=at(1))
+        client = _client(url)
+        try:
+            prefix = _prefix(url)
+            assert client.llen(key(prefix, "history", item_id)) == 2
+            assert q.purge("jobs", older_than=0, now=at(5)) == 1
+            left = sorted(client.scan_iter(match=f"{prefix}:*"))
+            assert left == sorted(key(prefix, kind) for kind in ("ids", "schema", "tokens"))
+        finally:
+            client.close()
+        assert q.queues() == []
+
+
+def test_a_fused_call_completes_leases_of_other_worker_names(url: str) -> None:
+    with Queue(url) as q:
+        a, b = q.enqueue_many("jobs", [1, 2], now=at(0))
+        mine = claim_one(q, t=0, worker="old-name")
+        lost, leases = q.complete_and_claim([mine], "jobs", worker="new-name", now=at(1))
+        assert lost == [] and [lease.id for lease in leases] == [b]
+        assert [e.worker for e in q.history(a)] == ["old-name", "old-name"]
+        assert q.history(b)[0].worker == "new-name"

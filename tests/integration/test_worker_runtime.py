@@ -100,9 +100,23 @@ def test_a_lost_lease_sets_the_event(tmp_path: Path, kind: str) -> None:
 
 def test_worker_arguments_are_checked(tmp_path: Path) -> None:
     with Queue(f"sqlite:///{tmp_path / 'w.db'}") as q:
-        for bad in ({"concurrency": 0}, {"lease": 0}, {"grace": -1}, {"queues": []}):
+        for bad in (
+            {"concurrency": 0},
+            {"lease": 0},
+            {"grace": -1},
+            {"queues": []},
+            {"max_batch": 0},
+            {"max_batch": 1001},
+        ):
             options: dict[str, Any] = {"queues": "jobs"} | bad
             with pytest.raises(ValueError):
                 Worker(q, **options)
         with pytest.raises(ValueError, match="handler"):
             Worker(q, queues="jobs").run(install_signals=False)
+
+        class ClaimOnly:  # a source without complete_and_claim cannot be asked to fuse
+            claim = heartbeat = complete = release = fail = None
+
+        assert not Worker(ClaimOnly(), queues="jobs").fused
+        with pytest.raises(ValueError, match="complete_and_claim"):
+            Worker(ClaimOnly(), queues="jobs", fused=True)

@@ -1,8 +1,10 @@
 """The worker runtime as people run it: `workclaim worker`, stopped by SIGTERM mid-work.
 
 Items are in flight when the signal comes; short ones finish within the grace period and are
-completed, long ones are released when it ends. The store is checked afterwards: nothing lost
-(every item done or queued again, none left claimed), nothing completed twice.
+completed (through the fused path, claiming nothing more), long ones are released when it ends.
+The store is checked afterwards: nothing lost (every item done or queued again, none left
+claimed), nothing completed twice, and no claim after the signal (the item beyond the worker's
+capacity stays untouched).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from workclaim import Queue, Status
+from workclaim import EventKind, Queue, Status
 from workclaim.worker import Context
 
 LOG_ENV = "WORKCLAIM_TEST_WORKER_LOG"
@@ -48,20 +51,22 @@ def test_sigterm_finishes_short_work_releases_the_rest_and_exits_0(tmp_path: Pat
     db = f"sqlite:///{tmp_path / 'w.db'}"
     log = tmp_path / "starts.log"
     with Queue(db) as q:
-        short = [q.enqueue("jobs", {"n": n, "seconds": 1.0}) for n in range(4)]
+        short = [q.enqueue("jobs", {"n": n, "seconds": 2.0}) for n in range(4)]
         long = [q.enqueue("jobs", {"n": n, "seconds": 120.0}) for n in range(4, 8)]
+        spare = q.enqueue("jobs", {"n": 8, "seconds": 120.0})  # beyond the concurrency
     env = dict(os.environ, **{LOG_ENV: str(log)})
     cmd = [
         sys.executable, "-m", "workclaim", "worker",
         "tests.integration.test_worker_shutdown:record_and_work",
         "--db", db, "--queue", "jobs", "--concurrency", "8",
-        "--lease", "30", "--wait", "1", "--grace", "4",
+        "--lease", "30", "--wait", "1", "--grace", "6",
     ]  # fmt: skip
     proc = subprocess.Popen(
         cmd, env=env, cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         wait_for_lines(log, 8, proc, 30)
+        signalled = datetime.now(UTC)
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
     finally:
@@ -74,10 +79,14 @@ def test_sigterm_finishes_short_work_releases_the_rest_and_exits_0(tmp_path: Pat
     with Queue(db) as q:
         items = {i: q.get(i) for i in short + long}
         stats = q.stats("jobs")
-    assert stats.claimed == 0 and stats.total == 8
+        histories = {i: q.history(i) for i in [*short, *long, spare]}
+        assert histories[spare] == [] and q.get(spare).attempts == 0
+    assert stats.claimed == 0 and stats.total == 9
+    claims = [e for h in histories.values() for e in h if e.kind is EventKind.CLAIMED]
+    assert len(claims) == 8 and all(e.at < signalled for e in claims)
     for i in short:
         assert items[i].status is Status.DONE and items[i].attempts == 1
         assert items[i].result == {"n": short.index(i)}
     for i in long:  # released: queued again, the attempt given back
         assert items[i].status is Status.QUEUED and items[i].attempts == 0
-    assert b"4 completed, 0 failed, 4 released" in err
+    assert b"4 completed, 0 failed, 4 released, 0 lost" in err

@@ -20,10 +20,23 @@ REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "workclaim-postgres-batch": ("workclaim_queue", {"backend": "postgres", "batch": 16}),
     "workclaim-redis": ("workclaim_queue", {"backend": "redis", "batch": 1}),
     "workclaim-redis-batch": ("workclaim_queue", {"backend": "redis", "batch": 16}),
-    # workclaim's worker runtime (batches up to free capacity, a thread per item)
+    # workclaim's worker runtime: the fused path (complete_and_claim, adaptive batch), handler
+    # threads; attempt history on (the default), and off
     "workclaim-worker-sqlite": ("workclaim_worker", {"backend": "sqlite"}),
     "workclaim-worker-postgres": ("workclaim_worker", {"backend": "postgres"}),
     "workclaim-worker-redis": ("workclaim_worker", {"backend": "redis"}),
+    "workclaim-worker-sqlite-nohistory": (
+        "workclaim_worker",
+        {"backend": "sqlite", "history": False},
+    ),
+    "workclaim-worker-postgres-nohistory": (
+        "workclaim_worker",
+        {"backend": "postgres", "history": False},
+    ),
+    "workclaim-worker-redis-nohistory": (
+        "workclaim_worker",
+        {"backend": "redis", "history": False},
+    ),
     # the peers on their home backends
     "pgqueuer": ("pgqueuer", {}),
     "procrastinate": ("procrastinate", {}),
@@ -52,13 +65,20 @@ def reference(name: str, backend: str, present: set[str]) -> str | None:
     return runtime if runtime in present else f"workclaim-{backend}"
 
 
+# Rows run only when named in --systems (or with --systems all+extra): the runtime without the
+# fused path (claim, then complete per item), to show what the fused path buys.
+EXTRA: dict[str, tuple[str, dict[str, Any]]] = {
+    f"workclaim-worker-{b}-unfused": ("workclaim_worker", {"backend": b, "fused": False})
+    for b in ("sqlite", "postgres", "redis")
+}
+
 # Not part of a run: a system that injects a duplicate, for `selfcheck.py`.
 HIDDEN: dict[str, tuple[str, dict[str, Any]]] = {"selfcheck-duplicate": ("selfcheck", {})}
 
 
 def load(name: str) -> System:
     """Build the named system (in the driver or in a worker process)."""
-    module_name, options = REGISTRY.get(name) or HIDDEN[name]
+    module_name, options = REGISTRY.get(name) or EXTRA.get(name) or HIDDEN[name]
     module = importlib.import_module(f"systems.{module_name}")
     system: System = module.make(**options)
     system.name = name

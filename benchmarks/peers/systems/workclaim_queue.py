@@ -14,15 +14,31 @@ from systems.base import QUEUE, Recorder
 PREFILL_CHUNK = 2_000
 
 
+def _settings(history: bool) -> Any:
+    """workclaim's default Settings, with the attempt history on (the default) or off."""
+    from workclaim import Settings
+
+    return Settings(history=history)
+
+
 class WorkclaimQueue:
-    def __init__(self, backend: str, batch: int) -> None:
+    def __init__(self, backend: str, batch: int, history: bool = True) -> None:
         self.name = f"workclaim-{backend}"
         self.backend = backend
         self.batch = batch
+        self.history = history
         self.claim_note = f"Queue.claim(max={batch}) call"
         self.config_note = (
-            f"Queue.claim(max={batch}, lease=60) then Queue.complete per item; defaults otherwise"
+            f"Queue.claim(max={batch}, lease=60) then Queue.complete per item; "
+            f"{self.history_note()}; defaults otherwise"
             + (" (SQLite WAL, synchronous=FULL)" if backend == "sqlite" else "")
+        )
+
+    def history_note(self) -> str:
+        return (
+            "attempt history on (Settings.history, the default)"
+            if self.history
+            else ("attempt history off (Settings(history=False))")
         )
 
     def unavailable(self) -> str | None:
@@ -50,14 +66,14 @@ class WorkclaimQueue:
             prefix = f"peers-wc-{run_id}"
             ctx = {"url": _stores.with_query(env["redis_url"], prefix=prefix), "prefix": prefix}
         ctx["env"] = env
-        with Queue(ctx["url"]) as q:
+        with Queue(ctx["url"], settings=_settings(self.history)) as q:
             q.migrate()
         return ctx
 
     def prefill(self, ctx: dict[str, Any], n: int) -> None:
         from workclaim import Queue
 
-        with Queue(ctx["url"]) as q:
+        with Queue(ctx["url"], settings=_settings(self.history)) as q:  # items keep the flag
             for lo in range(0, n, PREFILL_CHUNK):
                 q.enqueue_many(QUEUE, range(lo, min(n, lo + PREFILL_CHUNK)))
 
@@ -65,7 +81,7 @@ class WorkclaimQueue:
         from workclaim import Queue
 
         worker = f"peers-{os.getpid()}"
-        with Queue(ctx["url"]) as q:
+        with Queue(ctx["url"], settings=_settings(self.history)) as q:
             q.stats(QUEUE)  # connect (and check the schema) before the clock starts
             start()
             while True:
@@ -85,5 +101,5 @@ class WorkclaimQueue:
             _stores.redis_cleanup(ctx["env"], ctx["prefix"])
 
 
-def make(backend: str, batch: int) -> WorkclaimQueue:
-    return WorkclaimQueue(backend, batch)
+def make(backend: str, batch: int, history: bool = True) -> WorkclaimQueue:
+    return WorkclaimQueue(backend, batch, history)

@@ -1,7 +1,9 @@
-"""workclaim's worker runtime (`workclaim.worker.Worker`) over a `Queue`: it claims in batches
-up to its free capacity, runs the no-op handler on a thread per item and completes on return.
-The runtime has no drain mode, so the benchmark hands it a thin proxy of the `Queue` that
-times every claim and calls `worker.stop()` on the first empty claim (claims use `wait=0`)."""
+"""workclaim's worker runtime (`workclaim.worker.Worker`) over a `Queue`: one claimer per
+process reports the finished items and claims up to its free capacity in one round trip
+(`Queue.complete_and_claim`, the fused path, batch adaptive), the no-op handler runs on the
+runtime's handler threads. The runtime has no drain mode, so the benchmark hands it a thin proxy
+of the `Queue` that times every claim and stops the worker on the first claim that finds the
+queue empty (its finished items are still completed by the graceful stop)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from systems.base import QUEUE, Recorder
-from systems.workclaim_queue import WorkclaimQueue
+from systems.workclaim_queue import WorkclaimQueue, _settings
 
-CONCURRENCY = 16
+# For short jobs: 32 handler threads and turns of at most 16 items, so a turn goes as soon as
+# half the threads are free and the next batch is in hand before the rest finish (docs/worker.md).
+CONCURRENCY = 32
+MAX_BATCH = 16
 
 
 class _Draining:
@@ -25,27 +30,48 @@ class _Draining:
         self.rec = rec
         self.worker: Any = None
 
+    def _timed(self, t0: int, leases: list[Any], wanted: int) -> None:
+        if leases:
+            self.rec.claims_ns.append(time.perf_counter_ns() - t0)
+        elif wanted and self.worker is not None:
+            self.worker.stop()
+
     def claim(self, queues: str | Sequence[str], **options: Any) -> list[Any]:
         options["wait"] = 0
         t0 = time.perf_counter_ns()
         leases: list[Any] = self.queue.claim(queues, **options)
-        if leases:
-            self.rec.claims_ns.append(time.perf_counter_ns() - t0)
-        elif self.worker is not None:
-            self.worker.stop()
+        self._timed(t0, leases, options.get("max", 1))
         return leases
+
+    def complete_and_claim(
+        self, done: Any, queues: str | Sequence[str], **options: Any
+    ) -> tuple[list[Any], list[Any]]:
+        t0 = time.perf_counter_ns()
+        lost, leases = self.queue.complete_and_claim(done, queues, **options)
+        self._timed(t0, leases, options.get("max", 1))
+        return lost, leases
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.queue, name)
 
 
 class WorkclaimWorker(WorkclaimQueue):
-    def __init__(self, backend: str) -> None:
-        super().__init__(backend, CONCURRENCY)
-        self.claim_note = f"Queue.claim(max=free capacity <= {CONCURRENCY}) made by the runtime"
+    def __init__(self, backend: str, history: bool = True, fused: bool = True) -> None:
+        super().__init__(backend, MAX_BATCH, history)
+        self.fused = fused
+        if fused:
+            self.claim_note = (
+                f"Queue.complete_and_claim(finished, max=free capacity <= {MAX_BATCH}) made by "
+                "the runtime's claimer (the call also completes the finished items)"
+            )
+        else:
+            self.claim_note = f"Queue.claim(max=free capacity <= {MAX_BATCH}) by the runtime"
         self.config_note = (
-            f"workclaim.worker.Worker(concurrency={CONCURRENCY}, lease=60) over a Queue, "
-            "no-op handler; stopped on its first empty claim"
+            f"workclaim.worker.Worker(concurrency={CONCURRENCY}, max_batch={MAX_BATCH}, lease=60"
+            + ("" if fused else ", fused=False")
+            + f") over a Queue, no-op handler; {self.history_note()}; "
+            + ("fused path (complete_and_claim, adaptive batch)" if fused else "claim + complete")
+            + "; stopped on its first empty claim"
         )
 
     def unavailable(self) -> str | None:
@@ -60,7 +86,7 @@ class WorkclaimWorker(WorkclaimQueue):
 
         Worker = importlib.import_module("workclaim.worker").Worker
 
-        with Queue(ctx["url"]) as q:
+        with Queue(ctx["url"], settings=_settings(self.history)) as q:
             q.stats(QUEUE)  # connect before the clock starts
             source = _Draining(q, rec)
             worker = Worker(
@@ -71,6 +97,8 @@ class WorkclaimWorker(WorkclaimQueue):
                 wait=0,
                 grace=60,
                 name=f"peers-{os.getpid()}",
+                fused=self.fused,
+                max_batch=MAX_BATCH,
             )
             source.worker = worker
 
@@ -82,5 +110,5 @@ class WorkclaimWorker(WorkclaimQueue):
             worker.run(install_signals=False)
 
 
-def make(backend: str) -> WorkclaimWorker:
-    return WorkclaimWorker(backend)
+def make(backend: str, history: bool = True, fused: bool = True) -> WorkclaimWorker:
+    return WorkclaimWorker(backend, history, fused)

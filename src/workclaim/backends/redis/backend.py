@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -46,10 +47,10 @@ from workclaim.errors import (
     SchemaMismatch,
     WorkclaimError,
 )
-from workclaim.models import Item, Lease, QueueStats, Status
+from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
 
 _PACKAGE: Final = "workclaim.backends.redis"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: ids:<status>:<queue> indexes, history:<id> lists
 REAP_LIMIT: Final = 100  # expired leases returned per claim
 PROMOTE_LIMIT: Final = 1_000  # due delayed items made ready per queue per claim
 PURGE_BATCH: Final = 1_000  # items deleted per purge script when the caller gives no limit
@@ -60,6 +61,7 @@ _OPTIONS: Final = _PASS_THROUGH | {"prefix", "health_check_interval"}
 # Error codes (the first word of an error reply) that redis-py has no class for and that mean
 # "retry later": a script past its time limit, a replica without its primary.
 _BUSY_CODES: Final = frozenset({"BUSY", "MASTERDOWN"})
+_INCLUDE: Final = re.compile(r"^--@include (_[a-z_]+\.lua)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,8 @@ class Script:
 
 
 def load_scripts() -> dict[str, Script]:
-    """Every `scripts/<op>.lua`, with `_common.lua` placed after its shebang line."""
+    """Every `scripts/<op>.lua`, with `_common.lua` placed after its shebang line and each
+    `--@include _<part>.lua` line replaced by that file (code shared by several scripts)."""
     common = load_text(_PACKAGE, "scripts/_common.lua")
     scripts: dict[str, Script] = {}
     for filename in list_files(_PACKAGE, "scripts", ".lua"):
@@ -82,6 +85,7 @@ def load_scripts() -> dict[str, Script]:
         shebang, _, rest = body.partition("\n")
         if not shebang.startswith("#!lua"):
             raise RuntimeError(f"scripts/{filename} must start with a #!lua line")
+        rest = _INCLUDE.sub(lambda m: load_text(_PACKAGE, f"scripts/{m[1]}"), rest)
         text = f"{shebang}\n{common}\n{rest}"
         name = filename.removesuffix(".lua")
         scripts[name] = Script(name, text, hashlib.sha1(text.encode("utf-8")).hexdigest())
@@ -256,6 +260,7 @@ class RedisBackend:
                 seconds_to_micros(item.delay),
                 item.max_attempts,
                 item.dedupe_key or "",
+                "1" if item.history else "0",
             )
         ids = [int(i) for i in self._run("enqueue", now, *args)]
         self._wakeup.notify()
@@ -283,20 +288,33 @@ class RedisBackend:
             len(queues),
             *queues,
         )
-        return [
-            Lease(
-                id=int(r[i]),
-                queue=r[i + 1],
-                payload=json.loads(r[i + 2]),
-                token=int(r[i + 3]),
-                attempt=int(r[i + 4]),
-                max_attempts=int(r[i + 5]),
-                expires_at=from_micros(int(r[i + 6])),
-                worker=worker,
-                lease_seconds=lease_seconds,
-            )
-            for i in range(0, len(r), 7)
+        return _leases(r, worker, lease_seconds)
+
+    def complete_and_claim(
+        self,
+        done: Sequence[tuple[Lease, str | None]],
+        queues: Sequence[str],
+        *,
+        worker: str,
+        lease_seconds: float,
+        limit: int,
+        now: datetime | None = None,
+    ) -> tuple[list[bool], list[Lease]]:
+        args: list[object] = [
+            worker,
+            seconds_to_micros(lease_seconds),
+            limit,
+            REAP_LIMIT,
+            PROMOTE_LIMIT,
+            len(queues),
+            *queues,
+            len(done),
         ]
+        for lease, result in done:
+            args += (lease.id, lease.token, "" if lease.worker == worker else lease.worker)
+            args.append(result or "")
+        flags, flat = self._run("complete_and_claim", now, *args)
+        return [flag == "1" for flag in flags], _leases(flat, worker, lease_seconds)
 
     def _fenced(self, name: str, lease: Lease, now: datetime | None, *args: object) -> Any:
         """Run a fenced script (ARGV id, token, worker, *args); `LeaseLost` on reply {0}."""
@@ -338,26 +356,25 @@ class RedisBackend:
     # -- inspection and housekeeping -------------------------------------------------------
     def get(self, item_id: int) -> Item | None:
         flat = self._run("get", None, item_id, write=False)
-        if not flat:
+        return _item(item_id, flat) if flat else None
+
+    def history(self, item_id: int) -> list[HistoryEvent] | None:
+        reply = self._run("history", None, item_id, write=False)
+        if not reply:
             return None
-        f: dict[str, str] = dict(zip(flat[::2], flat[1::2], strict=True))
-        return Item(
-            id=item_id,
-            queue=f["queue"],
-            payload=json.loads(f["payload"]),
-            status=Status(f["status"]),
-            priority=int(f["priority"]),
-            run_at=from_micros(int(f["run_at"])),
-            attempts=int(f["attempts"]),
-            max_attempts=int(f["max_attempts"]),
-            dedupe_key=f.get("dedupe_key"),
-            worker=f.get("worker"),
-            expires_at=from_micros(int(f["expires_at"])) if f.get("expires_at") else None,
-            last_error=f.get("last_error"),
-            result=json.loads(f["result"]) if f.get("result") else None,
-            created_at=from_micros(int(f["created_at"])),
-            updated_at=from_micros(int(f["updated_at"])),
+        return [_event(item_id, text) for text in reply[1:]]
+
+    def items(
+        self, queue: str, status: Status, *, limit: int, after_id: int | None = None
+    ) -> list[Item]:
+        flat = self._run("items", None, queue, status.value, limit, after_id or 0, write=False)
+        return [_item(int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    def queues(self) -> list[str]:
+        members = self._redis(
+            lambda: self._client.smembers(key(self.prefix, "queues")), idempotent=True
         )
+        return sorted(members)
 
     def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         r = [int(n) for n in self._run("stats", now, queue, write=False)]
@@ -443,6 +460,61 @@ class RedisBackend:
         self._client.close()
         self._pool.disconnect()
         self._wakeup.notify()
+
+
+def _leases(r: Sequence[Any], worker: str, lease_seconds: float) -> list[Lease]:
+    """Leases from a claim script's flat reply (7 values per lease)."""
+    return [
+        Lease(
+            id=r[i],
+            queue=r[i + 1],
+            payload=json.loads(r[i + 2]),
+            token=r[i + 3],
+            attempt=r[i + 4],
+            max_attempts=r[i + 5],
+            expires_at=from_micros(r[i + 6]),
+            worker=worker,
+            lease_seconds=lease_seconds,
+        )
+        for i in range(0, len(r), 7)
+    ]
+
+
+def _item(item_id: int, flat: Sequence[str]) -> Item:
+    """An item from its hash as a flat field/value array (HGETALL)."""
+    f: dict[str, str] = dict(zip(flat[::2], flat[1::2], strict=True))
+    return Item(
+        id=item_id,
+        queue=f["queue"],
+        payload=json.loads(f["payload"]),
+        status=Status(f["status"]),
+        priority=int(f["priority"]),
+        run_at=from_micros(int(f["run_at"])),
+        attempts=int(f["attempts"]),
+        max_attempts=int(f["max_attempts"]),
+        dedupe_key=f.get("dedupe_key"),
+        worker=f.get("worker"),
+        expires_at=from_micros(int(f["expires_at"])) if f.get("expires_at") else None,
+        last_error=f.get("last_error"),
+        result=json.loads(f["result"]) if f.get("result") else None,
+        created_at=from_micros(int(f["created_at"])),
+        updated_at=from_micros(int(f["updated_at"])),
+    )
+
+
+def _event(item_id: int, text: str) -> HistoryEvent:
+    """One history event from its stored text kind|at|attempt|status|token|worker|error."""
+    kind, at, attempt, status, token, worker, error = text.split("|", 6)
+    return HistoryEvent(
+        item_id=item_id,
+        kind=EventKind(kind),
+        at=from_micros(int(at)),
+        attempt=int(attempt),
+        status=Status(status),
+        token=int(token) if token else None,
+        worker=worker or None,
+        error=error or None,
+    )
 
 
 def _conforms(backend: RedisBackend) -> Backend:

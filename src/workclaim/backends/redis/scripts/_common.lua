@@ -92,37 +92,87 @@ local function finish(id, queue, status, dedupe_key, now)
   end
 end
 
+-- Whether a queue holds no item in any status (its entry in the queues set can go).
+local function is_empty(queue)
+  for _, kind in ipairs({'ready', 'delayed', 'claimed', 'done', 'dead', 'cancelled'}) do
+    if redis.call('EXISTS', key(kind, queue)) == 1 then return false end
+  end
+  return true
+end
+
 -- Tell waiting claims (in every process) that work may be claimable.
 local function wake()
   redis.call('PUBLISH', key('wakeup'), '1')
 end
 
--- The fence of every call with a lease: ARGV[3..5] = id, token, worker. Returns the item's
--- fields {queue, priority, run_at, attempts, max_attempts, dedupe_key, lease_us} when the
--- lease is the item's current, unexpired one; else nil.
-local function fence(now)
-  local id = arg_int(3, 'id', 1, MAX_SAFE)
-  local token = arg_int(4, 'token', 1, MAX_SAFE)
-  local f = redis.call('HMGET', key('item', int(id)), 'status', 'token', 'worker', 'expires_at',
-    'queue', 'priority', 'run_at', 'attempts', 'max_attempts', 'dedupe_key', 'lease_us')
-  if f[1] ~= 'claimed' or tonumber(f[2]) ~= token or f[3] ~= ARGV[5]
+-- Move an item between the id indexes ids:<status>:<queue> (score = member = id), which list
+-- a queue's items of one status by id (`items`); from or to may be nil.
+local function move(sid, queue, from, to)
+  if from then redis.call('ZREM', key('ids', from .. ':' .. queue), sid) end
+  if to then redis.call('ZADD', key('ids', to .. ':' .. queue), sid, sid) end
+end
+
+-- Append one event to the item's attempt history when its stored flag ('1') says so; one
+-- RPUSH of kind|at|attempt|status|token|worker|error ('' for none; the error comes last and may
+-- contain '|'; worker names cannot).
+local function note(sid, flag, kind, now, attempt, status, token, worker, err)
+  if flag == '1' then
+    redis.call('RPUSH', key('history', sid), kind .. '|' .. int(now) .. '|' .. int(attempt)
+      .. '|' .. status .. '|' .. (token and int(token) or '') .. '|' .. (worker or '') .. '|'
+      .. (err or ''))
+  end
+end
+
+-- The fence of every call with a lease: the item's fields {queue, priority, run_at, attempts,
+-- max_attempts, dedupe_key, lease_us, history, id, sid, token, worker} when (id, token, worker)
+-- is the item's current, unexpired lease; else nil.
+local function fence_lease(id, token, worker, now)
+  local sid = int(id)
+  local f = redis.call('HMGET', key('item', sid), 'status', 'token', 'worker', 'expires_at',
+    'queue', 'priority', 'run_at', 'attempts', 'max_attempts', 'dedupe_key', 'lease_us',
+    'history')
+  if f[1] ~= 'claimed' or tonumber(f[2]) ~= token or f[3] ~= worker
       or tonumber(f[4]) <= now then
     return nil
   end
   return {queue = f[5], priority = tonumber(f[6]), run_at = tonumber(f[7]),
     attempts = tonumber(f[8]), max_attempts = tonumber(f[9]), dedupe_key = f[10] or nil,
-    lease_us = tonumber(f[11]), id = id, token = token}
+    lease_us = tonumber(f[11]), history = f[12], id = id, sid = sid, token = token,
+    worker = worker}
 end
 
--- After a refused fence: {2, status} when this is a repeat of the call `op` that ended this
--- very lease (same token), else {0} (the lease is lost).
-local function repeat_or_lost(op)
-  local e = redis.call('HMGET', key('item', ARGV[3]), 'ended_token', 'ended_op', 'ended_status')
-  if e[1] and tonumber(e[1]) == tonumber(ARGV[4]) and e[2] == op then return {2, e[3]} end
+-- The fence of a script about one lease: ARGV[3..5] = id, token, worker.
+local function fence(now)
+  return fence_lease(arg_int(3, 'id', 1, MAX_SAFE), arg_int(4, 'token', 1, MAX_SAFE), ARGV[5],
+    now)
+end
+
+-- After a refused fence: {2, status} when this is a repeat of the call `op` that ended the
+-- lease (id, token) (same token), else {0} (the lease is lost).
+local function repeat_of(sid, token, op)
+  local e = redis.call('HMGET', key('item', sid), 'ended_token', 'ended_op', 'ended_status')
+  if e[1] and tonumber(e[1]) == tonumber(token) and e[2] == op then return {2, e[3]} end
   return {0}
+end
+
+-- repeat_of for the lease of ARGV[3..4].
+local function repeat_or_lost(op)
+  return repeat_of(ARGV[3], ARGV[4], op)
 end
 
 -- Mark how a lease ended, so that repeating that very call returns its outcome.
 local function ended(lease, op, status)
   return 'ended_token', int(lease.token), 'ended_op', op, 'ended_status', status
+end
+
+-- complete's change for a fenced lease: done, the result text stored ('' = none: JSON text is
+-- never empty), out of the lease indexes, booked as finished, one history event.
+local function complete_lease(lease, result, now)
+  local sid = lease.sid
+  redis.call('HSET', key('item', sid), 'status', 'done', 'finished_at', int(now),
+    'updated_at', int(now), 'expires_at', '', 'result', result, ended(lease, 'complete', 'done'))
+  unlease(sid, lease.queue)
+  finish(sid, lease.queue, 'done', lease.dedupe_key, now)
+  move(sid, lease.queue, 'claimed', 'done')
+  note(sid, lease.history, 'completed', now, lease.attempts, 'done', lease.token, lease.worker)
 end

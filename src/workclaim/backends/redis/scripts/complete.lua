@@ -8,10 +8,5 @@ local now = clock()
 if ARGV[6] ~= '1' and ARGV[6] ~= '0' then bad('has_result must be 1 or 0') end
 local lease = fence(now)
 if lease == nil then return repeat_or_lost('complete') end
-local ik = key('item', int(lease.id))
--- '' stands for "none" in expires_at and result (JSON text is never empty).
-redis.call('HSET', ik, 'status', 'done', 'finished_at', int(now), 'updated_at', int(now),
-  'expires_at', '', 'result', ARGV[6] == '1' and ARGV[7] or '', ended(lease, 'complete', 'done'))
-unlease(lease.id, lease.queue)
-finish(lease.id, lease.queue, 'done', lease.dedupe_key, now)
+complete_lease(lease, ARGV[6] == '1' and ARGV[7] or '', now)
 return {1}

@@ -3,18 +3,18 @@
 -- KEYS: none (keys derive from the prefix, see keys.py; one primary, no cluster slots).
 -- ARGV: prefix, now_us ('' = TIME), queue, count, then per item six values:
 --       payload, priority, run_at_us ('' = now + delay_us), delay_us, max_attempts,
---       dedupe_key ('' = none)
--- Reply: the ids, in input order. Publishes one wake-up when it created an item.
+--       dedupe_key ('' = none), history ('1' = keep the attempt history, '0' = none)
+-- Reply: the ids, in input order (each new item's id is also in ids:queued:<queue>). Publishes one wake-up when it created an item.
 local now = clock()
 local queue = ARGV[3]
 local count = arg_int(4, 'count', 0, MAX_SAFE)
 if queue == nil or queue == '' then bad('queue is missing') end
-if #ARGV ~= 4 + 6 * count then bad('expected 6 values per item') end
+if #ARGV ~= 4 + 7 * count then bad('expected 7 values per item') end
 
 -- Validate everything before the first write.
 local items = {}
 for i = 1, count do
-  local base = 4 + 6 * (i - 1)
+  local base = 4 + 7 * (i - 1)
   local run_at = arg_int(base + 3, 'run_at', -MAX_SAFE, MAX_SAFE, true)
   local delay = arg_int(base + 4, 'delay_us', 0, MAX_SAFE)
   local dedupe = ARGV[base + 6]
@@ -24,6 +24,7 @@ for i = 1, count do
     run_at = run_at or (now + delay),
     max_attempts = arg_int(base + 5, 'max_attempts', 1, 1000000),
     dedupe = dedupe ~= '' and dedupe or nil,
+    history = ARGV[base + 7] == '1',
   }
 end
 local next_id = tonumber(redis.call('GET', key('ids')) or '0')
@@ -46,8 +47,13 @@ for i, item in ipairs(items) do
       fields[#fields + 1] = item.dedupe
       redis.call('HSET', dedupe_key, item.dedupe, int(id))
     end
+    if item.history then
+      fields[#fields + 1] = 'history'
+      fields[#fields + 1] = '1'
+    end
     redis.call('HSET', key('item', int(id)), unpack(fields))
     place(id, queue, item.priority, item.run_at, now)
+    move(int(id), queue, nil, 'queued')
     ids[i] = id
     created = true
   end

@@ -12,4 +12,5 @@ local sid = int(lease.id)
 redis.call('HSET', key('item', sid), 'expires_at', int(expires), 'updated_at', int(now))
 redis.call('ZADD', key('leases'), int(expires), sid)
 redis.call('ZADD', key('claimed', lease.queue), int(expires), sid)
+note(sid, lease.history, 'heartbeat', now, lease.attempts, 'claimed', lease.token, lease.worker)
 return {1, expires}

@@ -1,0 +1,145 @@
+-- _claim.lua: the claim step shared by claim.lua and complete_and_claim.lua (placed where a
+-- script has the line `--@include _claim.lua`; not a script itself).
+
+local DEMOTE_LIMIT = 1000
+
+-- The claim's arguments from ARGV[first..]: worker, lease_us, limit, reap_limit,
+-- promote_limit, queue count, queue names. Returns them as a table and the next ARGV index.
+-- `min_limit` is 1 for claim, 0 for complete_and_claim (complete only).
+local function claim_args(first, min_limit)
+  local a = {worker = ARGV[first]}
+  if a.worker == nil or a.worker == '' then bad('worker is missing') end
+  a.lease_us = arg_int(first + 1, 'lease_us', 1, MAX_SAFE)
+  a.limit = arg_int(first + 2, 'limit', min_limit, 100000)
+  a.reap_limit = arg_int(first + 3, 'reap_limit', 0, 100000)
+  a.promote_limit = arg_int(first + 4, 'promote_limit', 0, 100000)
+  local nq = arg_int(first + 5, 'queue count', 1, 100000)
+  if #ARGV < first + 5 + nq then bad('expected ' .. int(nq) .. ' queue names') end
+  a.queues = {}
+  for q = 1, nq do a.queues[q] = ARGV[first + 5 + q] end
+  return a, first + 6 + nq
+end
+
+-- Return at most reap_limit expired leases (any queue) to queued, or to dead when no attempt
+-- is left, each with an 'expired' history event.
+local function reap(now, reap_limit)
+  local expired = redis.call('ZRANGEBYSCORE', key('leases'), '-inf', int(now), 'LIMIT', 0,
+    reap_limit)
+  for _, sid in ipairs(expired) do
+    local ik = key('item', sid)
+    local f = redis.call('HMGET', ik, 'status', 'queue', 'attempts', 'max_attempts', 'worker',
+      'token', 'priority', 'run_at', 'dedupe_key', 'history')
+    local id = tonumber(sid)
+    if f[1] ~= 'claimed' then
+      redis.call('ZREM', key('leases'), sid)
+    else
+      local queue = f[2]
+      unlease(sid, queue)
+      local why = 'lease expired (worker ' .. (f[5] or '?') .. ', token ' .. f[6] .. ')'
+      local status = 'queued'
+      if tonumber(f[3]) < tonumber(f[4]) then
+        redis.call('HSET', ik, 'status', 'queued', 'last_error', why, 'updated_at', int(now),
+          'expires_at', '')
+        place(id, queue, tonumber(f[7]), tonumber(f[8]), now)
+      else
+        status = 'dead'
+        redis.call('HSET', ik, 'status', 'dead', 'last_error', why, 'finished_at', int(now),
+          'updated_at', int(now), 'expires_at', '')
+        finish(sid, queue, 'dead', f[9] or nil, now)
+      end
+      move(sid, queue, 'claimed', status)
+      note(sid, f[10], 'expired', now, tonumber(f[3]), status, f[6], f[5], why)
+    end
+  end
+end
+
+-- Reap, make due delayed items ready, then lease up to `limit` ready items of the queues in
+-- (priority, run_at, id) order, each with the next token. Returns the flat reply of claim:
+-- id, queue, payload, token, attempt, max_attempts, expires_at_us per lease.
+local function claim_items(now, a)
+  local queues, limit, nq = a.queues, a.limit, #a.queues
+  reap(now, a.reap_limit)
+  if limit == 0 then return {} end
+  local candidates = {}
+  for q = 1, nq do
+    local queue = queues[q]
+    local delayed = key('delayed', queue)
+    local ready = key('ready', queue)
+    local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', int(now), 'LIMIT', 0,
+      a.promote_limit)
+    for _, sid in ipairs(due) do
+      local f = redis.call('HMGET', key('item', sid), 'priority', 'run_at')
+      redis.call('ZREM', delayed, sid)
+      redis.call('ZADD', ready, f[1], rank(tonumber(f[2]), tonumber(sid)))
+    end
+    -- A caller's clock may run behind the one that made an item ready: such items go back to
+    -- delayed (bounded), so that ready holds only items due by this claim's clock. One queue:
+    -- pop the best items at once; several: look at each queue's best and pop the chosen later.
+    local demoted = 0
+    local heads
+    repeat
+      local changed = false
+      local r
+      if nq == 1 then
+        r = redis.call('ZPOPMIN', ready, limit - #candidates)
+      else
+        heads = {}
+        r = redis.call('ZRANGE', ready, 0, limit - 1, 'WITHSCORES')
+      end
+      for i = 1, #r, 2 do
+        local run_at, id = unrank(r[i])
+        if run_at <= now then
+          local c = {tonumber(r[i + 1]), run_at, id, r[i], queue}
+          if nq == 1 then candidates[#candidates + 1] = c else heads[#heads + 1] = c end
+        elseif nq == 1 or demoted < DEMOTE_LIMIT then
+          if nq > 1 then redis.call('ZREM', ready, r[i]) end
+          redis.call('ZADD', delayed, int(run_at), int(id))
+          demoted = demoted + 1
+          changed = true
+        end
+      end
+    until not changed or #r == 0 or demoted >= DEMOTE_LIMIT or
+      (nq == 1 and #candidates >= limit)
+    if nq > 1 then
+      for _, c in ipairs(heads) do candidates[#candidates + 1] = c end
+    end
+  end
+  if nq > 1 then
+    table.sort(candidates, function(x, y)
+      if x[1] ~= y[1] then return x[1] < y[1] end
+      if x[2] ~= y[2] then return x[2] < y[2] end
+      return x[3] < y[3]
+    end)
+  end
+
+  local worker, lease_us = a.worker, a.lease_us
+  local expires = now + lease_us
+  local s_expires, s_lease_us, s_now = int(expires), int(lease_us), int(now)
+  local out = {}
+  local n = math.min(limit, #candidates)
+  for i = 1, n do
+    local c = candidates[i]
+    local id, queue = c[3], c[5]
+    local sid = int(id)
+    local ik = key('item', sid)
+    local f = redis.call('HMGET', ik, 'payload', 'attempts', 'max_attempts', 'history')
+    local token = redis.call('INCR', key('tokens'))
+    local attempt = tonumber(f[2]) + 1
+    redis.call('HSET', ik, 'status', 'claimed', 'token', int(token), 'attempts', int(attempt),
+      'worker', worker, 'expires_at', s_expires, 'lease_us', s_lease_us, 'updated_at', s_now)
+    if nq > 1 then redis.call('ZREM', key('ready', queue), c[4]) end
+    redis.call('ZADD', key('leases'), s_expires, sid)
+    redis.call('ZADD', key('claimed', queue), s_expires, sid)
+    move(sid, queue, 'queued', 'claimed')
+    note(sid, f[4], 'claimed', now, attempt, 'claimed', token, worker)
+    local j = #out
+    out[j + 1] = id
+    out[j + 2] = queue
+    out[j + 3] = f[1]
+    out[j + 4] = token
+    out[j + 5] = attempt
+    out[j + 6] = tonumber(f[3])
+    out[j + 7] = expires
+  end
+  return out
+end

@@ -1,0 +1,17 @@
+#!lua flags=no-writes
+-- items: up to `limit` items of one queue in one status, by ascending id above after_id.
+-- KEYS: none (keys derive from the prefix, see keys.py).
+-- ARGV: prefix, now_us (unused), queue, status, limit, after_id (0 = from the start)
+-- Reply: per item its id then its hash as a flat field/value array (like get's reply).
+local queue = ARGV[3]
+local status = ARGV[4]
+local limit = arg_int(5, 'limit', 1, 100000)
+local after = arg_int(6, 'after_id', 0, MAX_SAFE)
+local ids = redis.call('ZRANGEBYSCORE', key('ids', status .. ':' .. queue), '(' .. int(after),
+  '+inf', 'LIMIT', 0, limit)
+local out = {}
+for _, sid in ipairs(ids) do
+  out[#out + 1] = tonumber(sid)
+  out[#out + 1] = redis.call('HGETALL', key('item', sid))
+end
+return out
