@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 from typing import Annotated, Any
@@ -66,8 +65,6 @@ def worker(
     """Run HANDLER over items of the queue(s) until SIGTERM or SIGINT, then stop gracefully."""
     from workclaim.worker import Worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     if (db is None) == (server is None):
         print("error: give exactly one of --db URL or --server URL", file=sys.stderr)
         raise typer.Exit(2)
