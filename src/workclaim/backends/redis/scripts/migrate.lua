@@ -13,7 +13,7 @@ if current == 1 and version >= 2 then
       local _, id = unrank(sid)
       move(int(id), q, nil, 'queued')
     end
-    local sources = {delayed = 'queued', claimed = 'claimed', done = 'done', dead = 'dead',
+    local sources = {delayed = 'queued', done = 'done', dead = 'dead',
       cancelled = 'cancelled'}
     for source, status in pairs(sources) do
       for _, sid in ipairs(redis.call('ZRANGE', key(source, q), 0, -1)) do
