@@ -55,6 +55,7 @@ SCHEMA_VERSION: Final = 2  # 2: ids:<status>:<queue> indexes, history:<id> lists
 REAP_LIMIT: Final = 100  # expired leases returned per claim
 PROMOTE_LIMIT: Final = 1_000  # due delayed items made ready per queue per claim
 PURGE_BATCH: Final = 1_000  # items deleted per purge script when the caller gives no limit
+MIGRATE_BATCH: Final = 10_000  # index entries written per script when upgrading layout 1
 _PASS_THROUGH: Final = frozenset(
     {"ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"}
 )
@@ -273,12 +274,35 @@ class RedisBackend:
 
     # -- schema ----------------------------------------------------------------------------
     def migrate(self) -> None:
+        raw = self._redis(lambda: self._client.get(key(self.prefix, "schema")), idempotent=True)
+        if raw == "1":
+            self._upgrade_from_1()
         current = int(self._run("migrate", None, SCHEMA_VERSION))
         if current > SCHEMA_VERSION:
             raise SchemaMismatch(
                 f"the Redis keys under prefix {self.prefix!r} have layout version {current}, "
                 f"newer than this workclaim understands ({SCHEMA_VERSION}); upgrade workclaim"
             )
+
+    def _upgrade_from_1(self) -> None:
+        """Layout 1 -> 2 in bounded steps (MIGRATE_BATCH members per script): index every
+        queue's items by id per status and drop empty queues from the queues set."""
+        names = self._redis(
+            lambda: self._client.smembers(key(self.prefix, "queues")), idempotent=True
+        )
+        for queue in sorted(names):
+            for source in ("ready", "delayed", "done", "dead", "cancelled"):
+                offset = 0
+                while True:
+                    n = int(
+                        self._run(
+                            "migrate", None, SCHEMA_VERSION, queue, source, offset, MIGRATE_BATCH
+                        )
+                    )
+                    if n < MIGRATE_BATCH:
+                        break
+                    offset += n
+            self._run("migrate", None, SCHEMA_VERSION, queue, "-", 0, 1)
 
     def verify_schema(self) -> None:
         raw = self._redis(lambda: self._client.get(key(self.prefix, "schema")), idempotent=True)
