@@ -1,9 +1,10 @@
 """The Redis backend: every operation one Lua script, fenced, on the Redis clock, single primary.
 
 Scripts live in `scripts/*.lua` (each opens with its KEYS/ARGV/reply header), are loaded once and
-called by SHA (reloaded after `NOSCRIPT`, e.g. a `SCRIPT FLUSH`). Nothing that writes is ever
-re-sent by the client: redis-py's automatic retries are off, so a timeout or a dropped connection
-surfaces as `BackendUnavailable` and an enqueue can never run twice. Read-only scripts are retried
+called by SHA (reloaded after `NOSCRIPT`, e.g. a `SCRIPT FLUSH`) on the backend's own
+connections (see `_call`). Nothing that writes is ever re-sent by the client: redis-py's
+automatic retries are off, so a timeout or a dropped connection surfaces as `BackendUnavailable`
+and an enqueue can never run twice. Read-only scripts are retried
 once after a dropped connection. Waiting claims are woken by one pub/sub subscriber per backend
 (see `listener.py`).
 
@@ -263,6 +264,8 @@ class RedisBackend:
             idle.append(conn)
             raise
         idle.append(conn)
+        if self._closed:  # close() ran meanwhile and did not see this connection
+            conn.disconnect()
         return reply
 
     def _new_connection(self) -> Any:
