@@ -3,9 +3,13 @@
 Throughput on a shared 2-core machine swings with everyone else's load; CPU time moves less.
 For each rep this fills N no-op items, claims and completes them one at a time in this process,
 and records per item: wall time, this process's CPU time (the client: redis-py, workclaim's
-validation and objects), and the server's script time (`INFO commandstats`, EVALSHA usec).
-Reps of the two kinds are interleaved; medians are reported with ratios (raw / workclaim, so
-higher is better, 1.0 is parity), and the figures are written as JSON.
+validation and objects), the server's script time (`INFO commandstats`, EVALSHA usec) and the
+Redis calls the scripts made. Kinds: `workclaim` (claim then complete, attempt history on, the
+default), `nohist` (the same with `Settings(history=False)`), `fused` and `fused-nohist` (one
+`complete_and_claim` per item: the previous lease completed and the next claimed in one
+script) and `raw` (benchmarks/raw/redis.py). Reps of the kinds are interleaved; medians are
+reported with ratios (raw / kind, so higher is better, 1.0 is parity), and the
+figures are written as JSON.
 
     python -m benchmarks.redis_cost                      # a throwaway redis-server
     python -m benchmarks.redis_cost --url redis://127.0.0.1:6379/15 --items 2000 --reps 7
@@ -31,9 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.raw import redis as raw
 
-from workclaim import Queue
+from workclaim import Queue, Settings
 
 QUEUE = "bench"
+KINDS = ("workclaim", "nohist", "fused", "fused-nohist", "raw")
+_NOT_IN_SCRIPTS = frozenset(
+    {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_info", "cmdstat_config|resetstat"}
+)
 
 
 def _delete(client: redis.Redis, pattern: str) -> None:
@@ -57,8 +65,17 @@ def _measure(
     while one():
         pass
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    server = float(admin.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0))
-    return {"wall_us": wall / n * 1e6, "client_cpu_us": cpu / n * 1e6, "server_us": server / n}
+    stats = admin.info("commandstats")
+    server = float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+    scripts = float(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    calls = sum(s["calls"] for name, s in stats.items() if name not in _NOT_IN_SCRIPTS)
+    return {
+        "wall_us": wall / n * 1e6,
+        "client_cpu_us": cpu / n * 1e6,
+        "server_us": server / n,
+        "scripts": scripts / n,
+        "redis_calls": calls / n,
+    }
 
 
 def run(url: str, items: int, reps: int) -> dict[str, Any]:
@@ -66,15 +83,29 @@ def run(url: str, items: int, reps: int) -> dict[str, Any]:
     base = url.split("?")[0]
     admin = redis.Redis.from_url(base)
     wc_url = f"{base}?prefix=wc:cost"
-    results: dict[str, list[dict[str, float]]] = {"workclaim": [], "raw": []}
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
     q = Queue(wc_url)
+    quiet = Queue(wc_url, settings=Settings(history=False))
     worker = raw.open_worker(wc_url)
 
-    def wc_one() -> bool:
-        leases = q.claim(QUEUE, worker="w1", lease=300)
-        for lease in leases:
-            q.complete(lease)
-        return bool(leases)
+    def wc_one(queue: Queue) -> Callable[[], bool]:
+        def one() -> bool:
+            leases = queue.claim(QUEUE, worker="w1", lease=300)
+            for lease in leases:
+                queue.complete(lease)
+            return bool(leases)
+
+        return one
+
+    def fused_one(queue: Queue) -> Callable[[], bool]:
+        held: list[Any] = []
+
+        def one() -> bool:
+            _, leases = queue.complete_and_claim(held, QUEUE, worker="w1", lease=300)
+            held[:] = leases
+            return bool(leases)
+
+        return one
 
     def raw_one() -> bool:
         pairs = worker.claim(1)
@@ -83,20 +114,25 @@ def run(url: str, items: int, reps: int) -> dict[str, Any]:
         return bool(pairs)
 
     try:
+        runs: dict[str, tuple[Callable[[], None], Callable[[], bool]]] = {
+            "workclaim": (lambda: q.enqueue_many(QUEUE, [{}] * items), wc_one(q)),
+            "nohist": (lambda: quiet.enqueue_many(QUEUE, [{}] * items), wc_one(quiet)),
+            "fused": (lambda: q.enqueue_many(QUEUE, [{}] * items), fused_one(q)),
+            "fused-nohist": (lambda: quiet.enqueue_many(QUEUE, [{}] * items), fused_one(quiet)),
+            "raw": (lambda: raw.prefill(wc_url, items), raw_one),
+        }
         for rep in range(reps):
-            results["workclaim"].append(
-                _measure(admin, items, lambda: q.enqueue_many(QUEUE, [{}] * items), wc_one)
-            )
-            results["raw"].append(
-                _measure(admin, items, lambda: raw.prefill(wc_url, items), raw_one)
-            )
+            for kind, (fill, one) in runs.items():
+                results[kind].append(_measure(admin, items, fill, one))
             print(
-                f"  rep {rep + 1}: workclaim {results['workclaim'][-1]['wall_us']:.0f} us/item, "
-                f"raw {results['raw'][-1]['wall_us']:.0f} us/item",
+                f"  rep {rep + 1}: "
+                + ", ".join(f"{k} {results[k][-1]['wall_us']:.0f}" for k in KINDS)
+                + " us/item",
                 file=sys.stderr,
             )
     finally:
         q.close()
+        quiet.close()
         worker.close()
         _delete(admin, "wc:cost:*")
         _delete(admin, "wc:cost_raw:*")
@@ -105,7 +141,11 @@ def run(url: str, items: int, reps: int) -> dict[str, Any]:
         kind: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         for kind, runs in results.items()
     }
-    ratios = {k: summary["raw"][k] / summary["workclaim"][k] for k in summary["raw"]}
+    ratios = {
+        kind: {k: summary["raw"][k] / summary[kind][k] for k in summary["raw"] if summary[kind][k]}
+        for kind in KINDS
+        if kind != "raw"
+    }
     return {
         "items": items,
         "reps": reps,
@@ -130,15 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         with RedisServer() as server:
             out = run(server.url, args.items, args.reps)
     s, r = out["summary"], out["raw_over_workclaim"]
-    print(f"{'per item (median)':<20} {'workclaim':>10} {'raw':>10} {'raw/wc':>7}")
+    print(f"{'per item (median)':<18}" + "".join(f"{k:>13}" for k in KINDS))
+    for k in ("wall_us", "client_cpu_us", "server_us", "scripts", "redis_calls"):
+        print(f"{k:<18}" + "".join(f"{s[kind][k]:>13.1f}" for kind in KINDS))
     for k in ("wall_us", "client_cpu_us", "server_us"):
-        print(f"{k:<20} {s['workclaim'][k]:>10.1f} {s['raw'][k]:>10.1f} {r[k]:>7.2f}")
-    total_wc = s["workclaim"]["client_cpu_us"] + s["workclaim"]["server_us"]
-    total_raw = s["raw"]["client_cpu_us"] + s["raw"]["server_us"]
-    print(
-        f"{'client+server cpu':<20} {total_wc:>10.1f} {total_raw:>10.1f} "
-        f"{total_raw / total_wc:>7.2f}"
-    )
+        print(f"{'raw/kind ' + k:<18}" + "".join(f"{r[kind][k]:>13.2f}" for kind in KINDS[:-1]))
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))

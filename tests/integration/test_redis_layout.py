@@ -238,3 +238,25 @@ def test_a_fused_call_completes_leases_of_other_worker_names(url: str) -> None:
         assert lost == [] and [lease.id for lease in leases] == [b]
         assert [e.worker for e in q.history(a)] == ["old-name", "old-name"]
         assert q.history(b)[0].worker == "new-name"
+
+
+def test_items_agrees_with_every_items_status_after_every_kind_of_change(url: str) -> None:
+    with Queue(url) as q:
+        ids = q.enqueue_many("jobs", list(range(8)), max_attempts=2, now=at(0))
+        q.enqueue("jobs", "later", delay=3_600, now=at(0))
+        leases = q.claim("jobs", worker="w", max=6, lease=5, now=at(0))
+        q.complete(leases[0], now=at(1))
+        q.fail(leases[1], "retry", now=at(1))
+        q.fail(leases[2], "fatal", retry=False, now=at(1))
+        q.release(leases[3], now=at(1))
+        q.cancel(ids[7], now=at(1))
+        q.claim("other", worker="w", now=at(10))  # reaps leases[4] and [5] back to queued
+        again = q.claim("jobs", worker="w", max=2, lease=5, now=at(10))
+        q.claim("other", worker="w", now=at(20))  # reaps them again: the second attempt -> dead
+        q.requeue(leases[2].id, now=at(21))
+        assert len(again) == 2 and q.claim("jobs", worker="w", lease=600, now=at(21))
+        stored = {item_id: q.get(item_id).status.value for item_id in range(1, 10)}
+        for status in ("queued", "claimed", "done", "dead", "cancelled"):
+            listed = [item.id for item in q.items("jobs", status)]
+            assert listed == sorted(i for i, s in stored.items() if s == status), status
+        assert set(stored.values()) == {"queued", "claimed", "done", "dead", "cancelled"}

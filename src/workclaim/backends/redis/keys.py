@@ -6,7 +6,9 @@ key look like another. The Lua scripts build the same keys with `key()` in `scri
 
     schema            string   layout version, set by `migrate`
     ids, tokens       string   INCR counters for item ids and fencing tokens (never reset)
-    item:<id>         hash     one item's fields (payload and result stored as opaque text)
+    item:<id>         hash     one item's fields (payload and result stored as opaque text;
+                               history = '1' when it keeps an attempt history)
+    history:<id>      list     the item's attempt history, one event string per RPUSH
     ready:<queue>     zset     claimable items: score priority, member hex(run_at) + hex(id)
     delayed:<queue>   zset     queued items not yet due: score run_at (us), member id
     leases            zset     every claimed item: score expires_at (us), member id
@@ -14,7 +16,9 @@ key look like another. The Lua scripts build the same keys with `key()` in `scri
     done:<queue>      zset     finished items by status: score finished_at (us), member id
     dead:<queue>      zset       (stats counts them, purge and retention walk them)
     cancelled:<queue> zset
-    queues            set      every queue name enqueued to (purge of all queues)
+    ids:<status>:<queue> zset  items by id (score = member = id) for status queued, done,
+                               dead, cancelled (`items`; claimed ones come from claimed:<queue>)
+    queues            set      the queue names that hold items (purge removes emptied ones)
     dedupe:<queue>    hash     dedupe key -> id of the live item holding it
     wakeup            channel  "work may be claimable" (pub/sub; channels ignore the db number)
 """

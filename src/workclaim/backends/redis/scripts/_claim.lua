@@ -47,7 +47,7 @@ local function reap(now, reap_limit)
           'updated_at', int(now), 'expires_at', '')
         finish(sid, queue, 'dead', f[9] or nil, now)
       end
-      move(sid, queue, 'claimed', status)
+      move(sid, queue, nil, status)
       note(sid, f[10], 'expired', now, tonumber(f[3]), status, f[6], f[5], why)
     end
   end
@@ -130,7 +130,7 @@ local function claim_items(now, a)
     if nq > 1 then redis.call('ZREM', key('ready', queue), c[4]) end
     redis.call('ZADD', key('leases'), s_expires, sid)
     redis.call('ZADD', key('claimed', queue), s_expires, sid)
-    move(sid, queue, 'queued', 'claimed')
+    move(sid, queue, 'queued', nil)
     note(sid, f[4], 'claimed', now, attempt, 'claimed', token, worker)
     local j = #out
     out[j + 1] = id

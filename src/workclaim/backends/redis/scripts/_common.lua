@@ -106,7 +106,8 @@ local function wake()
 end
 
 -- Move an item between the id indexes ids:<status>:<queue> (score = member = id), which list
--- a queue's items of one status by id (`items`); from or to may be nil.
+-- a queue's queued, done, dead or cancelled items by id (`items`); from or to is nil for
+-- claimed, which `items` lists from claimed:<queue> (kept by the lease code, no extra writes).
 local function move(sid, queue, from, to)
   if from then redis.call('ZREM', key('ids', from .. ':' .. queue), sid) end
   if to then redis.call('ZADD', key('ids', to .. ':' .. queue), sid, sid) end
@@ -173,6 +174,6 @@ local function complete_lease(lease, result, now)
     'updated_at', int(now), 'expires_at', '', 'result', result, ended(lease, 'complete', 'done'))
   unlease(sid, lease.queue)
   finish(sid, lease.queue, 'done', lease.dedupe_key, now)
-  move(sid, lease.queue, 'claimed', 'done')
+  move(sid, lease.queue, nil, 'done')
   note(sid, lease.history, 'completed', now, lease.attempts, 'done', lease.token, lease.worker)
 end

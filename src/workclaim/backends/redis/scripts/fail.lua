@@ -17,7 +17,7 @@ if retry ~= nil and lease.attempts < lease.max_attempts then
   redis.call('HSET', ik, 'status', 'queued', 'run_at', int(run_at), 'last_error', ARGV[6],
     'updated_at', int(now), 'expires_at', '', ended(lease, 'fail', 'queued'))
   place(lease.id, lease.queue, lease.priority, run_at, now)
-  move(lease.sid, lease.queue, 'claimed', 'queued')
+  move(lease.sid, lease.queue, nil, 'queued')
   note(lease.sid, lease.history, 'failed', now, lease.attempts, 'queued', lease.token,
     lease.worker, ARGV[6])
   wake()
@@ -26,7 +26,7 @@ end
 redis.call('HSET', ik, 'status', 'dead', 'finished_at', int(now), 'last_error', ARGV[6],
   'updated_at', int(now), 'expires_at', '', ended(lease, 'fail', 'dead'))
 finish(lease.id, lease.queue, 'dead', lease.dedupe_key, now)
-move(lease.sid, lease.queue, 'claimed', 'dead')
+move(lease.sid, lease.queue, nil, 'dead')
 note(lease.sid, lease.history, 'failed', now, lease.attempts, 'dead', lease.token, lease.worker,
   ARGV[6])
 return {1, 'dead'}

@@ -16,7 +16,7 @@ redis.call('HSET', ik, 'status', 'queued', 'attempts', int(lease.attempts - 1),
   ended(lease, 'release', 'queued'))
 unlease(lease.id, lease.queue)
 place(lease.id, lease.queue, lease.priority, run_at, now)
-move(lease.sid, lease.queue, 'claimed', 'queued')
+move(lease.sid, lease.queue, nil, 'queued')
 note(lease.sid, lease.history, 'released', now, lease.attempts, 'queued', lease.token,
   lease.worker)
 wake()
