@@ -53,6 +53,14 @@ CREATE INDEX items_ended
 
 -- The claim of version 2, now writing its history events and dead counts. See 0002 for why it
 -- is a function and how it walks the index.
+--
+-- Plans: with `LIMIT p_limit` a parameter, the planner costs a generic plan as if 10% of the
+-- queue were taken, so plpgsql's plan cache never picked it and re-planned the claim on every
+-- call (found with auto_explain: constants in every plan; about half the server time of a
+-- single claim). This version forces the generic plans (SET plan_cache_mode below) and is
+-- written so that they are the right ones whatever the estimates: the picked ids go to the
+-- UPDATE as one array (`id = ANY(...)`: primary-key probes, never a hash join over the
+-- table), and the tokens, drawn in claim order, follow them by position.
 CREATE OR REPLACE FUNCTION {schema}.claim(
     p_queues     text[],
     p_worker     text,
@@ -66,6 +74,7 @@ RETURNS TABLE (
     max_attempts integer, expires_at timestamptz
 )
 LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -114,15 +123,17 @@ BEGIN
             FOR UPDATE SKIP LOCKED
         ),
         tokens AS MATERIALIZED (
-            SELECT picked.id, nextval('{schema}.token_seq') AS token FROM picked
+            SELECT array_agg(picked.id) AS ids,
+                   array_agg(nextval('{schema}.token_seq')) AS tokens
+            FROM picked
         ),
         claimed AS (
             UPDATE {schema}.items AS i
-            SET status = 'claimed', token = tokens.token, attempts = i.attempts + 1,
-                worker = p_worker, expires_at = v_now + p_lease, lease_length = p_lease,
-                updated_at = v_now
-            FROM tokens
-            WHERE i.id = tokens.id
+            SET status = 'claimed', token = t.tokens[array_position(t.ids, i.id)],
+                attempts = i.attempts + 1, worker = p_worker, expires_at = v_now + p_lease,
+                lease_length = p_lease, updated_at = v_now
+            FROM tokens AS t
+            WHERE i.id = ANY((SELECT tokens.ids FROM tokens)::bigint[])
             RETURNING i.id, i.queue, i.payload, i.token, i.attempts, i.max_attempts,
                       i.expires_at, i.history
         ),
@@ -143,15 +154,17 @@ BEGIN
             FOR UPDATE SKIP LOCKED
         ),
         tokens AS MATERIALIZED (
-            SELECT picked.id, nextval('{schema}.token_seq') AS token FROM picked
+            SELECT array_agg(picked.id) AS ids,
+                   array_agg(nextval('{schema}.token_seq')) AS tokens
+            FROM picked
         ),
         claimed AS (
             UPDATE {schema}.items AS i
-            SET status = 'claimed', token = tokens.token, attempts = i.attempts + 1,
-                worker = p_worker, expires_at = v_now + p_lease, lease_length = p_lease,
-                updated_at = v_now
-            FROM tokens
-            WHERE i.id = tokens.id
+            SET status = 'claimed', token = t.tokens[array_position(t.ids, i.id)],
+                attempts = i.attempts + 1, worker = p_worker, expires_at = v_now + p_lease,
+                lease_length = p_lease, updated_at = v_now
+            FROM tokens AS t
+            WHERE i.id = ANY((SELECT tokens.ids FROM tokens)::bigint[])
             RETURNING i.id, i.queue, i.payload, i.token, i.attempts, i.max_attempts,
                       i.expires_at, i.history
         ),
@@ -189,6 +202,7 @@ RETURNS TABLE (
     max_attempts integer, expires_at timestamptz
 )
 LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -206,8 +220,11 @@ BEGIN
                 ended_token = i.token, ended_op = 'complete', ended_status = 'done',
                 finished_at = v_now, updated_at = v_now
             FROM d
+            -- The fence as one CASE: neither an index condition nor items_leases' predicate,
+            -- so the planner finds each row by primary key from `d` instead of walking every
+            -- live lease in items_leases (which it picks when statistics say few are live).
             WHERE i.id = d.id AND i.token = d.token AND i.worker = d.worker
-              AND i.status = 'claimed' AND i.expires_at > v_now
+              AND CASE WHEN i.status = 'claimed' THEN i.expires_at > v_now ELSE false END
             RETURNING i.id, i.queue, i.token, i.attempts, i.worker, i.history
         ),
         logged AS (
