@@ -27,6 +27,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import claim_throughput as ct
+
 from workclaim import Queue
 from workclaim.backends.postgres.backend import parse_url
 from workclaim.config import Settings

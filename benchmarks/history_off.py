@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 
-import workclaim.queue
 from benchmarks import claim_throughput
+
+import workclaim.queue
 from workclaim.config import Settings
 
 
