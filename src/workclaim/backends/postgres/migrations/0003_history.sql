@@ -81,35 +81,40 @@ DECLARE
     v_now timestamptz := coalesce(p_now, clock_timestamp());
 BEGIN
     -- Step 1, the bounded reap (SKIP LOCKED), with an `expired` event per reaped item and the
-    -- dead count of those that had no attempt left.
-    WITH reaped AS (
-        UPDATE {schema}.items AS i
-        SET status      = CASE WHEN i.attempts < i.max_attempts THEN 'queued' ELSE 'dead' END,
-            last_error  = 'lease expired (worker ' || coalesce(i.worker, '?') || ', token '
-                          || i.token || ')',
-            expires_at  = NULL,
-            finished_at = CASE WHEN i.attempts < i.max_attempts THEN NULL ELSE v_now END,
-            updated_at  = v_now
-        FROM (
-            SELECT e.id FROM {schema}.items AS e
-            WHERE e.status = 'claimed' AND e.expires_at <= v_now
-            ORDER BY e.expires_at
-            LIMIT p_reap_limit
-            FOR UPDATE SKIP LOCKED
-        ) AS expired
-        WHERE i.id = expired.id
-        RETURNING i.id, i.queue, i.status, i.attempts, i.token, i.worker, i.last_error, i.history
-    ),
-    logged AS (
-        INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker, error)
-        SELECT r.id, 'expired', v_now, r.attempts, r.status, r.token, r.worker, r.last_error
-        FROM reaped AS r WHERE r.history
-    )
-    INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
-    SELECT r.queue, 'dead', pg_backend_pid() % 64, count(*)
-    FROM reaped AS r WHERE r.status = 'dead'
-    GROUP BY r.queue ORDER BY r.queue
-    ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n;
+    -- dead count of those that had no attempt left. Guarded by a probe of the front of
+    -- items_leases: nearly always nothing has expired, and the probe costs less than starting
+    -- the three-part statement.
+    IF EXISTS (SELECT FROM {schema}.items AS e
+               WHERE e.status = 'claimed' AND e.expires_at <= v_now) THEN
+        WITH reaped AS (
+            UPDATE {schema}.items AS i
+            SET status      = CASE WHEN i.attempts < i.max_attempts THEN 'queued' ELSE 'dead' END,
+                last_error  = 'lease expired (worker ' || coalesce(i.worker, '?') || ', token '
+                              || i.token || ')',
+                expires_at  = NULL,
+                finished_at = CASE WHEN i.attempts < i.max_attempts THEN NULL ELSE v_now END,
+                updated_at  = v_now
+            FROM (
+                SELECT e.id FROM {schema}.items AS e
+                WHERE e.status = 'claimed' AND e.expires_at <= v_now
+                ORDER BY e.expires_at
+                LIMIT p_reap_limit
+                FOR UPDATE SKIP LOCKED
+            ) AS expired
+            WHERE i.id = expired.id
+            RETURNING i.id, i.queue, i.status, i.attempts, i.token, i.worker, i.last_error, i.history
+        ),
+        logged AS (
+            INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker, error)
+            SELECT r.id, 'expired', v_now, r.attempts, r.status, r.token, r.worker, r.last_error
+            FROM reaped AS r WHERE r.history
+        )
+        INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
+        SELECT r.queue, 'dead', pg_backend_pid() % 64, count(*)
+        FROM reaped AS r WHERE r.status = 'dead'
+        GROUP BY r.queue ORDER BY r.queue
+        ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n;
+    END IF;
 
     -- Step 2, the claim (a fresh snapshot: it sees the items step 1 queued), with a `claimed`
     -- event per leased item that keeps history.
