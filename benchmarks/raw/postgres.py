@@ -77,3 +77,10 @@ class PgRawWorker:
 def open_worker(url: str) -> PgRawWorker:
     """A raw worker on its own connection."""
     return PgRawWorker(url)
+
+
+def drop(url: str) -> None:
+    """Drop the raw baseline's schema (benchmarks call this when they are done)."""
+    libpq, schema = _split(url)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))

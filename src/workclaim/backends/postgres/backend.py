@@ -581,7 +581,12 @@ class PostgresBackend:
             "limit": limit,
             "after": 0 if after_id is None else after_id,
         }
-        return [_item(row) for row in self._all("list_items", params)]
+        # Never prepared: a generic plan cannot know the status, so it could not use the
+        # partial index items_ended for the dead list and would walk the done rows instead.
+        rows = self._call(
+            lambda conn: conn.execute(self._q["list_items"], params, prepare=False).fetchall()
+        )
+        return [_item(row) for row in rows]
 
     def queues(self) -> list[str]:
         return [str(row[0]) for row in self._all("queues", {})]

@@ -115,7 +115,11 @@ SELECT expires_at FROM changed
 
 -- name: complete
 -- Returns a row only when the fenced update changed the item; writes the `completed` event (if
--- the item keeps history) and counts the item done, in the same statement.
+-- the item keeps history) and counts the item done, in the same statement. The count is a plain
+-- (HOT) UPDATE of this process's counter row, and an insert only the first time: an
+-- INSERT ... ON CONFLICT DO UPDATE on every completion also probes the index for the insert
+-- and WAL-logs a row lock before the update (measured: it cost the completion about a fifth
+-- of its throughput at 10 clients).
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
 changed AS (
     UPDATE {schema}.items AS i
@@ -133,8 +137,15 @@ logged AS (
     FROM changed AS c WHERE c.history
 ),
 counted AS (
+    UPDATE {schema}.finished_counts AS f SET n = f.n + 1
+    FROM changed AS c
+    WHERE f.queue = c.queue AND f.status = 'done' AND f.shard = pg_backend_pid() %% 64
+    RETURNING f.n
+),
+first_count AS (
     INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
     SELECT c.queue, 'done', pg_backend_pid() %% 64, 1 FROM changed AS c
+    WHERE NOT EXISTS (SELECT FROM counted)
     ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
 )
 SELECT id FROM changed

@@ -32,13 +32,15 @@ CREATE TABLE {schema}.history (
 -- finishes an item (or requeues or purges it). Sharded by the server process
 -- (pg_backend_pid() % 64), so concurrent completers update different rows and do not queue on
 -- one row lock; `stats` sums the shards. Only counter columns change: the updates are HOT.
+-- fillfactor 10: few rows share a page, so concurrent completers seldom wait for one page lock,
+-- and each page keeps room for its HOT versions.
 CREATE TABLE {schema}.finished_counts (
     queue   text    NOT NULL,
     status  text    NOT NULL CHECK (status IN ('done', 'dead', 'cancelled')),
     shard   integer NOT NULL,
     n       bigint  NOT NULL,
     PRIMARY KEY (queue, status, shard)
-) WITH (fillfactor = 50);
+) WITH (fillfactor = 10);
 
 INSERT INTO {schema}.finished_counts (queue, status, shard, n)
 SELECT queue, status, 0, count(*)
@@ -53,6 +55,14 @@ CREATE INDEX items_ended
 
 -- The claim of version 2, now writing its history events and dead counts. See 0002 for why it
 -- is a function and how it walks the index.
+--
+-- Plans: with `LIMIT p_limit` a parameter, the planner costs a generic plan as if 10% of the
+-- queue were taken, so plpgsql's plan cache never picked it and re-planned the claim on every
+-- call (found with auto_explain: constants in every plan; about half the server time of a
+-- single claim). This version forces the generic plans (SET plan_cache_mode below) and is
+-- written so that they are the right ones whatever the estimates: the picked ids go to the
+-- UPDATE as one array (`id = ANY(...)`: primary-key probes, never a hash join over the
+-- table), and the tokens, drawn in claim order, follow them by position.
 CREATE OR REPLACE FUNCTION {schema}.claim(
     p_queues     text[],
     p_worker     text,
@@ -66,41 +76,47 @@ RETURNS TABLE (
     max_attempts integer, expires_at timestamptz
 )
 LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
     v_now timestamptz := coalesce(p_now, clock_timestamp());
 BEGIN
     -- Step 1, the bounded reap (SKIP LOCKED), with an `expired` event per reaped item and the
-    -- dead count of those that had no attempt left.
-    WITH reaped AS (
-        UPDATE {schema}.items AS i
-        SET status      = CASE WHEN i.attempts < i.max_attempts THEN 'queued' ELSE 'dead' END,
-            last_error  = 'lease expired (worker ' || coalesce(i.worker, '?') || ', token '
-                          || i.token || ')',
-            expires_at  = NULL,
-            finished_at = CASE WHEN i.attempts < i.max_attempts THEN NULL ELSE v_now END,
-            updated_at  = v_now
-        FROM (
-            SELECT e.id FROM {schema}.items AS e
-            WHERE e.status = 'claimed' AND e.expires_at <= v_now
-            ORDER BY e.expires_at
-            LIMIT p_reap_limit
-            FOR UPDATE SKIP LOCKED
-        ) AS expired
-        WHERE i.id = expired.id
-        RETURNING i.id, i.queue, i.status, i.attempts, i.token, i.worker, i.last_error, i.history
-    ),
-    logged AS (
-        INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker, error)
-        SELECT r.id, 'expired', v_now, r.attempts, r.status, r.token, r.worker, r.last_error
-        FROM reaped AS r WHERE r.history
-    )
-    INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
-    SELECT r.queue, 'dead', pg_backend_pid() % 64, count(*)
-    FROM reaped AS r WHERE r.status = 'dead'
-    GROUP BY r.queue ORDER BY r.queue
-    ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n;
+    -- dead count of those that had no attempt left. Guarded by a probe of the front of
+    -- items_leases: nearly always nothing has expired, and the probe costs less than starting
+    -- the three-part statement.
+    IF EXISTS (SELECT FROM {schema}.items AS e
+               WHERE e.status = 'claimed' AND e.expires_at <= v_now) THEN
+        WITH reaped AS (
+            UPDATE {schema}.items AS i
+            SET status      = CASE WHEN i.attempts < i.max_attempts THEN 'queued' ELSE 'dead' END,
+                last_error  = 'lease expired (worker ' || coalesce(i.worker, '?') || ', token '
+                              || i.token || ')',
+                expires_at  = NULL,
+                finished_at = CASE WHEN i.attempts < i.max_attempts THEN NULL ELSE v_now END,
+                updated_at  = v_now
+            FROM (
+                SELECT e.id FROM {schema}.items AS e
+                WHERE e.status = 'claimed' AND e.expires_at <= v_now
+                ORDER BY e.expires_at
+                LIMIT p_reap_limit
+                FOR UPDATE SKIP LOCKED
+            ) AS expired
+            WHERE i.id = expired.id
+            RETURNING i.id, i.queue, i.status, i.attempts, i.token, i.worker, i.last_error, i.history
+        ),
+        logged AS (
+            INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker, error)
+            SELECT r.id, 'expired', v_now, r.attempts, r.status, r.token, r.worker, r.last_error
+            FROM reaped AS r WHERE r.history
+        )
+        INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
+        SELECT r.queue, 'dead', pg_backend_pid() % 64, count(*)
+        FROM reaped AS r WHERE r.status = 'dead'
+        GROUP BY r.queue ORDER BY r.queue
+        ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n;
+    END IF;
 
     -- Step 2, the claim (a fresh snapshot: it sees the items step 1 queued), with a `claimed`
     -- event per leased item that keeps history.
@@ -114,15 +130,17 @@ BEGIN
             FOR UPDATE SKIP LOCKED
         ),
         tokens AS MATERIALIZED (
-            SELECT picked.id, nextval('{schema}.token_seq') AS token FROM picked
+            SELECT array_agg(picked.id) AS ids,
+                   array_agg(nextval('{schema}.token_seq')) AS tokens
+            FROM picked
         ),
         claimed AS (
             UPDATE {schema}.items AS i
-            SET status = 'claimed', token = tokens.token, attempts = i.attempts + 1,
-                worker = p_worker, expires_at = v_now + p_lease, lease_length = p_lease,
-                updated_at = v_now
-            FROM tokens
-            WHERE i.id = tokens.id
+            SET status = 'claimed', token = t.tokens[array_position(t.ids, i.id)],
+                attempts = i.attempts + 1, worker = p_worker, expires_at = v_now + p_lease,
+                lease_length = p_lease, updated_at = v_now
+            FROM tokens AS t
+            WHERE i.id = ANY((SELECT tokens.ids FROM tokens)::bigint[])
             RETURNING i.id, i.queue, i.payload, i.token, i.attempts, i.max_attempts,
                       i.expires_at, i.history
         ),
@@ -143,15 +161,17 @@ BEGIN
             FOR UPDATE SKIP LOCKED
         ),
         tokens AS MATERIALIZED (
-            SELECT picked.id, nextval('{schema}.token_seq') AS token FROM picked
+            SELECT array_agg(picked.id) AS ids,
+                   array_agg(nextval('{schema}.token_seq')) AS tokens
+            FROM picked
         ),
         claimed AS (
             UPDATE {schema}.items AS i
-            SET status = 'claimed', token = tokens.token, attempts = i.attempts + 1,
-                worker = p_worker, expires_at = v_now + p_lease, lease_length = p_lease,
-                updated_at = v_now
-            FROM tokens
-            WHERE i.id = tokens.id
+            SET status = 'claimed', token = t.tokens[array_position(t.ids, i.id)],
+                attempts = i.attempts + 1, worker = p_worker, expires_at = v_now + p_lease,
+                lease_length = p_lease, updated_at = v_now
+            FROM tokens AS t
+            WHERE i.id = ANY((SELECT tokens.ids FROM tokens)::bigint[])
             RETURNING i.id, i.queue, i.payload, i.token, i.attempts, i.max_attempts,
                       i.expires_at, i.history
         ),
@@ -189,6 +209,7 @@ RETURNS TABLE (
     max_attempts integer, expires_at timestamptz
 )
 LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -206,8 +227,11 @@ BEGIN
                 ended_token = i.token, ended_op = 'complete', ended_status = 'done',
                 finished_at = v_now, updated_at = v_now
             FROM d
+            -- The fence as one CASE: neither an index condition nor items_leases' predicate,
+            -- so the planner finds each row by primary key from `d` instead of walking every
+            -- live lease in items_leases (which it picks when statistics say few are live).
             WHERE i.id = d.id AND i.token = d.token AND i.worker = d.worker
-              AND i.status = 'claimed' AND i.expires_at > v_now
+              AND CASE WHEN i.status = 'claimed' THEN i.expires_at > v_now ELSE false END
             RETURNING i.id, i.queue, i.token, i.attempts, i.worker, i.history
         ),
         logged AS (
