@@ -72,16 +72,19 @@ def test_admin_actions_are_recorded(queue: Any) -> None:
     queue.requeue(dead_id, now=at(2))
     assert kinds(queue, dead_id) == ["claimed", "failed", "requeued"]
     requeued = queue.history(dead_id)[-1]
-    assert (requeued.status, requeued.token, requeued.worker, requeued.at) == (
+    # attempt: the item's count right after the change (a requeue resets it)
+    assert (requeued.status, requeued.token, requeued.worker, requeued.at, requeued.attempt) == (
         Status.QUEUED,
         None,
         None,
         at(2),
+        0,
     )
     other = queue.enqueue("other", 2, now=at(0))
     queue.cancel(other, now=at(3))
     assert kinds(queue, other) == ["cancelled"]
-    assert queue.history(other)[0].status == Status.CANCELLED
+    cancelled = queue.history(other)[0]
+    assert (cancelled.status, cancelled.attempt) == (Status.CANCELLED, 0)
 
 
 def test_refused_and_repeated_calls_write_nothing(queue: Any) -> None:

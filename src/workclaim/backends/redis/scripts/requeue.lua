@@ -8,8 +8,7 @@ local now = clock()
 local id = arg_int(3, 'id', 1, MAX_SAFE)
 local max_attempts = arg_int(4, 'max_attempts', 1, 1000000, true)
 local ik = key('item', int(id))
-local f = redis.call('HMGET', ik, 'status', 'queue', 'priority', 'dedupe_key', 'attempts',
-  'history')
+local f = redis.call('HMGET', ik, 'status', 'queue', 'priority', 'dedupe_key', 'history')
 if not f[1] then return {0} end
 if f[1] ~= 'dead' then return {3, f[1]} end
 local queue = f[2]
@@ -24,6 +23,6 @@ if max_attempts then redis.call('HSET', ik, 'max_attempts', int(max_attempts)) e
 redis.call('ZREM', key('dead', queue), int(id))
 place(id, queue, tonumber(f[3]), now, now)
 move(int(id), queue, 'dead', 'queued')
-note(int(id), f[6], 'requeued', now, tonumber(f[5]), 'queued')
+note(int(id), f[5], 'requeued', now, 0, 'queued')
 wake()
 return {1}

@@ -26,7 +26,7 @@ CREATE TABLE workclaim_history (
 ) WITHOUT ROWID;
 
 -- attempt: the lease's for lease events (old.attempts, since release gives its attempt back),
--- the new count for a claim, and the count the item had for requeued/cancelled.
+-- the new count for a claim and a requeue (0), the count the item had for the others.
 -- token/worker: the lease's; none for the admin events requeued and cancelled.
 CREATE TRIGGER workclaim_items_history
 AFTER UPDATE OF last_event ON workclaim_items
@@ -38,7 +38,7 @@ BEGIN
         coalesce((SELECT max(seq) FROM workclaim_history WHERE item_id = new.id), 0) + 1,
         new.last_event,
         new.updated_at,
-        CASE WHEN new.last_event = 'claimed' THEN new.attempts ELSE old.attempts END,
+        CASE WHEN new.last_event IN ('claimed', 'requeued') THEN new.attempts ELSE old.attempts END,
         new.status,
         CASE WHEN new.last_event IN ('requeued', 'cancelled') THEN NULL ELSE new.token END,
         CASE WHEN new.last_event IN ('requeued', 'cancelled') THEN NULL ELSE new.worker END,
