@@ -113,8 +113,8 @@ class HistoryEvent:
     state change it records, and pruned with the item.
 
     `attempt` is the attempt the event belongs to (the lease's for lease events, the item's
-    attempt count right after the change for `requeued` (0) and `cancelled`); `status` is the item's status right after it;
-    `token` and `worker` are the lease's (None when no lease was involved); `error` is set for
+    attempt count right after the change for `requeued` (0) and `cancelled`); `status` is the
+    item's status right after it; `token` and `worker` are the lease's (None when no lease was involved); `error` is set for
     `failed` and `expired`.
     """
 
