@@ -114,8 +114,8 @@ class HistoryEvent:
 
     `attempt` is the attempt the event belongs to (the lease's for lease events, the item's
     attempt count right after the change for `requeued` (0) and `cancelled`); `status` is the
-    item's status right after it; `token` and `worker` are the lease's (None when no lease was involved); `error` is set for
-    `failed` and `expired`.
+    item's status right after it; `token` and `worker` are the lease's (None when no lease was
+    involved); `error` is set for `failed` and `expired`.
     """
 
     item_id: int
