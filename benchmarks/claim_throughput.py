@@ -140,11 +140,12 @@ def add_done_rows(url: str, n: int) -> None:
         conn.execute(sql.SQL("VACUUM ANALYZE {}.items").format(s))
 
 
-def prefill_workclaim(url: str, n: int, done_rows: int) -> None:
-    from workclaim import Queue
+def prefill_workclaim(url: str, n: int, done_rows: int, history: bool = True) -> None:
+    """Fresh items for a run; `history` is stored per item, so the workers obey it."""
+    from workclaim import Queue, Settings
 
     reset_workclaim(url)
-    with Queue(url) as q:
+    with Queue(url, settings=Settings(history=history)) as q:
         if done_rows:
             add_done_rows(url, done_rows)
         for start in range(0, n, 1000):
@@ -247,10 +248,10 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
 
 
 def run_once(
-    kind: str, url: str, workers: int, batch: int, items: int, done_rows: int
+    kind: str, url: str, workers: int, batch: int, items: int, done_rows: int, history: bool = True
 ) -> RunResult:
     if kind in ("workclaim", "fused"):
-        prefill_workclaim(url, items, done_rows)
+        prefill_workclaim(url, items, done_rows, history)
     else:
         module_for(url).prefill(url, items)
     ctx = mp.get_context("spawn")
@@ -365,7 +366,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, loads: list[f
         return f"{row[key]:.2f}" if key in row else ""
 
     lines = [
-        f"{args.items} items, medians of {args.reps} rep(s); load average (1 min) {loads}.",
+        f"{args.items} items, medians of {args.reps} rep(s), workclaim history {args.history}; "
+        f"load average (1 min) {loads}.",
         "",
         "| store | kind | workers | batch | items/s | p50 ms | p95 ms | p99 ms | thr/raw "
         "| p95/raw | thr/raw1 | dup | missing |",
@@ -399,6 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         "--kinds", default="workclaim,fused,raw", help="workclaim, fused, raw (comma-separated)"
     )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline")
+    parser.add_argument(
+        "--history",
+        choices=("on", "off"),
+        default="on",
+        help="workclaim's per-item attempt history (default on, as in Settings)",
+    )
     parser.add_argument("--markdown", default="bench-results/claim_throughput.md")
     parser.add_argument("--json", default="bench-results/claim_throughput.json")
     args = parser.parse_args(argv)
@@ -429,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
             for rep in range(args.reps):
                 for kind, batch in plan:
                     try:
-                        r = run_once(kind, url, w, batch, args.items, args.done_rows)
+                        r = run_once(
+                            kind, url, w, batch, args.items, args.done_rows, args.history == "on"
+                        )
                     except RuntimeError as exc:
                         print(f"  run failed, left out: {exc}", file=sys.stderr)
                         failed += 1
