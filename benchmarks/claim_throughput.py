@@ -247,23 +247,18 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
     out.put(("ok", (start, end, latencies, got, retries)))
 
 
-def run_once(
-    kind: str, url: str, workers: int, batch: int, items: int, done_rows: int, history: bool = True
-) -> RunResult:
-    if kind in ("workclaim", "fused"):
-        prefill_workclaim(url, items, done_rows, history)
-    else:
-        module_for(url).prefill(url, items)
+def run_spawned(target: Any, args: tuple[Any, ...], workers: int, *, what: str) -> list[Any]:
+    """Start `workers` spawn processes running `target(*args, barrier, out)`, released together
+    by the barrier; return the result each put on `out` as ("ok", result). Raises if any
+    reported an error or died without a word (never waits for it)."""
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers)
     out = ctx.Queue()
-    procs = [
-        ctx.Process(target=_worker, args=(kind, url, batch, barrier, out)) for _ in range(workers)
-    ]
+    procs = [ctx.Process(target=target, args=(*args, barrier, out)) for _ in range(workers)]
     for p in procs:
         p.start()
     reports = []
-    while len(reports) < len(procs):  # never wait for a worker that died without a word
+    while len(reports) < len(procs):
         try:
             reports.append(out.get(timeout=1))
         except queue_module.Empty:
@@ -273,10 +268,21 @@ def run_once(
         p.join(60)
     failures = [detail for status, detail in reports if status != "ok"]
     if failures:
-        raise RuntimeError(f"{len(failures)} {kind} worker(s) failed: {failures[0]}")
+        raise RuntimeError(f"{len(failures)} {what} worker(s) failed: {failures[0]}")
+    return [result for _, result in reports]
+
+
+def run_once(
+    kind: str, url: str, workers: int, batch: int, items: int, done_rows: int, history: bool = True
+) -> RunResult:
+    if kind in ("workclaim", "fused"):
+        prefill_workclaim(url, items, done_rows, history)
+    else:
+        module_for(url).prefill(url, items)
+    reports = run_spawned(_worker, (kind, url, batch), workers, what=kind)
     starts, ends, lat, ids = [], [], [], []
     retries = 0
-    for _, (start, end, latencies, got, errors) in reports:
+    for start, end, latencies, got, errors in reports:
         starts.append(start)
         ends.append(end)
         lat.extend(latencies)

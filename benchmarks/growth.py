@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import queue as queue_module
 import statistics
 import sys
 import time
@@ -39,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.claim_throughput import reset_workclaim
+from benchmarks.claim_throughput import reset_workclaim, run_spawned
 
 from workclaim import Queue, Settings
 from workclaim._time import now_micros
@@ -155,27 +153,10 @@ def measure(url: str, items: int, workers: int, history: bool) -> dict[str, floa
     with Queue(url, settings=Settings(history=history)) as q:
         for start in range(0, items, 1000):
             q.enqueue_many(QUEUE, [{}] * min(1000, items - start))
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(workers)
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, barrier, out)) for _ in range(workers)]
-    for p in procs:
-        p.start()
-    reports: list[Any] = []
-    while len(reports) < workers:
-        try:
-            reports.append(out.get(timeout=1))
-        except queue_module.Empty:
-            if not any(p.is_alive() for p in procs) and out.empty():
-                reports.append(("error", "a worker exited without reporting"))
-    for p in procs:
-        p.join(60)
-    failures = [detail for status, detail in reports if status != "ok"]
-    if failures:
-        raise RuntimeError(f"{len(failures)} worker(s) failed: {failures[0]}")
-    lat = [x for _, (_, _, ls, _) in reports for x in ls]
-    done = sum(d for _, (_, _, _, d) in reports)
-    seconds = max(r[1][1] for r in reports) - min(r[1][0] for r in reports)
+    reports = run_spawned(_worker, (url,), workers, what="growth")
+    lat = [x for _, _, ls, _ in reports for x in ls]
+    done = sum(d for _, _, _, d in reports)
+    seconds = max(r[1] for r in reports) - min(r[0] for r in reports)
     if done != items:
         raise RuntimeError(f"{done} items completed, {items} expected")
     return {
