@@ -1,15 +1,26 @@
 # Two commands do everything: `make demo` (the main job, on embedded SQLite) and `make test`.
+# Every install comes from the lock: uv.lock for the project, benchmarks/peers/requirements.txt
+# for the peer benchmark. pyproject.toml keeps the lower bounds users install against.
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LATEST := .venv-latest
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test soak lint install clean peers
+.PHONY: demo test soak lint install clean peers deps-upgrade test-latest
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# uv itself, pinned, in a virtualenv of its own (it is not part of the project's environment).
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --quiet --frozen --extra dev --python $(PYTHON)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -17,17 +28,37 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/workclaim demo
 
+LINT_PATHS := src tests benchmarks
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy --strict src
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Refresh both locks to the newest releases the ranges allow (then run `make test` and commit).
+deps-upgrade: | $(UV)
+	$(UV) lock --upgrade
+	$(UV) pip compile --quiet --upgrade --universal --python-version 3.11 --generate-hashes \
+		benchmarks/peers/requirements.in pyproject.toml --extra postgres --extra redis --extra bench \
+		-o benchmarks/peers/requirements.txt
+
+# Lint and test against the newest releases the ranges allow, in a separate virtualenv (not in CI:
+# it tells you what the next `make deps-upgrade` breaks).
+test-latest: | $(UV)
+	rm -rf $(LATEST)
+	$(UV) venv --quiet --python $(PYTHON) $(LATEST)
+	$(UV) pip install --quiet --python $(LATEST)/bin/python --upgrade -e '.[dev]'
+	$(LATEST)/bin/ruff check $(LINT_PATHS)
+	$(LATEST)/bin/ruff format --check $(LINT_PATHS)
+	$(LATEST)/bin/mypy --strict src
+	$(LATEST)/bin/python -m pytest
+
 # The peer benchmark (issue 8): its own virtualenv, then the full default run (PEERS_ARGS to narrow).
-peers:
-	bash benchmarks/peers/setup.sh
+peers: | $(UV)
+	UV=$(UV) bash benchmarks/peers/setup.sh
 	benchmarks/peers/.venv/bin/python benchmarks/peers/run.py $(PEERS_ARGS)
 
 # The full fault matrix (bounded in time); prints the fault table, writes bench-results/soak.json.
@@ -35,4 +66,4 @@ soak: $(STAMP)
 	$(BIN)/python -m pytest tests/faults --soak -m faults -p no:cacheprovider -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

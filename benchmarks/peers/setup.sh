@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Create benchmarks/peers/.venv (separate from the project's .venv) with the peers from PyPI
-# (pinned with lower bounds in requirements.txt, never vendored) plus workclaim itself.
+# Create benchmarks/peers/.venv (separate from the project's .venv) with the peers from PyPI at the
+# exact versions of requirements.txt (compiled from requirements.in by `make deps-upgrade`, hashes
+# checked), plus workclaim itself, editable, with no dependency of its own beyond that file.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 venv="$here/.venv"
 stamp="$venv/.installed"
+uv="${UV:-$repo/.tools/bin/uv}"
 python="${PYTHON:-python3}"
 if [[ -f "$stamp" && "$stamp" -nt "$here/requirements.txt" && "$stamp" -nt "$repo/pyproject.toml" ]]; then
     exit 0
 fi
-[[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -r "$here/requirements.txt" -e "$repo[postgres,redis,bench]"
+[[ -x "$uv" ]] || make -C "$repo" "${uv#"$repo/"}"
+export UV_PYTHON_DOWNLOADS=never
+[[ -x "$venv/bin/python" ]] || "$uv" venv --quiet --python "$python" "$venv"
+"$uv" pip sync --quiet --python "$venv/bin/python" --require-hashes "$here/requirements.txt"
+"$uv" pip install --quiet --python "$venv/bin/python" --no-deps -e "$repo"
 touch "$stamp"
 echo "peers virtualenv ready: $venv"

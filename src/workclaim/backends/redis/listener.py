@@ -59,7 +59,7 @@ class Listener:
     def _run(self) -> None:
         backoff = _BACKOFF_MIN
         while not self._stop.is_set():
-            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub = self._client.pubsub()
             try:
                 pubsub.subscribe(self._channel)
                 subscribed = False
