@@ -34,6 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy --strict src
+	$(BIN)/lint-imports --no-cache
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
