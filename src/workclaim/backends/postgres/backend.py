@@ -473,7 +473,7 @@ class PostgresBackend:
         now: datetime | None = None,
     ) -> tuple[list[bool], list[Lease]]:
         """See `Backend.complete_and_claim`: one autocommit call of the function of the same
-        name (migration 0003), safe to repeat (a repeated completion counts as done)."""
+        name (migration 0004), safe to repeat (a repeated completion counts as done)."""
         params: dict[str, Any] = {
             "ids": [lease.id for lease, _ in done],
             "tokens": [lease.token for lease, _ in done],

@@ -39,7 +39,7 @@ FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit
                     %(now)s::timestamptz, %(reap_limit)s::integer)
 
 -- name: complete_and_claim
--- The fused turn (migration 0003): rows with a NULL queue are the completions that count as
+-- The fused turn (migration 0004): rows with a NULL queue are the completions that count as
 -- done, the others the new leases.
 SELECT id, queue, payload, token, attempts, max_attempts, expires_at
 FROM {schema}.complete_and_claim(
