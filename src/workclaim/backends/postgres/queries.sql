@@ -329,10 +329,13 @@ gone AS (
 forgotten AS (
     DELETE FROM {schema}.history AS h USING gone WHERE h.item_id = gone.id AND gone.history
 ),
+-- The one lock order on finished_counts (migration 0004): status DESC (done, dead, cancelled),
+-- then queue, as complete_and_claim takes its done rows before its reap's dead rows. Any other
+-- order can deadlock with it on a shared shard.
 counted AS (
     INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
     SELECT g.queue, g.status, pg_backend_pid() %% 64, -count(*)
-    FROM gone AS g GROUP BY g.queue, g.status ORDER BY g.queue, g.status
+    FROM gone AS g GROUP BY g.queue, g.status ORDER BY g.status DESC, g.queue
     ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
 )
 SELECT count(*) FROM gone
