@@ -7,9 +7,10 @@
 -- done), but the check still saw it claimed, and the turn reported the lease lost although the
 -- item was done under it. `complete` has no such gap: its repeat check is a statement of its own.
 -- Here too it is now a statement of its own: at READ COMMITTED each statement of a VOLATILE
--- function takes a fresh snapshot, which sees that commit. It reports the leases completed now
--- as well (their rows now carry ended_token and ended_op), so it is the turn's one source of
--- completion rows, at the cost of the primary-key probes the old UNION branch made anyway.
+-- function takes a fresh snapshot, which sees that commit. It runs only when the UPDATE left
+-- some lease unchanged, and then also reports the leases completed now (their rows carry
+-- ended_token and ended_op by then); when every lease was completed, the turn returns them
+-- as given, without the primary-key probes the old UNION branch made on every turn.
 --
 -- Lock order on finished_counts (one order everywhere, so two statements of the same shard never
 -- deadlock): rows of status 'done', then 'dead', then 'cancelled' (status DESC), each status by
@@ -37,6 +38,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_now timestamptz := coalesce(p_now, clock_timestamp());
+    v_changed bigint;
 BEGIN
     IF cardinality(p_ids) > 0 THEN
         WITH d AS MATERIALIZED (
@@ -60,22 +62,34 @@ BEGIN
             INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker)
             SELECT c.id, 'completed', v_now, c.attempts, 'done', c.token, c.worker
             FROM changed AS c WHERE c.history
+        ),
+        -- Lock order: the 'done' rows, by queue (see the header). The GROUP BY reads all of
+        -- `changed` first, so the item rows are locked before any counter row.
+        counted AS (
+            INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
+            SELECT c.queue, 'done', pg_backend_pid() % 64, count(*)
+            FROM changed AS c GROUP BY c.queue ORDER BY c.queue
+            ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
         )
-        -- Lock order: the 'done' rows, by queue (see the header).
-        INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
-        SELECT c.queue, 'done', pg_backend_pid() % 64, count(*)
-        FROM changed AS c GROUP BY c.queue ORDER BY c.queue
-        ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n;
+        SELECT count(*) INTO v_changed FROM changed;
 
-        -- A fresh snapshot: the leases completed just now and those whose completion committed
-        -- earlier, also while the UPDATE above waited for the row (a repeat, as for `complete`).
-        -- A stale lease gets no row.
-        RETURN QUERY
-        SELECT i.id, NULL::text, NULL::json, i.ended_token, NULL::integer, NULL::integer,
-               NULL::timestamptz
-        FROM {schema}.items AS i
-        JOIN unnest(p_ids, p_tokens) AS d (id, token) ON i.id = d.id
-        WHERE i.ended_token = d.token AND i.ended_op = 'complete';
+        IF v_changed = cardinality(p_ids) THEN
+            -- The usual turn: every lease was completed just now, nothing to look up.
+            RETURN QUERY
+            SELECT u.id, NULL::text, NULL::json, u.token, NULL::integer, NULL::integer,
+                   NULL::timestamptz
+            FROM unnest(p_ids, p_tokens) AS u (id, token);
+        ELSE
+            -- A fresh snapshot: the leases completed just now and those whose completion
+            -- committed earlier, also while the UPDATE above waited for the row (a repeat, as
+            -- for `complete`). A stale lease gets no row.
+            RETURN QUERY
+            SELECT i.id, NULL::text, NULL::json, i.ended_token, NULL::integer, NULL::integer,
+                   NULL::timestamptz
+            FROM {schema}.items AS i
+            JOIN unnest(p_ids, p_tokens) AS u (id, token) ON i.id = u.id
+            WHERE i.ended_token = u.token AND i.ended_op = 'complete';
+        END IF;
     END IF;
     IF p_limit > 0 THEN
         RETURN QUERY
