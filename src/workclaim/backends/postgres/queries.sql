@@ -5,6 +5,12 @@
 -- Time: every statement reads the clock once, in the one-row CTE `clock`:
 -- coalesce(%(now)s, clock_timestamp()), the database's clock unless a test injects `now`.
 -- Durations arrive as intervals (Python timedelta, whole microseconds).
+--
+-- Lock order on finished_counts, the same in every statement and function (migration 0004), so
+-- two sessions of one shard never deadlock: item rows first (or skipped with SKIP LOCKED), then
+-- counter rows by status DESC ('done', 'dead', 'cancelled'), each status by queue. Statements
+-- that touch one counter row (complete, fail, cancel, requeue) keep it trivially; purge and
+-- complete_and_claim (its completions, then the claim's reap) say so beside their SQL.
 
 -- name: migrations_table
 -- The version record; created before any migration runs, under the advisory lock.
