@@ -65,13 +65,20 @@ def _application_name(url: str) -> str:
 
 
 def _pool_pid(url: str, holder: psycopg.Connection[Any]) -> int:
-    """The server process of the queue's one pooled connection (pool_size=1)."""
+    """The server process of the queue's one pooled connection (pool_size=1). A connection
+    closed just before (the queue's first, direct one) may linger a moment: wait it out."""
+    deadline = time.monotonic() + BLOCKED_WITHIN
     with connect(url) as probe:
-        rows = probe.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
-            "AND pid NOT IN (pg_backend_pid(), %s)",
-            (_application_name(url), holder.info.backend_pid),
-        ).fetchall()
+        probe.autocommit = True
+        while True:
+            rows = probe.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                "AND pid NOT IN (pg_backend_pid(), %s)",
+                (_application_name(url), holder.info.backend_pid),
+            ).fetchall()
+            if len(rows) == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
     assert len(rows) == 1, rows
     return int(rows[0][0])
 
@@ -227,7 +234,7 @@ def test_a_failed_retention_purge_does_not_fail_the_claim(
         old, waiting = q.enqueue_many("jobs", [1, 2], now=past)
         [lease] = q.claim("jobs", worker="w", lease=600, now=past)
         q.complete(lease, now=past)  # finished an hour ago: past a minute's retention
-    hurried = Settings(timeout=1, retention_seconds=60)
+    hurried = Settings(timeout=2, retention_seconds=60)
     with Queue(own_url, settings=hurried) as q:
         shard = _pool_pid(own_url, holder) % 64
         holder.execute(  # the done counter row of the claim's shard, held open
