@@ -8,6 +8,7 @@ pool of its own and awaits wake-ups on events, so a long `wait` holds no thread.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +22,7 @@ from typing import Any, Self, TypeVar
 from workclaim import logs
 from workclaim.backends import Backend, NewItem, open_backend
 from workclaim.config import Settings
-from workclaim.errors import ItemNotFound, LeaseLost, ValidationError
+from workclaim.errors import BackendError, ItemNotFound, LeaseLost, ValidationError
 from workclaim.logs import EVENTS, HOT, NOTABLE
 from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.validation import (
@@ -40,6 +41,8 @@ from workclaim.validation import (
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger("workclaim")
 
 PRUNE_EVERY_SECONDS = 60.0
 PRUNE_BATCH = 1_000
@@ -434,7 +437,12 @@ class Queue:
         return count
 
     def _maybe_prune(self) -> None:
-        """Delete a bounded batch of items past retention, at most once a minute per queue."""
+        """Delete a bounded batch of items past retention, at most once a minute per queue.
+
+        It runs inside a claim, and housekeeping must never fail the claim: a store error here
+        (a lock wait past the deadline, a deadlock, a store that is down) is logged and the
+        batch is tried again a minute later; the claim goes on and meets the store itself.
+        """
         retention = self.settings.retention_seconds
         if retention <= 0:
             return
@@ -443,7 +451,15 @@ class Queue:
             return
         try:
             self._next_prune = clock + PRUNE_EVERY_SECONDS
-            count = self.backend.purge(None, older_than_seconds=retention, limit=PRUNE_BATCH)
+            try:
+                count = self.backend.purge(None, older_than_seconds=retention, limit=PRUNE_BATCH)
+            except BackendError as exc:
+                log.warning(
+                    "retention: pruning finished items failed (%s); skipped, retried in %.0f s",
+                    exc,
+                    PRUNE_EVERY_SECONDS,
+                )
+                return
             if count and EVENTS.isEnabledFor(NOTABLE):
                 logs.event(
                     NOTABLE, "prune", item_id=None, queue=None, outcome="deleted", count=count

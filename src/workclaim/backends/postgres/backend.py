@@ -9,6 +9,8 @@ gives `BackendUnavailable` within that deadline, never a hang.
 URL options (query string, removed before connecting; everything else goes to libpq):
 `schema` (default `workclaim`: every table lives in it, so applications can share a database),
 `pool_size` (most connections this process opens, default 10).
+
+Opening checks that the server flushes commits before acknowledging them (see durability.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from workclaim._time import seconds_to_micros
 from workclaim.backends._queryfile import list_files, load_queries, load_text
 from workclaim.backends.base import Backend, NewItem
 from workclaim.backends.postgres.deadline import Watchdog
+from workclaim.backends.postgres.durability import check_durability
 from workclaim.backends.postgres.errors import translate
 from workclaim.backends.postgres.listener import Listener
 from workclaim.backends.wakeup import Wakeup
@@ -209,9 +212,14 @@ class PostgresBackend:
         )
         try:
             # One direct connection first: a wrong host, database or password fails here at
-            # once with libpq's own reason, not after the pool's retries run out.
-            psycopg.connect(self.conninfo, autocommit=True).close()
+            # once with libpq's own reason, not after the pool's retries run out. It also
+            # checks the session's durability settings, once per open (never on a call).
+            with psycopg.connect(self.conninfo, autocommit=True) as first:
+                check_durability(first, strict=settings.strict_durability)
             self._pool.open(wait=True, timeout=settings.timeout)
+        except ConfigError:
+            self._pool.close()
+            raise
         except psycopg.Error as exc:
             self._pool.close()
             reason = " ".join(str(exc).split())
@@ -473,7 +481,7 @@ class PostgresBackend:
         now: datetime | None = None,
     ) -> tuple[list[bool], list[Lease]]:
         """See `Backend.complete_and_claim`: one autocommit call of the function of the same
-        name (migration 0003), safe to repeat (a repeated completion counts as done)."""
+        name (migration 0004), safe to repeat (a repeated completion counts as done)."""
         params: dict[str, Any] = {
             "ids": [lease.id for lease, _ in done],
             "tokens": [lease.token for lease, _ in done],

@@ -5,6 +5,12 @@
 -- Time: every statement reads the clock once, in the one-row CTE `clock`:
 -- coalesce(%(now)s, clock_timestamp()), the database's clock unless a test injects `now`.
 -- Durations arrive as intervals (Python timedelta, whole microseconds).
+--
+-- Lock order on finished_counts, the same in every statement and function (migration 0004), so
+-- two sessions of one shard never deadlock: item rows first (or skipped with SKIP LOCKED), then
+-- counter rows by status DESC ('done', 'dead', 'cancelled'), each status by queue. Statements
+-- that touch one counter row (complete, fail, cancel, requeue) keep it trivially; purge and
+-- complete_and_claim (its completions, then the claim's reap) say so beside their SQL.
 
 -- name: migrations_table
 -- The version record; created before any migration runs, under the advisory lock.
@@ -39,7 +45,7 @@ FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit
                     %(now)s::timestamptz, %(reap_limit)s::integer)
 
 -- name: complete_and_claim
--- The fused turn (migration 0003): rows with a NULL queue are the completions that count as
+-- The fused turn (migration 0004): rows with a NULL queue are the completions that count as
 -- done, the others the new leases.
 SELECT id, queue, payload, token, attempts, max_attempts, expires_at
 FROM {schema}.complete_and_claim(
@@ -329,10 +335,13 @@ gone AS (
 forgotten AS (
     DELETE FROM {schema}.history AS h USING gone WHERE h.item_id = gone.id AND gone.history
 ),
+-- The one lock order on finished_counts (migration 0004): status DESC (done, dead, cancelled),
+-- then queue, as complete_and_claim takes its done rows before its reap's dead rows. Any other
+-- order can deadlock with it on a shared shard.
 counted AS (
     INSERT INTO {schema}.finished_counts AS f (queue, status, shard, n)
     SELECT g.queue, g.status, pg_backend_pid() %% 64, -count(*)
-    FROM gone AS g GROUP BY g.queue, g.status ORDER BY g.queue, g.status
+    FROM gone AS g GROUP BY g.queue, g.status ORDER BY g.status DESC, g.queue
     ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
 )
 SELECT count(*) FROM gone

@@ -4,24 +4,19 @@ workclaim's full promise needs `appendonly yes` with `appendfsync always` (every
 script is on disk before the reply) and `maxmemory-policy noeviction` (Redis never drops a key
 to make room). An evicting policy is refused outright: it can silently delete items and leases.
 Weaker persistence is logged once per server (a `workclaim` logger warning), or refused when
-`Settings.strict_durability` is set. Where `CONFIG GET` is refused (managed Redis, ACLs), the
-settings come from `INFO persistence` / `INFO memory`, which do not show `appendfsync`.
+`Settings.strict_durability` is set (the policy in `backends/durability.py`). Where `CONFIG GET`
+is refused (managed Redis, ACLs), the settings come from `INFO persistence` / `INFO memory`,
+which do not show `appendfsync`.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from dataclasses import dataclass
 
 import redis
 
+from workclaim.backends.durability import enforce
 from workclaim.errors import ConfigError
-
-log = logging.getLogger("workclaim")
-
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +95,9 @@ def check_durability(durability: Durability, *, strict: bool, server: str) -> No
             f"strict_durability is set and the maxmemory-policy of Redis at {server} could not "
             "be read; allow CONFIG GET or INFO for workclaim's user, or turn strict_durability off"
         )
-    if durability.full:
-        return
-    loses = durability.what_a_crash_loses()
-    if strict:
-        raise ConfigError(
-            f"strict_durability is set and Redis at {server} is not durable: {loses}; "
-            "set appendonly yes and appendfsync always, or turn strict_durability off"
-        )
-    with _warned_lock:
-        if server in _warned:
-            return
-        _warned.add(server)
-    log.warning(
-        "Redis at %s: %s (set appendonly yes and appendfsync always for the full promise)",
-        server,
-        loses,
+    enforce(
+        f"Redis at {server}",
+        None if durability.full else durability.what_a_crash_loses(),
+        fix="set appendonly yes and appendfsync always",
+        strict=strict,
     )
