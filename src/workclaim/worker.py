@@ -496,7 +496,7 @@ class Worker:
             renewed = self.source.heartbeat(ctx.lease)
         except LeaseLost:
             with self._cond:
-                if running.finishing:  # completed meanwhile: that ended the lease, not a loss
+                if running.finishing or running.released:  # we ended the lease: not a loss
                     return
                 self._lose(ctx, "(heartbeat refused)")  # under the lock: _work sees it set
             return
