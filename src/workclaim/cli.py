@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -69,11 +71,21 @@ EXIT_UNREACHABLE = 3
 # Commands that run for long and log as they go (INFO by default); others log warnings only.
 LONG_RUNNING = frozenset({"serve", "worker"})
 
-# Modules that add their own commands with `register(app)`; missing ones are skipped.
-COMMAND_MODULES = (
-    "workclaim.bench.cli",
-    "workclaim.server.cli",
-    "workclaim.worker_cli",
+
+@dataclass(frozen=True)
+class Part:
+    """A module that adds its own commands with `register(app)`, and the optional extra its
+    imports need (None: nothing optional, so any ImportError there is a bug to show)."""
+
+    module: str
+    commands: tuple[str, ...]
+    extra: str | None
+
+
+PARTS = (
+    Part("workclaim.bench.cli", ("bench", "demo"), "bench"),
+    Part("workclaim.server.cli", ("serve", "token"), "server"),
+    Part("workclaim.worker_cli", ("worker",), None),
 )
 
 
@@ -282,18 +294,58 @@ def migrate(db: DbOption = DEFAULT_DB) -> None:
     console.print("schema is up to date")
 
 
-def _register_parts() -> None:
-    for name in COMMAND_MODULES:
+def register_parts(target: typer.Typer, parts: Sequence[Part] = PARTS) -> None:
+    """Add each part's commands. A part whose optional package is not installed still gets its
+    commands, which say which extra to install; any other ImportError (one inside workclaim,
+    or from a package that is installed but broken) is raised, never hidden."""
+    for part in parts:
         try:
-            module = importlib.import_module(name)
+            module = importlib.import_module(part.module)
         except ImportError as exc:
-            if exc.name is not None and exc.name.startswith("workclaim"):
-                continue  # that part is not in this version
-            continue  # its optional dependency is missing; the part explains itself when used
-        module.register(app)
+            missing = missing_package(exc)
+            if part.extra is None or missing is None:
+                raise
+            for command in part.commands:
+                _add_stand_in(target, command, part.extra, missing)
+            continue
+        module.register(target)
 
 
-_register_parts()
+def missing_package(exc: ImportError) -> str | None:
+    """The third-party package whose absence raised `exc`, or None if `exc` is anything else."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.partition(".")[0]
+    if top == "workclaim":
+        return None
+    try:
+        installed = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        installed = True  # there, but broken: not a missing extra
+    return None if installed else top
+
+
+def _add_stand_in(target: typer.Typer, command: str, extra: str, missing: str) -> None:
+    """`workclaim COMMAND ...` that only says which extra to install (any arguments)."""
+    install = f"pip install 'workclaim[{extra}]'"
+
+    def stand_in() -> None:
+        fail(
+            f"`workclaim {command}` needs the {extra} extra ({missing} is not installed): {install}"
+        )
+
+    target.command(
+        command,
+        help=escape(f"Not installed: {install}"),  # rich would read [extra] as markup
+        context_settings={
+            "allow_extra_args": True,
+            "ignore_unknown_options": True,
+            "help_option_names": [],
+        },
+    )(stand_in)
+
+
+register_parts(app)
 
 
 def main() -> None:

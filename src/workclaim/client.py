@@ -6,11 +6,16 @@ the same exceptions (409 lease-lost -> `LeaseLost`, 404 -> `ItemNotFound`, 413 -
 `PayloadTooLarge`, 400/422 -> `ValidationError`, 503 -> `BackendUnavailable`). Two additions:
 `AccessDenied` for 401/403, and `worker` may be omitted (the server uses the token's identity).
 
-Every call has a timeout. A call is retried with backoff only when repeating it is safe: any call
-whose connection never opened, and otherwise only idempotent ones (get, stats, heartbeat, and
-complete/release/fail, whose repeat returns the first outcome; and the read-only history, items
-and queues). A claim, complete-and-claim, enqueue (without a dedupe key), cancel, requeue or
-purge is never sent twice.
+Every call has a timeout. A call is retried with backoff only when repeating it is safe whatever
+happened to the first try: any call whose connection never opened (nothing reached the server)
+or that got 429 (refused before doing anything), and otherwise only calls whose repeat changes
+nothing the first did not: the reads (get, stats, history, items, queues), heartbeat (a second
+extension from a later now), and complete/release/fail (fenced by the token: a repeat returns
+the first outcome or `LeaseLost`, and never changes anything). Every other call may have
+committed before its answer was lost, and repeating it could act twice, so it is sent again only
+when its connection never opened: claim and complete-and-claim (a second batch of leases),
+enqueue and enqueue_many (a second item; with a dedupe key too, since the first item may have
+finished and freed its key in between), cancel, requeue and purge.
 
     from workclaim.client import Client
 
@@ -85,7 +90,7 @@ class _Call(Generic[T]):
     parse: Callable[[httpx.Response], T]
     body: Any = None
     params: dict[str, Any] | None = None
-    idempotent: bool = False
+    idempotent: bool = False  # a repeat changes nothing the first try did, whatever came between
     now: datetime | None = None
     extra_timeout: float = 0.0
     lease: Lease | None = None
@@ -247,8 +252,7 @@ class _Calls:
             f"/queues/{queue}/items",
             lambda r: int(r.json()["ids"][0]),
             body=body,
-            idempotent=dedupe_key is not None,
-            now=now,
+            now=now,  # not idempotent even with a dedupe key: see the module docstring
         )
 
     @staticmethod
@@ -521,6 +525,8 @@ class _Settings:
     def should_retry(
         call: _Call[Any], exc: Exception | None, response: httpx.Response | None
     ) -> bool:
+        """Whether `call` may be sent again after `exc` or `response`: only when nothing
+        reached the server, or when a repeat cannot act twice (`call.idempotent`)."""
         if exc is not None:
             if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
                 return True  # nothing reached the server

@@ -8,6 +8,7 @@ pool of its own and awaits wake-ups on events, so a long `wait` holds no thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -65,10 +66,16 @@ class Queue:
         self.backend: Backend = backend or open_backend(url, self.settings)
         self._next_prune = 0.0
         self._prune_lock = threading.Lock()
-        if self.settings.auto_migrate:
-            self.backend.migrate()
-        else:
-            self.backend.verify_schema()
+        try:
+            if self.settings.auto_migrate:
+                self.backend.migrate()
+            else:
+                self.backend.verify_schema()
+        except BaseException:
+            if backend is None:  # ours: nobody else could close its connections and threads
+                with contextlib.suppress(Exception):  # the first error is the one to see
+                    self.backend.close()
+            raise
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:

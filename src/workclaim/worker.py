@@ -112,8 +112,10 @@ class Context:
         return self.lease.attempt
 
     def time_left(self) -> float:
-        """Seconds until the lease expires unless a heartbeat extends it (by this host's
-        monotonic clock, measured from when the claim or last heartbeat returned)."""
+        """Seconds until the lease expires unless a heartbeat extends it, by this host's
+        monotonic clock. Counted from when the claim or last heartbeat was *sent* (the store
+        granted it later), so it errs short, never long: by the call's round trip, or by up to
+        the long-poll wait after a claim that waited for work."""
         return max(0.0, self._deadline - time.monotonic())
 
 
@@ -281,6 +283,7 @@ class Worker:
                 done, self._done = self._done, []
                 poll = not done and (dry or not self.fused)
                 self._polling = poll and self.fused
+            sent = time.monotonic()  # the store grants the leases after this moment
             try:
                 leases = self._claim(want) if poll else self._complete_and_claim(done, want)
             finally:
@@ -294,9 +297,9 @@ class Worker:
             dry = not leases
             for lease in leases:
                 if self._stop.is_set():
-                    self._give_back(lease)
+                    self._give_back(Context(lease=lease))
                 else:
-                    self._start(lease)
+                    self._start(lease, sent)
 
     def _wait_for_turn(self, dry: bool) -> None:
         """Wait (under _cond) until a round trip is worth making: a full batch of capacity is
@@ -371,9 +374,7 @@ class Worker:
             for running in done:
                 lease = running.ctx.lease
                 if (lease.id, lease.token) in refused:
-                    running.ctx.lost.set()
-                    self.lost += 1
-                    log.info("item %d: lease lost before it could be completed", lease.id)
+                    self._lose(running.ctx, "before it could be completed")
                 else:
                     self.completed += 1
                 self._running.pop(lease.id, None)
@@ -388,10 +389,11 @@ class Worker:
                 self._running.pop(running.ctx.lease.id, None)
                 self._cond.notify_all()
 
-    def _start(self, lease: Lease) -> None:
-        now = time.monotonic()
-        ctx = Context(lease=lease, _deadline=now + lease.lease_seconds)
-        running = _Running(ctx=ctx, next_beat=now + self.heartbeat_every)
+    def _start(self, lease: Lease, sent: float) -> None:
+        """Hand a new lease to a handler thread. `sent`: when the claim that brought it was
+        sent; its deadline and first heartbeat count from there, never from the reply."""
+        ctx = Context(lease=lease, _deadline=sent + lease.lease_seconds)
+        running = _Running(ctx=ctx, next_beat=sent + self.heartbeat_every)
         with self._cond:
             self._running[lease.id] = running
         self._jobs.put(running)
@@ -451,9 +453,7 @@ class Worker:
             self.source.fail(lease, value)
             self._count("failed")
         except LeaseLost:
-            ctx.lost.set()
-            self._count("lost")
-            log.info("item %d: lease lost before it could be %sd", lease.id, kind)
+            self._lose(ctx, f"before it could be {kind}d")
         except WorkclaimError as exc:
             log.warning("item %d: could not %s (%s)", lease.id, kind, type(exc).__name__)
 
@@ -461,6 +461,16 @@ class Worker:
         """Add one to a counter (handler threads finish items concurrently)."""
         with self._cond:
             setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def _lose(self, ctx: Context, when: str) -> None:
+        """Mark a lease lost and count it in `lost`: once per lease, whichever of heartbeat,
+        completion, failure or release finds out first."""
+        with self._cond:
+            if ctx.lost.is_set():
+                return
+            ctx.lost.set()
+            self.lost += 1
+        log.info("item %d: lease lost %s", ctx.lease.id, when)
 
     # -- heartbeats ------------------------------------------------------------------------
     def _heartbeats(self) -> None:
@@ -486,10 +496,9 @@ class Worker:
             renewed = self.source.heartbeat(ctx.lease)
         except LeaseLost:
             with self._cond:
-                if running.finishing:  # completed meanwhile: that ended the lease, not a loss
+                if running.finishing or running.released:  # we ended the lease: not a loss
                     return
-            log.info("item %d: lease lost (heartbeat refused)", ctx.lease.id)
-            ctx.lost.set()
+                self._lose(ctx, "(heartbeat refused)")  # under the lock: _work sees it set
             return
         except WorkclaimError as exc:
             log.warning("item %d: heartbeat failed (%s)", ctx.lease.id, type(exc).__name__)
@@ -498,8 +507,8 @@ class Worker:
         with self._cond:
             if running.finishing:  # reported meanwhile: the old lease is the one it was sent with
                 return
-            ctx.lease = renewed
-        ctx._deadline = started + renewed.lease_seconds
+            ctx._deadline = started + renewed.lease_seconds  # from the request, not the reply
+            ctx.lease = renewed  # after the deadline: a handler seeing it sees the new deadline
         running.next_beat = started + self.heartbeat_every
 
     # -- shutdown --------------------------------------------------------------------------
@@ -515,7 +524,8 @@ class Worker:
                 running.released = True
                 running.ctx.stopping.set()
         for running in leftover:
-            self._give_back(running.ctx.lease)
+            if not running.ctx.lost.is_set():  # a lost lease has nothing to give back
+                self._give_back(running.ctx)
             with self._cond:
                 self._running.pop(running.ctx.lease.id, None)
         # Completions or failures already under way: let those calls end (bounded).
@@ -544,11 +554,13 @@ class Worker:
                 if finished() or (time.monotonic() >= deadline and not self._done):
                     return
 
-    def _give_back(self, lease: Lease) -> None:
+    def _give_back(self, ctx: Context) -> None:
+        """Release a lease at shutdown (a refusal means it was lost meanwhile: counted so)."""
+        lease = ctx.lease
         try:
             self.source.release(lease)
             self._count("released")
         except LeaseLost:
-            pass  # already someone else's: nothing to give back
+            self._lose(ctx, "before it could be released")
         except WorkclaimError as exc:
             log.warning("item %d: release failed (%s)", lease.id, type(exc).__name__)

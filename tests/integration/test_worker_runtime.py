@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,3 +122,86 @@ def test_worker_arguments_are_checked(tmp_path: Path) -> None:
         assert not Worker(ClaimOnly(), queues="jobs").fused
         with pytest.raises(ValueError, match="complete_and_claim"):
             Worker(ClaimOnly(), queues="jobs", fused=True)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("found_by", ["heartbeat", "release at shutdown"])
+def test_every_lost_lease_is_counted_once_and_logged(
+    tmp_path: Path, found_by: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="workclaim.worker")
+    with Queue(f"sqlite:///{tmp_path / 'w.db'}") as q:
+        item_id = q.enqueue("jobs", 1)
+        by_heartbeat = found_by == "heartbeat"
+        worker = Worker(
+            q,
+            queues="jobs",
+            lease=2.0 if by_heartbeat else 60.0,
+            heartbeat_fraction=0.05 if by_heartbeat else 0.9,
+            grace=0.0,
+            wait=0.2,
+        )
+
+        @worker.handler
+        def lose_it(ctx: Context) -> int:
+            q.complete(ctx.lease)  # the lease ends behind the runtime's back
+            if by_heartbeat:
+                assert ctx.lost.wait(20)  # a heartbeat finds out; the result is dropped
+            worker.stop()  # otherwise shutdown's release finds out
+            assert (ctx.lost if by_heartbeat else ctx.stopping).wait(20)
+            return 1
+
+        worker.run(install_signals=False)
+        assert q.get(item_id).status is Status.DONE
+    assert (worker.completed, worker.failed, worker.released, worker.lost) == (0, 0, 0, 1)
+    stopped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopped:")]
+    assert stopped == ["stopped: 0 completed, 0 failed, 0 released, 1 lost"]
+
+
+class SlowReplies:
+    """A Queue whose claims and heartbeats answer `delay` seconds after the store granted
+    them (a slow network or a busy server)."""
+
+    def __init__(self, queue: Queue, delay: float) -> None:
+        self.queue, self.delay = queue, delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.queue, name)
+
+    def _late(self, value: Any) -> Any:
+        time.sleep(self.delay)  # the reply is on its way; the lease's time runs already
+        return value
+
+    def claim(self, *args: Any, **kwargs: Any) -> Any:
+        return self._late(self.queue.claim(*args, **kwargs))
+
+    def complete_and_claim(self, *args: Any, **kwargs: Any) -> Any:
+        return self._late(self.queue.complete_and_claim(*args, **kwargs))
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
+        return self._late(self.queue.heartbeat(*args, **kwargs))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fused", [True, False])
+def test_time_left_never_counts_a_slow_reply_as_lease_time(tmp_path: Path, fused: bool) -> None:
+    lease, delay = 6.0, 0.5
+    with Queue(f"sqlite:///{tmp_path / 'w.db'}") as q:
+        q.enqueue("jobs", 1)
+        worker = Worker(SlowReplies(q, delay), queues="jobs", lease=lease, fused=fused, wait=0.2)
+        seen: dict[str, float] = {}
+
+        @worker.handler
+        def measure(ctx: Context) -> None:
+            seen["claimed"] = ctx.time_left()
+            first = ctx.lease.expires_at
+            deadline = time.monotonic() + 20  # only against a hang: heartbeats come every 2 s
+            while ctx.lease.expires_at == first and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen["renewed"] = ctx.time_left()
+            worker.stop()
+
+        worker.run(install_signals=False)
+    # The store started the lease before its reply took `delay`: at least that much is gone.
+    assert seen["claimed"] <= lease - delay
+    assert 0 < seen["renewed"] <= lease - delay
