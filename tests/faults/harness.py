@@ -16,10 +16,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-pytest.importorskip("workclaim.bench.history", reason="the history checker lands with `bench`")
-
 from tests.faults import report
 from tests.faults.effects import EffectStore, EffectSummary
 from tests.faults.worker import Worker, WorkerConfig, enqueue_loop, kill_quietly, run
