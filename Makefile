@@ -30,10 +30,12 @@ demo: $(STAMP)
 
 LINT_PATHS := src tests benchmarks
 
+# mypy checks the tests too, under the same strict settings (pyproject.toml [tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy --strict src
+	$(BIN)/mypy tests
 	$(BIN)/lint-imports --no-cache
 
 test: $(STAMP)
@@ -55,6 +57,7 @@ test-latest: | $(UV)
 	$(LATEST)/bin/ruff check $(LINT_PATHS)
 	$(LATEST)/bin/ruff format --check $(LINT_PATHS)
 	$(LATEST)/bin/mypy --strict src
+	$(LATEST)/bin/mypy tests
 	$(LATEST)/bin/python -m pytest
 
 # The peer benchmark (issue 8): its own virtualenv, then the full default run (PEERS_ARGS to narrow).

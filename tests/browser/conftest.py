@@ -1,8 +1,8 @@
 """Browser tests: headless Debian Chromium (/usr/bin/chromium) driven by Playwright for Python.
 
 Playwright is only the driver here: it never downloads a browser (`.ci/services.sh` installs
-Debian's `chromium`). Locally a missing Chromium or Playwright skips these tests with one line;
-under CI=true it fails them, so CI cannot pass without running them.
+Debian's `chromium`). A missing Chromium or Playwright is `unavailable` (tests/support/missing.py):
+a skip with one line locally, a failure under CI=true, so CI cannot pass without running them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import in_ci
+from tests.support.missing import require, unavailable
 
 CHROMIUM = os.environ.get("WORKCLAIM_CHROMIUM", "/usr/bin/chromium")
 # The flags the machine's probe found necessary: no sandbox as root, and no background traffic
@@ -32,24 +32,15 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "bench-results" / "browser"
 
 
-def _missing(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"browser tests cannot run under CI=true: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium per test module. Not per session: Playwright's sync API keeps an
     event loop on the main thread while it runs, and later tests call `asyncio.run`."""
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("playwright is not installed (pip install -e '.[dev]')")
+    playwright = require("playwright.sync_api", "playwright is not installed (make install)")
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as pw:
+        unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright.sync_playwright() as pw:
         instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield instance

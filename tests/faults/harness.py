@@ -16,10 +16,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-pytest.importorskip("workclaim.bench.history", reason="the history checker lands with `bench`")
-
 from tests.faults import report
 from tests.faults.effects import EffectStore, EffectSummary
 from tests.faults.worker import Worker, WorkerConfig, enqueue_loop, kill_quietly, run
@@ -131,7 +127,7 @@ class FaultRun:
         (never shared: a process stopped or killed while it holds a shared queue's lock would
         block every other writer)."""
         channel = self.ctx.Queue() if events else None
-        process = self.ctx.Process(target=run, args=(config, channel, self.stop), daemon=True)
+        process: Any = self.ctx.Process(target=run, args=(config, channel, self.stop), daemon=True)
         process.start()
         process._wc_name = config.name
         process._wc_events = channel
@@ -141,7 +137,7 @@ class FaultRun:
     def spawn_enqueuer(self, name: str, *, batch: int, payload_bytes: int) -> Any:
         """Start a process that enqueues batches until the run stops (a writer to kill)."""
         channel = self.ctx.Queue()
-        process = self.ctx.Process(
+        process: Any = self.ctx.Process(
             target=enqueue_loop,
             args=(self.config(name), batch, payload_bytes, channel, self.stop),
             daemon=True,

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import unavailable
+from tests.support import pgserver
+from tests.support.missing import require, unavailable
 
 
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator[Any]:
     """A PostgreSQL cluster of this module's own, on a free port."""
-    pgserver = pytest.importorskip("tests.support.pgserver", reason="lands with `pg`")
     bindir = pgserver.binaries()
     if bindir is None:
         unavailable("PostgreSQL binaries (initdb, pg_ctl) are not installed")
@@ -40,7 +40,7 @@ def proxied(url: str, port: int) -> str:
 
 def redis_server(options: dict[str, str]) -> Any:
     """A started throwaway `redis-server` with these settings (the caller closes it)."""
-    redisserver = pytest.importorskip("tests.support.redisserver", reason="lands with `redis`")
+    redisserver = require("tests.support.redisserver", "throwaway Redis needs the `redis` extra")
     if redisserver.redis_server_binary() is None:
         unavailable("redis-server is not installed")
     return redisserver.RedisServer(options).start()

@@ -20,9 +20,10 @@ from tests.faults import report
 from tests.faults.harness import FaultRun, call_seconds
 from tests.faults.servers import pg_schema_url, pg_server
 from tests.support.faultproxy import FaultProxy
+from tests.support.missing import require
 from workclaim.bench.history import load_history
 
-pytest.importorskip("workclaim.client", reason="the HTTP service and client land with `http`")
+require("workclaim.client", "the HTTP client needs the `server` extra")
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 __all__ = ["pg_server"]
 

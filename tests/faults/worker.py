@@ -193,7 +193,7 @@ class Worker:
         q = self.open_queue()
         try:
             if kind == "heartbeat":
-                new = q.heartbeat(lease, extend=cfg.lease)
+                new: Lease = q.heartbeat(lease, extend=cfg.lease)
                 self._done(op, expires_at_us=_micros(new))
                 return new
             if kind == "complete":

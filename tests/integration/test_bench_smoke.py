@@ -1,18 +1,23 @@
 """`workclaim bench` end to end: the spike's two scenarios with few runs, on SQLite and on the
-servers that answer. Checks the report's structure and the one result that must never change:
-`naive` shows duplicates, every other strategy none. No timing thresholds."""
+session's PostgreSQL and Redis (the ones the rest of the suite uses; a missing one is
+`unavailable`: a skip locally, a failure under CI=true). Every row must be measured: a row in
+error, or skipped although its servers are there, fails. Checks the report's structure and the one
+result that must never change: `naive` shows duplicates, every other strategy none. No timing
+thresholds."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.support.missing import unavailable
+from tests.support.redisserver import session_redis_url
+from tests.support.servers import postgres_session
 from workclaim.bench.report import write_outputs
 from workclaim.bench.runner import BenchOptions, run_bench
 from workclaim.bench.scenarios import resolve
@@ -42,38 +47,22 @@ ROW_FIGURES = {
 }
 
 
-def _reachable_postgres() -> str | None:
-    url = os.environ.get("WORKCLAIM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        import psycopg
-
-        with psycopg.connect(url, connect_timeout=2):
-            return url
-    except Exception:
-        return None
-
-
-def _reachable_redis() -> str | None:
-    url = os.environ.get("WORKCLAIM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
-        try:
-            client.ping()
-        finally:
-            client.close()
-        return url
-    except Exception:
-        return None
+# server name -> (the session's URL, or None; why not)
+Servers = dict[str, tuple[str | None, str]]
 
 
 @pytest.fixture(scope="module")
-def doc() -> dict[str, Any]:
-    """Both spike scenarios with 2 runs each on SQLite, and the high-contention one on every
-    server that answers: every strategy everywhere it runs, in as few processes as that takes."""
+def servers(request: pytest.FixtureRequest) -> Servers:
+    """The session's PostgreSQL and Redis, found the way every other test finds them."""
+    return {"postgres": postgres_session(request.config), "redis": session_redis_url()}
+
+
+@pytest.fixture(scope="module")
+def doc(servers: Servers) -> dict[str, Any]:
+    """Both spike scenarios with 2 runs each on SQLite, and the high-contention one on the
+    session's servers: every strategy everywhere it runs, in as few processes as that takes."""
     strategies = list(STRATEGIES)
-    postgres, redis = _reachable_postgres(), _reachable_redis()
+    postgres, redis = servers["postgres"][0], servers["redis"][0]
     doc = run_bench(
         BenchOptions(
             strategies=strategies,
@@ -95,6 +84,42 @@ def doc() -> dict[str, Any]:
     return doc
 
 
+def _runnable(server: str, servers: Servers) -> set[tuple[str, str]]:
+    """(strategy, backend) of every row that uses `server` and that the bench can run with the
+    servers this session has (a `redis-lock` row needs Redis beside its SQL store)."""
+    have = {"sqlite"} | {name for name, (url, _) in servers.items() if url is not None}
+    rows = set()
+    for strategy, info in STRATEGIES.items():
+        for backend in info.backends:
+            label = f"{backend}+redis" if info.needs_redis else backend
+            if server in label.split("+") and set(label.split("+")) <= have:
+                rows.add((strategy, label))
+    return rows
+
+
+def test_no_row_errs_or_is_skipped_with_its_servers_there(
+    doc: dict[str, Any], servers: Servers
+) -> None:
+    runnable = set().union(*(_runnable(name, servers) for name in ("sqlite", *servers)))
+    for row in doc["rows"]:
+        where = f"{row['strategy']} / {row['backend']} / {row['scenario']}"
+        assert row["status"] in {"ok", "skipped"}, f"{where}: {row['status']}: {row['reason']}"
+        if row["status"] == "skipped":
+            assert (row["strategy"], row["backend"]) not in runnable, f"{where}: {row['reason']}"
+
+
+@pytest.mark.parametrize("server", ["postgres", "redis"])
+def test_every_strategy_is_measured_on_each_server(
+    server: str, doc: dict[str, Any], servers: Servers
+) -> None:
+    url, why = servers[server]
+    if url is None:
+        unavailable(why)
+    measured = {(r["strategy"], r["backend"]) for r in doc["rows"] if r["status"] == "ok"}
+    missing = _runnable(server, servers) - measured
+    assert not missing, f"no measured row for {sorted(missing)}"
+
+
 def test_every_row_has_every_figure(doc: dict[str, Any]) -> None:
     assert set(doc) >= {"environment", "scenarios", "rows", "criteria", "winner"}
     assert doc["environment"]["cpu_count"] >= 1
@@ -105,11 +130,7 @@ def test_every_row_has_every_figure(doc: dict[str, Any]) -> None:
         "optimistic",
         "naive",
     }
-    for row in doc["rows"]:
-        assert row["status"] in {"ok", "skipped", "error"}, row
-        if row["status"] != "ok":
-            assert row["reason"]
-            continue
+    for row in measured:
         assert set(row) >= ROW_FIGURES, row
         assert row["claims"] >= row["items_per_run"] * row["runs"]
         assert row["attempts"] == row["claims"] + row["lost_races"] + row["empty"] + row["errors"]

@@ -161,7 +161,7 @@ DOCUMENTED_ACL = (
 def test_the_acl_in_the_docs_is_enough() -> None:
     with RedisServer() as server:
         admin = redis.Redis.from_url(server.url)
-        admin.execute_command("ACL", "SETUSER", "workclaim", *DOCUMENTED_ACL.split())
+        admin.execute_command("ACL", "SETUSER", "workclaim", *DOCUMENTED_ACL.split())  # type: ignore[no-untyped-call]
         url = server.url.replace("redis://", "redis://workclaim:long-random-password@")
         with Queue(url) as q, Queue(url) as producer:
             first = q.enqueue("jobs", 1, dedupe_key="k")

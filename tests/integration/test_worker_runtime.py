@@ -102,6 +102,7 @@ def test_a_lost_lease_sets_the_event(tmp_path: Path, kind: str) -> None:
 
 def test_worker_arguments_are_checked(tmp_path: Path) -> None:
     with Queue(f"sqlite:///{tmp_path / 'w.db'}") as q:
+        bad: dict[str, Any]
         for bad in (
             {"concurrency": 0},
             {"lease": 0},

@@ -2,8 +2,8 @@
 
 Each backend has a provider: a function from (test id, tmp_path) to a URL that isolates that
 test (its own SQLite file, PostgreSQL schema or Redis key prefix). A provider that cannot reach
-its server skips with one line of reason; under CI=true that skip becomes a failure, so CI proves
-every backend on every change.
+its server calls `unavailable` (tests/support/missing.py): a skip with one line of reason, which
+under CI=true becomes a failure, so CI proves every backend on every change.
 """
 
 from __future__ import annotations
@@ -17,23 +17,14 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from tests.support.missing import in_ci as in_ci
+from tests.support.missing import unavailable as unavailable
+
 # The backends the contract suite runs on; a new backend is done when the suite passes on it.
 BACKENDS: list[str] = ["sqlite", "postgres", "redis"]
 
 # (the requesting test, its tmp_path) -> URL; a provider may add finalizers to clean up.
 Provider = Callable[[pytest.FixtureRequest, Path], str]
-
-
-def in_ci() -> bool:
-    """True when running under CI, where a missing backend is a failure, not a skip."""
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def unavailable(reason: str) -> None:
-    """Skip the test (locally) or fail it (CI) because a backend cannot be reached."""
-    if in_ci():
-        pytest.fail(f"backend unavailable under CI=true: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def slug(test_id: str) -> str:
@@ -58,20 +49,25 @@ def with_query(url: str, **options: str) -> str:
     return urlunsplit(parts._replace(query=urlencode([*query, *options.items()], quote_via=quote)))
 
 
-def postgres_base(request: pytest.FixtureRequest) -> str:
-    """The session's PostgreSQL URL: WORKCLAIM_TEST_POSTGRES_URL if it answers, else a
-    throwaway server (started once per session, if the binaries are installed)."""
+def postgres_session(config: pytest.Config) -> tuple[str | None, str]:
+    """(the session's PostgreSQL URL, or None; why not): WORKCLAIM_TEST_POSTGRES_URL if it
+    answers, else a throwaway server (started once per session, if the binaries are installed)."""
     global _postgres
     if _postgres is None:
         from tests.support import pgserver
 
         _postgres = pgserver.session_server(
-            os.environ.get("WORKCLAIM_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL), request.config
+            os.environ.get("WORKCLAIM_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL), config
         )
     url, reason = _postgres
+    return url, "" if url is not None else reason or "PostgreSQL is not available"
+
+
+def postgres_base(request: pytest.FixtureRequest) -> str:
+    """The session's PostgreSQL URL, or `unavailable` when there is none."""
+    url, why = postgres_session(request.config)
     if url is None:
-        unavailable(reason or "PostgreSQL is not available")
-    assert url is not None
+        unavailable(why)
     return url
 
 
@@ -93,7 +89,6 @@ def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     base, why = session_redis_url()
     if base is None:
         unavailable(why)
-        raise AssertionError("unreachable")
     prefix = f"wc:{slug(request.node.nodeid)}:{secrets.token_hex(4)}"
     request.addfinalizer(lambda: delete_prefix(base, prefix))
     return f"{base}{'&' if '?' in base else '?'}prefix={prefix}"

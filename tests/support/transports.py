@@ -1,4 +1,4 @@
-"""How the contract suite reaches a store: directly through `Queue`, or (later) over HTTP.
+"""How the contract suite reaches a store: directly through `Queue`, or over HTTP.
 
 A transport turns a store URL and settings into an object with the `Queue` API; the contract
 suite runs once per (backend, transport) pair.
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from tests.support.missing import require
 from workclaim import Queue, Settings
 
 
@@ -23,14 +24,18 @@ def direct(url: str, settings: Settings) -> Iterator[Any]:
         q.close()
 
 
+@contextmanager
+def http(url: str, settings: Settings) -> Iterator[Any]:
+    """The service: `Client` against a live server over the store. It needs the `server` extra;
+    without it the test is `unavailable` (a skip locally, a failure under CI=true), never
+    silently left out of the suite."""
+    served = require("tests.support.http_transport", "the HTTP transport needs the `server` extra")
+    with served.http(url, settings) as client:
+        yield client
+
+
 # name -> factory of a context manager yielding an object with the Queue API
 TRANSPORTS: dict[str, Callable[[str, Settings], AbstractContextManager[Any]]] = {
     "direct": direct,
+    "http": http,
 }
-
-try:  # the HTTP transport needs the `server` extra
-    from tests.support.http_transport import http
-
-    TRANSPORTS["http"] = http
-except ImportError:  # pragma: no cover - without fastapi/uvicorn only "direct" runs
-    pass
