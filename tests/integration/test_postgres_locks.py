@@ -202,6 +202,7 @@ def test_counter_rows_are_locked_done_before_dead(
         pid = _pool_pid(own_url, holder)
         shard = pid % 64
         assert _lock_counter(holder, own_url, "done", shard)
+        call: Future[Any]
         if statement == "purge":
             call = pool.submit(q.purge, "jobs", older_than=0)
         else:
