@@ -67,6 +67,8 @@ _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 _POLL_MIN = 0.001
 _POLL_MAX = 0.02
 _POLL_IDLE = 0.1
+_REOPEN_MIN = 0.05  # the poller's pauses before it reopens its connection after an error
+_REOPEN_MAX = 2.0
 
 
 def _parse_url(url: str, settings: Settings) -> tuple[str, bool, str, int, bool]:
@@ -176,17 +178,23 @@ class SqliteBackend:
         self._poller: threading.Thread | None = None
 
     # -- connections -----------------------------------------------------------------------
+    def _connect(self) -> _Connection:
+        """A new connection to the database (the callers' and the poller's): autocommit
+        (transactions are explicit BEGIN IMMEDIATE), usable from any thread, waiting
+        `busy_timeout` (by default the settings' timeout) for locks."""
+        return sqlite3.connect(
+            self._connect_target,
+            uri=self.memory,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self.busy_timeout_ms / 1000,
+            cached_statements=64,
+            factory=_Connection,
+        )
+
     def _open(self) -> _Connection:
         try:
-            conn = sqlite3.connect(
-                self._connect_target,
-                uri=self.memory,
-                isolation_level=None,  # autocommit: transactions are explicit BEGIN IMMEDIATE
-                check_same_thread=False,
-                timeout=self.busy_timeout_ms / 1000,
-                cached_statements=64,
-                factory=_Connection,
-            )
+            conn = self._connect()
             conn.create_function("workclaim_now", 0, conn.store_now)
             conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             # Decides the page size of a database this connection creates (a no-op on an
@@ -623,31 +631,42 @@ class SqliteBackend:
         self._poller.start()
 
     def _poll(self) -> None:
-        """Every change of `data_version` wakes the waiters, and so does the first reading:
-        a commit made before the poller took its baseline must not be absorbed unseen."""
-        try:
-            conn = sqlite3.connect(
-                self._connect_target, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error:
-            return
-        try:
-            last = conn.execute("PRAGMA data_version").fetchone()[0]
-            self._wakeup.notify()
-            pause = _POLL_MIN
-            while not self._stop.is_set():
-                self._stop.wait(pause if self._wakeup.waiting else _POLL_IDLE)
-                version = conn.execute("PRAGMA data_version").fetchone()[0]
-                if version != last:
-                    last = version
-                    pause = _POLL_MIN
-                    self._wakeup.notify()
-                else:
-                    pause = min(pause * 2, _POLL_MAX)
-        except sqlite3.Error:
-            self._wakeup.notify()  # waiters look again and meet the error themselves
-        finally:
-            conn.close()
+        """Watch `data_version` until `close()`. After any SQLite error, wake the waiters (they
+        look again and meet a lasting error themselves) and reopen the connection after a
+        bounded backoff, as the PostgreSQL and Redis listeners reconnect: one error must not
+        end cross-process wake-ups for the rest of the process."""
+        backoff = _REOPEN_MIN
+        while not self._stop.is_set():
+            conn: sqlite3.Connection | None = None
+            try:
+                conn = self._connect()
+                last = _data_version(conn)
+                backoff = _REOPEN_MIN
+                # The first reading wakes the waiters too: a commit made before this baseline
+                # (before the poller started, or while it was reopening) must not go unseen.
+                self._wakeup.notify()
+                self._watch(conn, last)
+            except sqlite3.Error:
+                self._wakeup.notify()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, _REOPEN_MAX)
+            finally:
+                if conn is not None:
+                    conn.close()
+
+    def _watch(self, conn: sqlite3.Connection, last: int) -> None:
+        """Wake the waiters at every change of `data_version` from `last`, polling with a short
+        bounded backoff while anyone waits, until `close()`; SQLite errors propagate."""
+        pause = _POLL_MIN
+        while not self._stop.is_set():
+            self._stop.wait(pause if self._wakeup.waiting else _POLL_IDLE)
+            version = _data_version(conn)
+            if version != last:
+                last = version
+                pause = _POLL_MIN
+                self._wakeup.notify()
+            else:
+                pause = min(pause * 2, _POLL_MAX)
 
     def close(self) -> None:
         if self._closed:
@@ -689,6 +708,11 @@ def _leases(rows: list[tuple[Any, ...]], worker: str, lease_seconds: float) -> l
         )
         for r in rows
     ]
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    """The connection's `PRAGMA data_version`: it changes when another connection commits."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _item(row: tuple[Any, ...]) -> Item:
