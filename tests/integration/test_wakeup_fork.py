@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
+from typing import Any
 
 import pytest
 
@@ -54,3 +55,32 @@ def test_a_forked_child_waiting_to_claim_is_woken_by_an_enqueue(store_url: str) 
         item = q.get(item_id)  # the parent's own connections still work after the fork
         assert item is not None and item.status is Status.CLAIMED and item.worker == "child"
         assert q.claim("jobs", worker="parent", wait=0.2) == []
+
+
+def _server_pid(q: Queue) -> int:
+    """The PostgreSQL server process behind the connection a call of `q` uses now."""
+    backend: Any = q.backend
+    return int(backend._call(lambda conn: conn.execute("SELECT pg_backend_pid()").fetchone()[0]))
+
+
+def _server_pid_in_child(q: Queue, out: Connection) -> None:
+    out.send(_server_pid(q))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend_name", ["postgres"])
+def test_a_forked_child_opens_its_own_postgresql_sessions(store_url: str) -> None:
+    # Sharing a session means sharing its socket: the two processes' queries and replies would
+    # interleave on it (one process could read the other's claim).
+    ctx = mp.get_context("fork")
+    with Queue(store_url) as q:
+        parent = _server_pid(q)
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_server_pid_in_child, args=(q, send))
+        child.start()
+        try:
+            assert receive.poll(30)
+            assert receive.recv() != parent
+        finally:
+            child.join(30)
+        assert _server_pid(q) == parent  # the child left the parent's session alone
