@@ -9,6 +9,7 @@ has no thread in the child, so the child must start its own.
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from workclaim import Queue, Status
+from workclaim.backends.wakeup import Wakeup
 
 
 def _claim_in_child(q: Queue, waiting: Event, out: Connection) -> None:
@@ -51,6 +53,7 @@ def test_a_forked_child_waiting_to_claim_is_woken_by_an_enqueue(store_url: str) 
             child.join(30)
             if child.exitcode is None:
                 child.kill()
+                child.join(30)
         assert child.exitcode == 0
         item = q.get(item_id)  # the parent's own connections still work after the fork
         assert item is not None and item.status is Status.CLAIMED and item.worker == "child"
@@ -84,3 +87,36 @@ def test_a_forked_child_opens_its_own_postgresql_sessions(store_url: str) -> Non
         finally:
             child.join(30)
         assert _server_pid(q) == parent  # the child left the parent's session alone
+
+
+def _notify_and_wait(wakeup: Wakeup) -> None:
+    generation = wakeup.generation()
+    wakeup.notify()
+    assert wakeup.wait(generation, timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_a_fork_while_another_thread_holds_the_wakeup_lock_leaves_the_child_usable() -> None:
+    # A listener thread notifies at any moment; the child must not inherit its lock held.
+    wakeup = Wakeup()
+    held, done = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with wakeup._cond:
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert held.wait(30)
+        child = mp.get_context("fork").Process(target=_notify_and_wait, args=(wakeup,))
+        child.start()
+        child.join(30)
+        if child.exitcode is None:
+            child.kill()
+            child.join(30)
+    finally:
+        done.set()
+        holder.join(30)
+    assert child.exitcode == 0
