@@ -96,10 +96,11 @@ class Wakeup:
                 self._async.discard(entry)
 
 
-_LIVE: weakref.WeakSet[Wakeup] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Wakeup] = weakref.WeakSet()  # every Wakeup of this process
 
 
 def _reset_after_fork() -> None:
+    """In a forked child: reset every live Wakeup (see `Wakeup._after_fork_in_child`)."""
     for wakeup in list(_LIVE):
         wakeup._after_fork_in_child()
 
