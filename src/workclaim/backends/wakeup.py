@@ -4,13 +4,19 @@ A backend's listener (PostgreSQL LISTEN, Redis subscriber, SQLite `data_version`
 own writes call `notify()`; a waiting claim reads `generation()` before it looks for work and then
 waits for the generation to move on, so a signal between the look and the wait is never lost.
 Async waiters are woken on their own loop and hold no thread while they wait.
+
+After a `fork()` the child has a copy of each Wakeup but none of the parent's threads, so no
+listener: every Wakeup is reset in the child (a fresh lock, no sync waiters) and its first waiter
+there starts a listener of the child's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
+import weakref
 from collections.abc import Callable
 
 
@@ -23,6 +29,14 @@ class Wakeup:
         self._waiters = 0
         self._async: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._on_first_waiter = on_first_waiter
+        self._started = False
+        _LIVE.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's threads: its lock may have been held by one of them, its sync
+        waiters and its listener thread do not exist here. The next waiter starts a listener."""
+        self._cond = threading.Condition()
+        self._waiters = 0
         self._started = False
 
     def generation(self) -> int:
@@ -80,3 +94,15 @@ class Wakeup:
         finally:
             with self._cond:
                 self._async.discard(entry)
+
+
+_LIVE: weakref.WeakSet[Wakeup] = weakref.WeakSet()  # every Wakeup of this process
+
+
+def _reset_after_fork() -> None:
+    """In a forked child: reset every live Wakeup (see `Wakeup._after_fork_in_child`)."""
+    for wakeup in list(_LIVE):
+        wakeup._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

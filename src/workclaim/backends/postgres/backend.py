@@ -16,7 +16,9 @@ Opening checks that the server flushes commits before acknowledging them (see du
 from __future__ import annotations
 
 import math
+import os
 import re
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -196,20 +198,9 @@ class PostgresBackend:
         self._last_used: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
-        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            self.conninfo,
-            kwargs={"autocommit": True},
-            min_size=1,
-            max_size=self.pool_size,
-            open=False,
-            check=self._check_connection,
-            timeout=settings.timeout,
-            # The pool retries a failed connection with doubling pauses (1, 2, 4 s...) until
-            # this; then a new checkout tries at once. Bounded by our deadline, so a server that
-            # is back is used within about one deadline, not after minutes of backoff.
-            reconnect_timeout=settings.timeout,
-            name=f"workclaim-{self.schema}",
-        )
+        self._pool = self._new_pool()
+        self._pid = os.getpid()
+        self._inherited: list[tuple[ConnectionPool[psycopg.Connection[Any]], Watchdog]] = []
         try:
             # One direct connection first: a wrong host, database or password fails here at
             # once with libpq's own reason, not after the pool's retries run out. It also
@@ -228,6 +219,38 @@ class PostgresBackend:
             ) from exc
 
     # -- connections -----------------------------------------------------------------------
+    def _new_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        """This process's pool (not opened yet)."""
+        return ConnectionPool(
+            self.conninfo,
+            kwargs={"autocommit": True},
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            check=self._check_connection,
+            timeout=self.settings.timeout,
+            # The pool retries a failed connection with doubling pauses (1, 2, 4 s...) until
+            # this; then a new checkout tries at once. Bounded by our deadline, so a server that
+            # is back is used within about one deadline, not after minutes of backoff.
+            reconnect_timeout=self.settings.timeout,
+            name=f"workclaim-{self.schema}",
+        )
+
+    def _after_fork(self) -> None:
+        """In a forked child, at its first call: the inherited pool's connections are the
+        parent's sessions (sharing their sockets would interleave the two processes' queries
+        and replies), and the pool's and the watchdog's threads do not exist here. Keep those
+        objects, never used nor closed (closing would end the parent's sessions), and open a
+        pool and a watchdog of this process's own."""
+        with _FORK_LOCK:
+            if self._pid == os.getpid():
+                return  # another thread of this child did it
+            self._inherited.append((self._pool, self._watchdog))
+            self._watchdog = Watchdog(self.settings.timeout + WATCHDOG_GRACE_SECONDS)
+            self._pool = self._new_pool()
+            self._pool.open(wait=False)
+            self._pid = os.getpid()
+
     def _check_connection(self, conn: psycopg.Connection[Any]) -> None:
         """The pool's health check on checkout: ping a connection that sat idle, so one broken
         by a server restart is replaced before a call uses it."""
@@ -245,6 +268,8 @@ class PostgresBackend:
         """
         if self._closed:
             raise BackendUnavailable("this queue is closed")
+        if self._pid != os.getpid():
+            self._after_fork()
         for attempt in (1, 2):
             broken = False
             try:
@@ -690,6 +715,9 @@ class PostgresBackend:
             self._pool.close(timeout=self.settings.timeout)
         self._watchdog.close()
         self._wakeup.notify()
+
+
+_FORK_LOCK = threading.Lock()  # one thread of a forked child replaces the inherited pool
 
 
 def _conforms(backend: PostgresBackend) -> Backend:

@@ -514,8 +514,10 @@ class RedisBackend:
         return self._wakeup
 
     def _start_listener(self) -> None:
+        """Called by the first waiter of this process (under the Wakeup's lock), so once, and
+        once more in a forked child, whose copy of the parent's listener has no thread."""
         with self._listener_lock:
-            if self._listener is None and not self._closed:
+            if not self._closed:
                 self._listener = Listener(
                     self._pool.connection_kwargs,
                     self._pool.connection_class,

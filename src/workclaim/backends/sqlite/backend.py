@@ -67,6 +67,8 @@ _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 _POLL_MIN = 0.001
 _POLL_MAX = 0.02
 _POLL_IDLE = 0.1
+_REOPEN_MIN = 0.05  # the poller's pauses before it reopens its connection after an error
+_REOPEN_MAX = 2.0
 
 
 def _parse_url(url: str, settings: Settings) -> tuple[str, bool, str, int, bool]:
@@ -103,6 +105,25 @@ def _parse_url(url: str, settings: Settings) -> tuple[str, bool, str, int, bool]
     if not 0 <= busy_ms <= 3_600_000:
         raise ConfigError("busy_timeout must be between 0 and 3600000 milliseconds")
     return path, path == ":memory:", _SYNCHRONOUS[sync], busy_ms, _GATE[gate]
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that knows the store's time of its write in progress.
+
+    The time of a write is read only once the write lock is held, so a call that waited for the
+    lock is judged when it happens, not when it started waiting. A transaction reads it right
+    after `BEGIN IMMEDIATE`; a single autocommit statement calls `workclaim_now()` in its SQL,
+    which reads the clock at its first call in the statement (SQLite takes the statement's
+    write lock before it evaluates anything) and returns that same value to every later call.
+    """
+
+    write_now: int | None = None  # microseconds; None: not read yet for this statement
+
+    def store_now(self) -> int:
+        """The write's time: fixed at the first call (see the class docstring)."""
+        if self.write_now is None:
+            self.write_now = now_micros()
+        return self.write_now
 
 
 def _translate(exc: sqlite3.Error) -> BackendError:
@@ -147,7 +168,7 @@ class SqliteBackend:
             WriterGate(self._connect_target, settings.timeout) if gate and not self.memory else None
         )
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[_Connection] = []
         self._all_lock = threading.Lock()
         self._memory_lock = threading.RLock()
         self._pid = os.getpid()
@@ -157,16 +178,24 @@ class SqliteBackend:
         self._poller: threading.Thread | None = None
 
     # -- connections -----------------------------------------------------------------------
-    def _open(self) -> sqlite3.Connection:
+    def _connect(self) -> _Connection:
+        """A new connection to the database (the callers' and the poller's): autocommit
+        (transactions are explicit BEGIN IMMEDIATE), usable from any thread, waiting
+        `busy_timeout` (by default the settings' timeout) for locks."""
+        return sqlite3.connect(
+            self._connect_target,
+            uri=self.memory,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self.busy_timeout_ms / 1000,
+            cached_statements=64,
+            factory=_Connection,
+        )
+
+    def _open(self) -> _Connection:
         try:
-            conn = sqlite3.connect(
-                self._connect_target,
-                uri=self.memory,
-                isolation_level=None,  # autocommit: transactions are explicit BEGIN IMMEDIATE
-                check_same_thread=False,
-                timeout=self.busy_timeout_ms / 1000,
-                cached_statements=64,
-            )
+            conn = self._connect()
+            conn.create_function("workclaim_now", 0, conn.store_now)
             conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             # Decides the page size of a database this connection creates (a no-op on an
             # existing one): every commit writes each page it changed to the WAL, and a claim or
@@ -184,7 +213,7 @@ class SqliteBackend:
             self._all.append(conn)
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> _Connection:
         if self._closed:
             raise BackendUnavailable("this queue is closed")
         if os.getpid() != self._pid:  # a fork: never use the parent's connections
@@ -202,9 +231,10 @@ class SqliteBackend:
             conn = self._local.conn = self._open()
         return conn
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` inside a BEGIN IMMEDIATE transaction (behind the writer gate), errors
-        translated; rolled back on any error."""
+    def _write(self, fn: Callable[[_Connection, int], T], now: datetime | None = None) -> T:
+        """Run `fn(conn, now_us)` inside a BEGIN IMMEDIATE transaction (behind the writer gate),
+        errors translated; rolled back on any error. `now_us` is `now`, or the store's clock
+        read once the write lock is held."""
         lock = self._memory_lock if self.memory else nullcontext()
         gate = self._gate
         with lock:
@@ -216,7 +246,8 @@ class SqliteBackend:
                 except sqlite3.Error as exc:
                     raise _translate(exc) from exc
                 try:
-                    out = fn(conn)
+                    conn.write_now = self._now(now)
+                    out = fn(conn, conn.write_now)
                     conn.execute("COMMIT")
                 except BaseException as exc:
                     if conn.in_transaction:
@@ -229,15 +260,18 @@ class SqliteBackend:
                 if gate is not None:
                     gate.release(fd)
 
-    def _write_one(self, sql: str, params: dict[str, Any]) -> list[Any]:
+    def _write_one(self, sql: str, params: dict[str, Any], now: datetime | None) -> list[Any]:
         """One state-changing statement in autocommit (atomic on its own, its history trigger
-        included), behind the writer gate; returns its RETURNING rows."""
+        included), behind the writer gate; returns its RETURNING rows. Its SQL reads the time
+        as `workclaim_now()`: `now`, or the store's clock once the statement holds the lock."""
         lock = self._memory_lock if self.memory else nullcontext()
         gate = self._gate
         with lock:
             fd = gate.acquire() if gate is not None else -1
             try:
-                return self._conn().execute(sql, params).fetchall()
+                conn = self._conn()
+                conn.write_now = None if now is None else to_micros(now)
+                return conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
             finally:
@@ -257,7 +291,7 @@ class SqliteBackend:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> None:
-        def apply(conn: sqlite3.Connection) -> None:
+        def apply(conn: sqlite3.Connection, _now_us: int) -> None:
             current = self._version(conn)
             if current > SCHEMA_VERSION:
                 raise SchemaMismatch(
@@ -292,9 +326,7 @@ class SqliteBackend:
     def enqueue(
         self, queue: str, items: Sequence[NewItem], *, now: datetime | None = None
     ) -> list[int]:
-        now_us = self._now(now)
-
-        def insert(conn: sqlite3.Connection) -> list[int]:
+        def insert(conn: sqlite3.Connection, now_us: int) -> list[int]:
             ids: list[int] = []
             for item in items:
                 if item.dedupe_key is not None:
@@ -325,7 +357,7 @@ class SqliteBackend:
                 ids.append(int(row[0]))
             return ids
 
-        ids = self._write(insert)
+        ids = self._write(insert, now)
         self._wakeup.notify()
         return ids
 
@@ -339,8 +371,9 @@ class SqliteBackend:
         limit: int,
         now: datetime | None = None,
     ) -> list[Lease]:
-        now_us = self._now(now)
-        rows = self._write(lambda c: self._take(c, queues, worker, lease_seconds, limit, now_us))
+        rows = self._write(
+            lambda c, now_us: self._take(c, queues, worker, lease_seconds, limit, now_us), now
+        )
         return _leases(rows, worker, lease_seconds)
 
     @staticmethod
@@ -374,8 +407,9 @@ class SqliteBackend:
             conn.execute(Q["advance_token"], {"n": len(rows)})
         return rows
 
-    def _fence(self, lease: Lease, now_us: int) -> dict[str, Any]:
-        return {"id": lease.id, "token": lease.token, "worker": lease.worker, "now": now_us}
+    @staticmethod
+    def _fence(lease: Lease) -> dict[str, Any]:
+        return {"id": lease.id, "token": lease.token, "worker": lease.worker}
 
     def _ended(self, lease: Lease, op: str) -> str:
         """After a fenced write changed nothing: the stored outcome if this is a repeat of the
@@ -388,23 +422,23 @@ class SqliteBackend:
     def heartbeat(
         self, lease: Lease, *, extend_seconds: float | None, now: datetime | None = None
     ) -> Lease:
-        params = self._fence(lease, self._now(now))
+        params = self._fence(lease)
         params["extend_us"] = None if extend_seconds is None else seconds_to_micros(extend_seconds)
-        rows = self._write_one(Q["heartbeat"], params)
+        rows = self._write_one(Q["heartbeat"], params, now)
         if not rows:
             raise LeaseLost(lease.id, lease.token)
         return replace(lease, expires_at=from_micros(rows[0][0]))
 
     def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
-        params = self._fence(lease, self._now(now))
+        params = self._fence(lease)
         params["result"] = result
-        if not self._write_one(Q["complete"], params):
+        if not self._write_one(Q["complete"], params, now):
             self._ended(lease, "complete")
 
     def release(self, lease: Lease, *, delay_seconds: float, now: datetime | None = None) -> None:
-        params = self._fence(lease, self._now(now))
+        params = self._fence(lease)
         params["delay_us"] = seconds_to_micros(delay_seconds)
-        if not self._write_one(Q["release"], params):
+        if not self._write_one(Q["release"], params, now):
             self._ended(lease, "release")
             return
         self._wakeup.notify()
@@ -417,10 +451,10 @@ class SqliteBackend:
         retry_delay: float | None,
         now: datetime | None = None,
     ) -> Status:
-        params = self._fence(lease, self._now(now))
+        params = self._fence(lease)
         params["error"] = error
         params["retry_us"] = None if retry_delay is None else seconds_to_micros(retry_delay)
-        rows = self._write_one(Q["fail"], params)
+        rows = self._write_one(Q["fail"], params, now)
         if not rows:
             return Status(self._ended(lease, "fail"))
         status = Status(rows[0][0])
@@ -438,13 +472,12 @@ class SqliteBackend:
         limit: int,
         now: datetime | None = None,
     ) -> tuple[list[bool], list[Lease]]:
-        now_us = self._now(now)
         complete, lease_end = Q["complete"], Q["lease_end"]
 
-        def run(conn: sqlite3.Connection) -> tuple[list[bool], list[tuple[Any, ...]]]:
+        def run(conn: sqlite3.Connection, now_us: int) -> tuple[list[bool], list[tuple[Any, ...]]]:
             flags: list[bool] = []
             for lease, result in done:
-                params = self._fence(lease, now_us)
+                params = self._fence(lease)
                 params["result"] = result
                 if conn.execute(complete, params).fetchall():
                     flags.append(True)
@@ -455,7 +488,7 @@ class SqliteBackend:
                 return flags, []
             return flags, self._take(conn, queues, worker, lease_seconds, limit, now_us)
 
-        flags, rows = self._write(run)
+        flags, rows = self._write(run, now)
         return flags, _leases(rows, worker, lease_seconds)
 
     # -- inspection and housekeeping -------------------------------------------------------
@@ -530,20 +563,17 @@ class SqliteBackend:
         return InvalidState(f"cannot {verb} item {item_id}: it is {row[0]}")
 
     def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
-        params = {"id": item_id, "now": self._now(now)}
-
-        def run(conn: sqlite3.Connection) -> None:
-            if not conn.execute(Q["cancel"], params).fetchall():
+        def run(conn: sqlite3.Connection, now_us: int) -> None:
+            if not conn.execute(Q["cancel"], {"id": item_id, "now": now_us}).fetchall():
                 raise self._state_error(conn, item_id, "cancel")
 
-        self._write(run)
+        self._write(run, now)
 
     def requeue(
         self, item_id: int, *, max_attempts: int | None, now: datetime | None = None
     ) -> None:
-        params = {"id": item_id, "now": self._now(now), "max_attempts": max_attempts}
-
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: sqlite3.Connection, now_us: int) -> None:
+            params = {"id": item_id, "now": now_us, "max_attempts": max_attempts}
             try:
                 changed = len(conn.execute(Q["requeue"], params).fetchall())
             except sqlite3.IntegrityError as exc:
@@ -553,7 +583,7 @@ class SqliteBackend:
             if changed == 0:
                 raise self._state_error(conn, item_id, "requeue")
 
-        self._write(run)
+        self._write(run, now)
         self._wakeup.notify()
 
     def purge(
@@ -564,12 +594,15 @@ class SqliteBackend:
         limit: int | None = None,
         now: datetime | None = None,
     ) -> int:
-        params = {
-            "queue": queue,
-            "cutoff": self._now(now) - seconds_to_micros(older_than_seconds),
-            "limit": -1 if limit is None else limit,
-        }
-        return int(self._write(lambda c: c.execute(Q["purge"], params).rowcount))
+        def run(conn: sqlite3.Connection, now_us: int) -> int:
+            params = {
+                "queue": queue,
+                "cutoff": now_us - seconds_to_micros(older_than_seconds),
+                "limit": -1 if limit is None else limit,
+            }
+            return int(conn.execute(Q["purge"], params).rowcount)
+
+        return self._write(run, now)
 
     def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
         params = {"queues": json.dumps(list(queues)), "now": self._now(now)}
@@ -598,31 +631,42 @@ class SqliteBackend:
         self._poller.start()
 
     def _poll(self) -> None:
-        """Every change of `data_version` wakes the waiters, and so does the first reading:
-        a commit made before the poller took its baseline must not be absorbed unseen."""
-        try:
-            conn = sqlite3.connect(
-                self._connect_target, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error:
-            return
-        try:
-            last = conn.execute("PRAGMA data_version").fetchone()[0]
-            self._wakeup.notify()
-            pause = _POLL_MIN
-            while not self._stop.is_set():
-                self._stop.wait(pause if self._wakeup.waiting else _POLL_IDLE)
-                version = conn.execute("PRAGMA data_version").fetchone()[0]
-                if version != last:
-                    last = version
-                    pause = _POLL_MIN
-                    self._wakeup.notify()
-                else:
-                    pause = min(pause * 2, _POLL_MAX)
-        except sqlite3.Error:
-            self._wakeup.notify()  # waiters look again and meet the error themselves
-        finally:
-            conn.close()
+        """Watch `data_version` until `close()`. After any SQLite error, wake the waiters (they
+        look again and meet a lasting error themselves) and reopen the connection after a
+        bounded backoff, as the PostgreSQL and Redis listeners reconnect: one error must not
+        end cross-process wake-ups for the rest of the process."""
+        backoff = _REOPEN_MIN
+        while not self._stop.is_set():
+            conn: sqlite3.Connection | None = None
+            try:
+                conn = self._connect()
+                last = _data_version(conn)
+                backoff = _REOPEN_MIN
+                # The first reading wakes the waiters too: a commit made before this baseline
+                # (before the poller started, or while it was reopening) must not go unseen.
+                self._wakeup.notify()
+                self._watch(conn, last)
+            except sqlite3.Error:
+                self._wakeup.notify()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, _REOPEN_MAX)
+            finally:
+                if conn is not None:
+                    conn.close()
+
+    def _watch(self, conn: sqlite3.Connection, last: int) -> None:
+        """Wake the waiters at every change of `data_version` from `last`, polling with a short
+        bounded backoff while anyone waits, until `close()`; SQLite errors propagate."""
+        pause = _POLL_MIN
+        while not self._stop.is_set():
+            self._stop.wait(pause if self._wakeup.waiting else _POLL_IDLE)
+            version = _data_version(conn)
+            if version != last:
+                last = version
+                pause = _POLL_MIN
+                self._wakeup.notify()
+            else:
+                pause = min(pause * 2, _POLL_MAX)
 
     def close(self) -> None:
         if self._closed:
@@ -664,6 +708,11 @@ def _leases(rows: list[tuple[Any, ...]], worker: str, lease_seconds: float) -> l
         )
         for r in rows
     ]
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    """The connection's `PRAGMA data_version`: it changes when another connection commits."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _item(row: tuple[Any, ...]) -> Item:

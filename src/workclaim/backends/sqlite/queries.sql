@@ -1,4 +1,7 @@
 -- Named queries of the SQLite backend. Parameters are named (:name); times are microseconds.
+-- A transaction's statements get its time as :now, read once it holds the write lock; a write
+-- that runs as one autocommit statement reads it as workclaim_now() (see _Connection in
+-- backend.py), since it takes the write lock only as it starts.
 -- Every state-changing statement sets last_event: the trigger workclaim_items_history
 -- (migrations/0002_history.sql) then writes the item's history event inside that statement.
 
@@ -94,47 +97,48 @@ RETURNING id
 -- Fenced: only the current, unexpired lease of this worker may extend itself.
 -- A NULL :extend_us extends by the lease's own length.
 UPDATE workclaim_items
-SET expires_at = :now + coalesce(:extend_us, lease_us), last_event = 'heartbeat',
-    updated_at = :now
+SET expires_at = workclaim_now() + coalesce(:extend_us, lease_us), last_event = 'heartbeat',
+    updated_at = workclaim_now()
 WHERE id = :id AND token = :token AND worker = :worker
-  AND status = 'claimed' AND expires_at > :now
+  AND status = 'claimed' AND expires_at > workclaim_now()
 RETURNING expires_at
 
 -- name: complete
 UPDATE workclaim_items
 SET status = 'done', last_event = 'completed', result = :result, expires_at = NULL,
     ended_token = token, ended_op = 'complete', ended_status = 'done',
-    finished_at = :now, updated_at = :now
+    finished_at = workclaim_now(), updated_at = workclaim_now()
 WHERE id = :id AND token = :token AND worker = :worker
-  AND status = 'claimed' AND expires_at > :now
+  AND status = 'claimed' AND expires_at > workclaim_now()
 RETURNING 1
 
 -- name: release
 -- The attempt is given back: a released item has not used an execution.
 UPDATE workclaim_items
 SET status = 'queued', last_event = 'released', attempts = attempts - 1,
-    run_at = :now + :delay_us, expires_at = NULL,
-    ended_token = token, ended_op = 'release', ended_status = 'queued', updated_at = :now
+    run_at = workclaim_now() + :delay_us, expires_at = NULL,
+    ended_token = token, ended_op = 'release', ended_status = 'queued',
+    updated_at = workclaim_now()
 WHERE id = :id AND token = :token AND worker = :worker
-  AND status = 'claimed' AND expires_at > :now
+  AND status = 'claimed' AND expires_at > workclaim_now()
 RETURNING 1
 
 -- name: fail
--- Retry at :now + :retry_us while attempts remain and a retry was asked for; else dead.
+-- Retry at now + :retry_us while attempts remain and a retry was asked for; else dead.
 -- SET expressions all see the row as it was, so the CASEs agree with each other.
 UPDATE workclaim_items
 SET status       = CASE WHEN :retry_us IS NOT NULL AND attempts < max_attempts
                         THEN 'queued' ELSE 'dead' END,
     run_at       = CASE WHEN :retry_us IS NOT NULL AND attempts < max_attempts
-                        THEN :now + :retry_us ELSE run_at END,
+                        THEN workclaim_now() + :retry_us ELSE run_at END,
     finished_at  = CASE WHEN :retry_us IS NOT NULL AND attempts < max_attempts
-                        THEN NULL ELSE :now END,
+                        THEN NULL ELSE workclaim_now() END,
     ended_status = CASE WHEN :retry_us IS NOT NULL AND attempts < max_attempts
                         THEN 'queued' ELSE 'dead' END,
     last_event = 'failed', last_error = :error, expires_at = NULL,
-    ended_token = token, ended_op = 'fail', updated_at = :now
+    ended_token = token, ended_op = 'fail', updated_at = workclaim_now()
 WHERE id = :id AND token = :token AND worker = :worker
-  AND status = 'claimed' AND expires_at > :now
+  AND status = 'claimed' AND expires_at > workclaim_now()
 RETURNING status
 
 -- name: lease_end
