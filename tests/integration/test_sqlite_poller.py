@@ -64,7 +64,8 @@ def test_a_poller_error_does_not_end_cross_process_wakeups(
     def connect_poller_with_faults(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         if threading.current_thread().name == _POLLER:
             kwargs["factory"] = _connection_class(faults)
-        return connect(*args, **kwargs)
+        conn: sqlite3.Connection = connect(*args, **kwargs)
+        return conn
 
     monkeypatch.setattr(sqlite3, "connect", connect_poller_with_faults)
     url = f"sqlite:///{tmp_path / 'w.db'}"
