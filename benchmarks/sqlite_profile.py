@@ -57,7 +57,7 @@ def workclaim_steps(path: str, items: int, history: bool, sync: str) -> dict[str
         conn.execute("BEGIN IMMEDIATE")
         t1 = clock()
         if conn.execute(Q["expired_exists"], {"now": NOW}).fetchone():  # never, here
-            conn.execute(Q["reap_expired"], {"now": NOW, "limit": 100})
+            conn.execute(Q["reap_expired"], {"now": NOW, "limit": 100, "queues": '["q"]'})
         t2 = clock()
         row = conn.execute(Q["claim_one_queue"], claim).fetchall()[0]
         t3 = clock()

@@ -47,6 +47,44 @@ log = logging.getLogger("workclaim")
 
 PRUNE_EVERY_SECONDS = 60.0
 PRUNE_BATCH = 1_000
+# A waiting claim looks again at once when expired leases remain in its queues; while such
+# looks find nothing (another claim is reaping them right now) it pauses 1, 2, 4... ms, at most:
+OVERDUE_MAX_PAUSE = 0.1
+
+
+class _Pauses:
+    """The pauses of one waiting claim between its looks (the claim loops of `Queue` and
+    `AsyncQueue`): each until the wait's deadline, a wake-up from the store, or the earliest
+    time the clock makes something claimable in its queues, whichever is first. Something due
+    already (an expired lease not reaped yet, which the next claim reaps) means: look again at
+    once, and back off only while that keeps finding nothing, so a wait never sleeps beside a
+    claimable item and never spins."""
+
+    def __init__(
+        self, backend: Backend, queues: Sequence[str], wait: float, now: datetime | None
+    ) -> None:
+        self.backend = backend
+        self.queues = queues
+        self.now = now
+        self.deadline = time.monotonic() + wait
+        self.overdue_pause = 0.0  # the pause after the next look that finds something due
+
+    def next(self) -> float | None:
+        """How long to sleep before the next look; None when the wait is over."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        due = self.backend.next_due(self.queues, now=self.now)
+        if due is None:
+            until_due = remaining
+        else:
+            until_due = (due - (self.now or self.backend.store_now())).total_seconds()
+        if until_due > 0:
+            self.overdue_pause = 0.0
+            return min(remaining, until_due)
+        pause = self.overdue_pause
+        self.overdue_pause = min(max(2 * pause, 0.001), OVERDUE_MAX_PAUSE)
+        return min(remaining, pause)
 
 
 class Queue:
@@ -230,7 +268,7 @@ class Queue:
                 logs.claimed(leases, payloads=self.settings.log_payloads)
             return leases
         wakeup = self.backend.wakeup()
-        deadline = time.monotonic() + wait
+        pauses = _Pauses(self.backend, names, wait, now)
         while True:
             generation = wakeup.generation()
             leases = claim()
@@ -238,25 +276,10 @@ class Queue:
                 if EVENTS.isEnabledFor(HOT):
                     logs.claimed(leases, payloads=self.settings.log_payloads)
                 return leases
-            pause = self._pause_before_retry(names, deadline, now)
+            pause = pauses.next()
             if pause is None:
                 return []
             wakeup.wait(generation, pause)
-
-    def _pause_before_retry(
-        self, queues: Sequence[str], deadline: float, now: datetime | None
-    ) -> float | None:
-        """How long a waiting claim may sleep before it looks again: until the wait's deadline or
-        the earliest time the clock makes something claimable, whichever is first; None when the
-        wait is over."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        due = self.backend.next_due(queues, now=now)
-        if due is not None:
-            until_due = (due - (now or self.backend.store_now())).total_seconds()
-            remaining = min(remaining, max(until_due, 0.001))
-        return remaining
 
     def heartbeat(
         self, lease: Lease, *, extend: float | None = None, now: datetime | None = None
@@ -564,13 +587,13 @@ class AsyncQueue:
         if wait <= 0:
             return await self._run(once)
         wakeup = self.sync.backend.wakeup()
-        deadline = time.monotonic() + wait
+        pauses = _Pauses(self.sync.backend, names, wait, now)
         while True:
             generation = wakeup.generation()
             leases = await self._run(once)
             if leases:
                 return leases
-            pause = await self._run(self.sync._pause_before_retry, names, deadline, now)
+            pause = await self._run(pauses.next)
             if pause is None:
                 return []
             await wakeup.wait_async(generation, pause)

@@ -69,10 +69,13 @@ class Backend(Protocol):
     ) -> list[Lease]:
         """Lease up to `limit` claimable items in `(priority, run_at, id)` order across `queues`.
 
-        First returns a bounded number of expired leases to `queued` (or `dead` when no attempt
-        is left). Claimable: `queued` with `run_at <= now`. Each leased item gets `claimed`,
-        attempts + 1, a new token greater than any token the store has issued, the worker, and
-        `expires_at = now + lease_seconds`. Returns `[]` when nothing is claimable.
+        First returns expired leases to `queued` (or `dead` when no attempt is left): a bounded
+        number of `queues`' own, oldest first, so that an expired item of theirs is claimable by
+        this claim however many leases expired elsewhere, and a bounded number of any queue's.
+        A name given twice counts once. Claimable: `queued` with `run_at <= now`. Each leased
+        item gets `claimed`, attempts + 1, a new token greater than any token the store has
+        issued, the worker, and `expires_at = now + lease_seconds`. Returns `[]` when nothing is
+        claimable.
         """
         ...
 
@@ -192,8 +195,10 @@ class Backend(Protocol):
         ...
 
     def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
-        """The earliest store-clock time after `now` at which the clock alone makes something in
-        `queues` claimable (a delayed item, a retry's backoff, a lease's expiry), or None."""
+        """The earliest store-clock time at which the clock alone makes something in `queues`
+        claimable (a delayed item, a retry's backoff, a lease's expiry), or None: `now` itself
+        while a lease of `queues` has expired and is not reaped yet (the next claim reaps it),
+        else a time after `now`. May be earlier than needed (a waiter then just looks again)."""
         ...
 
     def store_now(self) -> datetime:

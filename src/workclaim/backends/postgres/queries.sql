@@ -347,16 +347,25 @@ counted AS (
 SELECT count(*) FROM gone
 
 -- name: next_due
--- The earliest time after now at which the clock alone makes something in %(queues)s claimable:
--- a delayed or backed-off item's run_at, or any lease's expiry (the reap is not per queue).
+-- The earliest time at which the clock alone makes something in %(queues)s claimable: now when
+-- one of their leases has expired and is not reaped yet (the next claim of these queues reaps
+-- it), else the earliest later run_at of a delayed or backed-off item, or the earliest later
+-- expiry of any lease (one probe of items_leases, where the queues' own next expiry could take
+-- a walk past every other queue's lease; waking early for another queue's only costs a look).
+-- The expired check walks only the expired front of items_leases.
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
-SELECT least(
-    (SELECT min(run_at) FROM {schema}.items
-     WHERE queue = ANY(%(queues)s::text[]) AND status = 'queued'
-       AND run_at > (SELECT now FROM clock)),
-    (SELECT min(expires_at) FROM {schema}.items
-     WHERE status = 'claimed' AND expires_at > (SELECT now FROM clock))
-)
+SELECT CASE
+    WHEN EXISTS (SELECT FROM {schema}.items
+                 WHERE status = 'claimed' AND expires_at <= (SELECT now FROM clock)
+                   AND queue = ANY(%(queues)s::text[]))
+    THEN (SELECT now FROM clock)
+    ELSE least(
+        (SELECT min(run_at) FROM {schema}.items
+         WHERE queue = ANY(%(queues)s::text[]) AND status = 'queued'
+           AND run_at > (SELECT now FROM clock)),
+        (SELECT min(expires_at) FROM {schema}.items
+         WHERE status = 'claimed' AND expires_at > (SELECT now FROM clock)))
+END
 
 -- name: store_now
 SELECT clock_timestamp()

@@ -399,8 +399,9 @@ class SqliteBackend:
         else:
             sql = Q["claim_many_queues"]
             params["queues"] = json.dumps(list(queues))
-        reap = {"now": now_us, "limit": REAP_LIMIT}
+        reap: dict[str, Any] = {"now": now_us, "limit": REAP_LIMIT}
         if conn.execute(Q["expired_exists"], reap).fetchone() is not None:
+            reap["queues"] = params.get("queues") or json.dumps(list(queues))
             conn.execute(Q["reap_expired"], reap)
         rows = conn.execute(sql, params).fetchall()
         if rows:
@@ -605,9 +606,13 @@ class SqliteBackend:
         return self._write(run, now)
 
     def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
-        params = {"queues": json.dumps(list(queues)), "now": self._now(now)}
+        """See `Backend.next_due`: now while one of the queues' leases has expired unreaped."""
+        now_us = self._now(now)
+        params = {"queues": json.dumps(list(queues)), "now": now_us}
 
         def run(conn: sqlite3.Connection) -> int | None:
+            if conn.execute(Q["expired_in"], params).fetchone() is not None:
+                return now_us
             run_at = conn.execute(Q["next_run_at"], params).fetchone()[0]
             expiry = conn.execute(Q["next_expiry"], params).fetchone()[0]
             due = [t for t in (run_at, expiry) if t is not None]

@@ -11,8 +11,13 @@
 SELECT 1 FROM workclaim_items WHERE status = 'claimed' AND expires_at <= :now LIMIT 1
 
 -- name: reap_expired
--- Return a bounded batch of expired leases to queued, or to dead when no attempt is left.
--- Runs inside the claim's BEGIN IMMEDIATE transaction, so liveness needs no separate reaper.
+-- Return bounded batches of expired leases to queued, or to dead when no attempt is left: the
+-- oldest :limit of the claimed queues (:queues, a JSON array), so that their expired items are
+-- claimable by this claim however many leases expired elsewhere, and the oldest :limit of any
+-- queue, so that queues nobody claims are reaped too. Runs inside the claim's BEGIN IMMEDIATE
+-- transaction, so liveness needs no separate reaper. Both walk the expired front of
+-- workclaim_items_leases; the first may read all of it to find its queues' leases (no lease
+-- index has the queue: one more would cost every claim), and the second drains it.
 UPDATE workclaim_items
 SET status       = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' END,
     last_event   = 'expired',
@@ -21,10 +26,20 @@ SET status       = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'dead' E
     finished_at  = CASE WHEN attempts < max_attempts THEN NULL ELSE :now END,
     updated_at   = :now
 WHERE id IN (
-    SELECT id FROM workclaim_items
-    WHERE status = 'claimed' AND expires_at <= :now
-    ORDER BY expires_at
-    LIMIT :limit
+    SELECT id FROM (
+        SELECT id FROM workclaim_items
+        WHERE status = 'claimed' AND expires_at <= :now
+          AND queue IN (SELECT value FROM json_each(:queues))
+        ORDER BY expires_at
+        LIMIT :limit
+    )
+    UNION ALL
+    SELECT id FROM (
+        SELECT id FROM workclaim_items
+        WHERE status = 'claimed' AND expires_at <= :now
+        ORDER BY expires_at
+        LIMIT :limit
+    )
 )
 
 -- name: claim_one_queue
@@ -250,5 +265,16 @@ SELECT min(run_at) FROM workclaim_items
 WHERE queue IN (SELECT value FROM json_each(:queues)) AND status = 'queued' AND run_at > :now
 
 -- name: next_expiry
--- The earliest lease expiry after now, from the front of workclaim_items_leases.
+-- The earliest lease expiry after now of any queue, from the front of workclaim_items_leases
+-- (one probe; the given queues' own next expiry could take a walk past every other queue's
+-- lease, and waking early for another queue's only costs a look).
 SELECT min(expires_at) FROM workclaim_items WHERE status = 'claimed' AND expires_at > :now
+
+-- name: expired_in
+-- Whether a lease of the given queues (JSON array) has expired and is not reaped yet: then the
+-- next claim of these queues reaps it, so it is due now. Walks the expired front of
+-- workclaim_items_leases.
+SELECT 1 FROM workclaim_items
+WHERE status = 'claimed' AND expires_at <= :now
+  AND queue IN (SELECT value FROM json_each(:queues))
+LIMIT 1

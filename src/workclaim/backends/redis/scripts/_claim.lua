@@ -15,23 +15,22 @@ local function claim_args(first, min_limit)
   a.promote_limit = arg_int(first + 4, 'promote_limit', 0, 100000)
   local nq = arg_int(first + 5, 'queue count', 1, 100000)
   if #ARGV < first + 5 + nq then bad('expected ' .. int(nq) .. ' queue names') end
-  a.queues = {}
-  for q = 1, nq do a.queues[q] = ARGV[first + 5 + q] end
+  a.queues = queue_args(first + 6, nq)
   return a, first + 6 + nq
 end
 
--- Return at most reap_limit expired leases (any queue) to queued, or to dead when no attempt
--- is left, each with an 'expired' history event.
-local function reap(now, reap_limit)
-  local expired = redis.call('ZRANGEBYSCORE', key('leases'), '-inf', int(now), 'LIMIT', 0,
-    reap_limit)
-  for _, sid in ipairs(expired) do
+-- Return the expired leases `sids` (of `of_queue` when given) to queued, or to dead when no
+-- attempt is left, each with an 'expired' history event; one no longer claimed (reaped
+-- already) only leaves the lease indexes, so that none keeps reporting it due.
+local function reap_each(sids, now, of_queue)
+  for _, sid in ipairs(sids) do
     local ik = key('item', sid)
     local f = redis.call('HMGET', ik, 'status', 'queue', 'attempts', 'max_attempts', 'worker',
       'token', 'priority', 'run_at', 'dedupe_key', 'history')
     local id = tonumber(sid)
     if f[1] ~= 'claimed' then
       redis.call('ZREM', key('leases'), sid)
+      if f[2] or of_queue then redis.call('ZREM', key('claimed', f[2] or of_queue), sid) end
     else
       local queue = f[2]
       unlease(sid, queue)
@@ -53,12 +52,27 @@ local function reap(now, reap_limit)
   end
 end
 
+-- The bounded reap: at most reap_limit expired leases of each claimed queue, oldest first, so
+-- that their expired items are claimable by this claim however many leases expired elsewhere;
+-- then at most reap_limit of any queue, oldest first, so that queues nobody claims are reaped
+-- too. The first look, at the oldest of any queue, nearly always finds nothing and ends it.
+local function reap(now, queues, reap_limit)
+  local oldest = redis.call('ZRANGEBYSCORE', key('leases'), '-inf', int(now), 'LIMIT', 0,
+    reap_limit)
+  if #oldest == 0 then return end
+  for _, queue in ipairs(queues) do
+    reap_each(redis.call('ZRANGEBYSCORE', key('claimed', queue), '-inf', int(now), 'LIMIT', 0,
+      reap_limit), now, queue)
+  end
+  reap_each(oldest, now)
+end
+
 -- Reap, make due delayed items ready, then lease up to `limit` ready items of the queues in
 -- (priority, run_at, id) order, each with the next token. Returns the flat reply of claim:
 -- id, queue, payload, token, attempt, max_attempts, expires_at_us per lease.
 local function claim_items(now, a)
   local queues, limit, nq = a.queues, a.limit, #a.queues
-  reap(now, a.reap_limit)
+  reap(now, queues, a.reap_limit)
   if limit == 0 then return {} end
   local candidates = {}
   for q = 1, nq do

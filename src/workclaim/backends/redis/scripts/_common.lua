@@ -34,6 +34,20 @@ local function arg_int(i, what, low, high, optional)
   return n
 end
 
+-- The `count` queue names from ARGV[first..], each once, in the given order: a name given twice
+-- must not make a claim take the same item twice.
+local function queue_args(first, count)
+  local queues, seen = {}, {}
+  for i = first, first + count - 1 do
+    local name = ARGV[i]
+    if not seen[name] then
+      seen[name] = true
+      queues[#queues + 1] = name
+    end
+  end
+  return queues
+end
+
 -- The clock: the caller's explicit now (tests), else the server's TIME.
 local function clock()
   local given = arg_int(2, 'now', -MAX_SAFE, MAX_SAFE, true)
