@@ -1,4 +1,4 @@
--- workclaim PostgreSQL schema, version 4: a claim reaps the expired leases of the queues it
+-- workclaim PostgreSQL schema, version 5: a claim reaps the expired leases of the queues it
 -- claims before the oldest ones of any queue. Until now its bounded reap took only the oldest
 -- expired leases of all queues, so behind more than p_reap_limit of them (a crashed pool
 -- elsewhere) an expired item of the claimed queue stayed out of reach. The claim of version 3
