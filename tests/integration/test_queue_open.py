@@ -7,6 +7,7 @@ import os
 import secrets
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,14 @@ from workclaim import Queue, SchemaMismatch, Settings
 from workclaim.backends.postgres.backend import parse_url
 
 
+NEEDS_PROC = pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="not applicable: needs /proc (Linux)"
+)
+
+
 def _open_files(db: Path) -> list[str]:
-    """This process's open descriptors on the database, its -wal or its -shm file. (Not the
-    writer gate's -wclock: its per-thread descriptors outlive even a clean `close()`.)"""
-    names = {str(db), f"{db}-wal", f"{db}-shm"}
+    """This process's open descriptors on the database, its -wal, -shm or writer-gate file."""
+    names = {str(db), f"{db}-wal", f"{db}-shm", f"{db}-wclock"}
     found = []
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -33,7 +38,9 @@ def _open_files(db: Path) -> list[str]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+@pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="not applicable: needs /proc (Linux)"
+)
 def test_a_sqlite_database_with_a_newer_schema_leaves_no_file_open(tmp_path: Path) -> None:
     db = tmp_path / "w.db"
     with Queue(f"sqlite:///{db}"):
@@ -46,6 +53,21 @@ def test_a_sqlite_database_with_a_newer_schema_leaves_no_file_open(tmp_path: Pat
     # The error (and its traceback, which holds the Queue) is still alive here, as in a caller
     # that logs or keeps it: the files must be closed anyway, not left to the garbage collector.
     assert raised.value is not None
+    assert _open_files(db) == []
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="not applicable: needs /proc (Linux)"
+)
+def test_a_closed_sqlite_queue_leaves_no_file_open_after_writes_from_many_threads(
+    tmp_path: Path,
+) -> None:
+    """Each thread that writes opens its own writer-gate descriptor; `close()` closes them all
+    (they used to stay open for the life of the process)."""
+    db = tmp_path / "w.db"
+    with Queue(f"sqlite:///{db}") as q, ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: q.enqueue("jobs", {"n": n}), range(16)))
+        assert any(name.endswith("-wclock") for name in _open_files(db))
     assert _open_files(db) == []
 
 

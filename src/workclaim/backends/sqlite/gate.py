@@ -21,7 +21,9 @@ from workclaim.errors import BackendUnavailable
 
 
 class WriterGate:
-    """An exclusive `flock` on `<database>-wclock`, one file descriptor per thread."""
+    """An exclusive `flock` on `<database>-wclock`, one file descriptor per thread (each thread
+    needs its own: `flock` belongs to the open file, so threads sharing one would not exclude
+    each other). Every descriptor opened is remembered so that `close` can close them all."""
 
     def __init__(self, db_path: str, timeout: float) -> None:
         self.path = db_path + "-wclock"
@@ -30,16 +32,20 @@ class WriterGate:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._pid = os.getpid()
+        self._open: set[int] = set()  # every descriptor this process opened, until closed
 
     def _fd(self) -> int:
         if os.getpid() != self._pid:  # after a fork: new descriptors, new pool
             self._local = threading.local()
             self._pool = None
             self._pid = os.getpid()
+            self._open = set()
         fd: int | None = getattr(self._local, "fd", None)
         if fd is None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._local.fd = fd
+            with self._pool_lock:
+                self._open.add(fd)
         return fd
 
     def _waiters(self) -> ThreadPoolExecutor:
@@ -63,6 +69,8 @@ class WriterGate:
         except FutureTimeout:
             # Give this descriptor up: whenever the blocked flock returns, unlock and close it.
             self._local.fd = None
+            with self._pool_lock:
+                self._open.discard(fd)
             waiting.add_done_callback(lambda _: _unlock_and_close(fd))
             raise BackendUnavailable(
                 f"another writer held the SQLite database for more than {self.timeout:g} s; "
@@ -75,11 +83,16 @@ class WriterGate:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Stop the waiter threads (descriptors close with their threads' locals)."""
+        """Stop the waiter threads and close every descriptor opened (an int in a thread's
+        locals is not closed when the thread ends). Call it when no write is in flight."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
+            fds, self._open = self._open, set()
+            self._local = threading.local()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        for fd in fds:
+            os.close(fd)
 
 
 def _unlock_and_close(fd: int) -> None:
