@@ -467,7 +467,8 @@ class Queue:
         return count
 
     def _maybe_prune(self) -> None:
-        """Delete a bounded batch of items past retention, at most once a minute per queue.
+        """Delete a bounded batch of items past retention, of every queue, at most once a minute
+        per `Queue` (each process that claims prunes a little).
 
         It runs inside a claim, and housekeeping must never fail the claim: a store error here
         (a lock wait past the deadline, a deadlock, a store that is down) is logged and the
