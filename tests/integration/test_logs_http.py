@@ -22,9 +22,9 @@ from workclaim.client import AccessDenied, Client
 
 
 def _token(tokens: Path, *scopes: str) -> str:
+    argv = [sys.executable, "-m", "workclaim", "token", "create", "ops", *scopes]
     created = subprocess.run(
-        [sys.executable, "-m", "workclaim", "token", "create", "ops", *scopes]
-        + ["--append-to", str(tokens)],
+        [*argv, "--append-to", str(tokens)],
         capture_output=True,
         text=True,
         check=True,
