@@ -22,7 +22,7 @@ from workclaim.server import problems
 from workclaim.server.activity import Activity
 from workclaim.server.config import ServerConfig
 from workclaim.server.dashboard import router as dashboard_router
-from workclaim.server.guards import BrowserGuard, SecurityHeaders
+from workclaim.server.guards import BrowserGuard
 from workclaim.server.limits import BodyLimit, LongPollLimiter
 from workclaim.server.longpoll import LongPolls
 from workclaim.server.metrics import Metrics
@@ -130,8 +130,7 @@ def create_app(queue_or_url: str | AsyncQueue, config: ServerConfig | None = Non
     problems.install(app)
     app.include_router(router)
     app.include_router(dashboard_router)
-    app.add_middleware(BrowserGuard, loopback_only=config.no_auth)
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, max_bytes=config.body_cap)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BrowserGuard, loopback_only=config.no_auth)  # outermost
     return app

@@ -6,8 +6,8 @@ the health checks): a cross-site `<img src=".../worker/next">` is a GET that cla
 method alone says nothing. Without authentication it also serves only loopback `Host` names, so
 a DNS-rebinding page (whose requests carry the attacker's host name) is refused.
 
-`SecurityHeaders` adds a Content-Security-Policy (the dashboard sets its own, stricter one for
-what it loads), `nosniff`, and HSTS when the request came over TLS.
+It also adds to every answer a Content-Security-Policy (the dashboard sets its own, for what it
+loads), `nosniff`, and HSTS when the request came over TLS.
 """
 
 from __future__ import annotations
@@ -82,23 +82,25 @@ def is_foreign(headers: Headers) -> bool:
 
 
 class BrowserGuard:
-    """ASGI middleware: the same-origin rule for every route, and the loopback-`Host` rule when
-    authentication is off. Programs that are not browsers send no `Origin`, `Referer` or fetch
-    metadata and are not affected by the first."""
+    """ASGI middleware (outermost): the same-origin rule for every route, the loopback-`Host`
+    rule when authentication is off, and the security headers on every answer, refusals
+    included. Programs that are not browsers send no `Origin`, `Referer` or fetch metadata and
+    are not affected by the same-origin rule."""
 
     def __init__(self, app: ASGIApp, *, loopback_only: bool) -> None:
         self.app = app
         self.loopback_only = loopback_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = self._refusal(scope)
-            if refusal is not None:
-                response = problems.problem_response(
-                    "forbidden", refusal, instance=scope.get("path")
-                )
-                await response(scope, receive, send)
-                return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = _with_security_headers(scope, send)
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            response = problems.problem_response("forbidden", refusal, instance=scope.get("path"))
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     def _refusal(self, scope: Scope) -> str | None:
@@ -120,26 +122,18 @@ class BrowserGuard:
         return path in READ_ONLY_PATHS or path.startswith(READ_ONLY_PREFIXES)
 
 
-class SecurityHeaders:
-    """ASGI middleware: a CSP and `nosniff` on every answer that has none, HSTS over TLS."""
+def _with_security_headers(scope: Scope, send: Send) -> Send:
+    """`send`, adding a CSP and `nosniff` to a response that has none, and HSTS over TLS."""
+    csp = DOCS_CSP if _app_path(scope) in DOCS_PATHS else API_CSP
+    tls = scope.get("scheme") == "https"
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            headers.setdefault("content-security-policy", csp)
+            headers.setdefault("x-content-type-options", "nosniff")
+            if tls:
+                headers.setdefault("strict-transport-security", HSTS)
+        await send(message)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        csp = DOCS_CSP if _app_path(scope) in DOCS_PATHS else API_CSP
-        tls = scope.get("scheme") == "https"
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("content-security-policy", csp)
-                headers.setdefault("x-content-type-options", "nosniff")
-                if tls:
-                    headers.setdefault("strict-transport-security", HSTS)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    return send_with_headers

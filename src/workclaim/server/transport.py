@@ -107,6 +107,9 @@ class GuardedProtocol(HttpToolsProtocol):
         phase, self._timer, self._phase = self._phase, None, None
         if self.transport.is_closing():
             return
+        if phase == _HEAD and not self.waiting:  # a pipelined head behind a request in progress
+            self._arm(_HEAD)
+            return
         if phase == _BODY and not self.cycle.response_started:
             self._refuse("request-timeout", "the request body did not arrive in time")
         elif phase == _HEAD and self._head_open:
