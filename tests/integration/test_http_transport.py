@@ -116,6 +116,38 @@ def test_a_claim_is_answered_while_hundreds_of_connections_send_a_byte_a_second(
             slow.close()
 
 
+def test_at_the_cap_with_every_connection_busy_a_new_one_gets_a_503_problem(
+    tmp_path: Path,
+) -> None:
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    with serve_process(db, "--no-auth", "--max-connections", "2") as base:
+        busy = [socket.create_connection(("127.0.0.1", _port(base)), timeout=30) for _ in "ab"]
+        body = b'{"queue": "idle", "wait": 60}'
+        for sock in busy:  # two long-polls: requests in progress, not evictable
+            sock.sendall(
+                b"POST /worker/claim HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+        try:
+            answer = b""
+            for _ in range(100):  # until both long-polls are in (bounded)
+                with socket.create_connection(("127.0.0.1", _port(base)), timeout=30) as sock:
+                    sock.sendall(
+                        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                    )
+                    answer = _read_all(sock)
+                if answer.startswith(b"HTTP/1.1 503"):
+                    break
+                threading.Event().wait(0.1)
+            head, text = _head_and_body(answer)
+            assert head.startswith("http/1.1 503 ") and f"content-type: {PROBLEM}" in head
+            assert '"urn:workclaim:problem:service-unavailable"' in text
+        finally:
+            for sock in busy:
+                sock.close()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = f"sqlite:///{tmp_path_factory.mktemp('transport') / 'w.db'}"

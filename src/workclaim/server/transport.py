@@ -43,6 +43,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ServerConfig]
     cap: ClassVar[int]
+    _warned_at: ClassVar[float] = float("-inf")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -59,11 +60,19 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.cap and not self._evict_idle():
             self.transport = transport
-            log.warning("connection cap of %d reached: refusing a connection", self.cap)
+            self._warn_full()
             self._refuse("service-unavailable", "the server holds too many connections; retry")
             return
         super().connection_made(transport)
         self._arm(_HEAD)  # the first request's head must come in time too
+
+    def _warn_full(self) -> None:
+        """Log that the cap refuses connections, at most once a minute (a flood is not a log
+        flood)."""
+        now = self.loop.time()
+        if now - GuardedProtocol._warned_at >= 60:
+            GuardedProtocol._warned_at = now
+            log.warning("connection cap of %d reached: refusing new connections", self.cap)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
