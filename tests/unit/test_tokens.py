@@ -112,7 +112,7 @@ _AUDITED = textwrap.dedent(
                     pass
     sys.addaudithook(hook)
     from workclaim.cli import main
-    sys.argv = ["workclaim", "token", "create", "bob", "work:jobs", "--expires", "30d",
+    sys.argv = ["workclaim", "token", "create", "bob", "work:jobs",
                 "--append-to", os.path.join(folder, "tokens")]
     try:
         main()
@@ -138,5 +138,18 @@ def test_token_create_never_leaves_the_file_readable_by_others(tmp_path: Path) -
     path = tmp_path / "tokens"
     assert path.stat().st_mode & 0o777 == 0o600
     lines = path.read_text().splitlines()
-    assert len(lines) == 2 and all("expires=" in line and " bob " in line for line in lines)
+    assert len(lines) == 2 and all(" bob " in line for line in lines)
     assert not TokenStore(path).empty
+
+
+def test_token_create_expires() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "workclaim", "token", "create", "bob", "--expires", "30d"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    printed = dict(x.split(": ", 1) for x in out.stdout.splitlines() if ": " in x)
+    principal = TokenStore(lines=printed["tokens file line"]).lookup(printed["token"])
+    assert principal is not None and principal.expires_at is not None
+    assert timedelta(days=29) < principal.expires_at - datetime.now(UTC) <= timedelta(days=30)
