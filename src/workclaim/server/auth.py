@@ -44,6 +44,7 @@ SCOPE_KINDS = ("enqueue", "work", "admin")
 EXPIRES = "expires="
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+MAX_TOKEN_LIFE = timedelta(days=3_660)  # about ten years
 
 log = logging.getLogger("workclaim.server")
 
@@ -131,7 +132,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.fullmatch(text.strip())
     if match is None or float(match[1]) <= 0:
         raise ConfigError(f"{text!r} is not a duration: write a number and s, m, h, d or w (30d)")
-    return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    if seconds > MAX_TOKEN_LIFE.total_seconds():
+        raise ConfigError(f"{text!r} is over {MAX_TOKEN_LIFE.days} days")
+    return timedelta(seconds=seconds)
 
 
 def _parse_expiry(word: str) -> datetime:
