@@ -171,10 +171,14 @@ def token_create(
         _fail(str(exc))
         return
     if append_to is not None:
-        old = append_to.read_text("utf-8") if append_to.exists() else ""
-        if old and not old.endswith("\n"):
-            old += "\n"
-        write_private(append_to, old + line + "\n")
+        try:
+            old = append_to.read_text("utf-8") if append_to.exists() else ""
+            if old and not old.endswith("\n"):
+                old += "\n"
+            write_private(append_to, old + line + "\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot write {append_to}: {exc}")
+            return
     print(f"token: {token}")
     print(f"tokens file line: {line}")
     print("The token is shown once; the server stores only its hash.", file=sys.stderr)
