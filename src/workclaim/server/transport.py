@@ -13,7 +13,8 @@ open by sending a byte a second, until the process runs out of memory or descrip
 - a connection cap (`ServerConfig.connection_cap`): at the cap the connection idle longest
   (no request in progress) is closed to make room; when every one is busy, 503 and close.
 
-A request that arrives in one read, the usual case, arms no timer. Every refusal here,
+Beyond the one deadline a new connection gets, a request that arrives in one read (the usual
+case) arms no timer. Every refusal here,
 including uvicorn's own 400 for a malformed request, is an `application/problem+json` answer.
 """
 
@@ -28,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from workclaim.server import problems
 from workclaim.server.config import ServerConfig
+from workclaim.server.guards import API_CSP
 
 log = logging.getLogger("workclaim.server")
 
@@ -190,6 +192,8 @@ class GuardedProtocol(HttpToolsProtocol):
             problems.MEDIA_TYPE.encode(),
             b"\r\ncontent-length: ",
             str(len(body)).encode(),
+            b"\r\ncontent-security-policy: ",
+            API_CSP.encode(),
             b"\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n",
             body,
         ]
