@@ -19,7 +19,7 @@ from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support.http_process import serve_process
 from workclaim import Queue
 from workclaim.client import Client
-from workclaim.server.auth import new_token, token_line
+from workclaim.server.auth import new_token, token_line, write_private
 
 ERRORS = [
     "SMTPRecipientsRefused: 550 5.1.1 <old@example.org>: mailbox unavailable",
@@ -88,7 +88,7 @@ def main() -> None:
         }
         scopes = {"ops": ["admin"], "app": ["enqueue"]}
         lines = [token_line(t, who, scopes.get(who, ["work:*"])) for who, t in tokens.items()]
-        (Path(tmp) / "tokens.txt").write_text("\n".join(lines) + "\n")
+        write_private(Path(tmp) / "tokens.txt", "\n".join(lines) + "\n")
         stop = threading.Event()
         with serve_process(url, "--tokens", str(Path(tmp) / "tokens.txt")) as base:
             threads = [

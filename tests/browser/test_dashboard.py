@@ -21,7 +21,7 @@ from tests.support.faultproxy import FaultProxy
 from tests.support.http_process import serve_process
 from tests.support.servers import postgres_url
 from workclaim import Queue, Status
-from workclaim.server.auth import new_token, token_line
+from workclaim.server.auth import new_token, token_line, write_private
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -40,8 +40,9 @@ class Site:
 def tokens_file(tmp_path: Path) -> tuple[Path, str, str]:
     root, alice = new_token(), new_token()
     path = tmp_path / "tokens.txt"
-    path.write_text(
-        token_line(root, "root", ["admin"]) + "\n" + token_line(alice, "alice", ["work:*"]) + "\n"
+    write_private(
+        path,
+        token_line(root, "root", ["admin"]) + "\n" + token_line(alice, "alice", ["work:*"]) + "\n",
     )
     return path, root, alice
 

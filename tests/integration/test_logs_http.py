@@ -22,16 +22,14 @@ from workclaim.client import AccessDenied, Client
 
 
 def _token(tokens: Path, *scopes: str) -> str:
+    argv = [sys.executable, "-m", "workclaim", "token", "create", "ops", *scopes]
     created = subprocess.run(
-        [sys.executable, "-m", "workclaim", "token", "create", "ops", *scopes],
+        [*argv, "--append-to", str(tokens)],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
-    line = next(x for x in created.stdout.splitlines() if x.startswith("tokens file line: "))
-    with tokens.open("a", encoding="utf-8") as fh:
-        fh.write(line.removeprefix("tokens file line: ") + "\n")
     return next(x for x in created.stdout.splitlines() if x.startswith("token: ")).split()[1]
 
 

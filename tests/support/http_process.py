@@ -7,8 +7,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -22,20 +23,30 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_process(db: str, *args: str, startup: float = 30.0) -> Iterator[str]:
-    """Run `workclaim serve --db DB ARGS...` until the block ends; yields its base URL."""
+def serve_process(
+    db: str,
+    *args: str,
+    startup: float = 30.0,
+    verify: Any = True,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[str]:
+    """Run `workclaim serve --db DB ARGS...` until the block ends; yields its base URL (https
+    when ARGS has --ssl-certfile; `verify` is then httpx's verify for the readiness check)."""
     port = free_port()
     cmd = [sys.executable, "-m", "workclaim", "serve", "--db", db, "--port", str(port)]
     cmd += ["--log-level", "warning", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec_fn
+    )
+    scheme = "https" if "--ssl-certfile" in args else "http"
+    base = f"{scheme}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"workclaim serve exited: {proc.communicate()[1].decode()}")
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{base}/healthz", timeout=1, verify=verify).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

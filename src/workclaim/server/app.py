@@ -16,12 +16,13 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workclaim._version import __version__
+from workclaim.errors import ConfigError
 from workclaim.queue import AsyncQueue
 from workclaim.server import problems
 from workclaim.server.activity import Activity
 from workclaim.server.config import ServerConfig
-from workclaim.server.dashboard import SameOrigin
 from workclaim.server.dashboard import router as dashboard_router
+from workclaim.server.guards import BrowserGuard
 from workclaim.server.limits import BodyLimit, LongPollLimiter
 from workclaim.server.longpoll import LongPolls
 from workclaim.server.metrics import Metrics
@@ -79,8 +80,15 @@ class CatchAll:
 
 def create_app(queue_or_url: str | AsyncQueue, config: ServerConfig | None = None) -> FastAPI:
     """The service over a store URL (the app opens and closes its queue) or an open
-    `AsyncQueue` (the caller closes it)."""
-    config = config or ServerConfig(no_auth=True)
+    `AsyncQueue` (the caller closes it). `config` is required and says how callers
+    authenticate: `ServerConfig(tokens=...)`, or `ServerConfig(no_auth=True)` for local
+    development; there is no default, so a service never runs open by omission."""
+    if config is None:
+        raise ConfigError(
+            "create_app needs a ServerConfig that says how callers authenticate: "
+            "ServerConfig(tokens=TokenStore(path)), or ServerConfig(no_auth=True) for local "
+            "development only"
+        )
     owns = isinstance(queue_or_url, str)
     if isinstance(queue_or_url, str):
         queue = AsyncQueue(queue_or_url, settings=config.settings, max_threads=config.threads)
@@ -115,12 +123,14 @@ def create_app(queue_or_url: str | AsyncQueue, config: ServerConfig | None = Non
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url="/docs" if config.api_docs else None,
+        redoc_url="/redoc" if config.api_docs else None,
     )
     app.state.workclaim = state
     problems.install(app)
     app.include_router(router)
     app.include_router(dashboard_router)
-    app.add_middleware(SameOrigin)
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, max_bytes=config.body_cap)
+    app.add_middleware(BrowserGuard, loopback_only=config.no_auth)  # outermost
     return app

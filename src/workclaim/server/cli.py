@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -48,9 +50,28 @@ def serve(
     sample_seconds: Annotated[
         float, typer.Option(help="Seconds between the dashboard's rate samples (0: off).")
     ] = 2.0,
+    max_header_bytes: Annotated[
+        int, typer.Option(help="Cap on a request's line and headers (431 beyond).")
+    ] = 32 * 1024,
+    header_timeout: Annotated[
+        float, typer.Option(help="Seconds a client may take to send a request's headers.")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a client may take to send a request's body.")
+    ] = 30.0,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(help="Connections held at once (default 4096, or fewer to fit the fd limit)."),
+    ] = None,
+    api_docs: Annotated[
+        bool, typer.Option("--api-docs", help="Serve /docs and /redoc (they load CDN scripts).")
+    ] = False,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
-    ssl_ca_certs: Annotated[Path | None, typer.Option(help="CA bundle for client certs.")] = None,
+    ssl_ca_certs: Annotated[
+        Path | None,
+        typer.Option(help="CA bundle: clients must present a certificate it signed (mutual TLS)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn)."""
@@ -61,6 +82,7 @@ def serve(
         from workclaim.server.app import create_app
         from workclaim.server.auth import TokenStore
         from workclaim.server.config import ServerConfig
+        from workclaim.server.transport import protocol_for
     except ImportError as exc:
         _fail(f"the server needs {exc.name}: pip install 'workclaim[server]'")
         return
@@ -77,7 +99,14 @@ def serve(
             max_longpolls_per_token=max_longpolls,
             threads=threads,
             sample_seconds=sample_seconds,
+            api_docs=api_docs,
+            max_header_bytes=max_header_bytes,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
         )
+        if ssl_ca_certs is not None and ssl_certfile is None:
+            raise ConfigError("--ssl-ca-certs needs --ssl-certfile and --ssl-keyfile")
         app = create_app(db, config)
     except WorkclaimError as exc:
         _fail(str(exc))
@@ -103,9 +132,11 @@ def serve(
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         ssl_ca_certs=str(ssl_ca_certs) if ssl_ca_certs else None,
+        # A CA bundle is for client certificates: without CERT_REQUIRED they would be optional.
+        ssl_cert_reqs=ssl.CERT_REQUIRED if ssl_ca_certs else ssl.CERT_NONE,
+        http=protocol_for(config),  # httptools with header/body deadlines and caps
         timeout_keep_alive=5,
         timeout_graceful_shutdown=5,
-        h11_max_incomplete_event_size=16 * 1024,
         server_header=False,
     )
 
@@ -121,22 +152,33 @@ def token_create(
         typer.Argument(help="Scopes: enqueue[:q1,q2] work[:q1,q2|*] admin (default: work:*)."),
     ] = None,
     append_to: Annotated[
-        Path | None, typer.Option("--append-to", help="Append the line to this tokens file.")
+        Path | None,
+        typer.Option("--append-to", help="Add the line to this tokens file (kept mode 0600)."),
+    ] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(help="Make the token expire after this long: 90m, 12h, 30d, 2w."),
     ] = None,
 ) -> None:
     """Print a new token (shown once) and the tokens-file line that holds only its hash."""
-    from workclaim.server.auth import new_token, token_line
+    from workclaim.server.auth import new_token, parse_duration, token_line, write_private
 
     token = new_token()
     try:
-        line = token_line(token, identity, scopes or ["work:*"])
+        expires_at = datetime.now(UTC) + parse_duration(expires) if expires else None
+        line = token_line(token, identity, scopes or ["work:*"], expires_at)
     except ConfigError as exc:
         _fail(str(exc))
         return
     if append_to is not None:
-        with append_to.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-        append_to.chmod(0o600)
+        try:
+            old = append_to.read_text("utf-8") if append_to.exists() else ""
+            if old and not old.endswith("\n"):
+                old += "\n"
+            write_private(append_to, old + line + "\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot write {append_to}: {exc}")
+            return
     print(f"token: {token}")
     print(f"tokens file line: {line}")
     print("The token is shown once; the server stores only its hash.", file=sys.stderr)

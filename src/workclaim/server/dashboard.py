@@ -5,7 +5,7 @@ the data with the bearer token from `sessionStorage` and draws it with `textCont
 is never parsed as HTML). The server therefore never renders store data into HTML, and the page
 loads without a token. A strict Content-Security-Policy allows only the service's own script and
 stylesheet. Admin actions are JSON requests with an `Authorization` header, which a cross-site
-form cannot send; `SameOrigin` also refuses unsafe requests that a browser marks as cross-site
+form cannot send; `guards.BrowserGuard` also refuses requests that a browser marks as cross-site
 (which matters under `--no-auth`, where no token is needed).
 """
 
@@ -18,8 +18,6 @@ from importlib import resources
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workclaim.errors import ItemNotFound
 from workclaim.models import EventKind, Item, Status
@@ -170,32 +168,3 @@ async def dashboard(st: St, caller: Caller, now: Now) -> DashboardOut:
         queues=panels,
         truncated=len(names) > PANEL_QUEUES,
     )
-
-
-_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-class SameOrigin:
-    """ASGI middleware: refuse an unsafe request that a browser says comes from another site
-    (`Sec-Fetch-Site: cross-site`, or an `Origin` whose host is not this `Host`). Programs that
-    are not browsers send neither header and are not affected."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _UNSAFE:
-            headers = Headers(scope=scope)
-            origin = headers.get("origin")
-            host = headers.get("host", "")
-            site = headers.get("sec-fetch-site", "")
-            foreign = site == "cross-site" or (
-                origin is not None and origin.split("://", 1)[-1].rstrip("/") != host
-            )
-            if foreign:
-                response = problems.problem_response(
-                    "forbidden", "cross-site request refused", instance=scope.get("path")
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

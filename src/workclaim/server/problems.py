@@ -39,6 +39,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "not-found": (404, "No such resource"),
     "item-not-found": (404, "No such item"),
     "method-not-allowed": (405, "Method not allowed"),
+    "request-timeout": (408, "The request did not arrive in time"),
     "lease-lost": (409, "The lease is stale, expired or another worker's"),
     "invalid-state": (409, "The item's status does not allow this"),
     "payload-too-large": (413, "A payload or result is over the size cap"),
@@ -46,8 +47,10 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "unsupported-media-type": (415, "Send application/json"),
     "validation-error": (422, "The request is invalid"),
     "too-many-requests": (429, "Too many requests"),
+    "headers-too-large": (431, "The request line and headers are over the size cap"),
     "internal-error": (500, "Internal error"),
     "backend-unavailable": (503, "The database is unavailable"),
+    "service-unavailable": (503, "The service cannot answer now"),
 }
 
 _STATUS_SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found"}
@@ -78,15 +81,8 @@ class Problem(Exception):
         self.extra = extra or {}
 
 
-def problem_response(
-    slug: str,
-    detail: str,
-    *,
-    instance: str | None = None,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> JSONResponse:
-    """A problem+json response for a slug."""
+def problem_body(slug: str, detail: str, instance: str | None = None) -> dict[str, Any]:
+    """The problem document of a slug (also written by the connection layer, without an app)."""
     status, title = PROBLEMS[slug]
     body: dict[str, Any] = {
         "type": problem_type(slug),
@@ -96,8 +92,20 @@ def problem_response(
     }
     if instance is not None:
         body["instance"] = instance
-    body.update(extra or {})
-    return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
+    return body
+
+
+def problem_response(
+    slug: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """A problem+json response for a slug."""
+    body = problem_body(slug, detail, instance) | (extra or {})
+    return JSONResponse(body, status_code=PROBLEMS[slug][0], headers=headers, media_type=MEDIA_TYPE)
 
 
 def for_error(exc: WorkclaimError) -> tuple[str, str, dict[str, str]]:

@@ -22,7 +22,7 @@ from workclaim.errors import ItemNotFound, LeaseLost, ValidationError
 from workclaim.models import Lease, Status
 from workclaim.queue import AsyncQueue
 from workclaim.server.activity import Activity
-from workclaim.server.auth import ANONYMOUS, Principal
+from workclaim.server.auth import ANONYMOUS, Principal, TokensUnavailable
 from workclaim.server.config import ServerConfig
 from workclaim.server.limits import LongPollLimiter
 from workclaim.server.longpoll import LongPolls
@@ -121,9 +121,15 @@ async def principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Problem("unauthorized", "send Authorization: Bearer <token>", headers=challenge)
     assert st.config.tokens is not None
-    found = st.config.tokens.lookup(credentials.credentials)
+    try:
+        found = st.config.tokens.lookup(credentials.credentials)
+    except TokensUnavailable as exc:
+        detail = "the server cannot use its tokens file; see its log"
+        raise Problem("service-unavailable", detail, headers={"Retry-After": "5"}) from exc
     if found is None:
         raise Problem("unauthorized", "the bearer token is not valid", headers=challenge)
+    if found.expired():
+        raise Problem("unauthorized", "the bearer token has expired", headers=challenge)
     return found
 
 
