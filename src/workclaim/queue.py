@@ -27,12 +27,14 @@ from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.validation import (
     check_batch,
     check_delay,
+    check_due,
     check_id,
     check_lease,
     check_max_attempts,
     check_name,
     check_priority,
     check_queues,
+    check_time,
     check_wait,
     clip_error,
     encode_json,
@@ -96,13 +98,14 @@ class Queue:
         run_at: datetime | None,
         max_attempts: int | None,
         dedupe_key: str | None,
+        now: datetime | None,
     ) -> NewItem:
         """The validated options of an enqueue as a NewItem without its payload yet."""
         priority = check_priority(priority)
         delay = check_delay(delay)
+        check_due(now, delay)
         if run_at is not None:
-            if not isinstance(run_at, datetime) or run_at.tzinfo is None:
-                raise ValidationError("run_at must be a timezone-aware datetime")
+            run_at = check_time(run_at)
             if delay:
                 raise ValidationError("give either delay or run_at, not both")
         if max_attempts is not None:
@@ -138,7 +141,9 @@ class Queue:
         it exists exactly when that transaction commits (docs/postgres.md).
         """
         queue = check_name(queue, "queue name")
-        template = self._item_template(queue, priority, delay, run_at, max_attempts, dedupe_key)
+        template = self._item_template(
+            queue, priority, delay, run_at, max_attempts, dedupe_key, now
+        )
         text = encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
         return self._store(queue, [replace(template, payload=text)], now, connection)[0]
 
@@ -157,7 +162,7 @@ class Queue:
         """Add many items atomically (all or none); ids in input order. `connection`: as for
         `enqueue`."""
         queue = check_name(queue, "queue name")
-        template = self._item_template(queue, priority, delay, run_at, max_attempts, None)
+        template = self._item_template(queue, priority, delay, run_at, max_attempts, None, now)
         texts = encode_payloads(payloads, max_bytes=self.settings.max_payload_bytes)
         if not texts:
             return []
@@ -284,6 +289,7 @@ class Queue:
         """Give the item back (after `delay` seconds) without using up an attempt."""
         _check_lease_arg(lease)
         delay = check_delay(delay)
+        check_due(now, delay)
         try:
             self.backend.release(lease, delay_seconds=delay, now=now)
         except LeaseLost:
@@ -299,6 +305,7 @@ class Queue:
         `dead`. Returns the item's new status."""
         _check_lease_arg(lease)
         delay = self.settings.backoff.delay(lease.attempt) if retry else None
+        check_due(now, delay or 0.0, "retry backoff")
         text = clip_error(error)
         try:
             status = self.backend.fail(lease, error=text, retry_delay=delay, now=now)
