@@ -8,6 +8,7 @@ pool of its own and awaits wake-ups on events, so a long `wait` holds no thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,14 +22,16 @@ from typing import Any, Self, TypeVar
 from workclaim import logs
 from workclaim.backends import Backend, NewItem, open_backend
 from workclaim.config import Settings
-from workclaim.errors import ItemNotFound, LeaseLost, ValidationError
+from workclaim.errors import ItemNotFound, LeaseLost, ValidationError, WorkclaimError
 from workclaim.logs import EVENTS, HOT, NOTABLE
 from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.validation import (
+    MAX_ID,
     check_batch,
     check_delay,
     check_due,
     check_id,
+    check_int,
     check_lease,
     check_max_attempts,
     check_name,
@@ -377,10 +380,18 @@ class Queue:
             raise ItemNotFound(item_id)
         return item
 
-    def history(self, item_id: int) -> list[HistoryEvent]:
-        """The item's attempt history, oldest first; `[]` when its queue keeps none. Raises
-        `ItemNotFound`."""
-        events = self.backend.history(check_id(item_id))
+    def history(
+        self, item_id: int, *, limit: int = 1_000, start: int = 0, newest_first: bool = False
+    ) -> list[HistoryEvent]:
+        """Up to `limit` (1 to 1000) events of the item's attempt history, oldest first (or
+        newest first), from position `start`: pass `start + len(page)` for the next page, which
+        is empty after the last. `[]` when its queue keeps none. Raises `ItemNotFound`."""
+        events = self.backend.history(
+            check_id(item_id),
+            limit=check_batch(limit, "limit"),
+            start=check_int(start, "start", low=0, high=MAX_ID),
+            newest_first=bool(newest_first),
+        )
         if events is None:
             raise ItemNotFound(item_id)
         return events
@@ -477,6 +488,12 @@ def _log_lost(verb: str, lease: Lease) -> None:
         logs.lease_event(NOTABLE, verb, lease, "lease_lost")
 
 
+def _release_quietly(queue: Queue, lease: Lease) -> None:
+    """Give back a lease nobody will work on; if that fails it simply expires."""
+    with contextlib.suppress(WorkclaimError):
+        queue.release(lease)
+
+
 def _check_lease_arg(lease: object) -> None:
     if not isinstance(lease, Lease):
         raise ValidationError(f"expected a Lease from claim(), got {type(lease).__name__}")
@@ -551,13 +568,30 @@ class AsyncQueue:
         deadline = time.monotonic() + wait
         while True:
             generation = wakeup.generation()
-            leases = await self._run(once)
+            leases = await self._claim_or_give_back(once)
             if leases:
                 return leases
             pause = await self._run(self.sync._pause_before_retry, names, deadline, now)
             if pause is None:
                 return []
             await wakeup.wait_async(generation, pause)
+
+    async def _claim_or_give_back(self, once: Callable[[], list[Lease]]) -> list[Lease]:
+        """One claim on the pool. A waiting claim may be cancelled (its client went away)
+        while the claim runs in its thread: the leases it then returns are released, not lost
+        until they expire."""
+        future = asyncio.get_running_loop().run_in_executor(self._executor, once)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, future: asyncio.Future[list[Lease]]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        for lease in future.result():
+            self._executor.submit(_release_quietly, self.sync, lease)
 
     async def heartbeat(self, lease: Lease, **options: Any) -> Lease:
         """See `Queue.heartbeat`."""
@@ -585,9 +619,9 @@ class AsyncQueue:
         """See `Queue.get`."""
         return await self._run(self.sync.get, item_id)
 
-    async def history(self, item_id: int) -> list[HistoryEvent]:
+    async def history(self, item_id: int, **options: Any) -> list[HistoryEvent]:
         """See `Queue.history`."""
-        return await self._run(self.sync.history, item_id)
+        return await self._run(self.sync.history, item_id, **options)
 
     async def items(
         self, queue: str, status: Status | str = Status.QUEUED, **options: Any
