@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
@@ -63,6 +64,7 @@ from workclaim.server.schemas import (
 from workclaim.validation import MAX_BATCH, MAX_ID, check_queues
 
 CLOCK_HEADER = "X-Workclaim-Now"
+log = logging.getLogger("workclaim.server")
 
 
 @dataclass
@@ -283,7 +285,8 @@ async def _hand_over(st: State, leases: list[Lease], answer: Callable[[], BaseMo
     the 500, so no item waits out a lease nobody received."""
     try:
         body = answer().model_dump_json()
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError) as exc:
+        log.error("%s encoding %d leases; releasing them", type(exc).__name__, len(leases))
         for lease in leases:
             with contextlib.suppress(WorkclaimError):
                 await st.queue.release(lease)
