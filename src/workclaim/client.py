@@ -52,9 +52,11 @@ from workclaim.errors import (
 )
 from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.validation import (
+    MAX_ID,
     check_batch,
     check_delay,
     check_id,
+    check_int,
     check_lease,
     check_max_attempts,
     check_name,
@@ -407,12 +409,20 @@ class _Calls:
         )
 
     @staticmethod
-    def history(item_id: int) -> _Call[list[HistoryEvent]]:
+    def history(
+        item_id: int, *, limit: int, start: int, newest_first: bool
+    ) -> _Call[list[HistoryEvent]]:
         item_id = check_id(item_id)
+        params: dict[str, Any] = {
+            "limit": check_batch(limit, "limit"),
+            "start": check_int(start, "start", low=0, high=MAX_ID),
+            "order": "newest" if newest_first else "oldest",
+        }
         return _Call(
             "GET",
             f"/items/{item_id}/history",
             lambda r: [_event(x) for x in r.json()["events"]],
+            params=params,
             idempotent=True,
             item_id=item_id,
         )
@@ -724,9 +734,13 @@ class Client:
             _Calls.complete_and_claim(done, queues, worker=worker, lease=lease, max=max, now=now)
         )
 
-    def history(self, item_id: int) -> list[HistoryEvent]:
+    def history(
+        self, item_id: int, *, limit: int = 1_000, start: int = 0, newest_first: bool = False
+    ) -> list[HistoryEvent]:
         """See `Queue.history`."""
-        return self._send(_Calls.history(item_id))
+        return self._send(
+            _Calls.history(item_id, limit=limit, start=start, newest_first=newest_first)
+        )
 
     def items(
         self,
@@ -944,9 +958,13 @@ class AsyncClient:
             _Calls.complete_and_claim(done, queues, worker=worker, lease=lease, max=max, now=now)
         )
 
-    async def history(self, item_id: int) -> list[HistoryEvent]:
+    async def history(
+        self, item_id: int, *, limit: int = 1_000, start: int = 0, newest_first: bool = False
+    ) -> list[HistoryEvent]:
         """See `Queue.history`."""
-        return await self._send(_Calls.history(item_id))
+        return await self._send(
+            _Calls.history(item_id, limit=limit, start=start, newest_first=newest_first)
+        )
 
     async def items(
         self,

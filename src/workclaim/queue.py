@@ -23,18 +23,28 @@ from typing import Any, Self, TypeVar
 from workclaim import logs
 from workclaim.backends import Backend, NewItem, open_backend
 from workclaim.config import Settings
-from workclaim.errors import BackendError, ItemNotFound, LeaseLost, ValidationError
+from workclaim.errors import (
+    BackendError,
+    ItemNotFound,
+    LeaseLost,
+    ValidationError,
+    WorkclaimError,
+)
 from workclaim.logs import EVENTS, HOT, NOTABLE
 from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.validation import (
+    MAX_ID,
     check_batch,
     check_delay,
+    check_due,
     check_id,
+    check_int,
     check_lease,
     check_max_attempts,
     check_name,
     check_priority,
     check_queues,
+    check_time,
     check_wait,
     clip_error,
     encode_json,
@@ -144,13 +154,14 @@ class Queue:
         run_at: datetime | None,
         max_attempts: int | None,
         dedupe_key: str | None,
+        now: datetime | None,
     ) -> NewItem:
         """The validated options of an enqueue as a NewItem without its payload yet."""
         priority = check_priority(priority)
         delay = check_delay(delay)
+        check_due(now, delay)
         if run_at is not None:
-            if not isinstance(run_at, datetime) or run_at.tzinfo is None:
-                raise ValidationError("run_at must be a timezone-aware datetime")
+            run_at = check_time(run_at)
             if delay:
                 raise ValidationError("give either delay or run_at, not both")
         if max_attempts is not None:
@@ -186,7 +197,9 @@ class Queue:
         it exists exactly when that transaction commits (docs/postgres.md).
         """
         queue = check_name(queue, "queue name")
-        template = self._item_template(queue, priority, delay, run_at, max_attempts, dedupe_key)
+        template = self._item_template(
+            queue, priority, delay, run_at, max_attempts, dedupe_key, now
+        )
         text = encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
         return self._store(queue, [replace(template, payload=text)], now, connection)[0]
 
@@ -205,7 +218,7 @@ class Queue:
         """Add many items atomically (all or none); ids in input order. `connection`: as for
         `enqueue`."""
         queue = check_name(queue, "queue name")
-        template = self._item_template(queue, priority, delay, run_at, max_attempts, None)
+        template = self._item_template(queue, priority, delay, run_at, max_attempts, None, now)
         texts = encode_payloads(payloads, max_bytes=self.settings.max_payload_bytes)
         if not texts:
             return []
@@ -317,6 +330,7 @@ class Queue:
         """Give the item back (after `delay` seconds) without using up an attempt."""
         _check_lease_arg(lease)
         delay = check_delay(delay)
+        check_due(now, delay)
         try:
             self.backend.release(lease, delay_seconds=delay, now=now)
         except LeaseLost:
@@ -332,6 +346,7 @@ class Queue:
         `dead`. Returns the item's new status."""
         _check_lease_arg(lease)
         delay = self.settings.backoff.delay(lease.attempt) if retry else None
+        check_due(now, delay or 0.0, "retry backoff")
         text = clip_error(error)
         try:
             status = self.backend.fail(lease, error=text, retry_delay=delay, now=now)
@@ -403,10 +418,18 @@ class Queue:
             raise ItemNotFound(item_id)
         return item
 
-    def history(self, item_id: int) -> list[HistoryEvent]:
-        """The item's attempt history, oldest first; `[]` when its queue keeps none. Raises
-        `ItemNotFound`."""
-        events = self.backend.history(check_id(item_id))
+    def history(
+        self, item_id: int, *, limit: int = 1_000, start: int = 0, newest_first: bool = False
+    ) -> list[HistoryEvent]:
+        """Up to `limit` (1 to 1000) events of the item's attempt history, oldest first (or
+        newest first), from position `start`: pass `start + len(page)` for the next page, which
+        is empty after the last. `[]` when its queue keeps none. Raises `ItemNotFound`."""
+        events = self.backend.history(
+            check_id(item_id),
+            limit=check_batch(limit, "limit"),
+            start=check_int(start, "start", low=0, high=MAX_ID),
+            newest_first=bool(newest_first),
+        )
         if events is None:
             raise ItemNotFound(item_id)
         return events
@@ -517,6 +540,12 @@ def _log_lost(verb: str, lease: Lease) -> None:
         logs.lease_event(NOTABLE, verb, lease, "lease_lost")
 
 
+def _release_quietly(queue: Queue, lease: Lease) -> None:
+    """Give back a lease nobody will work on; if that fails it simply expires."""
+    with contextlib.suppress(WorkclaimError):
+        queue.release(lease)
+
+
 def _check_lease_arg(lease: object) -> None:
     if not isinstance(lease, Lease):
         raise ValidationError(f"expected a Lease from claim(), got {type(lease).__name__}")
@@ -591,13 +620,30 @@ class AsyncQueue:
         pauses = _Pauses(self.sync.backend, names, wait, now)
         while True:
             generation = wakeup.generation()
-            leases = await self._run(once)
+            leases = await self._claim_or_give_back(once)
             if leases:
                 return leases
             pause = await self._run(pauses.next)
             if pause is None:
                 return []
             await wakeup.wait_async(generation, pause)
+
+    async def _claim_or_give_back(self, once: Callable[[], list[Lease]]) -> list[Lease]:
+        """One claim on the pool. A waiting claim may be cancelled (its client went away)
+        while the claim runs in its thread: the leases it then returns are released, not lost
+        until they expire."""
+        future = asyncio.get_running_loop().run_in_executor(self._executor, once)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, future: asyncio.Future[list[Lease]]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        for lease in future.result():
+            self._executor.submit(_release_quietly, self.sync, lease)
 
     async def heartbeat(self, lease: Lease, **options: Any) -> Lease:
         """See `Queue.heartbeat`."""
@@ -625,9 +671,9 @@ class AsyncQueue:
         """See `Queue.get`."""
         return await self._run(self.sync.get, item_id)
 
-    async def history(self, item_id: int) -> list[HistoryEvent]:
+    async def history(self, item_id: int, **options: Any) -> list[HistoryEvent]:
         """See `Queue.history`."""
-        return await self._run(self.sync.history, item_id)
+        return await self._run(self.sync.history, item_id, **options)
 
     async def items(
         self, queue: str, status: Status | str = Status.QUEUED, **options: Any

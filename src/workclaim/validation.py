@@ -1,7 +1,8 @@
 """Checks every argument before it reaches a store, so all backends accept exactly the same inputs.
 
 Payloads are encoded once here (compact JSON, `allow_nan=False`) and handed to backends as text;
-NUL characters and lone surrogates are refused because PostgreSQL cannot store them.
+NUL characters and lone surrogates are refused because PostgreSQL cannot store them, and nesting
+deeper than `MAX_JSON_DEPTH` because no answer (a lease, an item over HTTP) could carry it back.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 from workclaim.errors import PayloadTooLarge, ValidationError
@@ -28,6 +31,19 @@ PRIORITY_MIN = -(2**31)
 PRIORITY_MAX = 2**31 - 1
 MAX_ERROR_CHARS = 65_536
 MAX_ID = 2**53 - 1
+# Arrays and objects nested in a payload or result, at most. An answer wraps a payload in a few
+# levels of its own (`{"leases": [{"payload": ...}]}`), and JSON readers cap the total depth (the
+# server's encoder at 255, Ruby's parser at 100, serde_json at 128): 64 leaves room for all.
+MAX_JSON_DEPTH = 64
+# The times an item may be scheduled at (UTC). Every store can keep them, a delay added to them
+# stays in range, and they read back as datetimes: Redis keeps microseconds within +-2**53
+# (years 1685 to 2255), Python's datetime ends at year 9999 (in UTC, not in the given offset).
+EARLIEST_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def check_name(value: object, what: str) -> str:
@@ -58,8 +74,12 @@ def encode_json(value: Any, *, what: str, max_bytes: int) -> str:
     """Compact JSON text for a payload or result; refuses NaN, NUL, lone surrogates, oversize."""
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except RecursionError:
+        raise _too_deep(what) from None
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{what} is not JSON-serialisable: {exc}") from exc
+    if too_deep(text):
+        raise _too_deep(what)
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise ValidationError(f"{what} contains a NUL character (\\u0000), which no store accepts")
     try:
@@ -69,6 +89,21 @@ def encode_json(value: Any, *, what: str, max_bytes: int) -> str:
     if size > max_bytes:
         raise PayloadTooLarge(f"{what} is {size} bytes, over the cap of {max_bytes} bytes")
     return text
+
+
+def too_deep(text: str) -> bool:
+    """Whether arrays and objects nest more than `MAX_JSON_DEPTH` deep in JSON text. Cheap for
+    the usual payload: text with no more brackets than the limit cannot be, and is not scanned."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) > MAX_JSON_DEPTH
+
+
+def _too_deep(what: str) -> ValidationError:
+    return ValidationError(
+        f"{what} nests arrays and objects more than {MAX_JSON_DEPTH} deep; flatten it"
+    )
 
 
 def encode_payloads(payloads: Iterable[Any], *, max_bytes: int) -> list[str]:
@@ -106,6 +141,36 @@ def check_delay(value: object, what: str = "delay") -> float:
 def check_wait(value: object) -> float:
     """A claim's wait: zero (do not wait) up to an hour."""
     return check_seconds(value, "wait", low=0.0, high=MAX_WAIT_SECONDS, low_open=False)
+
+
+def check_time(value: object, what: str = "run_at") -> datetime:
+    """A timezone-aware datetime within `EARLIEST_TIME`..`LATEST_TIME` once in UTC, returned in
+    UTC; a time outside could be stored but never read back."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValidationError(f"{what} must be a timezone-aware datetime")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST_TIME <= utc <= LATEST_TIME:
+        raise ValidationError(
+            f"{what} must be between {EARLIEST_TIME.isoformat()} and {LATEST_TIME.isoformat()} "
+            f"in UTC, got {value.isoformat()}"
+        )
+    return utc
+
+
+def check_due(now: datetime | None, delay: float, what: str = "delay") -> None:
+    """`now + delay` (a time a store will compute) stays within range. Only a given `now` (a
+    test clock) can push it out: the store's own clock plus a capped delay cannot."""
+    if now is None:
+        return
+    try:
+        due = check_time(now, "now") + timedelta(seconds=delay)
+    except OverflowError:
+        due = None
+    if due is None or due > LATEST_TIME:
+        raise ValidationError(f"{what} of {delay} seconds from {now.isoformat()} is out of range")
 
 
 def check_int(value: object, what: str, *, low: int, high: int) -> int:

@@ -180,7 +180,8 @@ def test_a_bad_gate_option_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["stats", "queues", "items_queued", "items_claimed", "items_dead", "history"]
+    "name",
+    ["stats", "queues", "items_queued", "items_claimed", "items_dead", "history", "history_newest"],
 )
 def test_dashboard_queries_never_scan_the_table(tmp_path: Path, name: str) -> None:
     """With finished rows present, the polled queries use an index or the counts, not a scan
@@ -188,7 +189,7 @@ def test_dashboard_queries_never_scan_the_table(tmp_path: Path, name: str) -> No
     path = tmp_path / "w.db"
     Queue(f"sqlite:///{path}").close()
     conn = sqlite3.connect(path)
-    params = {"queue": "q", "now": 0, "after": 0, "limit": 10, "id": 1}
+    params = {"queue": "q", "now": 0, "after": 0, "limit": 10, "id": 1, "start": 0}
     plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + Q[name], params)]
     conn.close()
     assert not [

@@ -145,9 +145,14 @@ class Backend(Protocol):
         """The item, or None if there is no such id."""
         ...
 
-    def history(self, item_id: int) -> list[HistoryEvent] | None:
-        """The item's attempt history, oldest first (ties in the order written); `[]` when the
-        item keeps none; None when there is no such item."""
+    def history(
+        self, item_id: int, *, limit: int, start: int = 0, newest_first: bool = False
+    ) -> list[HistoryEvent] | None:
+        """Up to `limit` events of the item's attempt history from position `start` (0: the
+        first), oldest first (ties in the order written), or newest first with `newest_first`
+        (positions then count from the newest); `[]` when the item keeps none or the page is past
+        the end; None when there is no such item. A history only grows while its item exists, so
+        a position is a stable cursor."""
         ...
 
     def items(

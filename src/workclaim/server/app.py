@@ -98,7 +98,7 @@ def create_app(queue_or_url: str | AsyncQueue, config: ServerConfig | None = Non
         queue=queue,
         config=config,
         metrics=Metrics(),
-        longpolls=LongPollLimiter(config.max_longpolls_per_token),
+        longpolls=LongPollLimiter(config.max_longpolls_per_token, config.max_longpolls),
         waiting=LongPolls(queue, config.max_batch),
         activity=Activity(every=config.sample_seconds or 2.0),
     )

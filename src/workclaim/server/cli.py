@@ -47,6 +47,12 @@ def serve(
     max_longpolls: Annotated[
         int, typer.Option(help="Long-polls one token may have waiting at once.")
     ] = 100,
+    max_longpolls_total: Annotated[
+        int, typer.Option(help="Long-polls the server may have waiting at once, all tokens.")
+    ] = 5_000,
+    max_page_bytes: Annotated[
+        int, typer.Option(help="About how many payload and result bytes a listing page holds.")
+    ] = 4 * 1024 * 1024,
     sample_seconds: Annotated[
         float, typer.Option(help="Seconds between the dashboard's rate samples (0: off).")
     ] = 2.0,
@@ -97,6 +103,8 @@ def serve(
             max_lease=max_lease,
             max_wait=max_wait,
             max_longpolls_per_token=max_longpolls,
+            max_longpolls=max_longpolls_total,
+            max_page_bytes=max_page_bytes,
             threads=threads,
             sample_seconds=sample_seconds,
             api_docs=api_docs,

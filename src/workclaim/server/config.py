@@ -34,6 +34,11 @@ class ServerConfig:
     - `max_batch`, `max_lease`, `max_wait`: caps on a claim's `max`, `lease` and `wait`
       (a longer `wait` is shortened to `max_wait`: a long-poll may always end early).
     - `max_longpolls_per_token`: long-polls one identity may have waiting at once (429 beyond).
+    - `max_longpolls`: long-polls the whole server may have waiting at once (429 beyond), so
+      that many tokens together cannot hold every connection and file descriptor.
+    - `max_page_bytes`: about how many bytes of payloads and results one page of a listing
+      carries; a page stops early (with a `next_after`) rather than pass it, but always holds
+      at least one item.
     - `threads`: the thread pool that runs blocking store calls.
     - `sample_seconds`: how often the dashboard's rates are sampled from the store's counts
       (0: never; the dashboard then shows counts but no items/s chart).
@@ -59,6 +64,8 @@ class ServerConfig:
     max_lease: float = 86_400.0
     max_wait: float = 30.0
     max_longpolls_per_token: int = 100
+    max_longpolls: int = 5_000
+    max_page_bytes: int = 4 * 1024 * 1024
     threads: int = 16
     sample_seconds: float = 2.0
     api_docs: bool = False
@@ -86,6 +93,10 @@ class ServerConfig:
             raise ConfigError(f"max_wait must be between 0 and {MAX_WAIT_SECONDS} seconds")
         if not 1 <= self.max_longpolls_per_token <= 1_000_000:
             raise ConfigError("max_longpolls_per_token must be at least 1")
+        if not 1 <= self.max_longpolls <= 1_000_000:
+            raise ConfigError("max_longpolls must be between 1 and 1000000")
+        if self.max_page_bytes < 1_024:
+            raise ConfigError("max_page_bytes must be at least 1024")
         if not 1 <= self.threads <= 1_024:
             raise ConfigError("threads must be between 1 and 1024")
         if not (self.sample_seconds == 0 or 0.1 <= self.sample_seconds <= 3_600):

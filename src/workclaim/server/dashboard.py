@@ -98,14 +98,18 @@ def _latency(summary: Latency) -> LatencyOut:
 
 async def _claimed_at(queue: AsyncQueue, item: Item) -> datetime | None:
     """When the item's current attempt was claimed, from its history (None if none is kept)."""
-    try:
-        events = await queue.history(item.id)
-    except ItemNotFound:
-        return None
-    for event in reversed(events):
-        if event.kind == EventKind.CLAIMED:
-            return event.at
-    return None
+    start = 0
+    while True:  # newest first: only the heartbeats since the claim stand before it
+        try:
+            events = await queue.history(item.id, limit=100, start=start, newest_first=True)
+        except ItemNotFound:
+            return None
+        for event in events:
+            if event.kind == EventKind.CLAIMED:
+                return event.at
+        if len(events) < 100:
+            return None
+        start += len(events)
 
 
 async def _panel(

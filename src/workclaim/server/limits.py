@@ -1,4 +1,5 @@
-"""Resource caps: request body size (enforced while reading), and long-polls per caller.
+"""Resource caps: request body size (enforced while reading), and long-polls per caller and in
+all.
 
 Neither uvicorn nor FastAPI caps a body by default; `BodyLimit` answers 413 from the
 `Content-Length` header when it is over, and otherwise counts bytes as they arrive, so an
@@ -66,35 +67,45 @@ class BodyLimit:
 
 
 class LongPollLimiter:
-    """Counts the long-polls each identity has waiting, refusing more than `per_caller`."""
+    """Counts the long-polls waiting, refusing more than `per_caller` for one identity and more
+    than `total` in all."""
 
-    def __init__(self, per_caller: int) -> None:
+    def __init__(self, per_caller: int, total: int) -> None:
         self.per_caller = per_caller
+        self.total = total
         self._active: Counter[str] = Counter()
+        self._waiting = 0
         self._lock = threading.Lock()
 
     @property
     def waiting(self) -> int:
         """Long-polls in progress, all callers."""
         with self._lock:
-            return sum(self._active.values())
+            return self._waiting
 
     @contextmanager
     def slot(self, identity: str) -> Iterator[None]:
         """Hold one long-poll slot for `identity`; `Problem` 429 when none is free."""
         with self._lock:
             if self._active[identity] >= self.per_caller:
-                raise Problem(
-                    "too-many-requests",
-                    f"at most {self.per_caller} long-polls may wait at once per token; "
-                    "retry after a second or use fewer concurrent claims",
-                    headers={"Retry-After": "1"},
-                )
+                raise _busy(f"at most {self.per_caller} long-polls may wait at once per token")
+            if self._waiting >= self.total:
+                raise _busy(f"this server holds at most {self.total} waiting long-polls")
             self._active[identity] += 1
+            self._waiting += 1
         try:
             yield
         finally:
             with self._lock:
+                self._waiting -= 1
                 self._active[identity] -= 1
                 if self._active[identity] <= 0:
                     del self._active[identity]
+
+
+def _busy(why: str) -> Problem:
+    return Problem(
+        "too-many-requests",
+        f"{why}; retry after a second or use fewer concurrent claims",
+        headers={"Retry-After": "1"},
+    )

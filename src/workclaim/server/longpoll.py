@@ -38,6 +38,7 @@ class _Waiter:
 class _Group:
     waiters: list[_Waiter] = field(default_factory=list)
     pump: asyncio.Task[None] | None = None
+    idle: bool = False  # its pump was cancelled because its last waiter left
 
 
 class LongPolls:
@@ -83,6 +84,9 @@ class LongPolls:
         """A waiter goes away; with `give_back`, leases already handed to it are released."""
         if waiter in group.waiters:
             group.waiters.remove(waiter)
+        if not group.waiters and group.pump is not None and not group.idle:
+            group.idle = True  # nobody left to claim for: stop now, not at the round's end
+            group.pump.cancel()
         future = waiter.future
         if not future.done():
             future.cancel()
@@ -127,6 +131,9 @@ class LongPolls:
                 log.error("long-poll pump stopped by %s", type(exc).__name__)
         finally:
             group.pump = None
+            if group.idle and group.waiters:  # joined while the idle pump was stopping
+                group.pump = asyncio.create_task(self._pump(key, group))
+            group.idle = False
             if self._groups.get(key) is group and not group.waiters:
                 del self._groups[key]
 

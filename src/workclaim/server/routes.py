@@ -7,19 +7,23 @@ another worker's lease with 409 even though tokens are sequential and guessable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from workclaim._time import from_micros
-from workclaim.errors import ItemNotFound, LeaseLost, ValidationError
-from workclaim.models import Lease, Status
+from workclaim.errors import ItemNotFound, LeaseLost, ValidationError, WorkclaimError
+from workclaim.models import HistoryEvent, Item, Lease, Status
 from workclaim.queue import AsyncQueue
 from workclaim.server.activity import Activity
 from workclaim.server.auth import ANONYMOUS, Principal, TokensUnavailable
@@ -60,6 +64,7 @@ from workclaim.server.schemas import (
 from workclaim.validation import MAX_BATCH, MAX_ID, check_queues
 
 CLOCK_HEADER = "X-Workclaim-Now"
+log = logging.getLogger("workclaim.server")
 
 
 @dataclass
@@ -173,6 +178,15 @@ def _worker_for_claim(caller: Principal, st: State, requested: str | None) -> st
     return caller.identity
 
 
+def _check_caps(cfg: ServerConfig, *, limit: int | None = None, lease: float | None = None) -> None:
+    """This server's caps on a claim's `max` and on a lease's length (at a claim, or a
+    heartbeat's `extend`), which may be lower than the library's."""
+    if limit is not None and limit > cfg.max_batch:
+        raise ValidationError(f"max must be at most {cfg.max_batch} on this server")
+    if lease is not None and lease > cfg.max_lease:
+        raise ValidationError(f"a lease may last at most {cfg.max_lease} seconds on this server")
+
+
 def _worker_for_lease(caller: Principal, st: State, ref: LeaseRef) -> str:
     if st.config.no_auth:
         return ref.worker or caller.identity
@@ -209,31 +223,30 @@ async def _claim(
     wait: float,
     worker: str | None,
     now: datetime | None,
-) -> Response | ClaimOut:
+) -> Response:
     names = check_queues(queues)
     for name in names:
         if not caller.may_work(name):
             raise Problem("forbidden", f"this token may not claim from queue {name!r}")
-    cfg = st.config
-    if limit > cfg.max_batch:
-        raise ValidationError(f"max must be at most {cfg.max_batch} on this server")
-    if lease > cfg.max_lease:
-        raise ValidationError(f"lease must be at most {cfg.max_lease} seconds on this server")
-    wait = min(wait, cfg.max_wait)
+    _check_caps(st.config, limit=limit, lease=lease)
+    wait = min(wait, st.config.max_wait)
     who = _worker_for_claim(caller, st, worker)
     q = st.queue
     if wait > 0:
         with st.longpolls.slot(caller.identity):
             st.metrics.longpolls.inc()
             try:
-                leases = await st.waiting.claim(
+                waiting = st.waiting.claim(
                     names, worker=who, lease=lease, limit=limit, wait=wait, now=now
                 )
+                got = await _unless_hung_up(request, waiting)
             finally:
                 st.metrics.longpolls.dec()
-        if leases and await request.is_disconnected():
-            st.waiting.release(leases)  # nobody to hand them to: give them straight back
+        if got is None or (got and await request.is_disconnected()):
+            if got:
+                st.waiting.release(got)  # nobody to hand them to: give them straight back
             return Response(status_code=204)
+        leases = got
     else:
         started = time.perf_counter()
         leases = await q.claim(names, worker=who, lease=lease, max=limit, now=now)
@@ -242,10 +255,60 @@ async def _claim(
         st.activity.claim_took(names, took)
     if not leases:
         return Response(status_code=204)
+    answer = await _hand_over(st, leases, lambda: ClaimOut(leases=[LeaseOut.of(x) for x in leases]))
+    _count_claimed(st, leases)
+    return answer
+
+
+async def _unless_hung_up(
+    request: Request, waiting: Coroutine[Any, Any, list[Lease]]
+) -> list[Lease] | None:
+    """The leases of a waiting claim, or None as soon as the client hangs up: the claim is then
+    cancelled (leases already handed to it go back), so its long-poll slot is free at once."""
+    claim = asyncio.ensure_future(waiting)
+    watch = asyncio.ensure_future(_hang_up(request))
+    try:
+        await asyncio.wait((claim, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not claim.done():
+            claim.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claim
+    return None if claim.cancelled() else claim.result()
+
+
+async def _hang_up(request: Request) -> None:
+    """Returns when the client disconnects (the body is already read, so the server's next
+    message is `http.disconnect`)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _hand_over(st: State, leases: list[Lease], answer: Callable[[], BaseModel]) -> Response:
+    """The JSON answer that carries new leases to the caller. If it cannot be encoded (an item
+    stored before the depth limit, say), the leases are released (attempts given back) before
+    the 500, so no item waits out a lease nobody received."""
+    try:
+        body = answer().model_dump_json()
+    except (ValueError, RecursionError) as exc:
+        log.error("%s encoding %d leases; releasing them", type(exc).__name__, len(leases))
+        for lease in leases:
+            with contextlib.suppress(WorkclaimError):
+                await st.queue.release(lease)
+        ids = ", ".join(str(x.id) for x in leases)
+        raise Problem(
+            "internal-error",
+            f"the answer could not be encoded, so its leases were released (items {ids}); "
+            "an item's payload may predate this server's limits",
+        ) from None
+    return Response(body, media_type="application/json")
+
+
+def _count_claimed(st: State, leases: list[Lease]) -> None:
     for granted in leases:
         st.metrics.claims.labels(queue=granted.queue).inc()
         st.activity.claimed(granted.queue)
-    return ClaimOut(leases=[LeaseOut.of(x) for x in leases])
 
 
 _CLAIM_RESPONSES = _COMMON | {
@@ -311,14 +374,8 @@ async def claim_next(
         worker=None,
         now=now,
     )
-    if isinstance(result, Response):
-        result.headers["Cache-Control"] = "no-store"
-        return result
-    return Response(
-        content=result.model_dump_json(),
-        media_type="application/json",
-        headers={"Cache-Control": "no-store"},
-    )
+    result.headers["Cache-Control"] = "no-store"
+    return result
 
 
 @contextlib.contextmanager
@@ -334,8 +391,9 @@ def _counting_lease_lost(st: State) -> Iterator[None]:
 @router.post("/worker/heartbeat", response_model=HeartbeatOut, responses=_LEASE, tags=["worker"])
 async def heartbeat(body: HeartbeatIn, st: St, caller: Caller, now: Now) -> HeartbeatOut:
     """Extend the lease to now + `extend` (default: its own length); 409 if it is lost."""
-    lease = _lease(body, _worker_for_lease(caller, st, body))
+    _check_caps(st.config, lease=body.extend)
     with _counting_lease_lost(st):
+        lease = _lease(body, _worker_for_lease(caller, st, body))
         renewed = await st.queue.heartbeat(lease, extend=body.extend, now=now)
     return HeartbeatOut(id=renewed.id, token=renewed.token, expires_at=renewed.expires_at)
 
@@ -343,8 +401,8 @@ async def heartbeat(body: HeartbeatIn, st: St, caller: Caller, now: Now) -> Hear
 @router.post("/worker/complete", response_model=OutcomeOut, responses=_LEASE, tags=["worker"])
 async def complete(body: CompleteIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
     """Mark the item done. Repeating a successful complete is harmless."""
-    lease = _lease(body, _worker_for_lease(caller, st, body))
     with _counting_lease_lost(st):
+        lease = _lease(body, _worker_for_lease(caller, st, body))
         await st.queue.complete(lease, result=body.result, now=now)
     st.metrics.completions.inc()
     return OutcomeOut(id=body.id, status=Status.DONE)
@@ -353,8 +411,8 @@ async def complete(body: CompleteIn, st: St, caller: Caller, now: Now) -> Outcom
 @router.post("/worker/release", response_model=OutcomeOut, responses=_LEASE, tags=["worker"])
 async def release(body: ReleaseIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
     """Give the item back (after `delay` seconds) without using up an attempt."""
-    lease = _lease(body, _worker_for_lease(caller, st, body))
     with _counting_lease_lost(st):
+        lease = _lease(body, _worker_for_lease(caller, st, body))
         await st.queue.release(lease, delay=body.delay, now=now)
     st.metrics.releases.inc()
     return OutcomeOut(id=body.id, status=Status.QUEUED)
@@ -363,7 +421,8 @@ async def release(body: ReleaseIn, st: St, caller: Caller, now: Now) -> OutcomeO
 @router.post("/worker/fail", response_model=OutcomeOut, responses=_LEASE, tags=["worker"])
 async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
     """Record a failure: queued again after a backoff while attempts remain, else dead."""
-    worker = _worker_for_lease(caller, st, body)
+    with _counting_lease_lost(st):
+        worker = _worker_for_lease(caller, st, body)
     attempt = body.attempt
     if attempt is None:
         try:
@@ -386,7 +445,7 @@ async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
 )
 async def complete_and_claim(
     body: CompleteAndClaimIn, st: St, caller: Caller, now: Now
-) -> CompleteAndClaimOut:
+) -> Response:
     """Complete each `done` lease (fenced like `/worker/complete`: a stale one is reported in
     `lost` and left unchanged, a repeat is fine) and claim up to `max` new items, in one store
     transaction. Never waits: an empty `leases` means nothing was claimable."""
@@ -397,10 +456,7 @@ async def complete_and_claim(
     for name in names:
         if not caller.may_work(name):
             raise Problem("forbidden", f"this token may not claim from queue {name!r}")
-    if body.max > st.config.max_batch:
-        raise ValidationError(f"max must be at most {st.config.max_batch} on this server")
-    if body.lease > st.config.max_lease:
-        raise ValidationError(f"lease must be at most {st.config.max_lease} seconds on this server")
+    _check_caps(st.config, limit=body.max, lease=body.lease)
     who = _worker_for_claim(caller, st, body.worker)
     lost: list[LeaseKey] = []
     done: list[tuple[Lease, Any]] = []
@@ -418,10 +474,11 @@ async def complete_and_claim(
     lost += [LeaseKey(id=x.id, token=x.token) for x in refused]
     st.metrics.lease_lost.inc(len(lost))
     st.metrics.completions.inc(len(done) - len(refused))
-    for granted in leases:
-        st.metrics.claims.labels(queue=granted.queue).inc()
-        st.activity.claimed(granted.queue)
-    return CompleteAndClaimOut(lost=lost, leases=[LeaseOut.of(x) for x in leases])
+    answer = await _hand_over(
+        st, leases, lambda: CompleteAndClaimOut(lost=lost, leases=[LeaseOut.of(x) for x in leases])
+    )
+    _count_claimed(st, leases)
+    return answer
 
 
 @router.post(
@@ -462,27 +519,54 @@ async def enqueue(
     return EnqueueOut(ids=ids)
 
 
-async def _visible_item(st: State, caller: Principal, item_id: int) -> ItemOut:
+async def _visible_item(st: State, caller: Principal, item_id: int) -> Item:
     item = await st.queue.get(item_id)
     if not (caller.may_enqueue(item.queue) or caller.may_work(item.queue)):
         raise ItemNotFound(item_id)  # do not reveal items outside the caller's queues
-    return ItemOut.of(item)
+    return item
 
 
 @router.get("/items/{item_id}", response_model=ItemOut, responses=_ITEM, tags=["producer"])
 async def get_item(item_id: IdPath, st: St, caller: Caller) -> ItemOut:
     """The item as stored (never its lease token)."""
-    return await _visible_item(st, caller, item_id)
+    return ItemOut.of(await _visible_item(st, caller, item_id))
 
 
 @router.get(
     "/items/{item_id}/history", response_model=HistoryOut, responses=_ITEM, tags=["producer"]
 )
-async def item_history(item_id: IdPath, st: St, caller: Caller) -> HistoryOut:
-    """The item's attempt history, oldest first; empty when its queue keeps none."""
-    await _visible_item(st, caller, item_id)
-    events = await st.queue.history(item_id)
-    return HistoryOut(item_id=item_id, events=[HistoryEventOut.of(e) for e in events])
+async def item_history(
+    item_id: IdPath,
+    st: St,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=MAX_BATCH, description="Page size.")] = 100,
+    start: Annotated[
+        int, Query(ge=0, le=MAX_ID, description="Position of the page's first event (0: first).")
+    ] = 0,
+    order: Annotated[
+        Literal["oldest", "newest"], Query(description="Oldest first, or newest first.")
+    ] = "oldest",
+) -> HistoryOut:
+    """One page of the item's attempt history; empty when its queue keeps none. Follow
+    `next_start` for the next page. A token shows only to its holder and to admins."""
+    item = await _visible_item(st, caller, item_id)
+    events = await st.queue.history(
+        item_id, limit=limit, start=start, newest_first=order == "newest"
+    )
+    return HistoryOut(
+        item_id=item_id,
+        events=[HistoryEventOut.of(_shown_to(caller, item.queue, e)) for e in events],
+        next_start=start + len(events) if len(events) == limit else None,
+    )
+
+
+def _shown_to(caller: Principal, queue: str, event: HistoryEvent) -> HistoryEvent:
+    """The event as `caller` may see it: a lease token is shown to admins and to the worker
+    that held it (still with `work` on the queue), and to nobody else, like a lease itself."""
+    holder = event.worker == caller.identity and caller.may_work(queue)
+    if event.token is None or caller.admin or holder:
+        return event
+    return replace(event, token=None)
 
 
 @router.get("/queues/{queue}/items", response_model=ItemsOut, responses=_COMMON, tags=["producer"])
@@ -500,9 +584,47 @@ async def list_items(
     the queue). Follow `next_after` for the next page."""
     if not (caller.may_enqueue(queue) or caller.may_work(queue)):
         raise Problem("forbidden", f"this token may not read queue {queue!r}")
-    found = await st.queue.items(queue, status, limit=limit, after=after)
-    next_after = found[-1].id if len(found) == limit else None
+    found, more = await _page(st, queue, status, limit, after)
+    next_after = found[-1].id if more else None
     return ItemsOut(items=[ItemOut.of(x) for x in found], next_after=next_after)
+
+
+# A listing reads its rows in chunks, the first this small, so that a page of big payloads
+# stops at the byte budget without holding many more rows than it returns.
+_FIRST_CHUNK = 10
+
+
+async def _page(
+    st: State, queue: str, status: Status, limit: int, after: int | None
+) -> tuple[list[Item], bool]:
+    """Up to `limit` items after `after`, stopping before the one whose payload and result
+    would take the page past `max_page_bytes` (one item at least); and whether more may
+    follow."""
+    budget = st.config.max_page_bytes
+    found: list[Item] = []
+    used = 0
+    chunk = min(limit, _FIRST_CHUNK)
+    while True:
+        rows = await st.queue.items(queue, status, limit=chunk, after=after)
+        for item in rows:
+            size = _encoded_size(item)
+            if found and used + size > budget:
+                return found, True
+            found.append(item)
+            used += size
+        if len(rows) < chunk or len(found) == limit:
+            return found, len(found) == limit
+        after = rows[-1].id
+        room = (budget - used) // max(used // len(found), 1) + 1
+        chunk = max(1, min(limit - len(found), room))
+
+
+def _encoded_size(item: Item) -> int:
+    """About how many bytes an item's payload and result take in an answer."""
+    return sum(
+        len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        for value in (item.payload, item.result)
+    )
 
 
 @router.get("/queues", response_model=QueuesOut, responses=_COMMON, tags=["admin"])

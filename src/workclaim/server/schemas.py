@@ -274,7 +274,8 @@ class QueuesOut(BaseModel):
 
 
 class ItemsOut(BaseModel):
-    """One page of a queue's items in one status, by ascending id."""
+    """One page of a queue's items in one status, by ascending id. A page ends early when its
+    payloads and results pass the server's byte budget: only a null `next_after` is the end."""
 
     items: list[ItemOut]
     next_after: int | None = Field(
@@ -310,10 +311,13 @@ class HistoryEventOut(BaseModel):
 
 
 class HistoryOut(BaseModel):
-    """An item's attempt history, oldest first (empty when its queue keeps none)."""
+    """A page of an item's attempt history (empty when its queue keeps none)."""
 
     item_id: int
     events: list[HistoryEventOut]
+    next_start: int | None = Field(
+        None, description="Pass as `start` for the next page; null when this page was the last."
+    )
 
 
 class DoneIn(LeaseRef):

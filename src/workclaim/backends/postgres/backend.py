@@ -586,8 +586,11 @@ class PostgresBackend:
         row = self._one("get_item", {"id": item_id})
         return None if row is None else _item(row)
 
-    def history(self, item_id: int) -> list[HistoryEvent] | None:
-        rows = self._all("history", {"id": item_id})
+    def history(
+        self, item_id: int, *, limit: int, start: int = 0, newest_first: bool = False
+    ) -> list[HistoryEvent] | None:
+        params = {"id": item_id, "limit": limit, "start": start}
+        rows = self._all("history_newest" if newest_first else "history", params)
         if not rows:
             return None
         return [

@@ -266,11 +266,27 @@ ORDER BY id
 LIMIT %(limit)s
 
 -- name: history
--- The item's events oldest first; one row of NULLs when it keeps none, no row when no such item.
+-- A page of the item's events oldest first; one row of NULLs when the page is empty, no row
+-- when there is no such item.
 SELECT h.kind, h.at, h.attempt, h.status, h.token, h.worker, h.error
-FROM {schema}.items AS i LEFT JOIN {schema}.history AS h ON h.item_id = i.id
+FROM {schema}.items AS i
+LEFT JOIN LATERAL (
+    SELECT * FROM {schema}.history AS e WHERE e.item_id = i.id
+    ORDER BY e.seq LIMIT %(limit)s OFFSET %(start)s
+) AS h ON true
 WHERE i.id = %(id)s
 ORDER BY h.seq
+
+-- name: history_newest
+-- As history, newest first.
+SELECT h.kind, h.at, h.attempt, h.status, h.token, h.worker, h.error
+FROM {schema}.items AS i
+LEFT JOIN LATERAL (
+    SELECT * FROM {schema}.history AS e WHERE e.item_id = i.id
+    ORDER BY e.seq DESC LIMIT %(limit)s OFFSET %(start)s
+) AS h ON true
+WHERE i.id = %(id)s
+ORDER BY h.seq DESC
 
 -- name: cancel
 -- Returns a row only when the item was queued.

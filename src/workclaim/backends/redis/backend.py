@@ -433,8 +433,11 @@ class RedisBackend:
         flat = self._run("get", None, item_id, write=False)
         return _item(item_id, flat) if flat else None
 
-    def history(self, item_id: int) -> list[HistoryEvent] | None:
-        reply = self._run("history", None, item_id, write=False)
+    def history(
+        self, item_id: int, *, limit: int, start: int = 0, newest_first: bool = False
+    ) -> list[HistoryEvent] | None:
+        newest = "1" if newest_first else "0"
+        reply = self._run("history", None, item_id, start, limit, newest, write=False)
         if not reply:
             return None
         return [_event(item_id, text) for text in reply[1:]]

@@ -497,11 +497,16 @@ class SqliteBackend:
         row = self._read(lambda c: c.execute(Q["get_item"], {"id": item_id}).fetchone())
         return None if row is None else _item(row)
 
-    def history(self, item_id: int) -> list[HistoryEvent] | None:
+    def history(
+        self, item_id: int, *, limit: int, start: int = 0, newest_first: bool = False
+    ) -> list[HistoryEvent] | None:
+        sql = Q["history_newest" if newest_first else "history"]
+        params = {"id": item_id, "limit": limit, "start": start}
+
         def run(conn: sqlite3.Connection) -> list[tuple[Any, ...]] | None:
             conn.execute("BEGIN")  # one snapshot for both reads
             try:
-                rows = conn.execute(Q["history"], {"id": item_id}).fetchall()
+                rows = conn.execute(sql, params).fetchall()
                 if rows or conn.execute(Q["item_exists"], {"id": item_id}).fetchone():
                     return rows
                 return None

@@ -189,7 +189,11 @@ SELECT queue FROM workclaim_queue_counts WHERE status = 'total' AND n > 0 ORDER 
 
 -- name: history
 SELECT item_id, kind, at, attempt, status, token, worker, error
-FROM workclaim_history WHERE item_id = :id ORDER BY seq
+FROM workclaim_history WHERE item_id = :id ORDER BY seq LIMIT :limit OFFSET :start
+
+-- name: history_newest
+SELECT item_id, kind, at, attempt, status, token, worker, error
+FROM workclaim_history WHERE item_id = :id ORDER BY seq DESC LIMIT :limit OFFSET :start
 
 -- name: item_exists
 SELECT 1 FROM workclaim_items WHERE id = :id

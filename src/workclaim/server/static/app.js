@@ -427,7 +427,7 @@
     const actions = el("p", {});
     if (item.status === "dead") actions.append(requeueButton(item.id));
     if (item.status === "queued") actions.append(cancelButton(item.id));
-    const events = history.events.map((e) =>
+    const events = history.events.slice().reverse().map((e) =>
       el(
         "tr",
         { "data-kind": e.kind },
@@ -464,7 +464,8 @@
       if (itemMatch) {
         const id = itemMatch[1];
         const item = await api("GET", "items/" + id);
-        const history = await api("GET", "items/" + id + "/history");
+        // The newest 1,000 events (a long job's heartbeats can make many more), shown oldest first.
+        const history = await api("GET", "items/" + id + "/history?order=newest&limit=1000");
         drawItem(item, history);
       } else {
         const data = await api("GET", "dashboard");
