@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,9 @@ import httpx
 import pytest
 
 from tests.support.http_transport import running_server
+from tests.support.served_api import PROBLEM, Api, problem, served_api
 from workclaim import AsyncQueue, Settings
 from workclaim.server import ServerConfig, create_app
-from workclaim.server.auth import TokenStore, new_token, token_line
-
-PROBLEM = "application/problem+json"
-T = "urn:workclaim:problem:"
-
-
-@dataclass
-class Api:
-    base: str
-    tokens: dict[str, str]
-    queue: AsyncQueue
-
-    def client(self, who: str | None) -> httpx.Client:
-        headers = {} if who is None else {"Authorization": f"Bearer {self.tokens[who]}"}
-        return httpx.Client(base_url=self.base, headers=headers, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -44,33 +29,17 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         "producer": ["enqueue:jobs"],
         "root": ["admin"],
     }
-    tokens = {who: new_token() for who in scopes}
-    lines = "\n".join(token_line(tokens[who], who, s) for who, s in scopes.items())
-    path: Path = tmp_path_factory.mktemp("api") / "w.db"
-    config = ServerConfig(
+    with served_api(
+        tmp_path_factory.mktemp("api"),
+        scopes,
         settings=Settings(max_payload_bytes=4096),
-        tokens=TokenStore(lines=lines),
         max_body_bytes=16 * 1024,
         max_batch=10,
         max_lease=600,
         max_wait=30,
         max_longpolls_per_token=2,
-    )
-    queue = AsyncQueue(f"sqlite:///{path}", settings=config.settings)
-    with running_server(create_app(queue, config)) as base:
-        yield Api(base, tokens, queue)
-    import asyncio
-
-    asyncio.run(queue.close())
-
-
-def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    """Assert a problem document of this status and type; returns it."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    doc: dict[str, Any] = response.json()
-    assert doc["type"] == T + slug and doc["status"] == status and doc["title"] and doc["detail"]
-    return doc
+    ) as api:
+        yield api
 
 
 def enqueue(c: httpx.Client, queue: str, payload: Any = 1) -> int:
@@ -80,7 +49,7 @@ def enqueue(c: httpx.Client, queue: str, payload: Any = 1) -> int:
 
 
 def test_the_happy_path_codes(api: Api) -> None:
-    with api.client("alice") as alice, api.client("root") as root:
+    with api.http("alice") as alice, api.http("root") as root:
         item_id = enqueue(alice, "jobs", {"secret": "payload"})
         batch = alice.post("/queues/jobs/items", json={"payloads": [1, 2], "priority": 5})
         assert batch.status_code == 201 and len(batch.json()["ids"]) == 2
@@ -114,7 +83,7 @@ def test_the_happy_path_codes(api: Api) -> None:
 
 
 def test_fail_cancel_and_requeue(api: Api) -> None:
-    with api.client("alice") as alice, api.client("root") as root:
+    with api.http("alice") as alice, api.http("root") as root:
         item_id = enqueue(alice, "fails")
         [lease] = alice.post("/worker/claim", json={"queue": "fails", "max": 10}).json()["leases"]
         r = alice.post(
@@ -131,7 +100,7 @@ def test_fail_cancel_and_requeue(api: Api) -> None:
 
 
 def test_lease_conflicts_are_409(api: Api) -> None:
-    with api.client("alice") as alice, api.client("bob") as bob:
+    with api.http("alice") as alice, api.http("bob") as bob:
         item_id = enqueue(alice, "conflicts")
         [lease] = alice.post("/worker/claim", json={"queue": "conflicts"}).json()["leases"]
         ref = {"id": lease["id"], "token": lease["token"]}
@@ -152,7 +121,7 @@ def test_lease_conflicts_are_409(api: Api) -> None:
 
 
 def test_auth_is_required_and_scoped(api: Api) -> None:
-    with api.client(None) as anon, api.client("producer") as producer:
+    with api.http(None) as anon, api.http("producer") as producer:
         r = anon.post("/worker/claim", json={"queue": "jobs"})
         problem(r, 401, "unauthorized")
         assert r.headers["www-authenticate"].startswith("Bearer")
@@ -171,10 +140,10 @@ def test_auth_is_required_and_scoped(api: Api) -> None:
             producer.post("/worker/complete", json={"id": item_id, "token": 1}), 403, "forbidden"
         )
         assert producer.get(f"/items/{item_id}").status_code == 200
-    with api.client("bob") as bob:
+    with api.http("bob") as bob:
         problem(bob.post("/worker/claim", json={"queue": "private"}), 403, "forbidden")
         # an item on a queue outside bob's scopes is not revealed
-        with api.client("alice") as alice:
+        with api.http("alice") as alice:
             hidden = enqueue(alice, "private")
             visible = enqueue(alice, "jobs")
         problem(bob.get(f"/items/{hidden}"), 404, "item-not-found")
@@ -183,7 +152,7 @@ def test_auth_is_required_and_scoped(api: Api) -> None:
 
 
 def test_bad_requests(api: Api) -> None:
-    with api.client("alice") as alice, api.client("root") as root:
+    with api.http("alice") as alice, api.http("root") as root:
         problem(alice.get("/items/999999"), 404, "item-not-found")
         problem(alice.get("/nowhere"), 404, "not-found")
         problem(alice.put("/worker/claim"), 405, "method-not-allowed")
@@ -232,7 +201,7 @@ def test_bad_requests(api: Api) -> None:
 
 
 def test_body_and_payload_caps_are_413(api: Api) -> None:
-    with api.client("alice") as alice:
+    with api.http("alice") as alice:
         doc = problem(
             alice.post("/queues/jobs/items", json={"payload": "x" * 5000}), 413, "payload-too-large"
         )
@@ -261,11 +230,11 @@ def test_body_and_payload_caps_are_413(api: Api) -> None:
 @pytest.mark.timeout(60)
 def test_long_polls_are_capped_per_token_and_woken_by_an_enqueue(api: Api) -> None:
     results: list[httpx.Response] = []
-    with api.client("root") as root, api.client("alice") as alice:
+    with api.http("root") as root, api.http("alice") as alice:
         waiting: list[threading.Thread] = []
 
         def alice_poll() -> None:
-            with api.client("alice") as c:
+            with api.http("alice") as c:
                 results.append(c.post("/worker/claim", json={"queue": "lp", "wait": 30}))
 
         for _ in range(2):

@@ -7,41 +7,15 @@ enqueue to `jobs`, `root` is admin. Each test uses its own queue names on one sh
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support.http_transport import running_server
-from workclaim import AsyncQueue, EventKind, Settings, Status
-from workclaim.client import AccessDenied, Client
-from workclaim.server import ServerConfig, create_app
-from workclaim.server.auth import TokenStore, new_token, token_line
-
-T = "urn:workclaim:problem:"
-
-
-@dataclass
-class Api:
-    base: str
-    tokens: dict[str, str]
-
-    def http(self, who: str | None) -> httpx.Client:
-        headers = {} if who is None else {"Authorization": f"Bearer {self.tokens[who]}"}
-        return httpx.Client(base_url=self.base, headers=headers, timeout=30)
-
-    def call(self, who: str | None, method: str, path: str, **options: Any) -> httpx.Response:
-        """One request as `who` (None: no token) on a connection closed afterwards."""
-        with self.http(who) as c:
-            return c.request(method, path, **options)
-
-    def client(self, who: str) -> Client:
-        return Client(self.base, token=self.tokens[who], retries=0)
+from tests.support.served_api import Api, problem, served_api
+from workclaim import EventKind, Status
+from workclaim.client import AccessDenied
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +26,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         "producer": ["enqueue:jobs"],
         "root": ["admin"],
     }
-    tokens = {who: new_token() for who in scopes}
-    lines = "\n".join(token_line(tokens[who], who, s) for who, s in scopes.items())
-    path: Path = tmp_path_factory.mktemp("dash") / "w.db"
-    config = ServerConfig(tokens=TokenStore(lines=lines), sample_seconds=0.2)
-    queue = AsyncQueue(f"sqlite:///{path}", settings=Settings())
-    with running_server(create_app(queue, config)) as base:
-        yield Api(base, tokens)
-    asyncio.run(queue.close())
-
-
-def problem(response: httpx.Response, status: int, slug: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["type"] == T + slug
+    with served_api(tmp_path_factory.mktemp("dash"), scopes, sample_seconds=0.2) as api:
+        yield api
 
 
 def test_queues_lists_every_queue_with_its_counts(api: Api) -> None:

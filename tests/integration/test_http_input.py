@@ -15,34 +15,17 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.support.http_transport import running_server
-from workclaim import AsyncQueue, Settings, Status
+from tests.support.served_api import Api, problem, served_api
+from workclaim import Settings, Status
 from workclaim.backends import NewItem
-from workclaim.server import ServerConfig, create_app
-from workclaim.server.auth import TokenStore, new_token, token_line
 
-PROBLEM = "application/problem+json"
-T = "urn:workclaim:problem:"
 PAGE_BYTES = 4_096
-
-
-@dataclass
-class Api:
-    base: str
-    tokens: dict[str, str]
-    queue: AsyncQueue
-
-    def client(self, who: str) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        return httpx.Client(base_url=self.base, headers=headers, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -53,32 +36,18 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         "producer": ["enqueue"],
         "root": ["admin"],
     }
-    tokens = {who: new_token() for who in scopes}
-    lines = "\n".join(token_line(tokens[who], who, s) for who, s in scopes.items())
-    path: Path = tmp_path_factory.mktemp("input") / "w.db"
-    config = ServerConfig(
+    with served_api(
+        tmp_path_factory.mktemp("input"),
+        scopes,
         settings=Settings(max_payload_bytes=8_192),
-        tokens=TokenStore(lines=lines),
         max_batch=10,
         max_lease=600,
         max_wait=600,
         max_longpolls_per_token=2,
         max_longpolls=3,
         max_page_bytes=PAGE_BYTES,
-    )
-    queue = AsyncQueue(f"sqlite:///{path}", settings=config.settings)
-    with running_server(create_app(queue, config)) as base:
-        yield Api(base, tokens, queue)
-    asyncio.run(queue.close())
-
-
-def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    """Assert a problem document of this status and type; returns it."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    doc: dict[str, Any] = response.json()
-    assert doc["type"] == T + slug and doc["status"] == status
-    return doc
+    ) as api:
+        yield api
 
 
 def enqueue(c: httpx.Client, queue: str, payload: Any = 1) -> int:
@@ -132,7 +101,7 @@ def _peek(sock: socket.socket) -> bytes:
 
 # -- 1. nothing stored can break claims for everyone ---------------------------------------
 def test_a_payload_nested_too_deep_is_refused_at_enqueue(api: Api) -> None:
-    with api.client("producer") as producer:
+    with api.http("producer") as producer:
         for depth in (65, 300):
             body = '{"payload": ' + nested_text(depth) + "}"
             r = producer.post(
@@ -146,12 +115,12 @@ def test_a_payload_nested_too_deep_is_refused_at_enqueue(api: Api) -> None:
         problem(r, 400, "bad-request")
         r = producer.post("/queues/deep/items", json={"payloads": [1, json.loads(nested_text(65))]})
         problem(r, 422, "validation-error")
-    with api.client("root") as root:
+    with api.http("root") as root:
         assert root.get("/queues/deep/stats").json()["total"] == 0
 
 
 def test_results_nested_too_deep_are_refused(api: Api) -> None:
-    with api.client("alice") as alice:
+    with api.http("alice") as alice:
         item_id = enqueue(alice, "deep-result")
         [lease] = alice.post("/worker/claim", json={"queue": "deep-result"}).json()["leases"]
         r = alice.post(
@@ -177,7 +146,7 @@ def test_results_nested_too_deep_are_refused(api: Api) -> None:
 def test_leases_an_answer_cannot_carry_are_given_back(api: Api, path: str) -> None:
     queue = "poison-" + path.rsplit("/", 1)[1]
     poison = store_as_an_older_version_did(api, queue, nested_text(300))
-    with api.client("alice") as alice:
+    with api.http("alice") as alice:
         others = [enqueue(alice, queue, {"n": n}) for n in range(5)]
         if path == "/worker/next":
             r = alice.get(path, params={"queue": queue, "max": 10})
@@ -195,7 +164,7 @@ def test_leases_an_answer_cannot_carry_are_given_back(api: Api, path: str) -> No
     "run_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-23:59", "2200-01-01T00:00:01Z"]
 )
 def test_a_run_at_out_of_range_is_422_and_stores_nothing(api: Api, run_at: str) -> None:
-    with api.client("producer") as producer, api.client("root") as root:
+    with api.http("producer") as producer, api.http("root") as root:
         r = producer.post("/queues/far/items", json={"payload": 1, "run_at": run_at})
         assert "run_at" in problem(r, 422, "validation-error")["detail"]
         assert root.get("/queues/far/stats").json()["total"] == 0
@@ -203,7 +172,7 @@ def test_a_run_at_out_of_range_is_422_and_stores_nothing(api: Api, run_at: str) 
 
 # -- 3. a heartbeat obeys the lease cap ----------------------------------------------------
 def test_a_heartbeat_cannot_extend_past_the_servers_lease_cap(api: Api) -> None:
-    with api.client("alice") as alice:
+    with api.http("alice") as alice:
         item_id = enqueue(alice, "beats")
         [lease] = alice.post("/worker/claim", json={"queue": "beats", "lease": 30}).json()["leases"]
         key = {"id": item_id, "token": lease["token"]}
@@ -215,7 +184,7 @@ def test_a_heartbeat_cannot_extend_past_the_servers_lease_cap(api: Api) -> None:
 
 # -- 4. bounded pages ----------------------------------------------------------------------
 def test_a_listing_page_stops_at_the_byte_budget_and_the_cursor_goes_on(api: Api) -> None:
-    with api.client("producer") as producer:
+    with api.http("producer") as producer:
         ids = [enqueue(producer, "fat", {"n": n, "pad": "x" * 1_500}) for n in range(10)]
         seen: list[int] = []
         after: int | None = None
@@ -236,7 +205,7 @@ def test_a_listing_page_stops_at_the_byte_budget_and_the_cursor_goes_on(api: Api
 
 
 def test_history_comes_in_pages_oldest_or_newest_first(api: Api) -> None:
-    with api.client("alice") as alice:
+    with api.http("alice") as alice:
         item_id = enqueue(alice, "chatty")
         [lease] = alice.post("/worker/claim", json={"queue": "chatty"}).json()["leases"]
         key = {"id": item_id, "token": lease["token"]}
@@ -260,7 +229,7 @@ def test_history_comes_in_pages_oldest_or_newest_first(api: Api) -> None:
 
 # -- 5. tokens in a history show only to their holder --------------------------------------
 def test_history_shows_lease_tokens_only_to_their_holder_and_admins(api: Api) -> None:
-    with api.client("alice") as alice:
+    with api.http("alice") as alice:
         item_id = enqueue(alice, "jobs", "secret-work")
         leases = alice.post("/worker/claim", json={"queue": "jobs", "max": 10}).json()["leases"]
         [token] = [x["token"] for x in leases if x["id"] == item_id]
@@ -268,7 +237,7 @@ def test_history_shows_lease_tokens_only_to_their_holder_and_admins(api: Api) ->
             alice.post("/worker/release", json={"id": held["id"], "token": held["token"]})
 
     def tokens_seen_by(who: str) -> list[int | None]:
-        with api.client(who) as c:
+        with api.http(who) as c:
             r = c.get(f"/items/{item_id}/history")
             assert r.status_code == 200, r.text
             return [e["token"] for e in r.json()["events"]]
@@ -295,7 +264,7 @@ def hold_longpoll(api: Api, who: str, queue: str) -> socket.socket:
 
 
 def test_a_long_poll_slot_is_freed_when_its_client_hangs_up(api: Api) -> None:
-    with api.client("root") as root, api.client("alice") as alice:
+    with api.http("root") as root, api.http("alice") as alice:
         held = [hold_longpoll(api, "alice", "hangup") for _ in range(2)]
         eventually(lambda: metric(root, "workclaim_longpolls_waiting") == 2, "never waited")
         problem(
@@ -319,7 +288,7 @@ def test_a_long_poll_slot_is_freed_when_its_client_hangs_up(api: Api) -> None:
 
 
 def test_the_server_caps_long_polls_in_all(api: Api) -> None:
-    with api.client("root") as root:
+    with api.http("root") as root:
         held = [hold_longpoll(api, who, "jobs-cap") for who in ("alice", "alice")]
         held.append(hold_longpoll(api, "bob", "bob-waits"))
         try:
@@ -341,7 +310,7 @@ def test_the_server_caps_long_polls_in_all(api: Api) -> None:
 
 # -- 7. every lease-lost answer is counted -------------------------------------------------
 def test_a_lease_named_for_another_worker_counts_as_lease_lost(api: Api) -> None:
-    with api.client("alice") as alice, api.client("root") as root:
+    with api.http("alice") as alice, api.http("root") as root:
         item_id = enqueue(alice, "counted")
         [lease] = alice.post("/worker/claim", json={"queue": "counted"}).json()["leases"]
         before = metric(root, "workclaim_lease_lost_total")
