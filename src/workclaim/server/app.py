@@ -22,11 +22,12 @@ from workclaim.server import problems
 from workclaim.server.activity import Activity
 from workclaim.server.config import ServerConfig
 from workclaim.server.dashboard import router as dashboard_router
+from workclaim.server.deps import State
 from workclaim.server.guards import BrowserGuard
 from workclaim.server.limits import BodyLimit, LongPollLimiter
 from workclaim.server.longpoll import LongPolls
 from workclaim.server.metrics import Metrics
-from workclaim.server.routes import State, router
+from workclaim.server.routes import router
 
 log = logging.getLogger("workclaim.server")
 

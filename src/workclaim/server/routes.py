@@ -13,25 +13,21 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from workclaim._time import from_micros
 from workclaim.errors import ItemNotFound, LeaseLost, ValidationError, WorkclaimError
 from workclaim.models import HistoryEvent, Item, Lease, Status
-from workclaim.queue import AsyncQueue
-from workclaim.server.activity import Activity
-from workclaim.server.auth import ANONYMOUS, Principal, TokensUnavailable
+from workclaim.server.auth import Principal
 from workclaim.server.config import ServerConfig
-from workclaim.server.limits import LongPollLimiter
-from workclaim.server.longpoll import LongPolls
-from workclaim.server.metrics import Metrics
-from workclaim.server.problems import MEDIA_TYPE, Problem
+from workclaim.server.deps import Caller, IdPath, Now, QueuePath, St, State, require_admin
+from workclaim.server.openapi import CLAIM, COMMON, ITEM, LEASE, problem
+from workclaim.server.problems import Problem
 from workclaim.server.schemas import (
     NAME_REGEX,
     ClaimIn,
@@ -53,7 +49,6 @@ from workclaim.server.schemas import (
     LeaseOut,
     LeaseRef,
     OutcomeOut,
-    ProblemOut,
     PurgeIn,
     PurgeOut,
     QueuesOut,
@@ -63,108 +58,8 @@ from workclaim.server.schemas import (
 )
 from workclaim.validation import MAX_BATCH, MAX_ID, check_queues
 
-CLOCK_HEADER = "X-Workclaim-Now"
 log = logging.getLogger("workclaim.server")
-
-
-@dataclass
-class State:
-    """What every request needs: the queue, the config, metrics and the long-poll limiter."""
-
-    queue: AsyncQueue
-    config: ServerConfig
-    metrics: Metrics
-    longpolls: LongPollLimiter
-    waiting: LongPolls
-    activity: Activity
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {MEDIA_TYPE: {"schema": ProblemOut.model_json_schema()}},
-    }
-
-
-_COMMON: dict[int | str, dict[str, Any]] = {
-    400: _problem("Malformed request (not JSON, bad header)"),
-    401: _problem("No bearer token, or an unknown one"),
-    403: _problem("The token's scopes do not allow this"),
-    413: _problem("Body or payload over the cap"),
-    422: _problem("Invalid arguments"),
-    429: _problem("Too many requests (Retry-After says when to retry)"),
-    503: _problem("The database is unavailable (Retry-After says when to retry)"),
-}
-_LEASE = _COMMON | {409: _problem("Lease lost: stale, expired or another worker's")}
-_ITEM = _COMMON | {404: _problem("No such item (or not visible to this token)")}
-
-bearer = HTTPBearer(auto_error=False, description="A token from `workclaim token create`.")
 router = APIRouter()
-
-
-def _state(request: Request) -> State:
-    st: State = request.app.state.workclaim
-    return st
-
-
-# Dependencies are `async def` so that they run on the event loop: FastAPI would run a plain
-# `def` dependency on the framework's small default thread pool, one thread hop per request each.
-async def state(request: Request) -> State:
-    """The app's state."""
-    return _state(request)
-
-
-async def principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    """The caller, from its bearer token (401 without a valid one)."""
-    st = _state(request)
-    if st.config.no_auth:
-        return ANONYMOUS
-    challenge = {"WWW-Authenticate": 'Bearer realm="workclaim"'}
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Problem("unauthorized", "send Authorization: Bearer <token>", headers=challenge)
-    assert st.config.tokens is not None
-    try:
-        found = st.config.tokens.lookup(credentials.credentials)
-    except TokensUnavailable as exc:
-        detail = "the server cannot use its tokens file; see its log"
-        raise Problem("service-unavailable", detail, headers={"Retry-After": "5"}) from exc
-    if found is None:
-        raise Problem("unauthorized", "the bearer token is not valid", headers=challenge)
-    if found.expired():
-        raise Problem("unauthorized", "the bearer token has expired", headers=challenge)
-    return found
-
-
-async def clock(
-    request: Request,
-    x_workclaim_now: Annotated[
-        str | None,
-        Header(
-            description="TEST ONLY, honoured only by a server started with the clock override: "
-            "the store time to use for this call (ISO 8601 with offset)."
-        ),
-    ] = None,
-) -> datetime | None:
-    """The injected `now` of a test server, or None (the store's clock)."""
-    if x_workclaim_now is None or not _state(request).config.allow_clock_override:
-        return None
-    try:
-        now = datetime.fromisoformat(x_workclaim_now)
-    except ValueError as exc:
-        raise Problem("bad-request", f"{CLOCK_HEADER} is not an ISO 8601 datetime") from exc
-    if now.tzinfo is None:
-        raise Problem("bad-request", f"{CLOCK_HEADER} needs a UTC offset")
-    return now
-
-
-Caller = Annotated[Principal, Depends(principal)]
-Now = Annotated[datetime | None, Depends(clock)]
-St = Annotated[State, Depends(state)]
-QueuePath = Annotated[str, Path(pattern=NAME_REGEX, max_length=128, description="Queue name.")]
-IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Item id.")]
 
 
 def _worker_for_claim(caller: Principal, st: State, requested: str | None) -> str:
@@ -311,16 +206,10 @@ def _count_claimed(st: State, leases: list[Lease]) -> None:
         st.activity.claimed(granted.queue)
 
 
-_CLAIM_RESPONSES = _COMMON | {
-    200: {"description": "Leases, in claim order"},
-    204: {"description": "Nothing claimable (within the wait)"},
-}
-
-
 @router.post(
     "/worker/claim",
     response_model=ClaimOut,
-    responses=_CLAIM_RESPONSES,
+    responses=CLAIM,
     tags=["worker"],
     summary="Claim items (long-poll with wait)",
 )
@@ -346,7 +235,7 @@ async def claim(body: ClaimIn, request: Request, st: St, caller: Caller, now: No
 @router.get(
     "/worker/next",
     response_model=ClaimOut,
-    responses=_CLAIM_RESPONSES,
+    responses=CLAIM,
     tags=["worker"],
     summary="Claim items (GET form; prefer POST /worker/claim)",
 )
@@ -388,7 +277,7 @@ def _counting_lease_lost(st: State) -> Iterator[None]:
         raise
 
 
-@router.post("/worker/heartbeat", response_model=HeartbeatOut, responses=_LEASE, tags=["worker"])
+@router.post("/worker/heartbeat", response_model=HeartbeatOut, responses=LEASE, tags=["worker"])
 async def heartbeat(body: HeartbeatIn, st: St, caller: Caller, now: Now) -> HeartbeatOut:
     """Extend the lease to now + `extend` (default: its own length); 409 if it is lost."""
     _check_caps(st.config, lease=body.extend)
@@ -398,7 +287,7 @@ async def heartbeat(body: HeartbeatIn, st: St, caller: Caller, now: Now) -> Hear
     return HeartbeatOut(id=renewed.id, token=renewed.token, expires_at=renewed.expires_at)
 
 
-@router.post("/worker/complete", response_model=OutcomeOut, responses=_LEASE, tags=["worker"])
+@router.post("/worker/complete", response_model=OutcomeOut, responses=LEASE, tags=["worker"])
 async def complete(body: CompleteIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
     """Mark the item done. Repeating a successful complete is harmless."""
     with _counting_lease_lost(st):
@@ -408,7 +297,7 @@ async def complete(body: CompleteIn, st: St, caller: Caller, now: Now) -> Outcom
     return OutcomeOut(id=body.id, status=Status.DONE)
 
 
-@router.post("/worker/release", response_model=OutcomeOut, responses=_LEASE, tags=["worker"])
+@router.post("/worker/release", response_model=OutcomeOut, responses=LEASE, tags=["worker"])
 async def release(body: ReleaseIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
     """Give the item back (after `delay` seconds) without using up an attempt."""
     with _counting_lease_lost(st):
@@ -418,7 +307,7 @@ async def release(body: ReleaseIn, st: St, caller: Caller, now: Now) -> OutcomeO
     return OutcomeOut(id=body.id, status=Status.QUEUED)
 
 
-@router.post("/worker/fail", response_model=OutcomeOut, responses=_LEASE, tags=["worker"])
+@router.post("/worker/fail", response_model=OutcomeOut, responses=LEASE, tags=["worker"])
 async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
     """Record a failure: queued again after a backoff while attempts remain, else dead."""
     with _counting_lease_lost(st):
@@ -439,7 +328,7 @@ async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> OutcomeOut:
 @router.post(
     "/worker/complete-and-claim",
     response_model=CompleteAndClaimOut,
-    responses=_COMMON,
+    responses=COMMON,
     tags=["worker"],
     summary="Complete finished leases and claim more, in one round trip",
 )
@@ -485,7 +374,7 @@ async def complete_and_claim(
     "/queues/{queue}/items",
     response_model=EnqueueOut,
     status_code=201,
-    responses=_COMMON,
+    responses=COMMON,
     tags=["producer"],
 )
 async def enqueue(
@@ -526,14 +415,14 @@ async def _visible_item(st: State, caller: Principal, item_id: int) -> Item:
     return item
 
 
-@router.get("/items/{item_id}", response_model=ItemOut, responses=_ITEM, tags=["producer"])
+@router.get("/items/{item_id}", response_model=ItemOut, responses=ITEM, tags=["producer"])
 async def get_item(item_id: IdPath, st: St, caller: Caller) -> ItemOut:
     """The item as stored (never its lease token)."""
     return ItemOut.of(await _visible_item(st, caller, item_id))
 
 
 @router.get(
-    "/items/{item_id}/history", response_model=HistoryOut, responses=_ITEM, tags=["producer"]
+    "/items/{item_id}/history", response_model=HistoryOut, responses=ITEM, tags=["producer"]
 )
 async def item_history(
     item_id: IdPath,
@@ -569,7 +458,7 @@ def _shown_to(caller: Principal, queue: str, event: HistoryEvent) -> HistoryEven
     return replace(event, token=None)
 
 
-@router.get("/queues/{queue}/items", response_model=ItemsOut, responses=_COMMON, tags=["producer"])
+@router.get("/queues/{queue}/items", response_model=ItemsOut, responses=COMMON, tags=["producer"])
 async def list_items(
     queue: QueuePath,
     st: St,
@@ -627,11 +516,11 @@ def _encoded_size(item: Item) -> int:
     )
 
 
-@router.get("/queues", response_model=QueuesOut, responses=_COMMON, tags=["admin"])
+@router.get("/queues", response_model=QueuesOut, responses=COMMON, tags=["admin"])
 async def list_queues(st: St, caller: Caller, now: Now) -> QueuesOut:
     """Every queue that holds at least one item, sorted, with its counts and expired leases
     (admin)."""
-    _need_admin(caller)
+    require_admin(caller)
     names = await st.queue.queues()
     return QueuesOut(queues=[StatsOut.of(await st.queue.stats(n, now=now)) for n in names])
 
@@ -639,7 +528,7 @@ async def list_queues(st: St, caller: Caller, now: Now) -> QueuesOut:
 @router.delete(
     "/items/{item_id}",
     response_model=OutcomeOut,
-    responses=_ITEM | {409: _problem("The item is not queued")},
+    responses=ITEM | {409: problem("The item is not queued")},
     tags=["producer"],
 )
 async def cancel_item(item_id: IdPath, st: St, caller: Caller, now: Now) -> OutcomeOut:
@@ -654,35 +543,30 @@ async def cancel_item(item_id: IdPath, st: St, caller: Caller, now: Now) -> Outc
 @router.post(
     "/items/{item_id}/requeue",
     response_model=OutcomeOut,
-    responses=_ITEM | {409: _problem("The item is not dead")},
+    responses=ITEM | {409: problem("The item is not dead")},
     tags=["admin"],
 )
 async def requeue_item(
     item_id: IdPath, st: St, caller: Caller, now: Now, body: RequeueIn | None = None
 ) -> OutcomeOut:
     """Move a dead item back to queued with fresh attempts (admin)."""
-    _need_admin(caller)
+    require_admin(caller)
     max_attempts = None if body is None else body.max_attempts
     await st.queue.requeue(item_id, max_attempts=max_attempts, now=now)
     return OutcomeOut(id=item_id, status=Status.QUEUED)
 
 
-def _need_admin(caller: Principal) -> None:
-    if not caller.admin:
-        raise Problem("forbidden", "this needs a token with the `admin` scope")
-
-
-@router.get("/queues/{queue}/stats", response_model=StatsOut, responses=_COMMON, tags=["admin"])
+@router.get("/queues/{queue}/stats", response_model=StatsOut, responses=COMMON, tags=["admin"])
 async def queue_stats(queue: QueuePath, st: St, caller: Caller, now: Now) -> StatsOut:
     """Counts per status plus expired leases; zeros for a queue never used (admin)."""
-    _need_admin(caller)
+    require_admin(caller)
     return StatsOut.of(await st.queue.stats(queue, now=now))
 
 
-@router.post("/queues/{queue}/purge", response_model=PurgeOut, responses=_COMMON, tags=["admin"])
+@router.post("/queues/{queue}/purge", response_model=PurgeOut, responses=COMMON, tags=["admin"])
 async def purge(queue: QueuePath, body: PurgeIn, st: St, caller: Caller, now: Now) -> PurgeOut:
     """Delete the queue's finished items that finished more than `older_than` seconds ago."""
-    _need_admin(caller)
+    require_admin(caller)
     return PurgeOut(deleted=await st.queue.purge(queue, older_than=body.older_than, now=now))
 
 
@@ -695,7 +579,7 @@ async def healthz() -> HealthOut:
 @router.get(
     "/readyz",
     response_model=HealthOut,
-    responses={503: _problem("The database is unreachable")},
+    responses={503: problem("The database is unreachable")},
     tags=["ops"],
 )
 async def readyz(st: St) -> HealthOut:
@@ -707,13 +591,13 @@ async def readyz(st: St) -> HealthOut:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses=_COMMON | {200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    responses=COMMON | {200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
     tags=["ops"],
 )
 async def metrics(st: St, caller: Caller) -> Response:
     """Prometheus metrics (admin scope): claims, completions, failures, lease-lost, claim
     latency, long-polls waiting, and items per queue and status."""
-    _need_admin(caller)
+    require_admin(caller)
     for name in sorted(st.metrics.queues):
         s = await st.queue.stats(name)
         st.metrics.set_counts(
