@@ -22,11 +22,12 @@ from workclaim.server import problems
 from workclaim.server.activity import Activity
 from workclaim.server.config import ServerConfig
 from workclaim.server.dashboard import router as dashboard_router
+from workclaim.server.deps import State
 from workclaim.server.guards import BrowserGuard
 from workclaim.server.limits import BodyLimit, LongPollLimiter
 from workclaim.server.longpoll import LongPolls
 from workclaim.server.metrics import Metrics
-from workclaim.server.routes import State, router
+from workclaim.server.routes import admin, operations, producers, workers
 
 log = logging.getLogger("workclaim.server")
 
@@ -128,7 +129,8 @@ def create_app(queue_or_url: str | AsyncQueue, config: ServerConfig | None = Non
     )
     app.state.workclaim = state
     problems.install(app)
-    app.include_router(router)
+    for audience in (workers, producers, admin, operations):
+        app.include_router(audience.router)
     app.include_router(dashboard_router)
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, max_bytes=config.body_cap)

@@ -24,7 +24,8 @@ from workclaim.models import EventKind, Item, Status
 from workclaim.queue import AsyncQueue
 from workclaim.server import problems
 from workclaim.server.activity import LATENCY_WINDOW, Activity, Latency
-from workclaim.server.routes import _COMMON, Caller, Now, St, _need_admin
+from workclaim.server.deps import Caller, Now, St, require_admin
+from workclaim.server.openapi import COMMON
 from workclaim.server.schemas import (
     DashboardOut,
     DeadRowOut,
@@ -158,12 +159,12 @@ async def _panel(
     )
 
 
-@router.get("/dashboard", response_model=DashboardOut, responses=_COMMON, tags=["admin"])
+@router.get("/dashboard", response_model=DashboardOut, responses=COMMON, tags=["admin"])
 async def dashboard(st: St, caller: Caller, now: Now) -> DashboardOut:
     """Per queue (the first 50 by name): counts by status and expired leases, claimed and
     completed items/s over the last minutes, this server's claim latency p50/p95, up to 20 live
     leases and up to 10 dead items (admin). 503 while the database is unreachable."""
-    _need_admin(caller)
+    require_admin(caller)
     names = await st.queue.queues()
     panels = [await _panel(st.queue, st.activity, n, now) for n in names[:PANEL_QUEUES]]
     return DashboardOut(
