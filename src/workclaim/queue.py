@@ -20,6 +20,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from workclaim.api import AsyncQueueAPI, QueueAPI
 from workclaim.backends import Backend, NewItem, open_backend
 from workclaim.config import Settings
 from workclaim.errors import (
@@ -557,13 +558,57 @@ class AsyncQueue:
         """See `Queue.migrate`."""
         await self._run(self.sync.migrate)
 
-    async def enqueue(self, queue: str, payload: Any, **options: Any) -> int:
+    async def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay: float = 0.0,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        dedupe_key: str | None = None,
+        now: datetime | None = None,
+        connection: Any = None,
+    ) -> int:
         """See `Queue.enqueue`."""
-        return await self._run(self.sync.enqueue, queue, payload, **options)
+        return await self._run(
+            self.sync.enqueue,
+            queue,
+            payload,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            dedupe_key=dedupe_key,
+            now=now,
+            connection=connection,
+        )
 
-    async def enqueue_many(self, queue: str, payloads: Iterable[Any], **options: Any) -> list[int]:
+    async def enqueue_many(
+        self,
+        queue: str,
+        payloads: Iterable[Any],
+        *,
+        priority: int = 0,
+        delay: float = 0.0,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        now: datetime | None = None,
+        connection: Any = None,
+    ) -> list[int]:
         """See `Queue.enqueue_many`."""
-        return await self._run(self.sync.enqueue_many, queue, list(payloads), **options)
+        return await self._run(
+            self.sync.enqueue_many,
+            queue,
+            list(payloads),
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            now=now,
+            connection=connection,
+        )
 
     async def claim(
         self,
@@ -609,58 +654,97 @@ class AsyncQueue:
         for lease in future.result():
             self._executor.submit(_release_quietly, self.sync, lease)
 
-    async def heartbeat(self, lease: Lease, **options: Any) -> Lease:
+    async def heartbeat(
+        self, lease: Lease, *, extend: float | None = None, now: datetime | None = None
+    ) -> Lease:
         """See `Queue.heartbeat`."""
-        return await self._run(self.sync.heartbeat, lease, **options)
+        return await self._run(self.sync.heartbeat, lease, extend=extend, now=now)
 
-    async def complete(self, lease: Lease, **options: Any) -> None:
+    async def complete(
+        self, lease: Lease, *, result: Any = None, now: datetime | None = None
+    ) -> None:
         """See `Queue.complete`."""
-        await self._run(self.sync.complete, lease, **options)
+        await self._run(self.sync.complete, lease, result=result, now=now)
 
-    async def release(self, lease: Lease, **options: Any) -> None:
+    async def release(
+        self, lease: Lease, *, delay: float = 0.0, now: datetime | None = None
+    ) -> None:
         """See `Queue.release`."""
-        await self._run(self.sync.release, lease, **options)
+        await self._run(self.sync.release, lease, delay=delay, now=now)
 
-    async def fail(self, lease: Lease, error: object, **options: Any) -> Status:
+    async def fail(
+        self, lease: Lease, error: object, *, retry: bool = True, now: datetime | None = None
+    ) -> Status:
         """See `Queue.fail`."""
-        return await self._run(self.sync.fail, lease, error, **options)
+        return await self._run(self.sync.fail, lease, error, retry=retry, now=now)
 
     async def complete_and_claim(
-        self, done: Iterable[Lease | tuple[Lease, Any]], queues: str | Sequence[str], **options: Any
+        self,
+        done: Iterable[Lease | tuple[Lease, Any]],
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        lease: float = 30.0,
+        max: int = 1,
+        now: datetime | None = None,
     ) -> tuple[list[Lease], list[Lease]]:
         """See `Queue.complete_and_claim`."""
-        return await self._run(self.sync.complete_and_claim, list(done), queues, **options)
+        return await self._run(
+            self.sync.complete_and_claim,
+            list(done),
+            queues,
+            worker=worker,
+            lease=lease,
+            max=max,
+            now=now,
+        )
 
     async def get(self, item_id: int) -> Item:
         """See `Queue.get`."""
         return await self._run(self.sync.get, item_id)
 
-    async def history(self, item_id: int, **options: Any) -> list[HistoryEvent]:
+    async def history(
+        self, item_id: int, *, limit: int = 1_000, start: int = 0, newest_first: bool = False
+    ) -> list[HistoryEvent]:
         """See `Queue.history`."""
-        return await self._run(self.sync.history, item_id, **options)
+        return await self._run(
+            self.sync.history, item_id, limit=limit, start=start, newest_first=newest_first
+        )
 
     async def items(
-        self, queue: str, status: Status | str = Status.QUEUED, **options: Any
+        self,
+        queue: str,
+        status: Status | str = Status.QUEUED,
+        *,
+        limit: int = 100,
+        after: int | None = None,
     ) -> list[Item]:
         """See `Queue.items`."""
-        return await self._run(self.sync.items, queue, status, **options)
+        return await self._run(self.sync.items, queue, status, limit=limit, after=after)
 
     async def queues(self) -> list[str]:
         """See `Queue.queues`."""
         return await self._run(self.sync.queues)
 
-    async def stats(self, queue: str, **options: Any) -> QueueStats:
+    async def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         """See `Queue.stats`."""
-        return await self._run(self.sync.stats, queue, **options)
+        return await self._run(self.sync.stats, queue, now=now)
 
-    async def cancel(self, item_id: int, **options: Any) -> None:
+    async def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
         """See `Queue.cancel`."""
-        await self._run(self.sync.cancel, item_id, **options)
+        await self._run(self.sync.cancel, item_id, now=now)
 
-    async def requeue(self, item_id: int, **options: Any) -> None:
+    async def requeue(
+        self, item_id: int, *, max_attempts: int | None = None, now: datetime | None = None
+    ) -> None:
         """See `Queue.requeue`."""
-        await self._run(self.sync.requeue, item_id, **options)
+        await self._run(self.sync.requeue, item_id, max_attempts=max_attempts, now=now)
 
-    async def purge(self, queue: str, *, older_than: float, **options: Any) -> int:
+    async def purge(self, queue: str, *, older_than: float, now: datetime | None = None) -> int:
         """See `Queue.purge`."""
-        return await self._run(self.sync.purge, queue, older_than=older_than, **options)
+        return await self._run(self.sync.purge, queue, older_than=older_than, now=now)
+
+
+def _conforms(queue: Queue, async_queue: AsyncQueue) -> tuple[QueueAPI, AsyncQueueAPI]:
+    """mypy checks here that `Queue` and `AsyncQueue` meet the API protocols."""
+    return queue, async_queue
