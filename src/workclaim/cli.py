@@ -23,10 +23,11 @@ from rich.markup import escape
 
 from workclaim import logs
 from workclaim._version import __version__
+from workclaim.api import QueueAPI
 from workclaim.backends import open_backend
 from workclaim.config import Settings
 from workclaim.errors import BackendUnavailable, WorkclaimError
-from workclaim.monitor import Source, open_source, snapshot
+from workclaim.monitor import open_source, snapshot
 from workclaim.queue import Queue
 
 app = typer.Typer(
@@ -114,7 +115,7 @@ def shown_url(url: str) -> str:
 
 
 @contextlib.contextmanager
-def reading(db: str, server: str | None, token: str | None) -> Iterator[Source]:
+def reading(db: str, server: str | None, token: str | None) -> Iterator[QueueAPI]:
     """The source `stats` and `top` read (a server when --server or an http(s) --db is given),
     closed afterwards; its errors become one line and an exit code."""
     url = server or db

@@ -63,7 +63,7 @@ def redact(text: str) -> str:
     return text
 
 
-# -- writing events (called by Queue behind an isEnabledFor guard) -----------------------------
+# -- writing events (called by verb_logs, behind an isEnabledFor guard) -------------------------
 def event(
     level: int,
     name: str,

@@ -1,7 +1,7 @@
 """What `workclaim stats` and `workclaim top` show, gathered the same way from a store or a server.
 
-A *source* is anything with the read side of the `Queue` API (`queues`, `stats`, `items`):
-`Queue` for a database URL, `workclaim.client.Client` for an http(s) URL. `snapshot` reads one
+A *source* is a `QueueAPI` (only its read side is used: `queues`, `stats`, `items`): `Queue` for
+a database URL, `workclaim.client.Client` for an http(s) URL. `snapshot` reads one
 consistent-enough picture per refresh; `rates` turns two snapshots into items/s.
 """
 
@@ -11,10 +11,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from workclaim._time import utcnow
+from workclaim.api import QueueAPI
 from workclaim.config import Settings
 from workclaim.errors import ConfigError
 from workclaim.models import Item, QueueStats, Status
@@ -23,26 +24,12 @@ PAGE = 1_000  # items per listing call (the API's cap)
 MAX_PAGES = 5  # pages read per queue and status per snapshot, to bound a refresh's cost
 
 
-class Source(Protocol):
-    """The read side of the `Queue` API that `Queue` and `Client` share."""
-
-    def queues(self) -> list[str]: ...
-
-    def stats(self, queue: str) -> QueueStats: ...
-
-    def items(
-        self, queue: str, status: Status | str = ..., *, limit: int = ..., after: int | None = ...
-    ) -> list[Item]: ...
-
-    def close(self) -> None: ...
-
-
 def is_server_url(url: str) -> bool:
     """True for a `workclaim serve` URL (http:// or https://)."""
     return urlsplit(url).scheme.lower() in {"http", "https"}
 
 
-def open_source(url: str, *, token: str | None = None, timeout: float = 10.0) -> Source:
+def open_source(url: str, *, token: str | None = None, timeout: float = 10.0) -> QueueAPI:
     """A `Client` for an http(s) URL, else a `Queue` that never changes the schema.
 
     A monitor must not write: auto-migration is off (a store without workclaim's schema is
@@ -52,8 +39,7 @@ def open_source(url: str, *, token: str | None = None, timeout: float = 10.0) ->
     if is_server_url(url):
         from workclaim.client import Client
 
-        client: Source = Client(url, token=token, timeout=timeout, retries=1)
-        return client
+        return Client(url, token=token, timeout=timeout, retries=1)
     _refuse_missing_sqlite_file(url)
     from workclaim.queue import Queue
 
@@ -102,7 +88,7 @@ class Snapshot:
 
 
 def snapshot(
-    source: Source, queues: Sequence[str] = (), *, leases: int = 0, dead: int = 0
+    source: QueueAPI, queues: Sequence[str] = (), *, leases: int = 0, dead: int = 0
 ) -> Snapshot:
     """Counts for `queues` (empty: every queue the store holds), plus up to `leases` live leases
     and `dead` dead items across them. Lists are read only for queues whose counts say there is
@@ -128,7 +114,7 @@ def snapshot(
     )
 
 
-def _listing(source: Source, queue: str, status: Status, partial: set[str]) -> list[Item]:
+def _listing(source: QueueAPI, queue: str, status: Status, partial: set[str]) -> list[Item]:
     """Up to MAX_PAGES pages of the queue's items in `status`."""
     found: list[Item] = []
     after: int | None = None

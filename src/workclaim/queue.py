@@ -20,17 +20,15 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from workclaim import logs
+from workclaim.api import AsyncQueueAPI, QueueAPI
 from workclaim.backends import Backend, NewItem, open_backend
 from workclaim.config import Settings
 from workclaim.errors import (
     BackendError,
     ItemNotFound,
-    LeaseLost,
     ValidationError,
     WorkclaimError,
 )
-from workclaim.logs import EVENTS, HOT, NOTABLE
 from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
 from workclaim.validation import (
     MAX_ID,
@@ -49,6 +47,20 @@ from workclaim.validation import (
     clip_error,
     encode_json,
     encode_payloads,
+)
+from workclaim.verb_logs import (
+    CANCEL,
+    CLAIM,
+    COMPLETE,
+    COMPLETE_AND_CLAIM,
+    ENQUEUE,
+    FAIL,
+    HEARTBEAT,
+    PRUNE,
+    PURGE,
+    RELEASE,
+    REQUEUE,
+    logged,
 )
 
 T = TypeVar("T")
@@ -201,7 +213,8 @@ class Queue:
             queue, priority, delay, run_at, max_attempts, dedupe_key, now
         )
         text = encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
-        return self._store(queue, [replace(template, payload=text)], now, connection)[0]
+        items = [replace(template, payload=text)]
+        return logged(ENQUEUE, self.settings, self._store, queue, items, now, connection)[0]
 
     def enqueue_many(
         self,
@@ -223,7 +236,7 @@ class Queue:
         if not texts:
             return []
         items = [replace(template, payload=text) for text in texts]
-        return self._store(queue, items, now, connection)
+        return logged(ENQUEUE, self.settings, self._store, queue, items, now, connection)
 
     def _store(
         self, queue: str, items: list[NewItem], now: datetime | None, connection: Any
@@ -240,13 +253,6 @@ class Queue:
                     "cannot, so leave connection out"
                 )
             ids = in_transaction(connection, queue, items, now=now)
-        if EVENTS.isEnabledFor(HOT):
-            outcome = "queued" if connection is None else "queued_in_transaction"
-            for item_id, item in zip(ids, items, strict=True):
-                more: dict[str, Any] = (
-                    {"payload": item.payload} if self.settings.log_payloads else {}
-                )
-                logs.event(HOT, "enqueue", item_id=item_id, queue=queue, outcome=outcome, **more)
         return ids
 
     # -- consuming -------------------------------------------------------------------------
@@ -276,18 +282,13 @@ class Queue:
             now=now,
         )
         if wait <= 0:
-            leases = claim()
-            if leases and EVENTS.isEnabledFor(HOT):
-                logs.claimed(leases, payloads=self.settings.log_payloads)
-            return leases
+            return logged(CLAIM, self.settings, claim)
         wakeup = self.backend.wakeup()
         pauses = _Pauses(self.backend, names, wait, now)
         while True:
             generation = wakeup.generation()
-            leases = claim()
+            leases = logged(CLAIM, self.settings, claim)
             if leases:
-                if EVENTS.isEnabledFor(HOT):
-                    logs.claimed(leases, payloads=self.settings.log_payloads)
                 return leases
             pause = pauses.next()
             if pause is None:
@@ -301,14 +302,9 @@ class Queue:
         lease. Raises `LeaseLost` if the lease is stale or already expired."""
         _check_lease_arg(lease)
         seconds = None if extend is None else check_lease(extend)
-        try:
-            extended = self.backend.heartbeat(lease, extend_seconds=seconds, now=now)
-        except LeaseLost:
-            _log_lost("heartbeat", lease)
-            raise
-        if EVENTS.isEnabledFor(HOT):
-            logs.lease_event(HOT, "heartbeat", extended, "extended")
-        return extended
+        return logged(
+            HEARTBEAT, self.settings, self.backend.heartbeat, lease, extend_seconds=seconds, now=now
+        )
 
     def complete(self, lease: Lease, *, result: Any = None, now: datetime | None = None) -> None:
         """Mark the item done. Raises `LeaseLost` if the lease is stale or expired; repeating a
@@ -317,27 +313,14 @@ class Queue:
         text = None
         if result is not None:
             text = encode_json(result, what="result", max_bytes=self.settings.max_payload_bytes)
-        try:
-            self.backend.complete(lease, result=text, now=now)
-        except LeaseLost:
-            _log_lost("complete", lease)
-            raise
-        if EVENTS.isEnabledFor(HOT):
-            more = {"result": text} if self.settings.log_payloads else {}
-            logs.lease_event(HOT, "complete", lease, "done", **more)
+        logged(COMPLETE, self.settings, self.backend.complete, lease, result=text, now=now)
 
     def release(self, lease: Lease, *, delay: float = 0.0, now: datetime | None = None) -> None:
         """Give the item back (after `delay` seconds) without using up an attempt."""
         _check_lease_arg(lease)
         delay = check_delay(delay)
         check_due(now, delay)
-        try:
-            self.backend.release(lease, delay_seconds=delay, now=now)
-        except LeaseLost:
-            _log_lost("release", lease)
-            raise
-        if EVENTS.isEnabledFor(NOTABLE):
-            logs.lease_event(NOTABLE, "release", lease, "queued", delay=delay)
+        logged(RELEASE, self.settings, self.backend.release, lease, delay_seconds=delay, now=now)
 
     def fail(
         self, lease: Lease, error: object, *, retry: bool = True, now: datetime | None = None
@@ -348,16 +331,9 @@ class Queue:
         delay = self.settings.backoff.delay(lease.attempt) if retry else None
         check_due(now, delay or 0.0, "retry backoff")
         text = clip_error(error)
-        try:
-            status = self.backend.fail(lease, error=text, retry_delay=delay, now=now)
-        except LeaseLost:
-            _log_lost("fail", lease)
-            raise
-        if EVENTS.isEnabledFor(NOTABLE):
-            logs.lease_event(
-                NOTABLE, "fail", lease, status.value, error=logs.clip(text), retry_delay=delay
-            )
-        return status
+        return logged(
+            FAIL, self.settings, self.backend.fail, lease, error=text, retry_delay=delay, now=now
+        )
 
     def complete_and_claim(
         self,
@@ -379,28 +355,19 @@ class Queue:
         limit = 0 if max == 0 else check_batch(max)
         pairs = [self._completion(entry) for entry in done]
         self._maybe_prune()
-        flags, leases = self.backend.complete_and_claim(
-            pairs, names, worker=worker, lease_seconds=lease_seconds, limit=limit, now=now
+        flags, leases = logged(
+            COMPLETE_AND_CLAIM,
+            self.settings,
+            self.backend.complete_and_claim,
+            pairs,
+            names,
+            worker=worker,
+            lease_seconds=lease_seconds,
+            limit=limit,
+            now=now,
         )
         lost = [pair[0] for pair, ok in zip(pairs, flags, strict=True) if not ok]
-        if EVENTS.isEnabledFor(NOTABLE):
-            self._log_fused(pairs, flags, leases)
         return lost, leases
-
-    def _log_fused(
-        self, pairs: list[tuple[Lease, str | None]], flags: list[bool], leases: list[Lease]
-    ) -> None:
-        """The records of one complete_and_claim: a completion or refusal per lease, a claim
-        per new lease."""
-        name = "complete_and_claim"
-        for (done, text), ok in zip(pairs, flags, strict=True):
-            if not ok:
-                logs.lease_event(NOTABLE, name, done, "lease_lost")
-            elif EVENTS.isEnabledFor(HOT):
-                more = {"result": text} if self.settings.log_payloads else {}
-                logs.lease_event(HOT, name, done, "done", **more)
-        if EVENTS.isEnabledFor(HOT):
-            logs.claimed(leases, payloads=self.settings.log_payloads, name=name)
 
     def _completion(self, entry: Lease | tuple[Lease, Any]) -> tuple[Lease, str | None]:
         """A finished lease and its encoded result, checked like `complete`'s arguments."""
@@ -466,9 +433,7 @@ class Queue:
 
     def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
         """Cancel a queued item; a claimed or finished one raises `InvalidState`."""
-        self.backend.cancel(check_id(item_id), now=now)
-        if EVENTS.isEnabledFor(NOTABLE):
-            logs.event(NOTABLE, "cancel", item_id=item_id, queue=None, outcome="cancelled")
+        logged(CANCEL, self.settings, self.backend.cancel, check_id(item_id), now=now)
 
     def requeue(
         self, item_id: int, *, max_attempts: int | None = None, now: datetime | None = None
@@ -476,18 +441,22 @@ class Queue:
         """Move a dead item back to queued with fresh attempts."""
         if max_attempts is not None:
             max_attempts = check_max_attempts(max_attempts)
-        self.backend.requeue(check_id(item_id), max_attempts=max_attempts, now=now)
-        if EVENTS.isEnabledFor(NOTABLE):
-            logs.event(NOTABLE, "requeue", item_id=item_id, queue=None, outcome="queued")
+        logged(
+            REQUEUE,
+            self.settings,
+            self.backend.requeue,
+            check_id(item_id),
+            max_attempts=max_attempts,
+            now=now,
+        )
 
     def purge(self, queue: str, *, older_than: float, now: datetime | None = None) -> int:
         """Delete the queue's finished items that finished more than `older_than` seconds ago."""
         queue = check_name(queue, "queue name")
         older_than = check_delay(older_than, "older_than")
-        count = self.backend.purge(queue, older_than_seconds=older_than, now=now)
-        if EVENTS.isEnabledFor(NOTABLE):
-            logs.event(NOTABLE, "purge", item_id=None, queue=queue, outcome="deleted", count=count)
-        return count
+        return logged(
+            PURGE, self.settings, self.backend.purge, queue, older_than_seconds=older_than, now=now
+        )
 
     def _maybe_prune(self) -> None:
         """Delete a bounded batch of items past retention, of every queue, at most once a minute
@@ -506,17 +475,19 @@ class Queue:
         try:
             self._next_prune = clock + PRUNE_EVERY_SECONDS
             try:
-                count = self.backend.purge(None, older_than_seconds=retention, limit=PRUNE_BATCH)
+                logged(
+                    PRUNE,
+                    self.settings,
+                    self.backend.purge,
+                    None,
+                    older_than_seconds=retention,
+                    limit=PRUNE_BATCH,
+                )
             except BackendError as exc:
                 log.warning(
                     "retention: pruning finished items failed (%s); skipped, retried in %.0f s",
                     exc,
                     PRUNE_EVERY_SECONDS,
-                )
-                return
-            if count and EVENTS.isEnabledFor(NOTABLE):
-                logs.event(
-                    NOTABLE, "prune", item_id=None, queue=None, outcome="deleted", count=count
                 )
         finally:
             self._prune_lock.release()
@@ -532,12 +503,6 @@ def _check_claim(
         check_batch(max),
         check_wait(wait),
     )
-
-
-def _log_lost(verb: str, lease: Lease) -> None:
-    """A fenced write refused: the lease is stale, expired or another worker's."""
-    if EVENTS.isEnabledFor(NOTABLE):
-        logs.lease_event(NOTABLE, verb, lease, "lease_lost")
 
 
 def _release_quietly(queue: Queue, lease: Lease) -> None:
@@ -593,13 +558,57 @@ class AsyncQueue:
         """See `Queue.migrate`."""
         await self._run(self.sync.migrate)
 
-    async def enqueue(self, queue: str, payload: Any, **options: Any) -> int:
+    async def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay: float = 0.0,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        dedupe_key: str | None = None,
+        now: datetime | None = None,
+        connection: Any = None,
+    ) -> int:
         """See `Queue.enqueue`."""
-        return await self._run(self.sync.enqueue, queue, payload, **options)
+        return await self._run(
+            self.sync.enqueue,
+            queue,
+            payload,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            dedupe_key=dedupe_key,
+            now=now,
+            connection=connection,
+        )
 
-    async def enqueue_many(self, queue: str, payloads: Iterable[Any], **options: Any) -> list[int]:
+    async def enqueue_many(
+        self,
+        queue: str,
+        payloads: Iterable[Any],
+        *,
+        priority: int = 0,
+        delay: float = 0.0,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        now: datetime | None = None,
+        connection: Any = None,
+    ) -> list[int]:
         """See `Queue.enqueue_many`."""
-        return await self._run(self.sync.enqueue_many, queue, list(payloads), **options)
+        return await self._run(
+            self.sync.enqueue_many,
+            queue,
+            list(payloads),
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            now=now,
+            connection=connection,
+        )
 
     async def claim(
         self,
@@ -645,58 +654,97 @@ class AsyncQueue:
         for lease in future.result():
             self._executor.submit(_release_quietly, self.sync, lease)
 
-    async def heartbeat(self, lease: Lease, **options: Any) -> Lease:
+    async def heartbeat(
+        self, lease: Lease, *, extend: float | None = None, now: datetime | None = None
+    ) -> Lease:
         """See `Queue.heartbeat`."""
-        return await self._run(self.sync.heartbeat, lease, **options)
+        return await self._run(self.sync.heartbeat, lease, extend=extend, now=now)
 
-    async def complete(self, lease: Lease, **options: Any) -> None:
+    async def complete(
+        self, lease: Lease, *, result: Any = None, now: datetime | None = None
+    ) -> None:
         """See `Queue.complete`."""
-        await self._run(self.sync.complete, lease, **options)
+        await self._run(self.sync.complete, lease, result=result, now=now)
 
-    async def release(self, lease: Lease, **options: Any) -> None:
+    async def release(
+        self, lease: Lease, *, delay: float = 0.0, now: datetime | None = None
+    ) -> None:
         """See `Queue.release`."""
-        await self._run(self.sync.release, lease, **options)
+        await self._run(self.sync.release, lease, delay=delay, now=now)
 
-    async def fail(self, lease: Lease, error: object, **options: Any) -> Status:
+    async def fail(
+        self, lease: Lease, error: object, *, retry: bool = True, now: datetime | None = None
+    ) -> Status:
         """See `Queue.fail`."""
-        return await self._run(self.sync.fail, lease, error, **options)
+        return await self._run(self.sync.fail, lease, error, retry=retry, now=now)
 
     async def complete_and_claim(
-        self, done: Iterable[Lease | tuple[Lease, Any]], queues: str | Sequence[str], **options: Any
+        self,
+        done: Iterable[Lease | tuple[Lease, Any]],
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        lease: float = 30.0,
+        max: int = 1,
+        now: datetime | None = None,
     ) -> tuple[list[Lease], list[Lease]]:
         """See `Queue.complete_and_claim`."""
-        return await self._run(self.sync.complete_and_claim, list(done), queues, **options)
+        return await self._run(
+            self.sync.complete_and_claim,
+            list(done),
+            queues,
+            worker=worker,
+            lease=lease,
+            max=max,
+            now=now,
+        )
 
     async def get(self, item_id: int) -> Item:
         """See `Queue.get`."""
         return await self._run(self.sync.get, item_id)
 
-    async def history(self, item_id: int, **options: Any) -> list[HistoryEvent]:
+    async def history(
+        self, item_id: int, *, limit: int = 1_000, start: int = 0, newest_first: bool = False
+    ) -> list[HistoryEvent]:
         """See `Queue.history`."""
-        return await self._run(self.sync.history, item_id, **options)
+        return await self._run(
+            self.sync.history, item_id, limit=limit, start=start, newest_first=newest_first
+        )
 
     async def items(
-        self, queue: str, status: Status | str = Status.QUEUED, **options: Any
+        self,
+        queue: str,
+        status: Status | str = Status.QUEUED,
+        *,
+        limit: int = 100,
+        after: int | None = None,
     ) -> list[Item]:
         """See `Queue.items`."""
-        return await self._run(self.sync.items, queue, status, **options)
+        return await self._run(self.sync.items, queue, status, limit=limit, after=after)
 
     async def queues(self) -> list[str]:
         """See `Queue.queues`."""
         return await self._run(self.sync.queues)
 
-    async def stats(self, queue: str, **options: Any) -> QueueStats:
+    async def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         """See `Queue.stats`."""
-        return await self._run(self.sync.stats, queue, **options)
+        return await self._run(self.sync.stats, queue, now=now)
 
-    async def cancel(self, item_id: int, **options: Any) -> None:
+    async def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
         """See `Queue.cancel`."""
-        await self._run(self.sync.cancel, item_id, **options)
+        await self._run(self.sync.cancel, item_id, now=now)
 
-    async def requeue(self, item_id: int, **options: Any) -> None:
+    async def requeue(
+        self, item_id: int, *, max_attempts: int | None = None, now: datetime | None = None
+    ) -> None:
         """See `Queue.requeue`."""
-        await self._run(self.sync.requeue, item_id, **options)
+        await self._run(self.sync.requeue, item_id, max_attempts=max_attempts, now=now)
 
-    async def purge(self, queue: str, *, older_than: float, **options: Any) -> int:
+    async def purge(self, queue: str, *, older_than: float, now: datetime | None = None) -> int:
         """See `Queue.purge`."""
-        return await self._run(self.sync.purge, queue, older_than=older_than, **options)
+        return await self._run(self.sync.purge, queue, older_than=older_than, now=now)
+
+
+def _conforms(queue: Queue, async_queue: AsyncQueue) -> tuple[QueueAPI, AsyncQueueAPI]:
+    """mypy checks here that `Queue` and `AsyncQueue` meet the API protocols."""
+    return queue, async_queue

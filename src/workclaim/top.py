@@ -22,9 +22,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from workclaim.api import QueueAPI
 from workclaim.errors import WorkclaimError
 from workclaim.models import QueueStats
-from workclaim.monitor import Rates, Snapshot, Source, rates, snapshot
+from workclaim.monitor import Rates, Snapshot, rates, snapshot
 
 try:  # POSIX only; elsewhere Ctrl-C is the way out
     import termios
@@ -195,7 +196,7 @@ def _keys() -> Iterator[Callable[[float], str | None]]:
 
 
 def run(
-    source: Source,
+    source: QueueAPI,
     *,
     label: str,
     queues: Sequence[str] = (),

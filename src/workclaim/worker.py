@@ -39,10 +39,11 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol, cast
+from typing import Any
 
+from workclaim.api import QueueAPI
 from workclaim.errors import LeaseLost, ValidationError, WorkclaimError
-from workclaim.models import Lease, Status
+from workclaim.models import Lease
 from workclaim.validation import (
     MAX_BATCH,
     check_batch,
@@ -55,36 +56,6 @@ from workclaim.validation import (
 log = logging.getLogger("workclaim.worker")
 
 MAX_LINGER = 0.02  # seconds: the longest a turn waits for more handlers to finish
-
-
-class Source(Protocol):
-    """What the runtime needs from a `Queue` or a `Client`."""
-
-    def claim(
-        self, queues: str | Sequence[str], *, worker: str, lease: float, max: int, wait: float
-    ) -> list[Lease]: ...
-
-    def heartbeat(self, lease: Lease) -> Lease: ...
-
-    def complete(self, lease: Lease, *, result: Any = None) -> None: ...
-
-    def release(self, lease: Lease) -> None: ...
-
-    def fail(self, lease: Lease, error: object) -> Status: ...
-
-
-class FusedSource(Source, Protocol):
-    """A source that can complete and claim in one round trip (`Queue`, `Client`)."""
-
-    def complete_and_claim(
-        self,
-        done: Sequence[Lease | tuple[Lease, Any]],
-        queues: str | Sequence[str],
-        *,
-        worker: str,
-        lease: float,
-        max: int,
-    ) -> tuple[list[Lease], list[Lease]]: ...
 
 
 @dataclass
@@ -138,7 +109,7 @@ class Worker:
 
     def __init__(
         self,
-        source: Source | Any,
+        source: QueueAPI,
         *,
         queues: str | Sequence[str],
         concurrency: int = 1,
@@ -150,7 +121,7 @@ class Worker:
         fused: bool | None = None,
         max_batch: int | None = None,
     ) -> None:
-        self.source: Source = source
+        self.source = source
         self.queues = check_queues(queues)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError(f"concurrency must be a positive integer, got {concurrency!r}")
@@ -346,7 +317,7 @@ class Worker:
     def _complete_and_claim(self, done: list[_Running], want: int) -> list[Lease] | None:
         """Report the finished items and claim up to `want` new ones in one round trip; None
         (the finished items kept for the next try) when the store did not answer."""
-        source = cast(FusedSource, self.source)
+        source = self.source
         entries = [(r.ctx.lease, r.result) if r.result is not None else r.ctx.lease for r in done]
         self.round_trips += 1
         started = time.monotonic()

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from workclaim.api import QueueAPI
 from workclaim.errors import WorkclaimError
 
 
@@ -69,7 +70,7 @@ def worker(
         print("error: give exactly one of --db URL or --server URL", file=sys.stderr)
         raise typer.Exit(2)
     fn = _load(handler)
-    source: Any
+    source: QueueAPI
     try:
         if server is not None:
             from workclaim.client import Client

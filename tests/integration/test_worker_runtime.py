@@ -120,9 +120,9 @@ def test_worker_arguments_are_checked(tmp_path: Path) -> None:
         class ClaimOnly:  # a source without complete_and_claim cannot be asked to fuse
             claim = heartbeat = complete = release = fail = None
 
-        assert not Worker(ClaimOnly(), queues="jobs").fused
+        assert not Worker(ClaimOnly(), queues="jobs").fused  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="complete_and_claim"):
-            Worker(ClaimOnly(), queues="jobs", fused=True)
+            Worker(ClaimOnly(), queues="jobs", fused=True)  # type: ignore[arg-type]
 
 
 @pytest.mark.timeout(60)

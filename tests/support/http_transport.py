@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workclaim import AsyncQueue, Settings
+from workclaim.api import QueueAPI
 from workclaim.client import Client
 from workclaim.server import ServerConfig, create_app
 from workclaim.validation import MAX_BATCH, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS
@@ -121,7 +122,7 @@ _DISPATCHER = _Dispatcher()
 
 
 @contextmanager
-def http(url: str, settings: Settings) -> Iterator[Any]:
+def http(url: str, settings: Settings) -> Iterator[QueueAPI]:
     """The Queue API through `Client` against a live server over the store at `url`."""
     config = server_config(settings)
     queue = AsyncQueue(url, settings=settings, max_threads=config.threads)

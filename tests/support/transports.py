@@ -1,21 +1,21 @@
 """How the contract suite reaches a store: directly through `Queue`, or over HTTP.
 
-A transport turns a store URL and settings into an object with the `Queue` API; the contract
-suite runs once per (backend, transport) pair.
+A transport turns a store URL and settings into a `QueueAPI`; the contract suite runs once per
+(backend, transport) pair.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
 
 from tests.support.missing import require
 from workclaim import Queue, Settings
+from workclaim.api import QueueAPI
 
 
 @contextmanager
-def direct(url: str, settings: Settings) -> Iterator[Any]:
+def direct(url: str, settings: Settings) -> Iterator[QueueAPI]:
     """The library itself: a `Queue` on the store."""
     q = Queue(url, settings=settings)
     try:
@@ -25,7 +25,7 @@ def direct(url: str, settings: Settings) -> Iterator[Any]:
 
 
 @contextmanager
-def http(url: str, settings: Settings) -> Iterator[Any]:
+def http(url: str, settings: Settings) -> Iterator[QueueAPI]:
     """The service: `Client` against a live server over the store. It needs the `server` extra;
     without it the test is `unavailable` (a skip locally, a failure under CI=true), never
     silently left out of the suite."""
@@ -34,8 +34,8 @@ def http(url: str, settings: Settings) -> Iterator[Any]:
         yield client
 
 
-# name -> factory of a context manager yielding an object with the Queue API
-TRANSPORTS: dict[str, Callable[[str, Settings], AbstractContextManager[Any]]] = {
+# name -> factory of a context manager yielding the Queue API
+TRANSPORTS: dict[str, Callable[[str, Settings], AbstractContextManager[QueueAPI]]] = {
     "direct": direct,
     "http": http,
 }

@@ -11,10 +11,13 @@ import importlib
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from systems.base import QUEUE, Recorder
 from systems.workclaim_queue import WorkclaimQueue, _settings
+
+if TYPE_CHECKING:  # workclaim is imported where it runs, in the measured process
+    from workclaim.api import QueueAPI
 
 # 32 handler threads and the runtime's default bound on a turn (max_batch = concurrency): in a
 # same-run comparison of 32/16, 32/32 and 16/16 on PostgreSQL and SQLite, 32/32 drained fastest
@@ -26,7 +29,7 @@ MAX_BATCH = 32
 class _Draining:
     """The Queue as the runtime's source: claims timed, the worker stopped once one is empty."""
 
-    def __init__(self, queue: Any, rec: Recorder) -> None:
+    def __init__(self, queue: QueueAPI, rec: Recorder) -> None:
         self.queue = queue
         self.rec = rec
         self.worker: Any = None

@@ -1,0 +1,158 @@
+"""What each `Queue` verb writes to `workclaim.events`, and the one call that writes it.
+
+`Queue` calls the store through `logged(VERB, settings, call, *args, **kwargs)` (as Oban's
+telemetry wraps every engine call): it runs the call and, only when `workclaim.events` is enabled
+for the verb's level, hands the call's arguments and result to the verb's writer. So every
+record's shape lives here, one writer per verb, and a disabled logger costs one `isEnabledFor`
+check per call. A fenced verb refused with `LeaseLost` writes a `lease_lost` record at INFO and
+re-raises. The fields of a record are described in `logs.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, cast
+
+from workclaim import logs
+from workclaim.backends import NewItem
+from workclaim.config import Settings
+from workclaim.errors import LeaseLost
+from workclaim.logs import EVENTS, HOT, NOTABLE
+from workclaim.models import Lease, Status
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# (settings, the call's result, *the call's arguments, **its keyword arguments) -> None
+Writer = Callable[..., None]
+
+
+@dataclass(frozen=True, slots=True)
+class Verb:
+    """A verb's records: `write` runs only when the logger is enabled for `level` (for a verb
+    whose records have two levels, the less verbose one; the writer checks the other)."""
+
+    name: str
+    level: int
+    write: Writer
+    fenced: bool = False  # the call's first argument is a Lease; `LeaseLost` is logged
+
+
+def logged(
+    verb: Verb, settings: Settings, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """`call(*args, **kwargs)`, with the verb's records written when they are wanted."""
+    try:
+        result = call(*args, **kwargs)
+    except LeaseLost:
+        if verb.fenced and EVENTS.isEnabledFor(NOTABLE):
+            logs.lease_event(NOTABLE, verb.name, cast(Lease, args[0]), "lease_lost")
+        raise
+    if EVENTS.isEnabledFor(verb.level):
+        verb.write(settings, result, *args, **kwargs)
+    return result
+
+
+# -- the writers, each given what its call was given ------------------------------------------
+def _enqueued(
+    settings: Settings,
+    ids: list[int],
+    queue: str,
+    items: Sequence[NewItem],
+    now: object,
+    connection: object,
+) -> None:
+    """`Queue._store(queue, items, now, connection)`: one record per item."""
+    outcome = "queued" if connection is None else "queued_in_transaction"
+    for item_id, item in zip(ids, items, strict=True):
+        more: dict[str, Any] = {"payload": item.payload} if settings.log_payloads else {}
+        logs.event(HOT, "enqueue", item_id=item_id, queue=queue, outcome=outcome, **more)
+
+
+def _claimed(settings: Settings, leases: list[Lease]) -> None:
+    """A claim with its arguments bound beforehand: one record per new lease."""
+    logs.claimed(leases, payloads=settings.log_payloads)
+
+
+def _extended(settings: Settings, extended: Lease, lease: Lease, **_: object) -> None:
+    logs.lease_event(HOT, "heartbeat", extended, "extended")
+
+
+def _completed(
+    settings: Settings, _: None, lease: Lease, *, result: str | None, **__: object
+) -> None:
+    more = {"result": result} if settings.log_payloads else {}
+    logs.lease_event(HOT, "complete", lease, "done", **more)
+
+
+def _released(
+    settings: Settings, _: None, lease: Lease, *, delay_seconds: float, **__: object
+) -> None:
+    logs.lease_event(NOTABLE, "release", lease, "queued", delay=delay_seconds)
+
+
+def _failed(
+    settings: Settings,
+    status: Status,
+    lease: Lease,
+    *,
+    error: str,
+    retry_delay: float | None,
+    **_: object,
+) -> None:
+    logs.lease_event(
+        NOTABLE, "fail", lease, status.value, error=logs.clip(error), retry_delay=retry_delay
+    )
+
+
+def _completed_and_claimed(
+    settings: Settings,
+    result: tuple[list[bool], list[Lease]],
+    done: Sequence[tuple[Lease, str | None]],
+    queues: object,
+    **_: object,
+) -> None:
+    """A completion (DEBUG) or a refusal (INFO) per finished lease, a claim per new lease."""
+    flags, leases = result
+    name = "complete_and_claim"
+    for (lease, text), ok in zip(done, flags, strict=True):
+        if not ok:
+            logs.lease_event(NOTABLE, name, lease, "lease_lost")
+        elif EVENTS.isEnabledFor(HOT):
+            more = {"result": text} if settings.log_payloads else {}
+            logs.lease_event(HOT, name, lease, "done", **more)
+    if EVENTS.isEnabledFor(HOT):
+        logs.claimed(leases, payloads=settings.log_payloads, name=name)
+
+
+def _cancelled(settings: Settings, _: None, item_id: int, **__: object) -> None:
+    logs.event(NOTABLE, "cancel", item_id=item_id, queue=None, outcome="cancelled")
+
+
+def _requeued(settings: Settings, _: None, item_id: int, **__: object) -> None:
+    logs.event(NOTABLE, "requeue", item_id=item_id, queue=None, outcome="queued")
+
+
+def _purged(settings: Settings, count: int, queue: str, **_: object) -> None:
+    logs.event(NOTABLE, "purge", item_id=None, queue=queue, outcome="deleted", count=count)
+
+
+def _pruned(settings: Settings, count: int, queue: None, **_: object) -> None:
+    """Retention's purge of every queue: a record only when it deleted something."""
+    if count:
+        logs.event(NOTABLE, "prune", item_id=None, queue=None, outcome="deleted", count=count)
+
+
+# -- the table: per-item verbs of the hot path at DEBUG, what an operator looks for at INFO ---
+ENQUEUE = Verb("enqueue", HOT, _enqueued)
+CLAIM = Verb("claim", HOT, _claimed)
+HEARTBEAT = Verb("heartbeat", HOT, _extended, fenced=True)
+COMPLETE = Verb("complete", HOT, _completed, fenced=True)
+RELEASE = Verb("release", NOTABLE, _released, fenced=True)
+FAIL = Verb("fail", NOTABLE, _failed, fenced=True)
+COMPLETE_AND_CLAIM = Verb("complete_and_claim", NOTABLE, _completed_and_claimed)
+CANCEL = Verb("cancel", NOTABLE, _cancelled)
+REQUEUE = Verb("requeue", NOTABLE, _requeued)
+PURGE = Verb("purge", NOTABLE, _purged)
+PRUNE = Verb("prune", NOTABLE, _pruned)
