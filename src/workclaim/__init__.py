@@ -13,6 +13,7 @@ with Queue("sqlite:///work.db") as q:
 """
 
 from workclaim._version import __version__
+from workclaim.api import AsyncQueueAPI, QueueAPI
 from workclaim.config import Settings
 from workclaim.errors import (
     BackendError,
@@ -32,6 +33,7 @@ from workclaim.retry import Backoff
 
 __all__ = [
     "AsyncQueue",
+    "AsyncQueueAPI",
     "BackendError",
     "BackendUnavailable",
     "Backoff",
@@ -45,6 +47,7 @@ __all__ = [
     "LeaseLost",
     "PayloadTooLarge",
     "Queue",
+    "QueueAPI",
     "QueueStats",
     "SchemaMismatch",
     "Settings",

@@ -9,6 +9,7 @@ def test_all_is_sorted_and_complete() -> None:
     assert workclaim.__all__ == sorted(workclaim.__all__)
     assert workclaim.__all__ == [
         "AsyncQueue",
+        "AsyncQueueAPI",
         "BackendError",
         "BackendUnavailable",
         "Backoff",
@@ -22,6 +23,7 @@ def test_all_is_sorted_and_complete() -> None:
         "LeaseLost",
         "PayloadTooLarge",
         "Queue",
+        "QueueAPI",
         "QueueStats",
         "SchemaMismatch",
         "Settings",
