@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from workclaim.bench.history import INVARIANTS, Event, Recorder, check, load_history, main
+from workclaim.bench.history.checking import CHECKS, Found, derive_facts
 
 S = 1_000_000_000  # one second in ns
 
@@ -372,3 +373,17 @@ def test_the_recorder_round_trips_through_files_and_the_command(
     report = json.loads(capsys.readouterr().out)
     assert report["violations"]["lost_item"] == 1
     assert main([str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_every_invariant_has_one_registered_check() -> None:
+    assert list(CHECKS) == list(INVARIANTS)
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_each_broken_history_is_caught_by_its_invariants_own_check(name: str) -> None:
+    """The history built to break an invariant maps to one function: that check alone finds it."""
+    derived = derive_facts(BROKEN[name]().events)
+    for other, run in CHECKS.items():
+        found = Found()
+        run(derived, found)
+        assert found.count == (1 if other == name else 0), other

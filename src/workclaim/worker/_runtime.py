@@ -1,27 +1,8 @@
-"""The worker runtime: claim, run a handler, heartbeat, complete or fail, shut down cleanly.
+"""The `Worker`: one claimer thread feeding a pool of handler threads, and shutdown.
 
-    from workclaim import Queue
-    from workclaim.worker import Worker
-
-    worker = Worker(Queue("sqlite:///work.db"), queues=["emails"], concurrency=4)
-
-    @worker.handler
-    def send(ctx):
-        deliver(ctx.lease.payload, fence=ctx.lease.token)
-        if ctx.lost.is_set():   # someone else may own the item now: stop early
-            return None
-
-    worker.run()                # until SIGTERM / SIGINT
-
-The source is a `Queue` or an HTTP `Client` (same API). One claimer thread per worker hands the
-leases its handlers finished to `complete_and_claim` and claims as many new items as it has free
-capacity in the same round trip (the fused path), batching adaptively: the batch grows while full
-batches keep coming and shrinks to what the queue had; once the queue runs dry the claimer
-long-polls with `claim(wait=...)` (no tight loop) and handlers complete their own items meanwhile.
-Handlers run on a pool of `concurrency` threads, heartbeat every `lease * heartbeat_fraction`
-while they run (setting `ctx.lost` if the lease is lost), fail with the error and traceback on an
-exception, and on SIGTERM/SIGINT the worker stops claiming, gives in-flight work `grace` seconds,
-completes what finished, releases what is left, and returns.
+The claimer reports finished leases and claims new ones in one round trip per turn (the fused
+path; `_batching` sizes the turns), handlers run on `concurrency` threads, `_heartbeats` keeps
+their leases alive, and `stop()` moves the worker through `WorkerState` to a clean exit.
 """
 
 from __future__ import annotations
@@ -37,7 +18,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -52,56 +32,21 @@ from workclaim.validation import (
     check_queues,
     check_wait,
 )
+from workclaim.worker._batching import BLOCKED, GO, BatchSizer
+from workclaim.worker._context import Context, Handler, Running
+from workclaim.worker._heartbeats import Heartbeats
+from workclaim.worker._state import (
+    DRAINING,
+    FINISHING,
+    READY,
+    RELEASED,
+    RUNNING,
+    STOPPED,
+    STOPPING,
+    WorkerState,
+)
 
 log = logging.getLogger("workclaim.worker")
-
-MAX_LINGER = 0.02  # seconds: the longest a turn waits for more handlers to finish
-
-
-@dataclass
-class Context:
-    """What a handler gets: its lease, an event set when the lease is lost, and the time left.
-
-    `lost` is set when a heartbeat finds the lease gone (expired, or reclaimed by someone
-    else): stop and drop the result. `stopping` is set when the worker shuts down and the grace
-    period is over: the lease has been released, so stop as soon as you can.
-    """
-
-    lease: Lease
-    lost: threading.Event = field(default_factory=threading.Event)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    _deadline: float = 0.0
-
-    @property
-    def token(self) -> int:
-        """The lease's fencing token (pass it to side effects that can check it)."""
-        return self.lease.token
-
-    @property
-    def attempt(self) -> int:
-        """Which execution this is (1 for the first)."""
-        return self.lease.attempt
-
-    def time_left(self) -> float:
-        """Seconds until the lease expires unless a heartbeat extends it, by this host's
-        monotonic clock. Counted from when the claim or last heartbeat was *sent* (the store
-        granted it later), so it errs short, never long: by the call's round trip, or by up to
-        the long-poll wait after a claim that waited for work."""
-        return max(0.0, self._deadline - time.monotonic())
-
-
-Handler = Callable[[Context], Any]
-
-
-@dataclass
-class _Running:
-    """One lease being worked on (or finished and waiting for the claimer to report it)."""
-
-    ctx: Context
-    next_beat: float = 0.0
-    finishing: bool = False
-    released: bool = False
-    result: Any = None
 
 
 class Worker:
@@ -148,15 +93,13 @@ class Worker:
         over_http = str(getattr(source, "url", "")).startswith(("http://", "https://"))
         self._claim_as: Any = None if over_http and name is None else self.name
         self._handler: Handler | None = None
-        self._running: dict[int, _Running] = {}
-        self._done: list[_Running] = []  # finished, for the claimer's next fused call
+        self._running: dict[int, Running] = {}
+        self._done: list[Running] = []  # finished, for the claimer's next fused call
         self._polling = False  # the claimer is in a long poll: handlers report their own items
-        self._jobs: queue_module.SimpleQueue[_Running | None] = queue_module.SimpleQueue()
-        self._batch = 1  # the adaptive claim size (grows to max_batch, shrinks when dry)
-        self._linger = -1.0  # how long a turn waits for a fuller batch: half a round trip
+        self._jobs: queue_module.SimpleQueue[Running | None] = queue_module.SimpleQueue()
+        self._sizer = BatchSizer(self.max_batch)  # the claim size and how long a turn lingers
         self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._ended = threading.Event()
+        self._state: WorkerState = READY  # set under _cond; read bare where a stale read is fine
         self._stop_at: float | None = None
         self.completed = 0
         self.failed = 0
@@ -175,7 +118,13 @@ class Worker:
         with self._cond:
             if self._stop_at is None:
                 self._stop_at = time.monotonic()
-            self._stop.set()
+            self._advance(DRAINING)
+
+    def _advance(self, state: WorkerState) -> None:
+        """Move to `state` unless already there or past it, and wake the waiting threads."""
+        with self._cond:
+            if state.value > self._state.value:
+                self._state = state
             self._cond.notify_all()
 
     @property
@@ -193,9 +142,11 @@ class Worker:
         if self._handler is None:
             raise ValidationError("no handler: pass one to run() or decorate it with @handler")
         restore = self._install_signals() if install_signals else {}
-        self._ended.clear()
+        with self._cond:  # after stop(), or a second time: no claims, straight to shutdown
+            if self._state is READY:
+                self._state = RUNNING
         self._jobs = queue_module.SimpleQueue()  # a fresh one: abandoned threads keep the old
-        beats = threading.Thread(target=self._heartbeats, name="workclaim-heartbeat", daemon=True)
+        beats = Heartbeats(self.source, self._running, self._cond, self.heartbeat_every, self._lose)
         beats.start()
         pool = [
             threading.Thread(
@@ -219,11 +170,10 @@ class Worker:
             self._claim_loop()
             self._shutdown()
         finally:
-            self._stop.set()
-            self._ended.set()
+            self._advance(STOPPED)
             for _ in pool:
                 self._jobs.put(None)
-            beats.join(5)
+            beats.stop(5)
             for sig, previous in restore.items():
                 signal.signal(sig, previous)
 
@@ -248,9 +198,9 @@ class Worker:
         while True:
             with self._cond:
                 self._wait_for_turn(dry)
-                if self._stop.is_set():
+                if self._state is not RUNNING:
                     return
-                want = min(self._free(), self._batch)  # the finished items count as free
+                want = min(self._free(), self._sizer.size)  # the finished items count as free
                 done, self._done = self._done, []
                 poll = not done and (dry or not self.fused)
                 self._polling = poll and self.fused
@@ -262,46 +212,38 @@ class Worker:
                     with self._cond:
                         self._polling = False
             if leases is None:  # the store did not answer: wait a second, then try again
-                self._stop.wait(1.0)
+                with self._cond:
+                    self._cond.wait_for(lambda: self._state is not RUNNING, 1.0)
                 continue
-            self._adapt(want, len(leases))
+            self._sizer.adapt(want, len(leases))
             dry = not leases
             for lease in leases:
-                if self._stop.is_set():
+                if self._state is not RUNNING:
                     self._give_back(Context(lease=lease))
                 else:
                     self._start(lease, sent)
 
     def _wait_for_turn(self, dry: bool) -> None:
-        """Wait (under _cond) until a round trip is worth making: a full batch of capacity is
-        free, or nothing else is running, or the queue is dry (a long poll needs no company);
-        otherwise linger at most half a recent round trip for more handlers to finish, so a
-        turn carries a batch instead of the first item that finished (cf. Nagle, group commit).
-        """
+        """Wait (under _cond) until the batch sizer says a round trip is worth making, or the
+        worker stops; while it says linger, wait at most its linger time in all."""
+        sizer = self._sizer
         since: float | None = None
-        while not self._stop.is_set():
-            free = self._free()
-            if not self._done and free <= 0:
+        while self._state is RUNNING:
+            turn = sizer.turn(
+                free=self._free(), finished=len(self._done), running=len(self._running), dry=dry
+            )
+            if turn is GO:
+                return
+            if turn is BLOCKED:
                 since = None
                 self._cond.wait(1.0)
                 continue
-            if dry and not self._done:
-                return
-            if free >= self._batch or len(self._running) == len(self._done):
-                return
             now = time.monotonic()
             since = now if since is None else since
-            left = since + max(self._linger, 0.0) - now
+            left = sizer.linger_left(since, now)
             if left <= 0:
                 return
             self._cond.wait(left)
-
-    def _adapt(self, asked: int, got: int) -> None:
-        """Grow the batch while full batches keep coming; shrink it to what the queue had."""
-        if got >= asked:
-            self._batch = min(self.max_batch, max(1, self._batch * 2))
-        else:
-            self._batch = max(1, got)
 
     def _claim(self, want: int) -> list[Lease] | None:
         """A long-poll claim (the queue ran dry, or the source cannot fuse); None on an error."""
@@ -314,7 +256,7 @@ class Worker:
             log.warning("claim failed (%s); retrying in a second", type(exc).__name__)
             return None
 
-    def _complete_and_claim(self, done: list[_Running], want: int) -> list[Lease] | None:
+    def _complete_and_claim(self, done: list[Running], want: int) -> list[Lease] | None:
         """Report the finished items and claim up to `want` new ones in one round trip; None
         (the finished items kept for the next try) when the store did not answer."""
         source = self.source
@@ -325,10 +267,7 @@ class Worker:
             lost, leases = source.complete_and_claim(
                 entries, self.queues, worker=self._claim_as, lease=self.lease, max=want
             )
-            half = (time.monotonic() - started) / 2
-            self._linger = min(
-                MAX_LINGER, half if self._linger < 0 else 0.8 * self._linger + 0.2 * half
-            )
+            self._sizer.timed(time.monotonic() - started)
         except ValidationError:
             # A result that is not JSON (or too large) spoils the whole call before anything
             # changes: report these items one by one, where each refused result fails its item.
@@ -352,7 +291,7 @@ class Worker:
             self._cond.notify_all()
         return list(leases)
 
-    def _report_alone(self, running: _Running) -> None:
+    def _report_alone(self, running: Running) -> None:
         try:
             self._finish(running.ctx, "complete", running.result)
         finally:
@@ -364,20 +303,20 @@ class Worker:
         """Hand a new lease to a handler thread. `sent`: when the claim that brought it was
         sent; its deadline and first heartbeat count from there, never from the reply."""
         ctx = Context(lease=lease, _deadline=sent + lease.lease_seconds)
-        running = _Running(ctx=ctx, next_beat=sent + self.heartbeat_every)
+        running = Running(ctx=ctx, next_beat=sent + self.heartbeat_every)
         with self._cond:
             self._running[lease.id] = running
         self._jobs.put(running)
 
     # -- one item --------------------------------------------------------------------------
-    def _pool_thread(self, jobs: queue_module.SimpleQueue[_Running | None]) -> None:
+    def _pool_thread(self, jobs: queue_module.SimpleQueue[Running | None]) -> None:
         while True:
             running = jobs.get()
             if running is None:
                 return
             self._work(running)
 
-    def _work(self, running: _Running) -> None:
+    def _work(self, running: Running) -> None:
         ctx = running.ctx
         try:
             outcome: tuple[str, Any] = ("complete", self._call(ctx))
@@ -385,12 +324,12 @@ class Worker:
             text = "".join(traceback.format_exception(exc))
             outcome = ("fail", f"{type(exc).__name__}: {exc}\n{text}")
         with self._cond:
-            if running.released or ctx.lost.is_set():
+            if running.phase is RELEASED or ctx.lost.is_set():
                 log.info("item %d: lease lost or released; result dropped", ctx.lease.id)
                 self._running.pop(ctx.lease.id, None)
                 self._cond.notify_all()
                 return
-            running.finishing = True
+            running.phase = FINISHING
             if outcome[0] == "complete" and self.fused and not self._polling:
                 running.result = outcome[1]  # the claimer reports it on its next round trip
                 self._done.append(running)
@@ -443,45 +382,6 @@ class Worker:
             self.lost += 1
         log.info("item %d: lease lost %s", ctx.lease.id, when)
 
-    # -- heartbeats ------------------------------------------------------------------------
-    def _heartbeats(self) -> None:
-        tick = min(self.heartbeat_every / 4, 1.0)
-        while not self._ended.wait(tick):
-            with self._cond:
-                now = time.monotonic()
-                due = [
-                    r
-                    for r in self._running.values()
-                    if not r.finishing
-                    and not r.released
-                    and not r.ctx.lost.is_set()
-                    and r.next_beat <= now
-                ]
-            for running in due:
-                self._beat(running)
-
-    def _beat(self, running: _Running) -> None:
-        ctx = running.ctx
-        started = time.monotonic()
-        try:
-            renewed = self.source.heartbeat(ctx.lease)
-        except LeaseLost:
-            with self._cond:
-                if running.finishing or running.released:  # we ended the lease: not a loss
-                    return
-                self._lose(ctx, "(heartbeat refused)")  # under the lock: _work sees it set
-            return
-        except WorkclaimError as exc:
-            log.warning("item %d: heartbeat failed (%s)", ctx.lease.id, type(exc).__name__)
-            running.next_beat = time.monotonic() + min(1.0, self.heartbeat_every)
-            return
-        with self._cond:
-            if running.finishing:  # reported meanwhile: the old lease is the one it was sent with
-                return
-            ctx._deadline = started + renewed.lease_seconds  # from the request, not the reply
-            ctx.lease = renewed  # after the deadline: a handler seeing it sees the new deadline
-        running.next_beat = started + self.heartbeat_every
-
     # -- shutdown --------------------------------------------------------------------------
     def _shutdown(self) -> None:
         """Report what finishes within the grace period (claiming nothing: max=0), release
@@ -490,9 +390,10 @@ class Worker:
         deadline = stop_at + self.grace
         self._drain_until(deadline, lambda: not self._running)
         with self._cond:
-            leftover = [r for r in self._running.values() if not r.finishing]
+            self._advance(STOPPING)
+            leftover = [r for r in self._running.values() if r.phase is not FINISHING]
             for running in leftover:
-                running.released = True
+                running.phase = RELEASED
                 running.ctx.stopping.set()
         for running in leftover:
             if not running.ctx.lost.is_set():  # a lost lease has nothing to give back
