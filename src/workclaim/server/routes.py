@@ -62,8 +62,8 @@ from workclaim.server.schemas import (
     StatsOut,
 )
 from workclaim.validation import MAX_BATCH, MAX_ID, check_queues
+from workclaim.wire import CLOCK_HEADER
 
-CLOCK_HEADER = "X-Workclaim-Now"
 log = logging.getLogger("workclaim.server")
 
 
