@@ -425,12 +425,10 @@ def test_an_empty_enqueue_many_sends_nothing() -> None:
 
 # -- the two transports ----------------------------------------------------------------------
 def test_each_method_is_defined_once_with_the_same_signature_on_both_clients() -> None:
-    names = [
-        n
-        for n, f in vars(_api).items()
-        if inspect.isgeneratorfunction(f) and f.__module__ == _api.__name__
-    ]
-    assert len(names) == 17
+    table = {n: v for n, v in vars(_api.Methods).items() if isinstance(v, _api.Method)}
+    assert len(table) == 17
+    names = list(table)
+    assert all(table[name].plan is getattr(_api, name) for name in names)
     for name in names:
         sync, coroutine = getattr(Client, name), getattr(AsyncClient, name)
         assert inspect.signature(sync) == inspect.signature(coroutine)

@@ -25,7 +25,8 @@ finished and freed its key in between), cancel, requeue and purge.
 
 Layout: `_wire.py` is the sans-I/O core (arguments checked, requests built, answers read into
 models or errors, the retry and re-poll decisions), `_api.py` holds each public method once as a
-call plan over that core, and `_sync.py` / `_async.py` only send what the plans yield.
+call plan over that core, `_connection.py` holds what both clients share (options, the pool),
+and `_sync.py` / `_async.py` only send what the plans yield.
 """
 
 from __future__ import annotations

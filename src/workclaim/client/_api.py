@@ -2,9 +2,11 @@
 
 Each function here is one method of `Client` and `AsyncClient`: the signature after `options`
 is the method's signature and its docstring is the method's docstring. It checks the arguments,
-builds the `Call` (`_wire.Calls`) and runs `exchange` (the retry loop); `claim` also asks an
-empty claim again until its wait is over. The functions yield requests and pauses instead of
-doing I/O, so `_sync.py` and `_async.py` only turn them into methods (`method_of`) and send.
+builds the `Call` (`_wire.Calls`) and returns the plan that sends it, `exchange` (the retry
+loop); `claim` is a plan of its own that asks an empty claim again until its wait is over. A
+plan yields requests and pauses instead of doing I/O. `Methods` is the one table of them:
+`Client` and `AsyncClient` inherit it, and each turns every entry into a method of its own kind
+(`bind=`) that sends what the plan yields.
 """
 
 from __future__ import annotations
@@ -13,10 +15,19 @@ import inspect
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from workclaim.client._wire import Calls, Options, Plan, claim_pause, exchange
 from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from workclaim.client._async import AsyncClient
+    from workclaim.client._sync import Client
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def migrate(options: Options) -> Plan[None]:
@@ -48,7 +59,7 @@ def enqueue(
         dedupe_key=dedupe_key,
         now=now,
     )
-    return (yield from exchange(options, call))
+    return exchange(options, call)
 
 
 def enqueue_many(
@@ -109,21 +120,21 @@ def heartbeat(
     options: Options, lease: Lease, *, extend: float | None = None, now: datetime | None = None
 ) -> Plan[Lease]:
     """See `Queue.heartbeat`."""
-    return (yield from exchange(options, Calls.heartbeat(lease, extend=extend, now=now)))
+    return exchange(options, Calls.heartbeat(lease, extend=extend, now=now))
 
 
 def complete(
     options: Options, lease: Lease, *, result: Any = None, now: datetime | None = None
 ) -> Plan[None]:
     """See `Queue.complete`."""
-    return (yield from exchange(options, Calls.complete(lease, result=result, now=now)))
+    return exchange(options, Calls.complete(lease, result=result, now=now))
 
 
 def release(
     options: Options, lease: Lease, *, delay: float = 0.0, now: datetime | None = None
 ) -> Plan[None]:
     """See `Queue.release`."""
-    return (yield from exchange(options, Calls.release(lease, delay=delay, now=now)))
+    return exchange(options, Calls.release(lease, delay=delay, now=now))
 
 
 def fail(
@@ -135,12 +146,12 @@ def fail(
     now: datetime | None = None,
 ) -> Plan[Status]:
     """See `Queue.fail`."""
-    return (yield from exchange(options, Calls.fail(lease, error, retry=retry, now=now)))
+    return exchange(options, Calls.fail(lease, error, retry=retry, now=now))
 
 
 def get(options: Options, item_id: int) -> Plan[Item]:
     """See `Queue.get`."""
-    return (yield from exchange(options, Calls.get(item_id)))
+    return exchange(options, Calls.get(item_id))
 
 
 def complete_and_claim(
@@ -156,7 +167,7 @@ def complete_and_claim(
     """See `Queue.complete_and_claim`; `worker` may be omitted (the token's identity).
     Never sent twice."""
     call = Calls.complete_and_claim(done, queues, worker=worker, lease=lease, max=max, now=now)
-    return (yield from exchange(options, call))
+    return exchange(options, call)
 
 
 def history(
@@ -169,7 +180,7 @@ def history(
 ) -> Plan[list[HistoryEvent]]:
     """See `Queue.history`."""
     call = Calls.history(item_id, limit=limit, start=start, newest_first=newest_first)
-    return (yield from exchange(options, call))
+    return exchange(options, call)
 
 
 def items(
@@ -181,22 +192,22 @@ def items(
     after: int | None = None,
 ) -> Plan[list[Item]]:
     """See `Queue.items`."""
-    return (yield from exchange(options, Calls.items(queue, status, limit=limit, after=after)))
+    return exchange(options, Calls.items(queue, status, limit=limit, after=after))
 
 
 def queues(options: Options) -> Plan[list[str]]:
     """See `Queue.queues` (admin)."""
-    return (yield from exchange(options, Calls.queues()))
+    return exchange(options, Calls.queues())
 
 
 def stats(options: Options, queue: str, *, now: datetime | None = None) -> Plan[QueueStats]:
     """See `Queue.stats` (needs the admin scope)."""
-    return (yield from exchange(options, Calls.stats(queue, now=now)))
+    return exchange(options, Calls.stats(queue, now=now))
 
 
 def cancel(options: Options, item_id: int, *, now: datetime | None = None) -> Plan[None]:
     """See `Queue.cancel`."""
-    return (yield from exchange(options, Calls.cancel(item_id, now=now)))
+    return exchange(options, Calls.cancel(item_id, now=now))
 
 
 def requeue(
@@ -204,14 +215,73 @@ def requeue(
 ) -> Plan[None]:
     """See `Queue.requeue` (admin)."""
     call = Calls.requeue(item_id, max_attempts=max_attempts, now=now)
-    return (yield from exchange(options, call))
+    return exchange(options, call)
 
 
 def purge(
     options: Options, queue: str, *, older_than: float, now: datetime | None = None
 ) -> Plan[int]:
     """See `Queue.purge` (admin)."""
-    return (yield from exchange(options, Calls.purge(queue, older_than=older_than, now=now)))
+    return exchange(options, Calls.purge(queue, older_than=older_than, now=now))
+
+
+class Method(Generic[P, T]):
+    """One entry of `Methods`: a plan that `Client` runs as a method returning its result, and
+    `AsyncClient` as a coroutine method. The overloads tell the type checker which is which;
+    at run time each class holds a real function made by its `bind` (`Methods.__init_subclass__`).
+    """
+
+    def __init__(self, plan: Callable[Concatenate[Options, P], Plan[T]]) -> None:
+        self.plan = plan
+
+    @overload
+    def __get__(self, client: Client, owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(
+        self, client: AsyncClient, owner: type[Any]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> Self: ...
+    def __get__(self, client: object, owner: type[Any]) -> Any:
+        if client is None:
+            return self
+        raise TypeError(f"{owner.__name__} does not subclass Methods with a bind= of its own")
+
+
+Bind = Callable[[Callable[..., Plan[Any]]], Callable[..., Any]]
+
+
+class Methods:
+    """The public methods of both clients, each listed once. A subclass names how it runs a plan:
+    `class Client(Methods, bind=...)`, where `bind(plan)` returns the method's function."""
+
+    def __init_subclass__(cls, *, bind: Bind | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if bind is None:
+            return
+        for name, entry in vars(Methods).items():
+            if isinstance(entry, Method):
+                method = bind(entry.plan)
+                describe(method, entry.plan, cls.__name__)
+                setattr(cls, name, method)
+
+    migrate = Method(migrate)
+    enqueue = Method(enqueue)
+    enqueue_many = Method(enqueue_many)
+    claim = Method(claim)
+    heartbeat = Method(heartbeat)
+    complete = Method(complete)
+    release = Method(release)
+    fail = Method(fail)
+    get = Method(get)
+    complete_and_claim = Method(complete_and_claim)
+    history = Method(history)
+    items = Method(items)
+    queues = Method(queues)
+    stats = Method(stats)
+    cancel = Method(cancel)
+    requeue = Method(requeue)
+    purge = Method(purge)
 
 
 def describe(method: Callable[..., Any], plan: Callable[..., Any], owner: str) -> None:

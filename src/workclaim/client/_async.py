@@ -9,8 +9,9 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import httpx
 
-from workclaim.client import _api
-from workclaim.client._wire import Options, Plan, Send
+from workclaim.client._api import Methods
+from workclaim.client._connection import Connection
+from workclaim.client._wire import Answer, Options, Plan, Send
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -24,32 +25,13 @@ def _method(
     async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(plan(self._options, *args, **kwargs))
 
-    _api.describe(method, plan, "AsyncClient")
     return method
 
 
-class AsyncClient:
+class AsyncClient(Connection[httpx.AsyncBaseTransport, httpx.AsyncClient], Methods, bind=_method):
     """The `AsyncQueue` API over HTTP, on `httpx.AsyncClient`."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        token: str | None = None,
-        timeout: float = 10.0,
-        retries: int = 3,
-        backoff: float = 0.1,
-        max_connections: int = 100,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._options = Options(url, token, timeout, retries, backoff)
-        self.url = self._options.url
-        self._http = httpx.AsyncClient(
-            base_url=self._options.url,
-            headers=self._options.headers,
-            limits=httpx.Limits(max_connections=max_connections),
-            transport=transport,
-        )
+    _pool = httpx.AsyncClient
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -68,36 +50,17 @@ class AsyncClient:
 
     async def _run(self, plan: Plan[T]) -> T:
         """Run a call plan: send each request it yields, sleep each pause, return its result."""
+        answer: Answer = None
         try:
-            step = next(plan)
             while True:
+                step = plan.send(answer)
                 if isinstance(step, Send):
-                    answer: Any
                     try:
                         answer = await self._http.request(step.method, step.path, **step.options)
                     except httpx.HTTPError as exc:
                         answer = exc
-                    step = plan.send(answer)
                 else:
                     await asyncio.sleep(step)
-                    step = plan.send(None)
+                    answer = None
         except StopIteration as done:
             return cast(T, done.value)
-
-    migrate = _method(_api.migrate)
-    enqueue = _method(_api.enqueue)
-    enqueue_many = _method(_api.enqueue_many)
-    claim = _method(_api.claim)
-    heartbeat = _method(_api.heartbeat)
-    complete = _method(_api.complete)
-    release = _method(_api.release)
-    fail = _method(_api.fail)
-    get = _method(_api.get)
-    complete_and_claim = _method(_api.complete_and_claim)
-    history = _method(_api.history)
-    items = _method(_api.items)
-    queues = _method(_api.queues)
-    stats = _method(_api.stats)
-    cancel = _method(_api.cancel)
-    requeue = _method(_api.requeue)
-    purge = _method(_api.purge)
