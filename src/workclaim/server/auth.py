@@ -36,11 +36,11 @@ from pathlib import Path
 
 from workclaim.errors import ConfigError, ValidationError
 from workclaim.validation import check_name
+from workclaim.wire import SCOPE_KINDS
 
 TOKEN_PREFIX = "wc_"
 TOKEN_BYTES = 32
 ALL = "*"
-SCOPE_KINDS = ("enqueue", "work", "admin")
 EXPIRES = "expires="
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}

@@ -27,8 +27,7 @@ from workclaim.server.metrics import Metrics
 from workclaim.server.problems import Problem
 from workclaim.server.schemas import NAME_REGEX
 from workclaim.validation import MAX_ID
-
-CLOCK_HEADER = "X-Workclaim-Now"
+from workclaim.wire import CLOCK_HEADER
 
 bearer = HTTPBearer(auto_error=False, description="A token from `workclaim token create`.")
 

@@ -25,11 +25,12 @@ from workclaim.errors import (
     ValidationError,
     WorkclaimError,
 )
+from workclaim.wire import PROBLEM_MEDIA_TYPE, PROBLEM_PREFIX
 
 log = logging.getLogger("workclaim.server")
 
-MEDIA_TYPE = "application/problem+json"
-TYPE_PREFIX = "urn:workclaim:problem:"
+MEDIA_TYPE = PROBLEM_MEDIA_TYPE
+TYPE_PREFIX = PROBLEM_PREFIX
 
 # slug -> (HTTP status, title); the slugs are part of the API and never change meaning.
 PROBLEMS: dict[str, tuple[int, str]] = {
