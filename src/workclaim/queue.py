@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from workclaim import logs
-from workclaim.backends import Backend, NewItem, open_backend
+from workclaim.backends import Backend, NewItem, TransactionalEnqueue, open_backend
 from workclaim.config import Settings
 from workclaim.errors import (
     BackendError,
@@ -229,17 +229,16 @@ class Queue:
         self, queue: str, items: list[NewItem], now: datetime | None, connection: Any
     ) -> list[int]:
         """Hand the items to the backend, inside the caller's transaction when `connection`
-        is given (only backends with `enqueue_in_transaction` can)."""
+        is given (only a `TransactionalEnqueue` backend can)."""
         if connection is None:
             ids = self.backend.enqueue(queue, items, now=now)
         else:
-            in_transaction = getattr(self.backend, "enqueue_in_transaction", None)
-            if in_transaction is None:
+            if not isinstance(self.backend, TransactionalEnqueue):
                 raise ValidationError(
                     "enqueue(connection=...) joins a PostgreSQL transaction; this queue's store "
                     "cannot, so leave connection out"
                 )
-            ids = in_transaction(connection, queue, items, now=now)
+            ids = self.backend.enqueue_in_transaction(connection, queue, items, now=now)
         if EVENTS.isEnabledFor(HOT):
             outcome = "queued" if connection is None else "queued_in_transaction"
             for item_id, item in zip(ids, items, strict=True):

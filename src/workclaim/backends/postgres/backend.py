@@ -36,7 +36,7 @@ from psycopg_pool import ConnectionPool
 
 from workclaim._time import seconds_to_micros
 from workclaim.backends._queryfile import list_files, load_queries, load_text
-from workclaim.backends.base import Backend, NewItem
+from workclaim.backends.base import Backend, NewItem, TransactionalEnqueue
 from workclaim.backends.postgres.deadline import Watchdog
 from workclaim.backends.postgres.durability import check_durability
 from workclaim.backends.postgres.errors import translate
@@ -723,6 +723,7 @@ class PostgresBackend:
 _FORK_LOCK = threading.Lock()  # one thread of a forked child replaces the inherited pool
 
 
-def _conforms(backend: PostgresBackend) -> Backend:
-    """mypy checks here that PostgresBackend meets the Backend protocol."""
-    return backend
+def _conforms(backend: PostgresBackend) -> tuple[Backend, TransactionalEnqueue]:
+    """mypy checks here that PostgresBackend meets the Backend protocol and can enqueue in a
+    caller's transaction."""
+    return backend, backend
