@@ -121,7 +121,7 @@ def add_done_rows(url: str, n: int) -> None:
     import psycopg
     from psycopg import sql
 
-    from workclaim.backends.postgres.backend import parse_url
+    from workclaim.backends.postgres.connection import parse_url
 
     libpq, schema, _ = parse_url(url)
     with psycopg.connect(libpq, autocommit=True) as conn:

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from workclaim.api import AsyncQueueAPI, QueueAPI
-from workclaim.backends import Backend, NewItem, open_backend
+from workclaim.backends import Backend, NewItem, TransactionalEnqueue, open_backend
 from workclaim.config import Settings
 from workclaim.errors import (
     BackendError,
@@ -242,17 +242,16 @@ class Queue:
         self, queue: str, items: list[NewItem], now: datetime | None, connection: Any
     ) -> list[int]:
         """Hand the items to the backend, inside the caller's transaction when `connection`
-        is given (only backends with `enqueue_in_transaction` can)."""
+        is given (only a `TransactionalEnqueue` backend can)."""
         if connection is None:
             ids = self.backend.enqueue(queue, items, now=now)
         else:
-            in_transaction = getattr(self.backend, "enqueue_in_transaction", None)
-            if in_transaction is None:
+            if not isinstance(self.backend, TransactionalEnqueue):
                 raise ValidationError(
                     "enqueue(connection=...) joins a PostgreSQL transaction; this queue's store "
                     "cannot, so leave connection out"
                 )
-            ids = in_transaction(connection, queue, items, now=now)
+            ids = self.backend.enqueue_in_transaction(connection, queue, items, now=now)
         return ids
 
     # -- consuming -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import psycopg
 
 def connect(url: str) -> psycopg.Connection[Any]:
     """A plain psycopg connection to the database behind a workclaim URL (options stripped)."""
-    from workclaim.backends.postgres.backend import parse_url
+    from workclaim.backends.postgres.connection import parse_url
 
     libpq_url, _, _ = parse_url(url)
     return psycopg.connect(libpq_url, connect_timeout=5)

@@ -24,7 +24,7 @@ from psycopg import sql
 from tests.support import pgserver
 from tests.support.servers import postgres_base, postgres_url, unavailable, with_query
 from workclaim import ConfigError, Queue, Settings
-from workclaim.backends.postgres.backend import parse_url
+from workclaim.backends.postgres.connection import parse_url
 
 STRICT = Settings(strict_durability=True)
 

@@ -26,7 +26,8 @@ from psycopg import sql
 from tests.integration._pg import connect
 from tests.support.servers import postgres_url, with_query
 from workclaim import LeaseLost, Queue, Settings
-from workclaim.backends.postgres.backend import PostgresBackend, parse_url
+from workclaim.backends.postgres.backend import PostgresBackend
+from workclaim.backends.postgres.connection import parse_url
 from workclaim.models import Lease
 
 # Generous: only bounds a wait that would otherwise hang; no statement here should time out.

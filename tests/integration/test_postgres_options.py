@@ -11,7 +11,7 @@ from psycopg.conninfo import conninfo_to_dict
 from tests.integration._pg import connect
 from tests.support.servers import postgres_url, with_query
 from workclaim import BackendUnavailable, ConfigError, Queue, Settings
-from workclaim.backends.postgres.backend import connection_string, parse_url
+from workclaim.backends.postgres.connection import connection_string, parse_url
 
 
 def test_workclaim_options_are_removed_and_the_rest_reach_libpq() -> None:

@@ -13,7 +13,8 @@ from psycopg import sql
 from tests.integration._pg import connect
 from tests.support.servers import postgres_url, with_query
 from workclaim import ConfigError, Queue, SchemaMismatch, Settings
-from workclaim.backends.postgres.backend import MIGRATIONS, SCHEMA_VERSION, PostgresBackend
+from workclaim.backends.postgres.backend import PostgresBackend
+from workclaim.backends.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 
 NO_MIGRATE = Settings(auto_migrate=False)
 
@@ -24,7 +25,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _schema_of(url: str) -> str:
-    from workclaim.backends.postgres.backend import parse_url
+    from workclaim.backends.postgres.connection import parse_url
 
     return parse_url(url)[1]
 

@@ -16,7 +16,7 @@ from psycopg import sql
 from tests.integration._pg import connect
 from tests.support.servers import postgres_url, with_query
 from workclaim import Queue, SchemaMismatch, Settings
-from workclaim.backends.postgres.backend import parse_url
+from workclaim.backends.postgres.connection import parse_url
 
 NEEDS_PROC = pytest.mark.skipif(
     not Path("/proc/self/fd").is_dir(), reason="not applicable: needs /proc (Linux)"

@@ -13,8 +13,9 @@ import redis
 from tests.contract.helpers import at, claim_one
 from tests.support.servers import provider
 from workclaim import ConfigError, Queue, SchemaMismatch, Settings
-from workclaim.backends.redis.backend import SCRIPTS, parse_url
+from workclaim.backends.redis.connection import parse_url
 from workclaim.backends.redis.keys import key
+from workclaim.backends.redis.lua import SCRIPTS
 
 SCRIPT_DIR = Path(__file__).parents[2] / "src/workclaim/backends/redis/scripts"
 

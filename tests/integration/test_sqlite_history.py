@@ -14,7 +14,8 @@ import pytest
 
 from workclaim import ConfigError, EventKind, Queue, Settings, Status
 from workclaim.backends._queryfile import load_text
-from workclaim.backends.sqlite.backend import _PACKAGE, Q, _split_statements
+from workclaim.backends.sqlite.backend import _PACKAGE, Q
+from workclaim.backends.sqlite.schema import split_statements as _split_statements
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

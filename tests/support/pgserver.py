@@ -143,7 +143,7 @@ def drop_schema(url: str, schema: str) -> None:
     import psycopg
     from psycopg import sql
 
-    from workclaim.backends.postgres.backend import parse_url
+    from workclaim.backends.postgres.connection import parse_url
 
     libpq_url = parse_url(url)[0]  # without workclaim's own options (schema=...), libpq's refusal
     try:

@@ -6,11 +6,28 @@ import importlib
 from typing import cast
 from urllib.parse import urlsplit
 
-from workclaim.backends.base import Backend, NewItem
+from workclaim.backends.base import (
+    Administration,
+    Backend,
+    Inspection,
+    Leasing,
+    Lifecycle,
+    NewItem,
+    TransactionalEnqueue,
+)
 from workclaim.config import Settings
 from workclaim.errors import ConfigError
 
-__all__ = ["Backend", "NewItem", "open_backend"]
+__all__ = [
+    "Administration",
+    "Backend",
+    "Inspection",
+    "Leasing",
+    "Lifecycle",
+    "NewItem",
+    "TransactionalEnqueue",
+    "open_backend",
+]
 
 # scheme -> (module, class, extra that installs its driver)
 _BACKENDS: dict[str, tuple[str, str, str | None]] = {

@@ -1,5 +1,10 @@
 """The Backend protocol: the storage verbs every backend implements, each docstring its contract.
 
+The verbs come in four groups a reader can take one at a time: `Leasing` (claim ... fail,
+complete_and_claim), `Inspection` (get ... next_due), `Administration` (enqueue, cancel, requeue,
+purge) and `Lifecycle` (schema, clock, wake-ups, close); `Backend` is all four. Transactional
+enqueue is an optional capability of its own, `TransactionalEnqueue`, checked with `isinstance`.
+
 `Queue` validates arguments, applies policy (default attempts, backoff, retention) and calls these
 verbs; a backend only stores. Every verb is one atomic transaction or script. `now=None` means the
 store's own clock (PostgreSQL `clock_timestamp()`, Redis `TIME`, the SQLite host's clock); tests
@@ -12,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from workclaim.backends.wakeup import Wakeup
 from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
@@ -37,26 +42,8 @@ class NewItem:
 
 
 @runtime_checkable
-class Backend(Protocol):
-    """What a store must do to be a workclaim backend (SQLite, PostgreSQL, Redis)."""
-
-    def migrate(self) -> None:
-        """Create or upgrade the schema to this version's. Idempotent; safe while others run."""
-        ...
-
-    def verify_schema(self) -> None:
-        """Raise `SchemaMismatch` unless the store's schema is exactly this version's."""
-        ...
-
-    def enqueue(
-        self, queue: str, items: Sequence[NewItem], *, now: datetime | None = None
-    ) -> list[int]:
-        """Store all items as `queued`, or none; ids in input order.
-
-        An item whose `dedupe_key` is held in `queue` by a `queued` or `claimed` item gets that
-        item's id and creates nothing (also for a repeat inside the same batch).
-        """
-        ...
+class Leasing(Protocol):
+    """Taking and ending leases: the verbs a worker calls, all fenced by the lease token."""
 
     def claim(
         self,
@@ -141,6 +128,11 @@ class Backend(Protocol):
         """
         ...
 
+
+@runtime_checkable
+class Inspection(Protocol):
+    """Reading the store without changing it: items, their history, queues, counts, due times."""
+
     def get(self, item_id: int) -> Item | None:
         """The item, or None if there is no such id."""
         ...
@@ -171,6 +163,28 @@ class Backend(Protocol):
         unknown queue."""
         ...
 
+    def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
+        """The earliest store-clock time at which the clock alone makes something in `queues`
+        claimable (a delayed item, a retry's backoff, a lease's expiry), or None: `now` itself
+        while a lease of `queues` has expired and is not reaped yet (the next claim reaps it),
+        else a time after `now`. May be earlier than needed (a waiter then just looks again)."""
+        ...
+
+
+@runtime_checkable
+class Administration(Protocol):
+    """Putting items in and managing them: enqueue, cancel, requeue, purge."""
+
+    def enqueue(
+        self, queue: str, items: Sequence[NewItem], *, now: datetime | None = None
+    ) -> list[int]:
+        """Store all items as `queued`, or none; ids in input order.
+
+        An item whose `dedupe_key` is held in `queue` by a `queued` or `claimed` item gets that
+        item's id and creates nothing (also for a repeat inside the same batch).
+        """
+        ...
+
     def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
         """`queued` -> `cancelled`, freeing its dedupe key. Raises `ItemNotFound`, or
         `InvalidState` for any other status."""
@@ -199,11 +213,17 @@ class Backend(Protocol):
         Tokens are never reused after a purge."""
         ...
 
-    def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
-        """The earliest store-clock time at which the clock alone makes something in `queues`
-        claimable (a delayed item, a retry's backoff, a lease's expiry), or None: `now` itself
-        while a lease of `queues` has expired and is not reaped yet (the next claim reaps it),
-        else a time after `now`. May be earlier than needed (a waiter then just looks again)."""
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    """Schema, clock, wake-ups and closing: what `Queue` needs around the verbs."""
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to this version's. Idempotent; safe while others run."""
+        ...
+
+    def verify_schema(self) -> None:
+        """Raise `SchemaMismatch` unless the store's schema is exactly this version's."""
         ...
 
     def store_now(self) -> datetime:
@@ -217,4 +237,28 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections and stop listeners. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class Backend(Leasing, Inspection, Administration, Lifecycle, Protocol):
+    """What a store must do to be a workclaim backend (SQLite, PostgreSQL, Redis): every group."""
+
+
+@runtime_checkable
+class TransactionalEnqueue(Protocol):
+    """The optional capability of enqueueing inside the caller's own database transaction
+    (`Queue.enqueue(connection=...)`); PostgreSQL has it, SQLite and Redis do not."""
+
+    def enqueue_in_transaction(
+        self,
+        connection: Any,
+        queue: str,
+        items: Sequence[NewItem],
+        *,
+        now: datetime | None = None,
+    ) -> list[int]:
+        """Insert the items through the caller's `connection` and leave the commit to the
+        caller: the items exist exactly when the caller's transaction commits, and listeners
+        are notified then. Raises `ValidationError` for a connection the store cannot use."""
         ...

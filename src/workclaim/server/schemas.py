@@ -184,26 +184,12 @@ class ItemOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    model_config = ConfigDict(from_attributes=True)
+
     @classmethod
     def of(cls, item: Item) -> ItemOut:
-        """From a library item."""
-        return cls(
-            id=item.id,
-            queue=item.queue,
-            payload=item.payload,
-            status=item.status,
-            priority=item.priority,
-            run_at=item.run_at,
-            attempts=item.attempts,
-            max_attempts=item.max_attempts,
-            dedupe_key=item.dedupe_key,
-            worker=item.worker,
-            expires_at=item.expires_at,
-            last_error=item.last_error,
-            result=item.result,
-            created_at=item.created_at,
-            updated_at=item.updated_at,
-        )
+        """From a library item, field by field by attribute name."""
+        return cls.model_validate(item)
 
 
 class RequeueIn(_In):

@@ -1,0 +1,26 @@
+"""Translation of sqlite3 errors into the workclaim error tree, by error code only."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from workclaim.errors import BackendError, BackendUnavailable
+
+_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def translate(exc: sqlite3.Error) -> BackendError:
+    """A driver error as a workclaim error (by error code, never by message text); the caller
+    raises it `from exc`."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _BUSY_CODES:
+        return BackendUnavailable(
+            f"the SQLite database stayed locked past busy_timeout ({exc}); retry later"
+        )
+    if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+        return BackendError(
+            f"the disk holding the SQLite database is full ({exc}); nothing was written"
+        )
+    if code is not None and code & 0xFF == sqlite3.SQLITE_CANTOPEN:
+        return BackendUnavailable(f"cannot open the SQLite database ({exc})")
+    return BackendError(f"SQLite error: {exc}")

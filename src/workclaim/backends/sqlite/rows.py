@@ -1,0 +1,71 @@
+"""The one mapping from SQLite rows to workclaim values (`Item`, `Lease`, `HistoryEvent`).
+
+Rows are plain tuples (the fastest the driver gives); each function names their columns by
+unpacking them in the order the queries in `queries.sql` select them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from workclaim._time import from_micros
+from workclaim.models import EventKind, HistoryEvent, Item, Lease, Status
+
+
+def item(row: tuple[Any, ...]) -> Item:
+    """An Item from a get_item / items_* row."""
+    (
+        item_id,
+        queue,
+        payload,
+        status,
+        priority,
+        run_at,
+        attempts,
+        max_attempts,
+        dedupe_key,
+        worker,
+        expires_at,
+        last_error,
+        result,
+        created_at,
+        updated_at,
+    ) = row
+    return Item(
+        item_id,
+        queue,
+        json.loads(payload),
+        Status(status),
+        priority,
+        from_micros(run_at),
+        attempts,
+        max_attempts,
+        dedupe_key,
+        worker,
+        None if expires_at is None else from_micros(expires_at),
+        last_error,
+        None if result is None else json.loads(result),
+        from_micros(created_at),
+        from_micros(updated_at),
+    )
+
+
+def leases(rows: list[tuple[Any, ...]], worker: str, lease_seconds: float) -> list[Lease]:
+    """Leases from claim rows (id, queue, payload, token, attempt, max_attempts, expires_at),
+    in token order: tokens were given in claim order, RETURNING has none."""
+    if len(rows) > 1:
+        rows.sort(key=lambda r: cast(int, r[3]))
+    loads = json.loads
+    return [
+        Lease(i, q, loads(p), tok, att, most, from_micros(exp), worker, lease_seconds)
+        for i, q, p, tok, att, most, exp in rows
+    ]
+
+
+def event(row: tuple[Any, ...]) -> HistoryEvent:
+    """A HistoryEvent from a history / history_newest row."""
+    item_id, kind, at, attempt, status, token, worker, error = row
+    return HistoryEvent(
+        item_id, EventKind(kind), from_micros(at), attempt, Status(status), token, worker, error
+    )

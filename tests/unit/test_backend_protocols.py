@@ -1,0 +1,52 @@
+"""Every backend meets each group of the Backend protocol; only PostgreSQL enqueues in a caller's
+transaction. mypy checks the same statically (the `_conforms` functions below and in each
+backend module); this test checks it at run time, as `Queue` does with `isinstance`."""
+
+from __future__ import annotations
+
+import pytest
+
+from workclaim.backends import (
+    Administration,
+    Backend,
+    Inspection,
+    Leasing,
+    Lifecycle,
+    TransactionalEnqueue,
+)
+from workclaim.backends.postgres.backend import PostgresBackend
+from workclaim.backends.redis.backend import RedisBackend
+from workclaim.backends.sqlite.backend import SqliteBackend
+
+GROUPS = (Leasing, Inspection, Administration, Lifecycle)
+BACKENDS = (SqliteBackend, PostgresBackend, RedisBackend)
+
+
+def _verbs(protocol: type) -> set[str]:
+    return {name for name in vars(protocol) if not name.startswith("_")}
+
+
+def test_the_groups_split_the_verbs_without_overlap() -> None:
+    verbs = [_verbs(group) for group in GROUPS]
+    assert sum(len(v) for v in verbs) == len(set().union(*verbs)) == 21
+    assert _verbs(Backend) == set()  # Backend adds nothing: it is the four groups
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda cls: cls.__name__)
+def test_every_backend_meets_every_group(backend: type) -> None:
+    for protocol in (*GROUPS, Backend):
+        assert issubclass(backend, protocol), protocol.__name__
+
+
+def test_only_postgres_enqueues_in_a_callers_transaction() -> None:
+    assert issubclass(PostgresBackend, TransactionalEnqueue)
+    assert not issubclass(SqliteBackend, TransactionalEnqueue)
+    assert not issubclass(RedisBackend, TransactionalEnqueue)
+
+
+def _conforms(
+    sqlite: SqliteBackend, postgres: PostgresBackend, redis: RedisBackend
+) -> tuple[Backend, Backend, Backend, TransactionalEnqueue]:
+    """mypy checks here that each backend meets `Backend` (so each group) and PostgreSQL also
+    `TransactionalEnqueue`."""
+    return sqlite, postgres, redis, postgres
