@@ -53,7 +53,7 @@ def test_the_happy_path_codes(api: Api) -> None:
         item_id = enqueue(alice, "jobs", {"secret": "payload"})
         batch = alice.post("/queues/jobs/items", json={"payloads": [1, 2], "priority": 5})
         assert batch.status_code == 201 and len(batch.json()["ids"]) == 2
-        r = alice.post("/worker/claim", json={"queue": "jobs", "lease": 30})
+        r = alice.post("/worker/claim", json={"queue": "jobs", "lease_seconds": 30})
         assert r.status_code == 200
         [lease] = r.json()["leases"]
         assert lease["id"] == item_id and lease["worker"] == "alice"
@@ -65,7 +65,7 @@ def test_the_happy_path_codes(api: Api) -> None:
         got = alice.get(f"/items/{item_id}")
         assert got.status_code == 200 and got.json()["status"] == "done"
         assert "token" not in got.json()
-        nxt = alice.get("/worker/next", params={"queue": "jobs", "max": 2})
+        nxt = alice.get("/worker/next", params={"queue": "jobs", "limit": 2})
         assert nxt.status_code == 200 and len(nxt.json()["leases"]) == 2
         assert nxt.headers["cache-control"] == "no-store"
         for held in nxt.json()["leases"]:
@@ -85,7 +85,7 @@ def test_the_happy_path_codes(api: Api) -> None:
 def test_fail_cancel_and_requeue(api: Api) -> None:
     with api.http("alice") as alice, api.http("root") as root:
         item_id = enqueue(alice, "fails")
-        [lease] = alice.post("/worker/claim", json={"queue": "fails", "max": 10}).json()["leases"]
+        [lease] = alice.post("/worker/claim", json={"queue": "fails", "limit": 10}).json()["leases"]
         r = alice.post(
             "/worker/fail",
             json={"id": lease["id"], "token": lease["token"], "error": "boom", "retry": False},
@@ -167,14 +167,18 @@ def test_bad_requests(api: Api) -> None:
         )
         assert not_utf8.status_code in (400, 422) and not_utf8.headers["content-type"] == PROBLEM
         doc = problem(
-            alice.post("/worker/claim", json={"queue": "jobs", "max": "5"}), 422, "validation-error"
+            alice.post("/worker/claim", json={"queue": "jobs", "limit": "5"}),
+            422,
+            "validation-error",
         )
         assert "input" not in str(doc["errors"])  # the input (maybe a payload) is never echoed
         problem(
-            alice.post("/worker/claim", json={"queue": "jobs", "max": 11}), 422, "validation-error"
+            alice.post("/worker/claim", json={"queue": "jobs", "limit": 11}),
+            422,
+            "validation-error",
         )
         problem(
-            alice.post("/worker/claim", json={"queue": "jobs", "lease": 601}),
+            alice.post("/worker/claim", json={"queue": "jobs", "lease_seconds": 601}),
             422,
             "validation-error",
         )

@@ -7,11 +7,23 @@ count. Bounds mirror `workclaim.validation`, which still checks every value on t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.server.renamed import RENAMED, new_names
 from workclaim.validation import (
     MAX_ATTEMPTS_LIMIT,
     MAX_BATCH,
@@ -40,15 +52,37 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ClaimIn(_In):
-    """Claim up to `max` items from `queues` (or one `queue`)."""
+class _Renamed(_In):
+    """A claim body, which still takes its fields' old names (`max`, `lease`) for one release;
+    `old_names` lists the ones a request used (`workclaim.server.renamed`)."""
+
+    _old_names: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _take_old_names(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        if not isinstance(data, dict) or RENAMED.keys().isdisjoint(data):
+            return handler(data)
+        data, used = new_names(data)
+        model = handler(data)
+        model._old_names = used
+        return model
+
+    @property
+    def old_names(self) -> tuple[str, ...]:
+        """The deprecated field names this request used (empty for a current client)."""
+        return self._old_names
+
+
+class ClaimIn(_Renamed):
+    """Claim up to `limit` items from `queues` (or one `queue`)."""
 
     queue: Name | None = Field(None, description="One queue (or use `queues`).")
     queues: list[Name] | None = Field(
         None, min_length=1, max_length=100, description="Queues, claimed in priority order."
     )
-    max: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH)] = 1
-    lease: LeaseSeconds = 30.0
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH)] = 1
+    lease_seconds: LeaseSeconds = 30.0
     wait: Annotated[StrictFloat, Field(ge=0, le=MAX_WAIT_SECONDS)] = Field(
         0.0, description="Seconds to long-poll for work; capped by the server's max_wait."
     )
@@ -326,16 +360,16 @@ class DoneIn(LeaseRef):
     result: Any = None
 
 
-class CompleteAndClaimIn(_In):
-    """Complete the `done` leases, then claim up to `max` items, in one store transaction."""
+class CompleteAndClaimIn(_Renamed):
+    """Complete the `done` leases, then claim up to `limit` items, in one store transaction."""
 
     done: list[DoneIn] = Field(default_factory=list, max_length=MAX_BATCH)
     queue: Name | None = Field(None, description="One queue (or use `queues`).")
     queues: list[Name] | None = Field(None, min_length=1, max_length=100)
-    max: Annotated[StrictInt, Field(ge=0, le=MAX_BATCH)] = Field(
+    limit: Annotated[StrictInt, Field(ge=0, le=MAX_BATCH)] = Field(
         1, description="Items to claim; 0 only completes."
     )
-    lease: LeaseSeconds = 30.0
+    lease_seconds: LeaseSeconds = 30.0
     worker: Name | None = Field(
         None, description="As for a claim: the token's identity; only --no-auth takes a name."
     )
