@@ -272,3 +272,46 @@ def test_store_unavailable_is_503(tmp_path: Path) -> None:
         problem(c.get("/readyz"), 503, "backend-unavailable")
         assert c.get("/healthz").status_code == 200
     asyncio.run(queue.close())
+
+
+# -- the renamed claim fields (`max` is `limit`, `lease` is `lease_seconds`) ------------------
+def test_claims_with_the_old_field_names_work_and_are_marked_deprecated(api: Api) -> None:
+    with api.http("alice") as alice:
+        for n in range(4):
+            enqueue(alice, "renamed", n)
+        current = alice.post("/worker/claim", json={"queue": "renamed", "limit": 1})
+        assert current.status_code == 200 and "deprecation" not in current.headers
+        old = alice.post("/worker/claim", json={"queue": "renamed", "max": 2, "lease": 40})
+        assert old.status_code == 200 and old.headers["deprecation"] == "true"
+        assert 'rel="deprecation"' in old.headers["link"]
+        leases = old.json()["leases"]
+        assert len(leases) == 2 and {x["lease_seconds"] for x in leases} == {40.0}
+        nxt = alice.get("/worker/next", params={"queue": "renamed", "max": 1, "lease": 50})
+        assert nxt.status_code == 200 and nxt.headers["deprecation"] == "true"
+        assert nxt.headers["cache-control"] == "no-store"
+        [got] = nxt.json()["leases"]
+        assert got["lease_seconds"] == 50.0
+        fused = alice.post(
+            "/worker/complete-and-claim",
+            json={"done": [{"id": got["id"], "token": got["token"]}], "queue": "renamed", "max": 0},
+        )
+        assert fused.json() == {"lost": [], "leases": []} and fused.headers["deprecation"] == "true"
+        empty = alice.post("/worker/claim", json={"queue": "renamed-none", "max": 1})
+        assert empty.status_code == 204 and empty.headers["deprecation"] == "true"
+
+
+def test_an_old_and_a_new_name_for_one_field_is_422(api: Api) -> None:
+    with api.http("alice") as alice:
+        enqueue(alice, "renamed-both")
+        for path, body in [
+            ("/worker/claim", {"queue": "renamed-both", "max": 1, "limit": 1}),
+            ("/worker/claim", {"queue": "renamed-both", "lease": 5, "lease_seconds": 5}),
+            ("/worker/complete-and-claim", {"queue": "renamed-both", "max": 0, "limit": 0}),
+        ]:
+            doc = problem(alice.post(path, json=body), 422, "validation-error")
+            assert "is its deprecated name" in doc["detail"], doc
+        for params in [{"max": 1, "limit": 1}, {"lease": 5, "lease_seconds": 5}]:
+            r = alice.get("/worker/next", params={"queue": "renamed-both", **params})
+            assert "is its deprecated name" in problem(r, 422, "validation-error")["detail"]
+        claimed = alice.post("/worker/claim", json={"queue": "renamed-both"})  # nothing was taken
+        assert len(claimed.json()["leases"]) == 1
