@@ -9,7 +9,6 @@ import asyncio
 import inspect
 import json
 import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.test_cli import workclaim
 from workclaim import AsyncQueue, Queue
 from workclaim._deprecated import renamed
 from workclaim.api import AsyncQueueAPI, QueueAPI
@@ -185,13 +185,7 @@ def test_worker_takes_lease_with_a_warning(queue: Queue) -> None:
 
 # -- the command line ------------------------------------------------------------------------
 def _worker_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workclaim", "worker", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return workclaim("worker", *args)
 
 
 def test_worker_lease_is_a_hidden_deprecated_alias_of_lease_seconds() -> None:

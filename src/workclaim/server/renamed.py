@@ -9,7 +9,7 @@ names for a field is refused with 422.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Final
 
 from starlette.responses import Response
 
@@ -24,20 +24,6 @@ DEPRECATION_LINK: Final = '</openapi.json>; rel="deprecation"; type="application
 def both_given(old: str) -> str:
     """The 422 detail for a request that names a field by its old and its new name."""
     return f"give `{RENAMED[old]}` only (`{old}` is its deprecated name)"
-
-
-def new_names(data: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """`data` with each old field name replaced by the new one, and the old names it used;
-    a `ValueError` (a 422) if it gave a field under both names."""
-    fixed = dict(data)
-    used = []
-    for old, new in RENAMED.items():
-        if old in fixed:
-            if new in fixed:
-                raise ValueError(both_given(old))
-            fixed[new] = fixed.pop(old)
-            used.append(old)
-    return fixed, tuple(used)
 
 
 def check_query(present: Iterable[str], **old_values: object) -> bool:

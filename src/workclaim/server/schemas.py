@@ -14,16 +14,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ModelWrapValidatorHandler,
-    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
-    model_validator,
 )
 
+from workclaim.errors import ValidationError
 from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
-from workclaim.server.renamed import RENAMED, new_names
+from workclaim.server.renamed import RENAMED, both_given
 from workclaim.validation import (
     MAX_ATTEMPTS_LIMIT,
     MAX_BATCH,
@@ -48,30 +46,32 @@ Priority = Annotated[StrictInt, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 MaxAttempts = Annotated[StrictInt, Field(ge=1, le=MAX_ATTEMPTS_LIMIT)]
 
 
+DEPRECATED: dict[str, Any] = {"deprecated": True}  # an OpenAPI field's `deprecated: true`
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class _Renamed(_In):
-    """A claim body, which still takes its fields' old names (`max`, `lease`) for one release;
-    `old_names` lists the ones a request used (`workclaim.server.renamed`)."""
+    """A claim body, which still takes its fields' old names (`max`, `lease`) for one release
+    (`workclaim.server.renamed`). The old fields are declared (deprecated in the OpenAPI) so that
+    pydantic checks them without a Python validator on every request."""
 
-    _old_names: tuple[str, ...] = PrivateAttr(default=())
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _take_old_names(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
-        if not isinstance(data, dict) or RENAMED.keys().isdisjoint(data):
-            return handler(data)
-        data, used = new_names(data)
-        model = handler(data)
-        model._old_names = used
-        return model
-
-    @property
-    def old_names(self) -> tuple[str, ...]:
-        """The deprecated field names this request used (empty for a current client)."""
-        return self._old_names
+    def with_new_names(self) -> tuple[Self, bool]:
+        """This body with an old field's value under its new name, and whether a request used
+        an old name; a `ValidationError` (422) if it named a field both ways."""
+        sent = self.model_fields_set
+        if "max" not in sent and "lease" not in sent:
+            return self, False
+        update: dict[str, Any] = {}
+        for old, new in RENAMED.items():
+            value = getattr(self, old)
+            if value is not None:
+                if new in sent:
+                    raise ValidationError(both_given(old))
+                update[new] = value
+        return self.model_copy(update=update), bool(update)
 
 
 class ClaimIn(_Renamed):
@@ -90,6 +90,12 @@ class ClaimIn(_Renamed):
         None,
         description="Ignored-if-equal check: the worker is the token's identity; a different "
         "name is refused (403). Only a --no-auth server takes it as the worker name.",
+    )
+    max: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH)] | None = Field(
+        None, description="The old name of `limit`.", json_schema_extra=DEPRECATED
+    )
+    lease: LeaseSeconds | None = Field(
+        None, description="The old name of `lease_seconds`.", json_schema_extra=DEPRECATED
     )
 
 
@@ -372,6 +378,12 @@ class CompleteAndClaimIn(_Renamed):
     lease_seconds: LeaseSeconds = 30.0
     worker: Name | None = Field(
         None, description="As for a claim: the token's identity; only --no-auth takes a name."
+    )
+    max: Annotated[StrictInt, Field(ge=0, le=MAX_BATCH)] | None = Field(
+        None, description="The old name of `limit`.", json_schema_extra=DEPRECATED
+    )
+    lease: LeaseSeconds | None = Field(
+        None, description="The old name of `lease_seconds`.", json_schema_extra=DEPRECATED
     )
 
 

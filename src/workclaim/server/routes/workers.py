@@ -52,6 +52,7 @@ router = APIRouter(tags=["worker"])
 async def claim(body: ClaimIn, request: Request, st: St, caller: Caller, now: Now) -> Any:
     """Lease up to `limit` items from the named queues in (priority, run_at, id) order; 204 when
     nothing is claimable within `wait` seconds. The safe form of `GET /worker/next`."""
+    body, old = body.with_new_names()
     result = await claiming.claim(
         request,
         st,
@@ -63,7 +64,7 @@ async def claim(body: ClaimIn, request: Request, st: St, caller: Caller, now: No
         worker=body.worker,
         now=now,
     )
-    return renamed.mark(result) if body.old_names else result
+    return renamed.mark(result) if old else result
 
 
 @router.get(
@@ -203,13 +204,10 @@ async def complete_and_claim(
     """Complete each `done` lease (fenced like `/worker/complete`: a stale one is reported in
     `lost` and left unchanged, a repeat is fine) and claim up to `limit` new items, in one store
     transaction. Never waits: an empty `leases` means nothing was claimable."""
+    body, old = body.with_new_names()
+    queues = claiming.queues_of(body)
     names, who = claiming.admit(
-        st,
-        caller,
-        claiming.queues_of(body),
-        limit=body.limit,
-        lease_seconds=body.lease_seconds,
-        worker=body.worker,
+        st, caller, queues, limit=body.limit, lease_seconds=body.lease_seconds, worker=body.worker
     )
     lost: list[LeaseKey] = []
     done: list[tuple[Lease, Any]] = []
@@ -230,4 +228,4 @@ async def complete_and_claim(
     answer = await claiming.hand_over(
         st, leases, lambda: CompleteAndClaimOut(lost=lost, leases=[LeaseOut.of(x) for x in leases])
     )
-    return renamed.mark(answer) if body.old_names else answer
+    return renamed.mark(answer) if old else answer
