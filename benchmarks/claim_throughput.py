@@ -4,8 +4,8 @@ For every URL, batch size and worker count: pre-fill N no-op items, start W spaw
 (each with its own connection), release them together with a barrier, and let each claim (and
 complete) until the queue is empty, recording every claim call's latency and every (id, token).
 Kinds, interleaved per repetition:
-- `workclaim`: `Queue.claim(max=batch)`, then `Queue.complete` per item (two round trips/item);
-- `fused`: `Queue.complete_and_claim(previous batch, max=batch)`: one round trip per turn that
+- `workclaim`: `Queue.claim(limit=batch)`, then `Queue.complete` per item (two round trips/item);
+- `fused`: `Queue.complete_and_claim(previous batch, limit=batch)`: one round trip per turn that
   completes the last batch and claims the next (the worker runtime's path; its latency column
   times that whole call);
 - `raw`: the bare baseline of that backend (benchmarks/raw/<backend>.py), claim then complete.
@@ -193,13 +193,13 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
             def claim() -> list[Any]:
                 if kind == "fused":
                     _lost, leases = q.complete_and_claim(
-                        finished, QUEUE, worker=name, lease=300, max=batch
+                        finished, QUEUE, worker=name, lease_seconds=300, limit=batch
                     )
                     finished[:] = leases  # sent back as done on the next turn
                     return [(le, le.id, le.token) for le in leases]
                 return [
                     (le, le.id, le.token)
-                    for le in q.claim(QUEUE, worker=name, lease=300, max=batch)
+                    for le in q.claim(QUEUE, worker=name, lease_seconds=300, limit=batch)
                 ]
 
             def complete(entry: Any) -> None:

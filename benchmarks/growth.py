@@ -112,8 +112,8 @@ def fill_api(url: str, n: int, history: bool) -> None:
         for start in range(0, n, 1000):
             size = min(1000, n - start)
             q.enqueue_many(FILLER_QUEUE, [{}] * size)
-            leases = q.claim(FILLER_QUEUE, worker="filler", lease=600, max=size)
-            q.complete_and_claim(leases, FILLER_QUEUE, worker="filler", max=0)
+            leases = q.claim(FILLER_QUEUE, worker="filler", lease_seconds=600, limit=size)
+            q.complete_and_claim(leases, FILLER_QUEUE, worker="filler", limit=0)
 
 
 FILLERS: dict[str, Callable[[str, int, bool], None]] = {
@@ -135,7 +135,7 @@ def _worker(url: str, barrier: Any, out: Any) -> None:
             start = time.perf_counter()
             while True:
                 t0 = time.perf_counter()
-                leases = q.claim(QUEUE, worker=name, lease=300)
+                leases = q.claim(QUEUE, worker=name, lease_seconds=300)
                 latencies.append(time.perf_counter() - t0)
                 if not leases:
                     break

@@ -98,7 +98,7 @@ async def direct(url: str, store: str, clients: int, items: int) -> Run:
         async def client(n: int) -> None:
             while True:
                 t = time.perf_counter()
-                leases = await q.claim("bench", worker=f"w{n}", lease=60)
+                leases = await q.claim("bench", worker=f"w{n}", lease_seconds=60)
                 latencies.append(time.perf_counter() - t)
                 if not leases:
                     return
@@ -126,7 +126,7 @@ async def over_http(base: str, url: str, store: str, clients: int, items: int) -
         async def client(n: int) -> None:
             while True:
                 t = time.perf_counter()
-                r = await c.post("/worker/claim", json={"queue": "bench", "lease": 60})
+                r = await c.post("/worker/claim", json={"queue": "bench", "lease_seconds": 60})
                 latencies.append(time.perf_counter() - t)
                 if r.status_code == 204:
                     return

@@ -90,7 +90,7 @@ def run(url: str, items: int, reps: int) -> dict[str, Any]:
 
     def wc_one(queue: Queue) -> Callable[[], bool]:
         def one() -> bool:
-            leases = queue.claim(QUEUE, worker="w1", lease=300)
+            leases = queue.claim(QUEUE, worker="w1", lease_seconds=300)
             for lease in leases:
                 queue.complete(lease)
             return bool(leases)
@@ -101,7 +101,7 @@ def run(url: str, items: int, reps: int) -> dict[str, Any]:
         held: list[Any] = []
 
         def one() -> bool:
-            _, leases = queue.complete_and_claim(held, QUEUE, worker="w1", lease=300)
+            _, leases = queue.complete_and_claim(held, QUEUE, worker="w1", lease_seconds=300)
             held[:] = leases
             return bool(leases)
 

@@ -28,7 +28,7 @@ def _worker(url: str, barrier: Any, out: Any) -> None:
         barrier.wait()
         while True:
             t0 = time.perf_counter_ns()
-            leases = q.claim("bench", worker="w", lease=60)
+            leases = q.claim("bench", worker="w", lease_seconds=60)
             latencies.append(time.perf_counter_ns() - t0)
             if not leases:
                 break

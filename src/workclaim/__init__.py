@@ -4,7 +4,7 @@ from workclaim import Queue, LeaseLost
 
 with Queue("sqlite:///work.db") as q:
     q.enqueue("emails", {"to": "a@example.org"})
-    for lease in q.claim("emails", worker="w-1", lease=30.0, max=10):
+    for lease in q.claim("emails", worker="w-1", lease_seconds=30.0, limit=10):
         try:
             send(lease.payload, fence=lease.token)
             q.complete(lease)

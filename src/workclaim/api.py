@@ -55,8 +55,8 @@ class QueueAPI(Protocol):
         queues: str | Sequence[str],
         *,
         worker: str,
-        lease: float = 30.0,
-        max: int = 1,
+        lease_seconds: float = 30.0,
+        limit: int = 1,
         wait: float = 0.0,
         now: datetime | None = None,
     ) -> list[Lease]: ...
@@ -81,8 +81,8 @@ class QueueAPI(Protocol):
         queues: str | Sequence[str],
         *,
         worker: str,
-        lease: float = 30.0,
-        max: int = 1,
+        lease_seconds: float = 30.0,
+        limit: int = 1,
         now: datetime | None = None,
     ) -> tuple[list[Lease], list[Lease]]: ...
 
@@ -164,8 +164,8 @@ class AsyncQueueAPI(Protocol):
         queues: str | Sequence[str],
         *,
         worker: str,
-        lease: float = 30.0,
-        max: int = 1,
+        lease_seconds: float = 30.0,
+        limit: int = 1,
         wait: float = 0.0,
         now: datetime | None = None,
     ) -> list[Lease]: ...
@@ -192,8 +192,8 @@ class AsyncQueueAPI(Protocol):
         queues: str | Sequence[str],
         *,
         worker: str,
-        lease: float = 30.0,
-        max: int = 1,
+        lease_seconds: float = 30.0,
+        limit: int = 1,
         now: datetime | None = None,
     ) -> tuple[list[Lease], list[Lease]]: ...
 

@@ -20,6 +20,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from workclaim._deprecated import renamed
 from workclaim.api import AsyncQueueAPI, QueueAPI
 from workclaim.backends import Backend, NewItem, TransactionalEnqueue, open_backend
 from workclaim.config import Settings
@@ -255,22 +256,25 @@ class Queue:
         return ids
 
     # -- consuming -------------------------------------------------------------------------
+    @renamed(max="limit", lease="lease_seconds")
     def claim(
         self,
         queues: str | Sequence[str],
         *,
         worker: str,
-        lease: float = 30.0,
-        max: int = 1,
+        lease_seconds: float = 30.0,
+        limit: int = 1,
         wait: float = 0.0,
         now: datetime | None = None,
     ) -> list[Lease]:
-        """Lease up to `max` items from `queues` in `(priority, run_at, id)` order.
+        """Lease up to `limit` items from `queues` in `(priority, run_at, id)` order.
 
         With `wait > 0` blocks until something is claimable or the wait ends, woken by the store
         (never a tight poll). Returns `[]` when nothing is claimable.
         """
-        names, worker, lease_seconds, limit, wait = _check_claim(queues, worker, lease, max, wait)
+        names, worker, lease_seconds, limit, wait = _check_claim(
+            queues, worker, lease_seconds, limit, wait
+        )
         self._maybe_prune()
         claim = partial(
             self.backend.claim,
@@ -334,24 +338,25 @@ class Queue:
             FAIL, self.settings, self.backend.fail, lease, error=text, retry_delay=delay, now=now
         )
 
+    @renamed(max="limit", lease="lease_seconds")
     def complete_and_claim(
         self,
         done: Iterable[Lease | tuple[Lease, Any]],
         queues: str | Sequence[str],
         *,
         worker: str,
-        lease: float = 30.0,
-        max: int = 1,
+        lease_seconds: float = 30.0,
+        limit: int = 1,
         now: datetime | None = None,
     ) -> tuple[list[Lease], list[Lease]]:
-        """Complete the finished leases (a Lease, or `(lease, result)`) and claim up to `max`
-        new items in one round trip; `max=0` only completes. Returns `(lost, leases)`: the
+        """Complete the finished leases (a Lease, or `(lease, result)`) and claim up to `limit`
+        new items in one round trip; `limit=0` only completes. Returns `(lost, leases)`: the
         leases whose completion was refused as stale (those items are left as they are) and the
         new leases. Nothing waits: an empty `leases` means nothing was claimable."""
         names = check_queues(queues)
         worker = check_name(worker, "worker name")
-        lease_seconds = check_lease(lease)
-        limit = 0 if max == 0 else check_batch(max)
+        lease_seconds = check_lease(lease_seconds)
+        limit = 0 if limit == 0 else check_batch(limit)
         pairs = [self._completion(entry) for entry in done]
         self._maybe_prune()
         flags, leases = logged(
@@ -493,13 +498,13 @@ class Queue:
 
 
 def _check_claim(
-    queues: str | Sequence[str], worker: str, lease: float, max: int, wait: float
+    queues: str | Sequence[str], worker: str, lease_seconds: float, limit: int, wait: float
 ) -> tuple[tuple[str, ...], str, float, int, float]:
     return (
         check_queues(queues),
         check_name(worker, "worker name"),
-        check_lease(lease),
-        check_batch(max),
+        check_lease(lease_seconds),
+        check_batch(limit),
         check_wait(wait),
     )
 
@@ -609,19 +614,24 @@ class AsyncQueue:
             connection=connection,
         )
 
+    @renamed(max="limit", lease="lease_seconds")
     async def claim(
         self,
         queues: str | Sequence[str],
         *,
         worker: str,
-        lease: float = 30.0,
-        max: int = 1,
+        lease_seconds: float = 30.0,
+        limit: int = 1,
         wait: float = 0.0,
         now: datetime | None = None,
     ) -> list[Lease]:
         """See `Queue.claim`; a long wait is awaited on the store's wake-up events."""
-        names, worker, lease, max, wait = _check_claim(queues, worker, lease, max, wait)
-        once = partial(self.sync.claim, names, worker=worker, lease=lease, max=max, now=now)
+        names, worker, lease_seconds, limit, wait = _check_claim(
+            queues, worker, lease_seconds, limit, wait
+        )
+        once = partial(
+            self.sync.claim, names, worker=worker, lease_seconds=lease_seconds, limit=limit, now=now
+        )
         if wait <= 0:
             return await self._run(once)
         wakeup = self.sync.backend.wakeup()
@@ -677,14 +687,15 @@ class AsyncQueue:
         """See `Queue.fail`."""
         return await self._run(self.sync.fail, lease, error, retry=retry, now=now)
 
+    @renamed(max="limit", lease="lease_seconds")
     async def complete_and_claim(
         self,
         done: Iterable[Lease | tuple[Lease, Any]],
         queues: str | Sequence[str],
         *,
         worker: str,
-        lease: float = 30.0,
-        max: int = 1,
+        lease_seconds: float = 30.0,
+        limit: int = 1,
         now: datetime | None = None,
     ) -> tuple[list[Lease], list[Lease]]:
         """See `Queue.complete_and_claim`."""
@@ -693,8 +704,8 @@ class AsyncQueue:
             list(done),
             queues,
             worker=worker,
-            lease=lease,
-            max=max,
+            lease_seconds=lease_seconds,
+            limit=limit,
             now=now,
         )
 

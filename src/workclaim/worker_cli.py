@@ -35,6 +35,7 @@ def _load(spec: str) -> Any:
 
 
 def worker(
+    ctx: typer.Context,
     handler: Annotated[str, typer.Argument(help="The handler, as module:function.")],
     queue: Annotated[list[str], typer.Option("--queue", "-q", help="Queue(s) to work on.")],
     db: Annotated[
@@ -48,7 +49,9 @@ def worker(
         typer.Option(envvar="WORKCLAIM_TOKEN", help="Bearer token (with --server)."),
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Items worked on at once.")] = 1,
-    lease: Annotated[float, typer.Option(help="Lease length (s); heartbeats keep it.")] = 30.0,
+    lease_seconds: Annotated[
+        float, typer.Option(help="Lease length (s); heartbeats keep it.")
+    ] = 30.0,
     wait: Annotated[float, typer.Option(help="Long-poll wait per claim (s).")] = 5.0,
     grace: Annotated[float, typer.Option(help="Seconds in-flight work gets on SIGTERM.")] = 30.0,
     name: Annotated[
@@ -62,10 +65,18 @@ def worker(
         int | None,
         typer.Option(help="Most items one claim takes (default: the concurrency)."),
     ] = None,
+    lease: Annotated[float | None, typer.Option("--lease", hidden=True)] = None,
 ) -> None:
     """Run HANDLER over items of the queue(s) until SIGTERM or SIGINT, then stop gracefully."""
     from workclaim.worker import Worker
 
+    if lease is not None:  # the deprecated spelling of --lease-seconds
+        given = ctx.get_parameter_source("lease_seconds")
+        if given is not None and given.name != "DEFAULT":
+            print("error: give --lease-seconds only (--lease is its old name)", file=sys.stderr)
+            raise typer.Exit(2)
+        print("warning: --lease is deprecated, use --lease-seconds", file=sys.stderr)
+        lease_seconds = lease
     if (db is None) == (server is None):
         print("error: give exactly one of --db URL or --server URL", file=sys.stderr)
         raise typer.Exit(2)
@@ -87,7 +98,7 @@ def worker(
                 source,
                 queues=queue,
                 concurrency=concurrency,
-                lease=lease,
+                lease_seconds=lease_seconds,
                 wait=wait,
                 grace=grace,
                 name=name,

@@ -45,7 +45,7 @@ def http_worker(
 ) -> None:
     rng = random.Random(token)
     with Client(base, token=token) as c:
-        leases = c.claim(queues, max=4, lease=20, wait=1)
+        leases = c.claim(queues, limit=4, lease_seconds=20, wait=1)
         while not stop.is_set():
             done = []
             for lease in leases:
@@ -54,22 +54,26 @@ def http_worker(
                     c.fail(lease, rng.choice(ERRORS), retry=rng.random() < 0.5)
                 else:
                     done.append((lease, {"ok": True}))
-            _, leases = c.complete_and_claim(done, queues, max=4, lease=20)
+            _, leases = c.complete_and_claim(done, queues, limit=4, lease_seconds=20)
             if not leases:
-                leases = c.claim(queues, max=4, lease=20, wait=1)
+                leases = c.claim(queues, limit=4, lease_seconds=20, wait=1)
 
 
 def direct_worker(url: str, stop: threading.Event) -> None:
     with Queue(url) as q:
         while not stop.is_set():
-            for lease in q.claim("thumbnails", worker="thumb-direct", max=8, lease=30, wait=1):
+            for lease in q.claim(
+                "thumbnails", worker="thumb-direct", limit=8, lease_seconds=30, wait=1
+            ):
                 stop.wait(0.04)
                 q.complete(lease)
 
 
 def crashing_worker(base: str, token: str) -> None:
     with Client(base, token=token) as c:
-        c.claim("reports", max=2, lease=15)  # and never heard of again: these leases expire
+        c.claim(
+            "reports", limit=2, lease_seconds=15
+        )  # and never heard of again: these leases expire
 
 
 def main() -> None:

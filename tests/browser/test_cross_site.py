@@ -1,6 +1,7 @@
 """A web page on another origin cannot make a `--no-auth` server claim work: headless Chromium
-loads a page that embeds `<img src=".../worker/next?max=1000&lease=86400">`, as a hostile site
-the developer happens to open would, and the store must still hold every item unclaimed."""
+loads a page that embeds `<img src=".../worker/next?limit=1000&lease_seconds=86400">`, as a
+hostile site the developer happens to open would, and the store must still hold every item
+unclaimed."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ ITEMS = 5
 
 
 def _hostile_page(target: str) -> bytes:
-    claim = f"{target}/worker/next?queue=jobs&max=1000&lease=86400"
+    claim = f"{target}/worker/next?queue=jobs&limit=1000&lease_seconds=86400"
     return (
         f'<!doctype html><title>cat pictures</title><img id="x" src="{claim}">'
         f'<img id="y" src="{claim}&wait=0">'

@@ -59,17 +59,17 @@ def seed(url: str) -> dict[str, list[int]]:
             ids["dead"].append(q.enqueue("emails", {"to": f"bad{n}@example.org"}, max_attempts=1))
             q.fail(q.claim("emails", worker="w-1")[0], HOSTILE, retry=False)
         ids["claimed"] = [q.enqueue("emails", {"to": "b@example.org"})]
-        q.claim("emails", worker="w-live", lease=600)
+        q.claim("emails", worker="w-live", lease_seconds=600)
         ids["cancelled"] = [q.enqueue("emails", {"to": "c@example.org"})]
         q.cancel(ids["cancelled"][0])
         ids["queued"] = q.enqueue_many("emails", [{"to": f"u{i}@example.org"} for i in range(3)])
         for n in range(4):
             q.enqueue("reports", {"n": n})
-        for lease in q.claim("reports", worker="w-2", max=3):
+        for lease in q.claim("reports", worker="w-2", limit=3):
             q.complete(lease)
         # Last, since a later claim on any queue may reap it: a lease that ran out ten minutes ago.
         ids["expired"] = [q.enqueue("emails", {"to": "gone@example.org"}, now=past)]
-        q.claim("emails", worker="w-gone", lease=5, now=past)
+        q.claim("emails", worker="w-gone", lease_seconds=5, now=past)
     return ids
 
 

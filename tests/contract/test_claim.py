@@ -13,12 +13,12 @@ from workclaim import Status, ValidationError
 
 def test_claim_on_an_empty_or_unknown_queue_returns_nothing(queue: Any) -> None:
     assert queue.claim("jobs", worker="w1", now=at(0)) == []
-    assert queue.claim(["nothing", "here"], worker="w1", max=10, now=at(0)) == []
+    assert queue.claim(["nothing", "here"], worker="w1", limit=10, now=at(0)) == []
 
 
 def test_claim_returns_a_lease_for_the_item(queue: Any) -> None:
     item_id = queue.enqueue("jobs", {"x": 1}, now=at(0))
-    lease = claim_one(queue, t=1, lease=30.0, worker="worker-7")
+    lease = claim_one(queue, t=1, lease_seconds=30.0, worker="worker-7")
     assert (lease.id, lease.payload, lease.attempt, lease.worker) == (
         item_id,
         {"x": 1},
@@ -34,7 +34,7 @@ def test_claim_returns_a_lease_for_the_item(queue: Any) -> None:
 
 def test_a_claimed_item_is_not_claimed_again_while_its_lease_lives(queue: Any) -> None:
     queue.enqueue("jobs", 1, now=at(0))
-    claim_one(queue, t=0, lease=10)
+    claim_one(queue, t=0, lease_seconds=10)
     assert queue.claim("jobs", worker="w2", now=at(9.999)) == []
 
 
@@ -44,17 +44,17 @@ def test_claim_order_is_priority_then_run_at_then_id(queue: Any) -> None:
     early = queue.enqueue("jobs", "early", priority=0, now=at(1))
     urgent = queue.enqueue("jobs", "urgent", priority=-3, now=at(9))
     tie_a = queue.enqueue("jobs", "tie-a", priority=0, now=at(1))
-    leases = queue.claim("jobs", worker="w1", max=10, now=at(10))
+    leases = queue.claim("jobs", worker="w1", limit=10, now=at(10))
     assert [lease.id for lease in leases] == [urgent, early, tie_a, late, low]
 
 
 def test_batch_claims_come_back_in_claim_order_with_increasing_tokens(queue: Any) -> None:
     ids = queue.enqueue_many("jobs", list(range(20)), now=at(0))
-    leases = queue.claim("jobs", worker="w1", max=7, now=at(1))
+    leases = queue.claim("jobs", worker="w1", limit=7, now=at(1))
     assert [lease.id for lease in leases] == ids[:7]
     tokens = [lease.token for lease in leases]
     assert tokens == sorted(tokens) and len(set(tokens)) == 7
-    rest = queue.claim("jobs", worker="w1", max=100, now=at(1))
+    rest = queue.claim("jobs", worker="w1", limit=100, now=at(1))
     assert [lease.id for lease in rest] == ids[7:]
     assert min(lease.token for lease in rest) > max(tokens)
 
@@ -64,7 +64,7 @@ def test_claim_merges_several_queues_in_claim_order(queue: Any) -> None:
     b1 = queue.enqueue("b", "b1", priority=1, now=at(1))
     a2 = queue.enqueue("a", "a2", priority=1, now=at(2))
     queue.enqueue("c", "c1", priority=0, now=at(0))
-    leases = queue.claim(["a", "b"], worker="w1", max=10, now=at(3))
+    leases = queue.claim(["a", "b"], worker="w1", limit=10, now=at(3))
     assert [lease.id for lease in leases] == [b1, a2, a1]
     assert {lease.queue for lease in leases} == {"a", "b"}
 
@@ -84,19 +84,19 @@ def test_run_at_schedules_an_item(queue: Any) -> None:
 
 def test_an_expired_lease_is_claimable_again_with_a_higher_token(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1, now=at(0))
-    first = claim_one(queue, t=0, lease=10, worker="w1")
-    second = claim_one(queue, t=10, lease=10, worker="w2")
+    first = claim_one(queue, t=0, lease_seconds=10, worker="w1")
+    second = claim_one(queue, t=10, lease_seconds=10, worker="w2")
     assert second.id == item_id
     assert second.token > first.token
     assert second.attempt == 2
-    third = claim_one(queue, t=25, lease=10, worker="w3")
+    third = claim_one(queue, t=25, lease_seconds=10, worker="w3")
     assert third.token > second.token and third.attempt == 3
 
 
 def test_an_expired_lease_with_no_attempt_left_goes_dead(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1, max_attempts=2, now=at(0))
-    claim_one(queue, t=0, lease=5)
-    claim_one(queue, t=5, lease=5)
+    claim_one(queue, t=0, lease_seconds=5)
+    claim_one(queue, t=5, lease_seconds=5)
     assert queue.claim("jobs", worker="w1", now=at(10)) == []
     item = queue.get(item_id)
     assert item.status is Status.DEAD
@@ -106,16 +106,16 @@ def test_an_expired_lease_with_no_attempt_left_goes_dead(queue: Any) -> None:
 
 def test_claim_respects_max(queue: Any) -> None:
     queue.enqueue_many("jobs", list(range(5)), now=at(0))
-    assert len(queue.claim("jobs", worker="w1", max=3, now=at(0))) == 3
-    assert len(queue.claim("jobs", worker="w1", max=3, now=at(0))) == 2
-    assert queue.claim("jobs", worker="w1", max=3, now=at(0)) == []
+    assert len(queue.claim("jobs", worker="w1", limit=3, now=at(0))) == 3
+    assert len(queue.claim("jobs", worker="w1", limit=3, now=at(0))) == 2
+    assert queue.claim("jobs", worker="w1", limit=3, now=at(0)) == []
 
 
 def test_tokens_are_unique_across_items_and_queues(queue: Any) -> None:
     queue.enqueue_many("a", list(range(5)), now=at(0))
     queue.enqueue_many("b", list(range(5)), now=at(0))
-    tokens = [lease.token for lease in queue.claim("a", worker="w1", max=5, now=at(0))]
-    tokens += [lease.token for lease in queue.claim("b", worker="w2", max=5, now=at(0))]
+    tokens = [lease.token for lease in queue.claim("a", worker="w1", limit=5, now=at(0))]
+    tokens += [lease.token for lease in queue.claim("b", worker="w2", limit=5, now=at(0))]
     assert len(set(tokens)) == 10
 
 
@@ -124,7 +124,7 @@ def test_release_gives_the_attempt_back_and_expiry_keeps_it(queue: Any) -> None:
     lease = claim_one(queue, t=0)
     queue.release(lease, now=at(1))
     assert queue.get(item_id).attempts == 0
-    again = claim_one(queue, t=2, lease=5)
+    again = claim_one(queue, t=2, lease_seconds=5)
     assert again.attempt == 1
     assert queue.claim("jobs", worker="w1", now=at(7)) == []
     assert status_of(queue, item_id) == "dead"
@@ -135,12 +135,12 @@ def test_release_gives_the_attempt_back_and_expiry_keeps_it(queue: Any) -> None:
     [
         ({"worker": "bad worker"}, "worker"),
         ({"worker": ""}, "worker"),
-        ({"worker": "w", "lease": 0}, "lease"),
-        ({"worker": "w", "lease": -1}, "lease"),
-        ({"worker": "w", "lease": math.nan}, "lease"),
-        ({"worker": "w", "lease": 10 * 86_400}, "lease"),
-        ({"worker": "w", "max": 0}, "max"),
-        ({"worker": "w", "max": 10_001}, "max"),
+        ({"worker": "w", "lease_seconds": 0}, "lease"),
+        ({"worker": "w", "lease_seconds": -1}, "lease"),
+        ({"worker": "w", "lease_seconds": math.nan}, "lease"),
+        ({"worker": "w", "lease_seconds": 10 * 86_400}, "lease"),
+        ({"worker": "w", "limit": 0}, "max"),
+        ({"worker": "w", "limit": 10_001}, "max"),
         ({"worker": "w", "wait": -1}, "wait"),
         ({"worker": "w", "wait": math.inf}, "wait"),
     ],

@@ -12,9 +12,14 @@ from workclaim import EventKind, ValidationError
 
 def test_completes_then_claims_the_next_items(queue: Any) -> None:
     ids = queue.enqueue_many("jobs", list(range(5)), now=at(0))
-    first = queue.claim("jobs", worker="w1", max=2, now=at(0))
+    first = queue.claim("jobs", worker="w1", limit=2, now=at(0))
     lost, leases = queue.complete_and_claim(
-        [first[0], (first[1], {"ok": True})], "jobs", worker="w1", max=2, lease=10, now=at(1)
+        [first[0], (first[1], {"ok": True})],
+        "jobs",
+        worker="w1",
+        limit=2,
+        lease_seconds=10,
+        now=at(1),
     )
     assert lost == []
     assert [status_of(queue, i) for i in ids[:2]] == ["done", "done"]
@@ -27,8 +32,8 @@ def test_completes_then_claims_the_next_items(queue: Any) -> None:
 
 def test_a_stale_lease_is_reported_lost_and_the_rest_still_happens(queue: Any) -> None:
     a, b = queue.enqueue_many("jobs", [1, 2], max_attempts=3, now=at(0))
-    old = claim_one(queue, t=0, lease=5, worker="w1")  # item a
-    fresh = claim_one(queue, t=1, lease=50, worker="w1")  # item b
+    old = claim_one(queue, t=0, lease_seconds=5, worker="w1")  # item a
+    fresh = claim_one(queue, t=1, lease_seconds=50, worker="w1")  # item b
     newer = claim_one(queue, t=10, worker="w2")  # a again: its lease expired, w2 holds it
     assert newer.id == a
     lost, leases = queue.complete_and_claim([old, fresh], "jobs", worker="w1", now=at(11))
@@ -51,10 +56,10 @@ def test_a_repeated_completion_is_not_lost(queue: Any) -> None:
 def test_max_zero_only_completes_and_nothing_done_only_claims(queue: Any) -> None:
     ids = queue.enqueue_many("jobs", [1, 2], now=at(0))
     lease = claim_one(queue, t=0)
-    assert queue.complete_and_claim([lease], "jobs", worker="w1", max=0, now=at(1)) == ([], [])
+    assert queue.complete_and_claim([lease], "jobs", worker="w1", limit=0, now=at(1)) == ([], [])
     assert status_of(queue, ids[0]) == "done"
     assert status_of(queue, ids[1]) == "queued"
-    lost, leases = queue.complete_and_claim([], "jobs", worker="w1", max=5, now=at(2))
+    lost, leases = queue.complete_and_claim([], "jobs", worker="w1", limit=5, now=at(2))
     assert lost == [] and [lease.id for lease in leases] == [ids[1]]
 
 
@@ -62,8 +67,8 @@ def test_claims_in_priority_order_across_queues_and_reaps_first(queue: Any) -> N
     low = queue.enqueue("a", 1, priority=5, now=at(0))
     high = queue.enqueue("b", 2, priority=1, now=at(0))
     expired = queue.enqueue("a", 3, priority=0, max_attempts=1, now=at(0))
-    claim_one(queue, "a", t=0, lease=1, worker="gone")  # takes `expired` (priority 0)
-    _, leases = queue.complete_and_claim([], ["a", "b"], worker="w1", max=5, now=at(5))
+    claim_one(queue, "a", t=0, lease_seconds=1, worker="gone")  # takes `expired` (priority 0)
+    _, leases = queue.complete_and_claim([], ["a", "b"], worker="w1", limit=5, now=at(5))
     assert [lease.id for lease in leases] == [high, low]
     assert status_of(queue, expired) == "dead"
 
@@ -76,5 +81,5 @@ def test_bad_arguments_are_refused_before_anything_changes(queue: Any) -> None:
     with pytest.raises(ValidationError):
         queue.complete_and_claim(["not a lease"], "jobs", worker="w1", now=at(1))
     with pytest.raises(ValidationError):
-        queue.complete_and_claim([lease], "jobs", worker="w1", max=-1, now=at(1))
+        queue.complete_and_claim([lease], "jobs", worker="w1", limit=-1, now=at(1))
     assert status_of(queue, item_id) == "claimed"

@@ -18,12 +18,12 @@ def kinds(q: Any, item_id: int) -> list[str]:
 def test_a_full_life_is_recorded_in_order(queue: Any) -> None:
     item_id = queue.enqueue("jobs", {"n": 1}, max_attempts=3, now=at(0))
     assert queue.history(item_id) == []  # enqueue itself is the item's created_at
-    first = claim_one(queue, t=1, lease=10, worker="w1")
+    first = claim_one(queue, t=1, lease_seconds=10, worker="w1")
     queue.heartbeat(first, now=at(2))
     queue.release(first, now=at(3))
-    second = claim_one(queue, t=4, lease=10, worker="w2")
+    second = claim_one(queue, t=4, lease_seconds=10, worker="w2")
     queue.fail(second, "boom", now=at(5))
-    third = claim_one(queue, t=100, lease=10, worker="w3")
+    third = claim_one(queue, t=100, lease_seconds=10, worker="w3")
     queue.complete(third, now=at(101))
     events = queue.history(item_id)
     assert [e.kind for e in events] == [
@@ -55,7 +55,7 @@ def test_a_full_life_is_recorded_in_order(queue: Any) -> None:
 
 def test_expiry_is_recorded_with_the_expired_lease(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1, max_attempts=1, now=at(0))
-    lease = claim_one(queue, t=0, lease=5, worker="gone")
+    lease = claim_one(queue, t=0, lease_seconds=5, worker="gone")
     assert queue.claim("jobs", worker="w2", now=at(10)) == []  # reaps: no attempt left -> dead
     events = queue.history(item_id)
     assert [e.kind for e in events] == [EventKind.CLAIMED, EventKind.EXPIRED]
@@ -89,7 +89,7 @@ def test_admin_actions_are_recorded(queue: Any) -> None:
 
 def test_refused_and_repeated_calls_write_nothing(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1, now=at(0))
-    lease = claim_one(queue, t=0, lease=5)
+    lease = claim_one(queue, t=0, lease_seconds=5)
     queue.complete(lease, now=at(1))
     queue.complete(lease, now=at(2))  # the idempotent repeat
     with pytest.raises(LeaseLost):
@@ -125,7 +125,7 @@ def test_history_can_be_switched_off_per_queue(queue: Any) -> None:
 @pytest.mark.parametrize("settings", [Settings(history=False)])
 def test_history_can_be_switched_off_for_every_queue(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1, max_attempts=1, now=at(0))
-    claim_one(queue, t=0, lease=5)
+    claim_one(queue, t=0, lease_seconds=5)
     queue.claim("jobs", worker="w2", now=at(10))  # an expiry is not recorded either
     assert queue.history(item_id) == []
     assert queue.get(item_id).status == Status.DEAD

@@ -24,7 +24,7 @@ def test_bad_item_ids_are_refused(queue: Any, bad: Any) -> None:
 
 def test_stats_count_each_status_and_expired_leases(queue: Any) -> None:
     ids = queue.enqueue_many("jobs", list(range(7)), max_attempts=1, now=at(0))
-    leases = queue.claim("jobs", worker="w1", max=5, now=at(0), lease=10)
+    leases = queue.claim("jobs", worker="w1", limit=5, now=at(0), lease_seconds=10)
     queue.complete(leases[0], now=at(1))
     queue.fail(leases[1], "x", retry=False, now=at(1))
     queue.cancel(ids[6], now=at(1))
@@ -41,7 +41,7 @@ def test_cancel_works_on_queued_items_only(queue: Any) -> None:
     queued, claimed, done = queue.enqueue_many("jobs", [1, 2, 3], now=at(0))
     queue.cancel(queued, now=at(1))
     assert status_of(queue, queued) == "cancelled"
-    leases = {lease.id: lease for lease in queue.claim("jobs", worker="w1", max=2, now=at(1))}
+    leases = {lease.id: lease for lease in queue.claim("jobs", worker="w1", limit=2, now=at(1))}
     queue.complete(leases[done], now=at(2))
     for item_id in (claimed, done, queued):
         with pytest.raises(InvalidState):
@@ -86,7 +86,7 @@ def test_requeue_refuses_when_the_dedupe_key_is_held_again(queue: Any) -> None:
 
 def test_purge_deletes_only_old_finished_items(queue: Any) -> None:
     ids = queue.enqueue_many("jobs", list(range(5)), max_attempts=1, now=at(0))
-    leases = queue.claim("jobs", worker="w1", max=3, now=at(0))
+    leases = queue.claim("jobs", worker="w1", limit=3, now=at(0))
     queue.complete(leases[0], now=at(10))
     queue.fail(leases[1], "x", now=at(10))
     queue.cancel(ids[3], now=at(50))

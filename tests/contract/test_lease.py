@@ -30,7 +30,7 @@ def snapshot(q: Any, item_id: int) -> tuple[Any, ...]:
 
 def test_heartbeat_extends_by_the_lease_length_or_by_extend(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1, now=at(0))
-    lease = claim_one(queue, t=0, lease=10)
+    lease = claim_one(queue, t=0, lease_seconds=10)
     longer = queue.heartbeat(lease, now=at(8))
     assert longer.expires_at == at(18)
     assert (longer.id, longer.token, longer.attempt) == (lease.id, lease.token, lease.attempt)
@@ -43,7 +43,7 @@ def test_heartbeat_extends_by_the_lease_length_or_by_extend(queue: Any) -> None:
 
 def test_a_heartbeating_lease_is_not_claimed_by_others(queue: Any) -> None:
     queue.enqueue("jobs", 1, now=at(0))
-    lease = claim_one(queue, t=0, lease=10)
+    lease = claim_one(queue, t=0, lease_seconds=10)
     for t in range(5, 60, 5):
         lease = queue.heartbeat(lease, now=at(t))
         assert queue.claim("jobs", worker="w2", now=at(t + 1)) == []
@@ -52,7 +52,7 @@ def test_a_heartbeating_lease_is_not_claimed_by_others(queue: Any) -> None:
 @pytest.mark.parametrize("call", sorted(END_CALLS))
 def test_an_expired_lease_is_lost_and_nothing_changes(queue: Any, call: str) -> None:
     item_id = queue.enqueue("jobs", 1, now=at(0))
-    lease = claim_one(queue, t=0, lease=10)
+    lease = claim_one(queue, t=0, lease_seconds=10)
     before = snapshot(queue, item_id)
     with pytest.raises(LeaseLost):
         END_CALLS[call](queue, lease, 10)  # expires_at <= now: expired
@@ -61,7 +61,7 @@ def test_an_expired_lease_is_lost_and_nothing_changes(queue: Any, call: str) -> 
 
 def test_a_heartbeat_never_revives_an_expired_lease(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1, now=at(0))
-    lease = claim_one(queue, t=0, lease=10)
+    lease = claim_one(queue, t=0, lease_seconds=10)
     with pytest.raises(LeaseLost):
         queue.heartbeat(lease, extend=1000, now=at(10.5))
     other = claim_one(queue, t=11, worker="w2")
@@ -71,8 +71,8 @@ def test_a_heartbeat_never_revives_an_expired_lease(queue: Any) -> None:
 @pytest.mark.parametrize("call", sorted(END_CALLS))
 def test_a_stale_token_is_refused_after_someone_else_claimed(queue: Any, call: str) -> None:
     item_id = queue.enqueue("jobs", 1, now=at(0))
-    stale = claim_one(queue, t=0, lease=10, worker="w1")
-    fresh = claim_one(queue, t=11, lease=10, worker="w2")
+    stale = claim_one(queue, t=0, lease_seconds=10, worker="w1")
+    fresh = claim_one(queue, t=11, lease_seconds=10, worker="w2")
     before = snapshot(queue, item_id)
     with pytest.raises(LeaseLost):
         END_CALLS[call](queue, stale, 12)
@@ -84,7 +84,7 @@ def test_a_stale_token_is_refused_after_someone_else_claimed(queue: Any, call: s
 @pytest.mark.parametrize("call", sorted(END_CALLS))
 def test_another_workers_lease_is_refused(queue: Any, call: str) -> None:
     item_id = queue.enqueue("jobs", 1, now=at(0))
-    lease = claim_one(queue, t=0, lease=10, worker="owner")
+    lease = claim_one(queue, t=0, lease_seconds=10, worker="owner")
     forged = dataclasses.replace(lease, worker="intruder")
     before = snapshot(queue, item_id)
     with pytest.raises(LeaseLost):
@@ -95,7 +95,7 @@ def test_another_workers_lease_is_refused(queue: Any, call: str) -> None:
 @pytest.mark.parametrize("call", sorted(END_CALLS))
 def test_a_made_up_token_is_refused(queue: Any, call: str) -> None:
     item_id = queue.enqueue("jobs", 1, now=at(0))
-    lease = claim_one(queue, t=0, lease=10)
+    lease = claim_one(queue, t=0, lease_seconds=10)
     forged = dataclasses.replace(lease, token=lease.token + 1_000)
     before = snapshot(queue, item_id)
     with pytest.raises(LeaseLost):
@@ -116,7 +116,7 @@ def test_complete_marks_done_and_stores_the_result(queue: Any) -> None:
 
 def test_repeating_the_call_that_ended_a_lease_returns_its_outcome(queue: Any) -> None:
     done_id, released_id, retried_id, dead_id = queue.enqueue_many("jobs", [1, 2, 3, 4], now=at(0))
-    leases = {lease.id: lease for lease in queue.claim("jobs", worker="w1", max=4, now=at(0))}
+    leases = {lease.id: lease for lease in queue.claim("jobs", worker="w1", limit=4, now=at(0))}
     queue.complete(leases[done_id], now=at(1))
     queue.complete(leases[done_id], now=at(2))
     queue.release(leases[released_id], delay=100, now=at(1))

@@ -48,13 +48,16 @@ def direct(store_url: str, settings: Settings) -> Iterator[Queue]:
 def crash_a_pool(q: Any, queue: str = "crashed", *, expires: float = 1) -> None:
     """CRASHED leases in `queue` that all expire at T0 + `expires`, as a crashed pool leaves."""
     q.enqueue_many(queue, list(range(CRASHED)), now=at(0))
-    assert len(q.claim(queue, worker="gone", max=CRASHED, lease=expires, now=at(0))) == CRASHED
+    assert (
+        len(q.claim(queue, worker="gone", limit=CRASHED, lease_seconds=expires, now=at(0)))
+        == CRASHED
+    )
 
 
 def one_expiring_lease(q: Any, queue: str = "jobs", *, expires: float = 5) -> Lease:
     """One item of `queue` whose lease expires at T0 + `expires`, later than the crashed pool's."""
     q.enqueue(queue, {"mine": True}, now=at(0))
-    return claim_one(q, queue, t=0, lease=expires, worker="gone")
+    return claim_one(q, queue, t=0, lease_seconds=expires, worker="gone")
 
 
 # -- an expired lease is claimable whatever else expired ------------------------------------
@@ -99,7 +102,7 @@ def test_a_waiting_claim_looks_again_at_once_while_expired_leases_remain(queue: 
     # expired after it. The wait must not sleep beside it: next_due says it is due now.
     crash_a_pool(queue, expires=1)
     spent = queue.enqueue_many("jobs", list(range(CRASHED)), max_attempts=1, now=at(0))
-    claimed = queue.claim("jobs", worker="gone", max=CRASHED, lease=2, now=at(0))
+    claimed = queue.claim("jobs", worker="gone", limit=CRASHED, lease_seconds=2, now=at(0))
     assert len(claimed) == CRASHED
     mine = one_expiring_lease(queue, expires=3)
     leases = queue.claim("jobs", worker="w1", wait=10, now=at(10))

@@ -46,6 +46,6 @@ def test_a_waiting_claim_wakes_when_a_delayed_item_becomes_due(queue: Any) -> No
 @pytest.mark.timeout(60)
 def test_a_waiting_claim_wakes_when_a_lease_expires(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1)
-    [first] = queue.claim("jobs", worker="w1", lease=0.3)
+    [first] = queue.claim("jobs", worker="w1", lease_seconds=0.3)
     [second] = queue.claim("jobs", worker="w2", wait=600)
     assert second.id == item_id and second.token > first.token

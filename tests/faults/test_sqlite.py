@@ -193,7 +193,7 @@ def test_full_disk_fails_clearly_loses_nothing_and_recovers(
     run.faults += 1
     # Work goes on as far as the disk allows; nothing acknowledged may go missing.
     with contextlib.suppress(BackendError):
-        [lease] = run.admin.claim("faults", worker="probe", lease=2)
+        [lease] = run.admin.claim("faults", worker="probe", lease_seconds=2)
         run.admin.complete(lease)
     for item in acked:
         run.admin.get(item)

@@ -108,7 +108,7 @@ class Worker:
                 self.rec.flush()  # write-ahead: a call killed mid-flight still shows as unknown
                 try:
                     leases = self.open_queue().claim(
-                        cfg.queue, worker=cfg.name, lease=cfg.lease, wait=cfg.idle_wait
+                        cfg.queue, worker=cfg.name, lease_seconds=cfg.lease, wait=cfg.idle_wait
                     )
                 except WorkclaimError as exc:
                     self.unknown(op, exc)

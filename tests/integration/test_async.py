@@ -18,7 +18,7 @@ def test_async_queue_round_trip(tmp_path: Path) -> None:
     async def main() -> None:
         async with AsyncQueue(f"sqlite:///{tmp_path / 'w.db'}") as q:
             ids = await q.enqueue_many("jobs", [{"n": 1}, {"n": 2}])
-            [a, b] = await q.claim("jobs", worker="w1", max=2)
+            [a, b] = await q.claim("jobs", worker="w1", limit=2)
             await q.complete(a, result="ok")
             assert await q.fail(b, "boom", retry=False) is Status.DEAD
             with pytest.raises(LeaseLost):

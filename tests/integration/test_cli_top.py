@@ -119,10 +119,10 @@ def store(tmp_path: Path) -> tuple[str, Lease]:
         q.enqueue("jobs", 5, delay=3600)
         [dying] = q.claim("jobs", worker="w-dies")
         q.fail(dying, "kaboom: disk full", retry=False)
-        [live] = q.claim("jobs", worker="w-live", lease=3600)
+        [live] = q.claim("jobs", worker="w-live", lease_seconds=3600)
         # last, because a claim first reaps expired leases: a lease that ran out 59 minutes ago
         q.enqueue("jobs", 6, now=an_hour_ago)
-        q.claim("jobs", worker="w-overdue", lease=60, now=an_hour_ago)
+        q.claim("jobs", worker="w-overdue", lease_seconds=60, now=an_hour_ago)
     return url, live
 
 

@@ -53,7 +53,7 @@ def test_the_happy_path_codes(api: Api) -> None:
         item_id = enqueue(alice, "jobs", {"secret": "payload"})
         batch = alice.post("/queues/jobs/items", json={"payloads": [1, 2], "priority": 5})
         assert batch.status_code == 201 and len(batch.json()["ids"]) == 2
-        r = alice.post("/worker/claim", json={"queue": "jobs", "lease": 30})
+        r = alice.post("/worker/claim", json={"queue": "jobs", "lease_seconds": 30})
         assert r.status_code == 200
         [lease] = r.json()["leases"]
         assert lease["id"] == item_id and lease["worker"] == "alice"
@@ -65,7 +65,7 @@ def test_the_happy_path_codes(api: Api) -> None:
         got = alice.get(f"/items/{item_id}")
         assert got.status_code == 200 and got.json()["status"] == "done"
         assert "token" not in got.json()
-        nxt = alice.get("/worker/next", params={"queue": "jobs", "max": 2})
+        nxt = alice.get("/worker/next", params={"queue": "jobs", "limit": 2})
         assert nxt.status_code == 200 and len(nxt.json()["leases"]) == 2
         assert nxt.headers["cache-control"] == "no-store"
         for held in nxt.json()["leases"]:
@@ -85,7 +85,7 @@ def test_the_happy_path_codes(api: Api) -> None:
 def test_fail_cancel_and_requeue(api: Api) -> None:
     with api.http("alice") as alice, api.http("root") as root:
         item_id = enqueue(alice, "fails")
-        [lease] = alice.post("/worker/claim", json={"queue": "fails", "max": 10}).json()["leases"]
+        [lease] = alice.post("/worker/claim", json={"queue": "fails", "limit": 10}).json()["leases"]
         r = alice.post(
             "/worker/fail",
             json={"id": lease["id"], "token": lease["token"], "error": "boom", "retry": False},
@@ -167,14 +167,18 @@ def test_bad_requests(api: Api) -> None:
         )
         assert not_utf8.status_code in (400, 422) and not_utf8.headers["content-type"] == PROBLEM
         doc = problem(
-            alice.post("/worker/claim", json={"queue": "jobs", "max": "5"}), 422, "validation-error"
+            alice.post("/worker/claim", json={"queue": "jobs", "limit": "5"}),
+            422,
+            "validation-error",
         )
         assert "input" not in str(doc["errors"])  # the input (maybe a payload) is never echoed
         problem(
-            alice.post("/worker/claim", json={"queue": "jobs", "max": 11}), 422, "validation-error"
+            alice.post("/worker/claim", json={"queue": "jobs", "limit": 11}),
+            422,
+            "validation-error",
         )
         problem(
-            alice.post("/worker/claim", json={"queue": "jobs", "lease": 601}),
+            alice.post("/worker/claim", json={"queue": "jobs", "lease_seconds": 601}),
             422,
             "validation-error",
         )
@@ -268,3 +272,46 @@ def test_store_unavailable_is_503(tmp_path: Path) -> None:
         problem(c.get("/readyz"), 503, "backend-unavailable")
         assert c.get("/healthz").status_code == 200
     asyncio.run(queue.close())
+
+
+# -- the renamed claim fields (`max` is `limit`, `lease` is `lease_seconds`) ------------------
+def test_claims_with_the_old_field_names_work_and_are_marked_deprecated(api: Api) -> None:
+    with api.http("alice") as alice:
+        for n in range(4):
+            enqueue(alice, "renamed", n)
+        current = alice.post("/worker/claim", json={"queue": "renamed", "limit": 1})
+        assert current.status_code == 200 and "deprecation" not in current.headers
+        old = alice.post("/worker/claim", json={"queue": "renamed", "max": 2, "lease": 40})
+        assert old.status_code == 200 and old.headers["deprecation"] == "true"
+        assert 'rel="deprecation"' in old.headers["link"]
+        leases = old.json()["leases"]
+        assert len(leases) == 2 and {x["lease_seconds"] for x in leases} == {40.0}
+        nxt = alice.get("/worker/next", params={"queue": "renamed", "max": 1, "lease": 50})
+        assert nxt.status_code == 200 and nxt.headers["deprecation"] == "true"
+        assert nxt.headers["cache-control"] == "no-store"
+        [got] = nxt.json()["leases"]
+        assert got["lease_seconds"] == 50.0
+        fused = alice.post(
+            "/worker/complete-and-claim",
+            json={"done": [{"id": got["id"], "token": got["token"]}], "queue": "renamed", "max": 0},
+        )
+        assert fused.json() == {"lost": [], "leases": []} and fused.headers["deprecation"] == "true"
+        empty = alice.post("/worker/claim", json={"queue": "renamed-none", "max": 1})
+        assert empty.status_code == 204 and empty.headers["deprecation"] == "true"
+
+
+def test_an_old_and_a_new_name_for_one_field_is_422(api: Api) -> None:
+    with api.http("alice") as alice:
+        enqueue(alice, "renamed-both")
+        for path, body in [
+            ("/worker/claim", {"queue": "renamed-both", "max": 1, "limit": 1}),
+            ("/worker/claim", {"queue": "renamed-both", "lease": 5, "lease_seconds": 5}),
+            ("/worker/complete-and-claim", {"queue": "renamed-both", "max": 0, "limit": 0}),
+        ]:
+            doc = problem(alice.post(path, json=body), 422, "validation-error")
+            assert "is its deprecated name" in doc["detail"], doc
+        for params in [{"max": 1, "limit": 1}, {"lease": 5, "lease_seconds": 5}]:
+            r = alice.get("/worker/next", params={"queue": "renamed-both", **params})
+            assert "is its deprecated name" in problem(r, 422, "validation-error")["detail"]
+        claimed = alice.post("/worker/claim", json={"queue": "renamed-both"})  # nothing was taken
+        assert len(claimed.json()["leases"]) == 1

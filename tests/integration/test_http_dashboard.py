@@ -34,7 +34,7 @@ def test_queues_lists_every_queue_with_its_counts(api: Api) -> None:
     with api.client("alice") as alice, api.client("root") as root:
         alice.enqueue_many("lq-b", [1, 2])
         alice.enqueue("lq-a", 1)
-        [lease] = alice.claim("lq-a", lease=0.01)
+        [lease] = alice.claim("lq-a", lease_seconds=0.01)
         assert {"lq-a", "lq-b"} <= set(root.queues())
         doc = {q["queue"]: q for q in api.call("root", "GET", "/queues").json()["queues"]}
         assert doc["lq-b"]["queued"] == 2 and doc["lq-b"]["total"] == 2
@@ -77,17 +77,17 @@ def test_history_is_visible_like_the_item(api: Api) -> None:
 def test_complete_and_claim_is_fenced_on_the_tokens_identity(api: Api) -> None:
     with api.client("alice") as alice, api.client("bob") as bob:
         ids = alice.enqueue_many("fused", [1, 2, 3, 4])
-        got = alice.claim("fused", max=2)
-        lost, more = alice.complete_and_claim([got[0], (got[1], {"ok": 1})], "fused", max=1)
+        got = alice.claim("fused", limit=2)
+        lost, more = alice.complete_and_claim([got[0], (got[1], {"ok": 1})], "fused", limit=1)
         assert lost == [] and len(more) == 1 and more[0].worker == "alice"
         assert alice.get(got[1].id).result == {"ok": 1}
         # bob presents alice's lease: refused as lost, and alice's item is untouched
-        lost, _ = bob.complete_and_claim([more[0]], "jobs", max=0)
+        lost, _ = bob.complete_and_claim([more[0]], "jobs", limit=0)
         assert lost == [more[0]]
         assert alice.get(more[0].id).status == Status.CLAIMED
         alice.complete(more[0])
         with pytest.raises(AccessDenied):
-            bob.complete_and_claim([], "other", max=1)
+            bob.complete_and_claim([], "other", limit=1)
         assert [x.id for x in [*got, *more]] == ids[:3]
     r = api.call(
         "alice", "POST", "/worker/complete-and-claim", json={"queue": "jobs", "worker": "mallory"}
@@ -101,7 +101,7 @@ def test_dashboard_data_matches_the_store(api: Api) -> None:
     with api.client("alice") as alice:
         queued = alice.enqueue_many("dash", ["q1", "q2"], max_attempts=1)
         extra = alice.enqueue_many("dash", ["x", "y", "z"], max_attempts=1)
-        leases = alice.claim("dash", max=3, lease=600)
+        leases = alice.claim("dash", limit=3, lease_seconds=600)
         alice.complete(leases[0])
         alice.fail(leases[1], "<script>alert(1)</script>", retry=False)
         alice.cancel(extra[-1])
@@ -141,7 +141,7 @@ def test_the_sampler_charts_claims_and_completions(api: Api) -> None:
         deadline = time.monotonic() + 20
         while not panel()["series"] and time.monotonic() < deadline:
             time.sleep(0.05)  # the sampler must see the queue twice before it charts it
-        for lease in alice.claim("rates", max=5):
+        for lease in alice.claim("rates", limit=5):
             alice.complete(lease)
         seen = {"claimed": 0.0, "completed": 0.0}
         while not all(seen.values()) and time.monotonic() < deadline:

@@ -135,7 +135,7 @@ def test_results_nested_too_deep_are_refused(api: Api) -> None:
                     {"id": item_id, "token": lease["token"], "result": json.loads(nested_text(65))}
                 ],
                 "queue": "deep-result",
-                "max": 0,
+                "limit": 0,
             },
         )
         problem(fused, 422, "validation-error")
@@ -149,9 +149,9 @@ def test_leases_an_answer_cannot_carry_are_given_back(api: Api, path: str) -> No
     with api.http("alice") as alice:
         others = [enqueue(alice, queue, {"n": n}) for n in range(5)]
         if path == "/worker/next":
-            r = alice.get(path, params={"queue": queue, "max": 10})
+            r = alice.get(path, params={"queue": queue, "limit": 10})
         else:
-            r = alice.post(path, json={"queue": queue, "max": 10})
+            r = alice.post(path, json={"queue": queue, "limit": 10})
         doc = problem(r, 500, "internal-error")
     for item_id in [poison, *others]:
         item = asyncio.run(api.queue.get(item_id))
@@ -174,7 +174,9 @@ def test_a_run_at_out_of_range_is_422_and_stores_nothing(api: Api, run_at: str) 
 def test_a_heartbeat_cannot_extend_past_the_servers_lease_cap(api: Api) -> None:
     with api.http("alice") as alice:
         item_id = enqueue(alice, "beats")
-        [lease] = alice.post("/worker/claim", json={"queue": "beats", "lease": 30}).json()["leases"]
+        [lease] = alice.post("/worker/claim", json={"queue": "beats", "lease_seconds": 30}).json()[
+            "leases"
+        ]
         key = {"id": item_id, "token": lease["token"]}
         r = alice.post("/worker/heartbeat", json={**key, "extend": 604_800.0})
         assert "600" in problem(r, 422, "validation-error")["detail"]
@@ -231,7 +233,7 @@ def test_history_comes_in_pages_oldest_or_newest_first(api: Api) -> None:
 def test_history_shows_lease_tokens_only_to_their_holder_and_admins(api: Api) -> None:
     with api.http("alice") as alice:
         item_id = enqueue(alice, "jobs", "secret-work")
-        leases = alice.post("/worker/claim", json={"queue": "jobs", "max": 10}).json()["leases"]
+        leases = alice.post("/worker/claim", json={"queue": "jobs", "limit": 10}).json()["leases"]
         [token] = [x["token"] for x in leases if x["id"] == item_id]
         for held in leases:
             alice.post("/worker/release", json={"id": held["id"], "token": held["token"]})

@@ -30,7 +30,7 @@ async def scenario(base: str) -> None:
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as c:
 
         async def long_poll() -> httpx.Response:
-            return await c.post("/worker/claim", json={"queue": "idle", "wait": 60, "max": 1})
+            return await c.post("/worker/claim", json={"queue": "idle", "wait": 60, "limit": 1})
 
         waiters = [asyncio.create_task(long_poll()) for _ in range(WAITERS)]
         while await waiting_count(c) < WAITERS:
@@ -49,7 +49,7 @@ async def scenario(base: str) -> None:
 
         async def busy_worker() -> None:
             while len(done) < BUSY_ITEMS:
-                r = await c.post("/worker/claim", json={"queue": "busy", "max": 5, "wait": 0.5})
+                r = await c.post("/worker/claim", json={"queue": "busy", "limit": 5, "wait": 0.5})
                 if r.status_code == 204:
                     continue
                 for lease in r.json()["leases"]:

@@ -26,7 +26,7 @@ def race_worker(base: str, name: str, barrier: Any, results: Any) -> None:
     with Client(base, timeout=30) as client:
         barrier.wait()
         while True:
-            leases = client.claim("race", worker=name, lease=60, max=3)
+            leases = client.claim("race", worker=name, lease_seconds=60, limit=3)
             if not leases:
                 break
             for lease in leases:

@@ -96,7 +96,7 @@ def test_a_cross_site_get_that_claims_is_refused(serve: Any, browser: dict[str, 
     server, queue = serve(ServerConfig(no_auth=True))
     with server as base, httpx.Client(base_url=base) as c:
         asyncio.run(queue.enqueue_many("jobs", [1, 2, 3]))
-        r = c.get("/worker/next", params={"queue": "jobs", "max": 100}, headers=browser)
+        r = c.get("/worker/next", params={"queue": "jobs", "limit": 100}, headers=browser)
         problem(r, 403, "forbidden")
         assert asyncio.run(queue.stats("jobs")).claimed == 0
         # Pages that change nothing may still be opened from a link on another site.

@@ -86,7 +86,7 @@ def _queue(tmp_path: Path, name: str = "w.db", **settings: Any) -> Queue:
 def test_every_state_change_is_a_record_with_its_fields(tmp_path: Path, events: Records) -> None:
     with _queue(tmp_path) as q:
         first = q.enqueue("jobs", {"n": 1}, now=at(0))
-        [lease] = q.claim("jobs", worker="w-1", lease=30, now=at(1))
+        [lease] = q.claim("jobs", worker="w-1", lease_seconds=30, now=at(1))
         beat = q.heartbeat(lease, now=at(2))
         q.complete(beat, now=at(3))
         with pytest.raises(LeaseLost):  # a stale lease is refused, and that is logged
@@ -148,7 +148,7 @@ def test_every_state_change_is_a_record_with_its_fields(tmp_path: Path, events: 
 def test_complete_and_claim_logs_each_completion_and_claim(tmp_path: Path, events: Records) -> None:
     with _queue(tmp_path) as q:
         a, b, c = q.enqueue_many("jobs", [1, 2, 3], now=at(0))
-        first, second = q.claim("jobs", worker="w-1", max=2, lease=10, now=at(1))
+        first, second = q.claim("jobs", worker="w-1", limit=2, lease_seconds=10, now=at(1))
         stale = replace(second, token=second.token + 1_000)
         events.records.clear()
         lost, leases = q.complete_and_claim([first, stale], "jobs", worker="w-1", now=at(3))
@@ -194,7 +194,7 @@ def test_log_payloads_is_a_setting_with_an_environment_variable() -> None:
 def test_json_lines_parse_and_carry_the_fields(tmp_path: Path, json_out: io.StringIO) -> None:
     with _queue(tmp_path) as q:
         q.enqueue_many("jobs", [1, 2], now=at(0))
-        for lease in q.claim("jobs", worker="w-json", max=2, now=at(1)):
+        for lease in q.claim("jobs", worker="w-json", limit=2, now=at(1)):
             q.fail(lease, "it broke\non two lines", retry=False, now=at(2))
     lines = json_out.getvalue().splitlines()
     assert len(lines) == 6

@@ -125,7 +125,7 @@ def _finish_with(q: Queue, verb: str, lease: Lease) -> Callable[[], list[Lease]]
         return complete
 
     def fused() -> list[Lease]:
-        lost, leases = q.complete_and_claim([lease], "jobs", worker=lease.worker, max=0)
+        lost, leases = q.complete_and_claim([lease], "jobs", worker=lease.worker, limit=0)
         assert leases == []
         return lost
 
@@ -142,7 +142,7 @@ def test_a_completion_committed_while_the_call_waits_counts_as_done(
     so the retry is a repeat of the call that ended it, not a lost lease."""
     with Queue(own_url, settings=PATIENT) as q:
         q.enqueue("jobs", 1)
-        [lease] = q.claim("jobs", worker="w", lease=600)
+        [lease] = q.claim("jobs", worker="w", lease_seconds=600)
         pid = _pool_pid(own_url, holder)
         _complete_in_open_transaction(q, holder, lease)  # the first try, not yet committed
         call = pool.submit(_finish_with(q, verb, lease))
@@ -165,10 +165,12 @@ def _finished_and_expired(q: Queue) -> tuple[Lease, int]:
     [lease] = q.claim("jobs", worker="w")
     q.fail(lease, "boom", retry=False)
     q.enqueue("jobs", 3)
-    [live] = q.claim("jobs", worker="w", lease=600)
+    [live] = q.claim("jobs", worker="w", lease_seconds=600)
     past = q.backend.store_now() - timedelta(hours=1)
     expired = q.enqueue("jobs", 4, max_attempts=1, now=past)
-    assert [lease.id for lease in q.claim("jobs", worker="w", lease=1, now=past)] == [expired]
+    assert [lease.id for lease in q.claim("jobs", worker="w", lease_seconds=1, now=past)] == [
+        expired
+    ]
     return live, expired
 
 
@@ -207,7 +209,7 @@ def test_counter_rows_are_locked_done_before_dead(
         if statement == "purge":
             call = pool.submit(q.purge, "jobs", older_than=0)
         else:
-            call = pool.submit(q.complete_and_claim, [live], "jobs", worker="w", max=1)
+            call = pool.submit(q.complete_and_claim, [live], "jobs", worker="w", limit=1)
         _wait_until_blocked(own_url, pid, call)
         with connect(own_url) as probe:
             assert _lock_counter(probe, own_url, "dead", shard), (
@@ -234,7 +236,7 @@ def test_a_failed_retention_purge_does_not_fail_the_claim(
     with Queue(own_url, settings=PATIENT) as q:
         past = q.backend.store_now() - timedelta(hours=1)
         old, waiting = q.enqueue_many("jobs", [1, 2], now=past)
-        [lease] = q.claim("jobs", worker="w", lease=600, now=past)
+        [lease] = q.claim("jobs", worker="w", lease_seconds=600, now=past)
         q.complete(lease, now=past)  # finished an hour ago: past a minute's retention
     hurried = Settings(timeout=2, retention_seconds=60)
     with Queue(own_url, settings=hurried) as q:

@@ -48,7 +48,7 @@ def test_a_call_blocked_by_a_stuck_lock_holder_ends_at_the_deadline(
     schema = parse_url(url)[1]
     with Queue(url, settings=Settings(timeout=0.5)) as q, connect(url) as stuck:
         q.enqueue("jobs", 1)
-        [lease] = q.claim("jobs", worker="w", lease=600)
+        [lease] = q.claim("jobs", worker="w", lease_seconds=600)
         # Another client locks the row and sits in its transaction.
         stuck.execute(
             sql.SQL("SELECT 1 FROM {}.items WHERE id = %s FOR UPDATE").format(

@@ -78,7 +78,7 @@ def test_the_same_queue_works_again_after_a_crash_restart(server: pgserver.PgSer
     url, _ = _own_url(server.url)
     with Queue(url, settings=FAST) as q:
         first = q.enqueue_many("jobs", [1, 2])
-        [lease] = q.claim("jobs", worker="w", lease=600)
+        [lease] = q.claim("jobs", worker="w", lease_seconds=600)
         server.crash()
         with pytest.raises(BackendUnavailable):
             q.stats("jobs")

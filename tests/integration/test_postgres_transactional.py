@@ -25,7 +25,7 @@ def test_a_rolled_back_enqueue_leaves_no_item(url: str) -> None:
         assert q.stats("jobs").total == 0
         conn.rollback()
         assert q.stats("jobs").total == 0
-        assert q.claim("jobs", worker="w1", max=10) == []
+        assert q.claim("jobs", worker="w1", limit=10) == []
         for gone in (item_id, *many):
             with pytest.raises(ItemNotFound):
                 q.get(gone)
@@ -40,7 +40,7 @@ def test_a_committed_enqueue_exists_with_the_callers_rows(url: str) -> None:
         ids = q.enqueue_many("jobs", [{"n": 1}, {"n": 2}], priority=-1, connection=conn)
         assert again == first
         conn.commit()
-        leases = q.claim("jobs", worker="w1", max=10)
+        leases = q.claim("jobs", worker="w1", limit=10)
         assert [lease.id for lease in leases] == [*ids, first]
         assert [lease.payload for lease in leases] == [{"n": 1}, {"n": 2}, {"order": 7}]
 

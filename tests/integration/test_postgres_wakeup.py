@@ -58,7 +58,7 @@ def test_a_release_by_another_queue_wakes_a_waiter(url: str) -> None:
     settings = Settings(timeout=5)
     with Queue(url, settings=settings) as waiter_q, Queue(url, settings=settings) as other:
         other.enqueue("jobs", 1)
-        [lease] = other.claim("jobs", worker="w1", lease=600)
+        [lease] = other.claim("jobs", worker="w1", lease_seconds=600)
         woke = threading.Event()
 
         def release_once_waiting() -> None:

@@ -136,13 +136,13 @@ def test_without_config_strict_cannot_verify_appendfsync() -> None:
 def test_with_appendfsync_always_a_crash_loses_nothing_acknowledged() -> None:
     with RedisServer(DURABLE) as server, Queue(server.url, settings=STRICT) as q:
         ids = q.enqueue_many("jobs", list(range(50)))
-        leases = q.claim("jobs", worker="w1", max=10)
+        leases = q.claim("jobs", worker="w1", limit=10)
         for lease in leases[:5]:
             q.complete(lease)
         server.restart()  # SIGKILL, then start on the same files
         stats = q.stats("jobs")
         assert (stats.queued, stats.claimed, stats.done) == (40, 5, 5)
-        again = q.claim("jobs", worker="w2", max=100)
+        again = q.claim("jobs", worker="w2", limit=100)
         assert len(again) == 40
         assert min(lease.token for lease in again) > max(lease.token for lease in leases)
         assert q.get(ids[-1]).status.value == "claimed"

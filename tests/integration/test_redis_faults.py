@@ -87,7 +87,7 @@ def test_script_flush_mid_run_is_survived(server: RedisServer) -> None:
 
         def work() -> None:
             try:
-                while leases := q.claim("jobs", worker="w1", max=3):
+                while leases := q.claim("jobs", worker="w1", limit=3):
                     for lease in leases:
                         q.heartbeat(lease)
                         q.complete(lease)

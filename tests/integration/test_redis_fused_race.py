@@ -31,7 +31,9 @@ def _drain(url: str, batch: int, barrier: Any, out: Any) -> None:
             barrier.wait(60)
             held: list[Any] = []
             while True:
-                gone, held = q.complete_and_claim(held, "jobs", worker=name, lease=120, max=batch)
+                gone, held = q.complete_and_claim(
+                    held, "jobs", worker=name, lease_seconds=120, limit=batch
+                )
                 lost += len(gone)
                 if not held:
                     break

@@ -156,21 +156,25 @@ def test_expired_leases_are_reaped_in_bounded_batches(url: str) -> None:
 
     with Queue(url) as q:
         q.enqueue_many("jobs", list(range(module.REAP_LIMIT + 50)), now=at(0))
-        leases: list[Any] = q.claim("jobs", worker="w", max=1000, lease=10, now=at(0))
+        leases: list[Any] = q.claim("jobs", worker="w", limit=1000, lease_seconds=10, now=at(0))
         assert len(leases) == module.REAP_LIMIT + 50
         q.enqueue("other", 1, now=at(0))
         q.claim("other", worker="w", now=at(20))  # reaps one batch of expired leases
         stats = q.stats("jobs", now=at(20))
         assert (stats.queued, stats.claimed) == (module.REAP_LIMIT, 50)
-        assert len(q.claim("jobs", worker="w", max=1000, now=at(20))) == module.REAP_LIMIT + 50
+        assert len(q.claim("jobs", worker="w", limit=1000, now=at(20))) == module.REAP_LIMIT + 50
 
 
 def test_a_clock_behind_is_respected_across_several_queues(url: str) -> None:
     with Queue(url) as q:
         late = q.enqueue("a", "late", now=at(10))
         early = q.enqueue("b", "early", priority=5, now=at(1))
-        assert [lease.id for lease in q.claim(["a", "b"], worker="w", max=5, now=at(5))] == [early]
-        assert [lease.id for lease in q.claim(["a", "b"], worker="w", max=5, now=at(10))] == [late]
+        assert [lease.id for lease in q.claim(["a", "b"], worker="w", limit=5, now=at(5))] == [
+            early
+        ]
+        assert [lease.id for lease in q.claim(["a", "b"], worker="w", limit=5, now=at(10))] == [
+            late
+        ]
 
 
 def test_run_at_before_1970_sorts_first_and_round_trips(url: str) -> None:
@@ -179,7 +183,7 @@ def test_run_at_before_1970_sorts_first_and_round_trips(url: str) -> None:
         recent = q.enqueue("jobs", "recent", run_at=at(0), now=at(0))
         oldest = q.enqueue("jobs", "oldest", run_at=old, now=at(0))
         assert q.get(oldest).run_at == old
-        leases = q.claim("jobs", worker="w", max=5, now=at(0))
+        leases = q.claim("jobs", worker="w", limit=5, now=at(0))
         assert [lease.id for lease in leases] == [oldest, recent]
 
 
@@ -245,17 +249,17 @@ def test_items_agrees_with_every_items_status_after_every_kind_of_change(url: st
     with Queue(url) as q:
         ids = q.enqueue_many("jobs", list(range(8)), max_attempts=2, now=at(0))
         q.enqueue("jobs", "later", delay=3_600, now=at(0))
-        leases = q.claim("jobs", worker="w", max=6, lease=5, now=at(0))
+        leases = q.claim("jobs", worker="w", limit=6, lease_seconds=5, now=at(0))
         q.complete(leases[0], now=at(1))
         q.fail(leases[1], "retry", now=at(1))
         q.fail(leases[2], "fatal", retry=False, now=at(1))
         q.release(leases[3], now=at(1))
         q.cancel(ids[7], now=at(1))
         q.claim("other", worker="w", now=at(10))  # reaps leases[4] and [5] back to queued
-        again = q.claim("jobs", worker="w", max=2, lease=5, now=at(10))
+        again = q.claim("jobs", worker="w", limit=2, lease_seconds=5, now=at(10))
         q.claim("other", worker="w", now=at(20))  # reaps them again: the second attempt -> dead
         q.requeue(leases[2].id, now=at(21))
-        assert len(again) == 2 and q.claim("jobs", worker="w", lease=600, now=at(21))
+        assert len(again) == 2 and q.claim("jobs", worker="w", lease_seconds=600, now=at(21))
         stored = {item_id: q.get(item_id).status.value for item_id in range(1, 10)}
         for status in ("queued", "claimed", "done", "dead", "cancelled"):
             listed = [item.id for item in q.items("jobs", status)]

@@ -27,7 +27,7 @@ def test_memory_database_is_shared_by_threads_of_one_queue() -> None:
         lock = threading.Lock()
 
         def work() -> None:
-            while leases := q.claim("jobs", worker="w", max=3):
+            while leases := q.claim("jobs", worker="w", limit=3):
                 for lease in leases:
                     q.complete(lease)
                 with lock:

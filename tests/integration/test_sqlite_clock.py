@@ -35,7 +35,7 @@ def _call_when_told(url: str, inbox: Connection, out: Connection) -> None:
         op, lease = inbox.recv()
         try:
             if op == "claim":
-                out.send(q.claim("jobs", worker="w", lease=1.0))
+                out.send(q.claim("jobs", worker="w", lease_seconds=1.0))
             else:
                 out.send(q.heartbeat(lease))
         except LeaseLost:
@@ -55,7 +55,7 @@ def _run_blocked(path: Path, queue: Queue, op: str) -> tuple[object, Lease | Non
     proc.start()
     try:
         assert from_child.poll(30) and from_child.recv() == "ready"
-        lease = queue.claim("jobs", worker="w", lease=1.0)[0] if op == "heartbeat" else None
+        lease = queue.claim("jobs", worker="w", lease_seconds=1.0)[0] if op == "heartbeat" else None
         holder = sqlite3.connect(path, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")  # no writer gate: the call waits in the busy handler
         try:

@@ -104,7 +104,7 @@ def test_stats_counts_match_the_rows_through_every_transition(tmp_path: Path) ->
             if op < 0.3:
                 q.enqueue_many(queue, [1] * rng.randint(1, 3), max_attempts=2, now=at(t))
             elif op < 0.6:
-                for lease in q.claim(queue, worker="w", lease=3, max=2, now=at(t)):
+                for lease in q.claim(queue, worker="w", lease_seconds=3, limit=2, now=at(t)):
                     end = rng.random()
                     if end < 0.5:
                         q.complete(lease, now=at(t))
@@ -132,7 +132,7 @@ def test_stats_counts_match_the_rows_through_every_transition(tmp_path: Path) ->
 def _hold_and_vanish(url: str) -> None:
     """Another process claims with a short lease and exits without finishing."""
     with Queue(url) as q:
-        q.claim("jobs", worker="vanished", lease=1, now=at(0))
+        q.claim("jobs", worker="vanished", lease_seconds=1, now=at(0))
 
 
 def test_a_reap_by_another_process_is_recorded_with_the_expired_lease(tmp_path: Path) -> None:
@@ -158,8 +158,8 @@ def test_history_off_items_write_no_rows(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     with Queue(f"sqlite:///{path}", settings=Settings(history=False)) as q:
         q.enqueue_many("jobs", [1, 2, 3])
-        while leases := q.claim("jobs", worker="w", max=2):
-            lost, _ = q.complete_and_claim(leases, "jobs", worker="w", max=0)
+        while leases := q.claim("jobs", worker="w", limit=2):
+            lost, _ = q.complete_and_claim(leases, "jobs", worker="w", limit=0)
             assert lost == []
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM workclaim_history").fetchone()[0] == 0

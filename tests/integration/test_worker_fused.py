@@ -166,12 +166,12 @@ def test_a_worker_killed_mid_batch_loses_nothing(store_url: str, tmp_path: Path)
     log = tmp_path / "runs.log"
     with Queue(store_url) as q:
         ids = q.enqueue_many("jobs", list(range(200)))
-        doomed = start_worker(store_url, log, "--lease", "1", kill_after=40)
+        doomed = start_worker(store_url, log, "--lease-seconds", "1", kill_after=40)
         doomed.proc.wait(timeout=120)
         assert doomed.proc.returncode == -signal.SIGKILL
         held = q.stats("jobs").claimed  # leases the killed process held: they expire
         assert held >= 1
-        survivor = start_worker(store_url, log, "--lease", "5")
+        survivor = start_worker(store_url, log, "--lease-seconds", "5")
         try:
             wait_until_done(q, len(ids), [survivor])
         finally:
@@ -206,7 +206,9 @@ def test_a_completion_refused_as_stale_is_counted_lost(store_url: str) -> None:
         @worker.handler
         def lose_it(ctx: Context) -> int:
             q.release(ctx.lease)  # the lease ends behind the runtime's back...
-            stolen.extend(q.claim("jobs", worker="thief", lease=60))  # ...and someone claims it
+            stolen.extend(
+                q.claim("jobs", worker="thief", lease_seconds=60)
+            )  # ...and someone claims it
             worker.stop()
             return 1
 

@@ -86,7 +86,9 @@ def test_a_lost_lease_sets_the_event(tmp_path: Path, kind: str) -> None:
         seen: list[bool] = []
         saw = threading.Event()
         with source(kind, url) as src:
-            worker = Worker(src, queues="jobs", lease=2.0, heartbeat_fraction=0.05, wait=1.0)
+            worker = Worker(
+                src, queues="jobs", lease_seconds=2.0, heartbeat_fraction=0.05, wait=1.0
+            )
 
             @worker.handler
             def steal(ctx: Context) -> None:
@@ -105,7 +107,7 @@ def test_worker_arguments_are_checked(tmp_path: Path) -> None:
         bad: dict[str, Any]
         for bad in (
             {"concurrency": 0},
-            {"lease": 0},
+            {"lease_seconds": 0},
             {"grace": -1},
             {"queues": []},
             {"max_batch": 0},
@@ -137,7 +139,7 @@ def test_every_lost_lease_is_counted_once_and_logged(
         worker = Worker(
             q,
             queues="jobs",
-            lease=2.0 if by_heartbeat else 60.0,
+            lease_seconds=2.0 if by_heartbeat else 60.0,
             heartbeat_fraction=0.05 if by_heartbeat else 0.9,
             grace=0.0,
             wait=0.2,
@@ -189,7 +191,9 @@ def test_time_left_never_counts_a_slow_reply_as_lease_time(tmp_path: Path, fused
     lease, delay = 6.0, 0.5
     with Queue(f"sqlite:///{tmp_path / 'w.db'}") as q:
         q.enqueue("jobs", 1)
-        worker = Worker(SlowReplies(q, delay), queues="jobs", lease=lease, fused=fused, wait=0.2)
+        worker = Worker(
+            SlowReplies(q, delay), queues="jobs", lease_seconds=lease, fused=fused, wait=0.2
+        )
         seen: dict[str, float] = {}
 
         @worker.handler

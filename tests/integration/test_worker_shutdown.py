@@ -59,7 +59,7 @@ def test_sigterm_finishes_short_work_releases_the_rest_and_exits_0(tmp_path: Pat
         sys.executable, "-m", "workclaim", "worker",
         "tests.integration.test_worker_shutdown:record_and_work",
         "--db", db, "--queue", "jobs", "--concurrency", "8",
-        "--lease", "30", "--wait", "1", "--grace", "6",
+        "--lease-seconds", "30", "--wait", "1", "--grace", "6",
     ]  # fmt: skip
     proc = subprocess.Popen(
         cmd, env=env, cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE

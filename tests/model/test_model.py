@@ -144,7 +144,9 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
                 ),
                 key=lambda i: (i.priority, i.run_at, i.id),
             )[:limit]
-            got = self.q.claim(self.name, worker=worker, lease=lease, max=limit, now=self.now)
+            got = self.q.claim(
+                self.name, worker=worker, lease_seconds=lease, limit=limit, now=self.now
+            )
             assert [g.id for g in got] == [i.id for i in ready]
             for item, granted in zip(ready, got, strict=True):
                 assert granted.token > item.token

@@ -139,13 +139,21 @@ def test_options_check_the_connection_settings() -> None:
 
 
 def test_a_request_carries_the_clock_a_json_body_and_a_timeout_stretched_by_the_wait() -> None:
-    send = options().request(Calls.claim("jobs", worker="w-1", lease=30, max=10, wait=20, now=NOW))
+    send = options().request(
+        Calls.claim("jobs", worker="w-1", lease_seconds=30, limit=10, wait=20, now=NOW)
+    )
     assert (send.method, send.path) == ("POST", "/worker/claim")
     assert send.options["headers"] == {
         CLOCK_HEADER: NOW.isoformat(),
         "Content-Type": "application/json",
     }
-    assert body(send) == {"queues": ["jobs"], "lease": 30, "max": 10, "wait": 20, "worker": "w-1"}
+    assert body(send) == {
+        "queues": ["jobs"],
+        "lease_seconds": 30,
+        "limit": 10,
+        "wait": 20,
+        "worker": "w-1",
+    }
     timeout = send.options["timeout"]
     assert (timeout.read, timeout.connect) == (30.0, 5.0)
     assert "params" not in send.options
@@ -165,9 +173,9 @@ def test_a_naive_now_is_refused_before_anything_is_sent() -> None:
 
 def test_arguments_are_checked_like_the_library_checks_them() -> None:
     with pytest.raises(ValidationError):
-        Calls.claim("", worker=None, lease=30, max=1, wait=0, now=None)
+        Calls.claim("", worker=None, lease_seconds=30, limit=1, wait=0, now=None)
     with pytest.raises(ValidationError):
-        Calls.claim("jobs", worker=None, lease=30, max=0, wait=0, now=None)
+        Calls.claim("jobs", worker=None, lease_seconds=30, limit=0, wait=0, now=None)
     with pytest.raises(ValidationError, match="either delay or run_at"):
         Calls.enqueue(
             "jobs",
@@ -214,9 +222,9 @@ def test_bodies_carry_the_fencing_reference_and_the_options() -> None:
         "payload": {"x": 1},
     }
     done = Calls.complete_and_claim(
-        [LEASE, (LEASE, {"ok": True})], "jobs", worker=None, lease=30, max=0, now=None
+        [LEASE, (LEASE, {"ok": True})], "jobs", worker=None, lease_seconds=30, limit=0, now=None
     )
-    assert done.body["done"][1]["result"] == {"ok": True} and done.body["max"] == 0
+    assert done.body["done"][1]["result"] == {"ok": True} and done.body["limit"] == 0
     assert "worker" not in done.body
 
 
@@ -246,8 +254,8 @@ def test_only_calls_whose_repeat_changes_nothing_are_marked_idempotent() -> None
         Calls.enqueue_many(
             "jobs", [1], priority=0, delay=0, run_at=None, max_attempts=None, now=None
         ),
-        Calls.claim("jobs", worker=None, lease=30, max=1, wait=0, now=None),
-        Calls.complete_and_claim([], "jobs", worker=None, lease=30, max=1, now=None),
+        Calls.claim("jobs", worker=None, lease_seconds=30, limit=1, wait=0, now=None),
+        Calls.complete_and_claim([], "jobs", worker=None, lease_seconds=30, limit=1, now=None),
         Calls.cancel(7, now=None),
         Calls.requeue(7, max_attempts=None, now=None),
         Calls.purge("jobs", older_than=0, now=None),
@@ -258,7 +266,7 @@ def test_only_calls_whose_repeat_changes_nothing_are_marked_idempotent() -> None
 
 # -- reading answers -------------------------------------------------------------------------
 def test_answers_become_models() -> None:
-    claimed = Calls.claim("jobs", worker=None, lease=30, max=1, wait=0, now=None)
+    claimed = Calls.claim("jobs", worker=None, lease_seconds=30, limit=1, wait=0, now=None)
     assert claimed.parse(httpx.Response(200, json={"leases": [LEASE_JSON]})) == [LEASE]
     assert claimed.parse(httpx.Response(204)) == []
     item = Calls.get(7).parse(httpx.Response(200, json=ITEM_JSON))
@@ -292,7 +300,9 @@ def test_answers_become_models() -> None:
 
 def test_complete_and_claim_reads_which_finished_leases_were_refused() -> None:
     other = dataclasses.replace(LEASE, id=8, token=43)
-    call = Calls.complete_and_claim([LEASE, other], "jobs", worker=None, lease=30, max=1, now=None)
+    call = Calls.complete_and_claim(
+        [LEASE, other], "jobs", worker=None, lease_seconds=30, limit=1, now=None
+    )
     lost, leases = call.parse(
         httpx.Response(200, json={"lost": [{"id": 8, "token": 43}], "leases": [LEASE_JSON]})
     )
@@ -379,7 +389,7 @@ def test_exchange_retries_an_idempotent_call_then_returns_its_answer() -> None:
 
 
 def test_exchange_never_repeats_a_call_that_could_act_twice() -> None:
-    call = Calls.claim("jobs", worker=None, lease=30, max=1, wait=0, now=None)
+    call = Calls.claim("jobs", worker=None, lease_seconds=30, limit=1, wait=0, now=None)
     lost = httpx.RemoteProtocolError("dropped")
     with pytest.raises(BackendUnavailable, match="did not answer") as raised:
         drive(exchange(options(), call), [lost])
@@ -445,7 +455,7 @@ def test_both_clients_run_a_plan_over_a_transport() -> None:
         return httpx.Response(200, json={"leases": [LEASE_JSON]})
 
     with Client("http://h", token="t", transport=httpx.MockTransport(answer)) as client:
-        assert client.claim("jobs", max=2, now=NOW) == [LEASE]
+        assert client.claim("jobs", limit=2, now=NOW) == [LEASE]
 
     async def run(go: Callable[[AsyncClient], Any]) -> Any:
         async with AsyncClient("http://h", transport=httpx.MockTransport(answer)) as client:
@@ -453,7 +463,7 @@ def test_both_clients_run_a_plan_over_a_transport() -> None:
 
     import asyncio
 
-    assert asyncio.run(run(lambda c: c.claim("jobs", max=2))) == [LEASE]
+    assert asyncio.run(run(lambda c: c.claim("jobs", limit=2))) == [LEASE]
     assert seen[0].headers["Authorization"] == "Bearer t"
     assert seen[0].headers[CLOCK_HEADER] == NOW.isoformat()
     assert "Authorization" not in seen[1].headers

@@ -27,9 +27,9 @@ class WorkclaimQueue:
         self.backend = backend
         self.batch = batch
         self.history = history
-        self.claim_note = f"Queue.claim(max={batch}) call"
+        self.claim_note = f"Queue.claim(limit={batch}) call"
         self.config_note = (
-            f"Queue.claim(max={batch}, lease=60) then Queue.complete per item; "
+            f"Queue.claim(limit={batch}, lease_seconds=60) then Queue.complete per item; "
             f"{self.history_note()}; defaults otherwise"
             + (" (SQLite WAL, synchronous=FULL)" if backend == "sqlite" else "")
         )
@@ -85,7 +85,9 @@ class WorkclaimQueue:
             q.stats(QUEUE)  # connect (and check the schema) before the clock starts
             start()
             while True:
-                leases = rec.timed(q.claim, QUEUE, worker=worker, lease=60, max=self.batch)
+                leases = rec.timed(
+                    q.claim, QUEUE, worker=worker, lease_seconds=60, limit=self.batch
+                )
                 if not leases:
                     return
                 for lease in leases:

@@ -44,7 +44,7 @@ class _Draining:
         options["wait"] = 0
         t0 = time.perf_counter_ns()
         leases: list[Any] = self.queue.claim(queues, **options)
-        self._timed(t0, leases, options.get("max", 1))
+        self._timed(t0, leases, options.get("limit", 1))
         return leases
 
     def complete_and_claim(
@@ -52,7 +52,7 @@ class _Draining:
     ) -> tuple[list[Any], list[Any]]:
         t0 = time.perf_counter_ns()
         lost, leases = self.queue.complete_and_claim(done, queues, **options)
-        self._timed(t0, leases, options.get("max", 1))
+        self._timed(t0, leases, options.get("limit", 1))
         return lost, leases
 
     def __getattr__(self, name: str) -> Any:
@@ -65,13 +65,14 @@ class WorkclaimWorker(WorkclaimQueue):
         self.fused = fused
         if fused:
             self.claim_note = (
-                f"Queue.complete_and_claim(finished, max=free capacity <= {MAX_BATCH}) made by "
+                f"Queue.complete_and_claim(finished, limit=free capacity <= {MAX_BATCH}) made by "
                 "the runtime's claimer (the call also completes the finished items)"
             )
         else:
-            self.claim_note = f"Queue.claim(max=free capacity <= {MAX_BATCH}) by the runtime"
+            self.claim_note = f"Queue.claim(limit=free capacity <= {MAX_BATCH}) by the runtime"
         self.config_note = (
-            f"workclaim.worker.Worker(concurrency={CONCURRENCY}, max_batch={MAX_BATCH}, lease=60"
+            f"workclaim.worker.Worker(concurrency={CONCURRENCY}, max_batch={MAX_BATCH}, "
+            "lease_seconds=60"
             + ("" if fused else ", fused=False")
             + f") over a Queue, no-op handler; {self.history_note()}; "
             + ("fused path (complete_and_claim, adaptive batch)" if fused else "claim + complete")
@@ -97,7 +98,7 @@ class WorkclaimWorker(WorkclaimQueue):
                 source,
                 queues=[QUEUE],
                 concurrency=CONCURRENCY,
-                lease=60,
+                lease_seconds=60,
                 wait=0,
                 grace=60,
                 name=f"peers-{os.getpid()}",

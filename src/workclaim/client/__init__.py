@@ -20,7 +20,7 @@ finished and freed its key in between), cancel, requeue and purge.
     from workclaim.client import Client
 
     with Client("http://127.0.0.1:8000", token="wc_...") as q:
-        for lease in q.claim("emails", lease=30, max=10, wait=20):
+        for lease in q.claim("emails", lease_seconds=30, limit=10, wait=20):
             q.complete(lease)
 
 Layout: `_wire.py` is the sans-I/O core (arguments checked, requests built, answers read into

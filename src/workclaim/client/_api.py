@@ -17,6 +17,7 @@ from datetime import datetime
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
+from workclaim._deprecated import renamed
 from workclaim.client._wire import Calls, Options, Plan, claim_pause, exchange
 from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
 
@@ -93,14 +94,16 @@ def claim(
     queues: str | Sequence[str],
     *,
     worker: str | None = None,
-    lease: float = 30.0,
-    max: int = 1,
+    lease_seconds: float = 30.0,
+    limit: int = 1,
     wait: float = 0.0,
     now: datetime | None = None,
 ) -> Plan[list[Lease]]:
     """See `Queue.claim`. `worker` may be omitted: the server uses the token's identity.
     A server that caps waits shorter than `wait` is asked again until `wait` is over."""
-    call = Calls.claim(queues, worker=worker, lease=lease, max=max, wait=wait, now=now)
+    call = Calls.claim(
+        queues, worker=worker, lease_seconds=lease_seconds, limit=limit, wait=wait, now=now
+    )
     deadline = monotonic() + call.body["wait"]
     while True:
         started = monotonic()
@@ -112,7 +115,12 @@ def claim(
             yield pause
         remaining = deadline - monotonic()
         call = Calls.claim(
-            queues, worker=worker, lease=lease, max=max, wait=_larger(remaining, 0.0), now=now
+            queues,
+            worker=worker,
+            lease_seconds=lease_seconds,
+            limit=limit,
+            wait=max(remaining, 0.0),
+            now=now,
         )
 
 
@@ -160,13 +168,15 @@ def complete_and_claim(
     queues: str | Sequence[str],
     *,
     worker: str | None = None,
-    lease: float = 30.0,
-    max: int = 1,
+    lease_seconds: float = 30.0,
+    limit: int = 1,
     now: datetime | None = None,
 ) -> Plan[tuple[list[Lease], list[Lease]]]:
     """See `Queue.complete_and_claim`; `worker` may be omitted (the token's identity).
     Never sent twice."""
-    call = Calls.complete_and_claim(done, queues, worker=worker, lease=lease, max=max, now=now)
+    call = Calls.complete_and_claim(
+        done, queues, worker=worker, lease_seconds=lease_seconds, limit=limit, now=now
+    )
     return exchange(options, call)
 
 
@@ -231,8 +241,9 @@ class Method(Generic[P, T]):
     at run time each class holds a real function made by its `bind` (`Methods.__init_subclass__`).
     """
 
-    def __init__(self, plan: Callable[Concatenate[Options, P], Plan[T]]) -> None:
+    def __init__(self, plan: Callable[Concatenate[Options, P], Plan[T]], **renames: str) -> None:
         self.plan = plan
+        self.renames = renames  # old keyword -> new, still accepted (`workclaim._deprecated`)
 
     @overload
     def __get__(self, client: Client, owner: type[Any]) -> Callable[P, T]: ...
@@ -262,19 +273,21 @@ class Methods:
         for name, entry in vars(Methods).items():
             if isinstance(entry, Method):
                 method = bind(entry.plan)
+                if entry.renames:
+                    method = renamed(**entry.renames)(method)
                 describe(method, entry.plan, cls.__name__)
                 setattr(cls, name, method)
 
     migrate = Method(migrate)
     enqueue = Method(enqueue)
     enqueue_many = Method(enqueue_many)
-    claim = Method(claim)
+    claim = Method(claim, max="limit", lease="lease_seconds")
     heartbeat = Method(heartbeat)
     complete = Method(complete)
     release = Method(release)
     fail = Method(fail)
     get = Method(get)
-    complete_and_claim = Method(complete_and_claim)
+    complete_and_claim = Method(complete_and_claim, max="limit", lease="lease_seconds")
     history = Method(history)
     items = Method(items)
     queues = Method(queues)
@@ -299,8 +312,3 @@ def describe(method: Callable[..., Any], plan: Callable[..., Any], owner: str) -
     method.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[self, *rest], return_annotation=returns
     )
-
-
-def _larger(a: float, b: float) -> float:
-    """`max` of two floats (the builtin is shadowed by the `max` argument in `claim`)."""
-    return a if a >= b else b

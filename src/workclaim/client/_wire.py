@@ -298,15 +298,15 @@ class Calls:
         queues: str | Sequence[str],
         *,
         worker: str | None,
-        lease: float,
-        max: int,
+        lease_seconds: float,
+        limit: int,
         wait: float,
         now: datetime | None,
     ) -> Call[list[Lease]]:
         body: dict[str, Any] = {
             "queues": list(check_queues(queues)),
-            "lease": check_lease(lease),
-            "max": check_batch(max),
+            "lease_seconds": check_lease(lease_seconds),
+            "limit": check_batch(limit),
             "wait": check_wait(wait),
         }
         if worker is not None:
@@ -319,8 +319,8 @@ class Calls:
         queues: str | Sequence[str],
         *,
         worker: str | None,
-        lease: float,
-        max: int,
+        lease_seconds: float,
+        limit: int,
         now: datetime | None,
     ) -> Call[tuple[list[Lease], list[Lease]]]:
         finished: list[Lease] = []
@@ -335,8 +335,8 @@ class Calls:
         body: dict[str, Any] = {
             "done": refs,
             "queues": list(check_queues(queues)),
-            "lease": check_lease(lease),
-            "max": 0 if max == 0 else check_batch(max),
+            "lease_seconds": check_lease(lease_seconds),
+            "limit": 0 if limit == 0 else check_batch(limit),
         }
         if worker is not None:
             body["worker"] = check_name(worker, "worker name")

@@ -46,12 +46,14 @@ def queues_of(body: NamesQueues) -> list[str]:
     return queues
 
 
-def check_caps(cfg: ServerConfig, *, limit: int | None = None, lease: float | None = None) -> None:
-    """This server's caps on a claim's `max` and on a lease's length (at a claim, or a
+def check_caps(
+    cfg: ServerConfig, *, limit: int | None = None, lease_seconds: float | None = None
+) -> None:
+    """This server's caps on a claim's `limit` and on a lease's length (at a claim, or a
     heartbeat's `extend`), which may be lower than the library's."""
     if limit is not None and limit > cfg.max_batch:
         raise ValidationError(f"max must be at most {cfg.max_batch} on this server")
-    if lease is not None and lease > cfg.max_lease:
+    if lease_seconds is not None and lease_seconds > cfg.max_lease:
         raise ValidationError(f"a lease may last at most {cfg.max_lease} seconds on this server")
 
 
@@ -61,7 +63,7 @@ def admit(
     queues: Sequence[str],
     *,
     limit: int,
-    lease: float,
+    lease_seconds: float,
     worker: str | None,
 ) -> tuple[tuple[str, ...], str]:
     """The checks every claim makes before it reaches the store, in this order: the queue
@@ -69,7 +71,7 @@ def admit(
     deduplicated queue names and the worker the leases will belong to."""
     names = check_queues(queues)
     require_claim(caller, names)
-    check_caps(st.config, limit=limit, lease=lease)
+    check_caps(st.config, limit=limit, lease_seconds=lease_seconds)
     return names, _worker(caller, st, worker)
 
 
@@ -93,21 +95,26 @@ async def claim(
     queues: Sequence[str],
     *,
     limit: int,
-    lease: float,
+    lease_seconds: float,
     wait: float,
     worker: str | None,
     now: datetime | None,
 ) -> Response:
     """A claim's answer: 200 with the leases, or 204 when nothing was claimable within `wait`
     (capped by the server's `max_wait`) or the caller hung up while it waited."""
-    names, who = admit(st, caller, queues, limit=limit, lease=lease, worker=worker)
+    names, who = admit(st, caller, queues, limit=limit, lease_seconds=lease_seconds, worker=worker)
     wait = min(wait, st.config.max_wait)
     if wait > 0:
         with st.longpolls.slot(caller.identity):
             st.metrics.longpolls.inc()
             try:
                 waiting = st.waiting.claim(
-                    names, worker=who, lease=lease, limit=limit, wait=wait, now=now
+                    names,
+                    worker=who,
+                    lease_seconds=lease_seconds,
+                    limit=limit,
+                    wait=wait,
+                    now=now,
                 )
                 got = await _unless_hung_up(request, waiting)
             finally:
@@ -119,7 +126,9 @@ async def claim(
         leases = got
     else:
         started = time.perf_counter()
-        leases = await st.queue.claim(names, worker=who, lease=lease, max=limit, now=now)
+        leases = await st.queue.claim(
+            names, worker=who, lease_seconds=lease_seconds, limit=limit, now=now
+        )
         took = time.perf_counter() - started
         st.metrics.claim_latency.observe(took)
         st.activity.claim_took(names, took)

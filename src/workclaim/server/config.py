@@ -31,7 +31,7 @@ class ServerConfig:
       the all-powerful `anonymous`, and a request's `worker` field is trusted).
     - `max_body_bytes`: cap on a request body (default: the payload cap plus 64 KiB, at least
       2 MiB).
-    - `max_batch`, `max_lease`, `max_wait`: caps on a claim's `max`, `lease` and `wait`
+    - `max_batch`, `max_lease`, `max_wait`: caps on a claim's `limit`, `lease_seconds` and `wait`
       (a longer `wait` is shortened to `max_wait`: a long-poll may always end early).
     - `max_longpolls_per_token`: long-polls one identity may have waiting at once (429 beyond).
     - `max_longpolls`: long-polls the whole server may have waiting at once (429 beyond), so

@@ -55,14 +55,14 @@ class LongPolls:
         names: tuple[str, ...],
         *,
         worker: str,
-        lease: float,
+        lease_seconds: float,
         limit: int,
         wait: float,
         now: datetime | None,
     ) -> list[Lease]:
         """Up to `limit` leases, waiting up to `wait` seconds for work; [] when none came."""
         loop = asyncio.get_running_loop()
-        key: Key = (names, worker, lease, now)
+        key: Key = (names, worker, lease_seconds, now)
         waiter = _Waiter(limit, loop.time() + wait, loop.create_future())
         group = self._groups.setdefault(key, _Group())
         group.waiters.append(waiter)
@@ -119,7 +119,12 @@ class LongPolls:
                 wait = min(min(w.deadline for w in group.waiters) - clock, _MAX_ROUND)
                 demand = min(sum(w.want for w in group.waiters), self.max_batch)
                 leases = await self.queue.claim(
-                    names, worker=worker, lease=lease_seconds, max=demand, wait=wait, now=now
+                    names,
+                    worker=worker,
+                    lease_seconds=lease_seconds,
+                    limit=demand,
+                    wait=wait,
+                    now=now,
                 )
                 self._hand_out(group, leases)
         except Exception as exc:

@@ -7,11 +7,21 @@ count. Bounds mirror `workclaim.validation`, which still checks every value on t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+)
 
+from workclaim.errors import ValidationError
 from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.server.renamed import RENAMED, both_given
 from workclaim.validation import (
     MAX_ATTEMPTS_LIMIT,
     MAX_BATCH,
@@ -36,19 +46,43 @@ Priority = Annotated[StrictInt, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 MaxAttempts = Annotated[StrictInt, Field(ge=1, le=MAX_ATTEMPTS_LIMIT)]
 
 
+DEPRECATED: dict[str, Any] = {"deprecated": True}  # an OpenAPI field's `deprecated: true`
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ClaimIn(_In):
-    """Claim up to `max` items from `queues` (or one `queue`)."""
+class _Renamed(_In):
+    """A claim body, which still takes its fields' old names (`max`, `lease`) for one release
+    (`workclaim.server.renamed`). The old fields are declared (deprecated in the OpenAPI) so that
+    pydantic checks them without a Python validator on every request."""
+
+    def with_new_names(self) -> tuple[Self, bool]:
+        """This body with an old field's value under its new name, and whether a request used
+        an old name; a `ValidationError` (422) if it named a field both ways."""
+        sent = self.model_fields_set
+        if "max" not in sent and "lease" not in sent:
+            return self, False
+        update: dict[str, Any] = {}
+        for old, new in RENAMED.items():
+            value = getattr(self, old)
+            if value is not None:
+                if new in sent:
+                    raise ValidationError(both_given(old))
+                update[new] = value
+        return self.model_copy(update=update), bool(update)
+
+
+class ClaimIn(_Renamed):
+    """Claim up to `limit` items from `queues` (or one `queue`)."""
 
     queue: Name | None = Field(None, description="One queue (or use `queues`).")
     queues: list[Name] | None = Field(
         None, min_length=1, max_length=100, description="Queues, claimed in priority order."
     )
-    max: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH)] = 1
-    lease: LeaseSeconds = 30.0
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH)] = 1
+    lease_seconds: LeaseSeconds = 30.0
     wait: Annotated[StrictFloat, Field(ge=0, le=MAX_WAIT_SECONDS)] = Field(
         0.0, description="Seconds to long-poll for work; capped by the server's max_wait."
     )
@@ -56,6 +90,12 @@ class ClaimIn(_In):
         None,
         description="Ignored-if-equal check: the worker is the token's identity; a different "
         "name is refused (403). Only a --no-auth server takes it as the worker name.",
+    )
+    max: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH)] | None = Field(
+        None, description="The old name of `limit`.", json_schema_extra=DEPRECATED
+    )
+    lease: LeaseSeconds | None = Field(
+        None, description="The old name of `lease_seconds`.", json_schema_extra=DEPRECATED
     )
 
 
@@ -312,18 +352,24 @@ class DoneIn(LeaseRef):
     result: Any = None
 
 
-class CompleteAndClaimIn(_In):
-    """Complete the `done` leases, then claim up to `max` items, in one store transaction."""
+class CompleteAndClaimIn(_Renamed):
+    """Complete the `done` leases, then claim up to `limit` items, in one store transaction."""
 
     done: list[DoneIn] = Field(default_factory=list, max_length=MAX_BATCH)
     queue: Name | None = Field(None, description="One queue (or use `queues`).")
     queues: list[Name] | None = Field(None, min_length=1, max_length=100)
-    max: Annotated[StrictInt, Field(ge=0, le=MAX_BATCH)] = Field(
+    limit: Annotated[StrictInt, Field(ge=0, le=MAX_BATCH)] = Field(
         1, description="Items to claim; 0 only completes."
     )
-    lease: LeaseSeconds = 30.0
+    lease_seconds: LeaseSeconds = 30.0
     worker: Name | None = Field(
         None, description="As for a claim: the token's identity; only --no-auth takes a name."
+    )
+    max: Annotated[StrictInt, Field(ge=0, le=MAX_BATCH)] | None = Field(
+        None, description="The old name of `limit`.", json_schema_extra=DEPRECATED
+    )
+    lease: LeaseSeconds | None = Field(
+        None, description="The old name of `lease_seconds`.", json_schema_extra=DEPRECATED
     )
 
 

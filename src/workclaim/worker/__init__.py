@@ -18,10 +18,11 @@ leases its handlers finished to `complete_and_claim` and claims as many new item
 capacity in the same round trip (the fused path), batching adaptively: the batch grows while full
 batches keep coming and shrinks to what the queue had; once the queue runs dry the claimer
 long-polls with `claim(wait=...)` (no tight loop) and handlers complete their own items meanwhile.
-Handlers run on a pool of `concurrency` threads, heartbeat every `lease * heartbeat_fraction`
-while they run (setting `ctx.lost` if the lease is lost), fail with the error and traceback on an
-exception, and on SIGTERM/SIGINT the worker stops claiming, gives in-flight work `grace` seconds,
-completes what finished, releases what is left, and returns.
+Handlers run on a pool of `concurrency` threads, heartbeat every
+`lease_seconds * heartbeat_fraction` while they run (setting `ctx.lost` if the lease is lost),
+fail with the error and traceback on an exception, and on SIGTERM/SIGINT the worker stops
+claiming, gives in-flight work `grace` seconds, completes what finished, releases what is left,
+and returns.
 """
 
 from workclaim.worker._batching import MAX_LINGER

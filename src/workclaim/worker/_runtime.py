@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+from workclaim._deprecated import renamed
 from workclaim.api import QueueAPI
 from workclaim.errors import LeaseLost, ValidationError, WorkclaimError
 from workclaim.models import Lease
@@ -52,13 +53,14 @@ log = logging.getLogger("workclaim.worker")
 class Worker:
     """Runs a handler over items claimed from `queues`, `concurrency` at a time."""
 
+    @renamed(lease="lease_seconds")
     def __init__(
         self,
         source: QueueAPI,
         *,
         queues: str | Sequence[str],
         concurrency: int = 1,
-        lease: float = 30.0,
+        lease_seconds: float = 30.0,
         wait: float = 5.0,
         grace: float = 30.0,
         heartbeat_fraction: float = 1 / 3,
@@ -71,14 +73,14 @@ class Worker:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError(f"concurrency must be a positive integer, got {concurrency!r}")
         self.concurrency = concurrency
-        self.lease = check_lease(lease)
+        self.lease_seconds = check_lease(lease_seconds)
         self.wait = check_wait(wait)
         if not 0 <= grace <= 86_400:
             raise ValidationError("grace must be between 0 and 86400 seconds")
         self.grace = float(grace)
         if not 0.05 <= heartbeat_fraction <= 0.9:
             raise ValidationError("heartbeat_fraction must be between 0.05 and 0.9")
-        self.heartbeat_every = self.lease * heartbeat_fraction
+        self.heartbeat_every = self.lease_seconds * heartbeat_fraction
         # The fused path needs `complete_and_claim` (every Queue and Client has it).
         can_fuse = callable(getattr(source, "complete_and_claim", None))
         if fused and not can_fuse:
@@ -250,7 +252,11 @@ class Worker:
         self.round_trips += 1
         try:
             return self.source.claim(
-                self.queues, worker=self._claim_as, lease=self.lease, max=want, wait=self.wait
+                self.queues,
+                worker=self._claim_as,
+                lease_seconds=self.lease_seconds,
+                limit=want,
+                wait=self.wait,
             )
         except WorkclaimError as exc:
             log.warning("claim failed (%s); retrying in a second", type(exc).__name__)
@@ -265,7 +271,11 @@ class Worker:
         started = time.monotonic()
         try:
             lost, leases = source.complete_and_claim(
-                entries, self.queues, worker=self._claim_as, lease=self.lease, max=want
+                entries,
+                self.queues,
+                worker=self._claim_as,
+                lease_seconds=self.lease_seconds,
+                limit=want,
             )
             self._sizer.timed(time.monotonic() - started)
         except ValidationError:
@@ -384,7 +394,7 @@ class Worker:
 
     # -- shutdown --------------------------------------------------------------------------
     def _shutdown(self) -> None:
-        """Report what finishes within the grace period (claiming nothing: max=0), release
+        """Report what finishes within the grace period (claiming nothing: limit=0), release
         what does not, and wait briefly for completions and failures already under way."""
         stop_at = self._stop_at if self._stop_at is not None else time.monotonic()
         deadline = stop_at + self.grace
@@ -411,7 +421,7 @@ class Worker:
         )
 
     def _drain_until(self, deadline: float, finished: Callable[[], bool]) -> None:
-        """Until `finished()` or the deadline: report finished items (fused, max=0)."""
+        """Until `finished()` or the deadline: report finished items (fused, limit=0)."""
         while True:
             with self._cond:
                 while not self._done and not finished() and time.monotonic() < deadline:

@@ -45,7 +45,7 @@ class NativeWorker:
 
     def claim(self, run: int, *, worker: str, limit: int, lease: float, wait: float) -> ClaimResult:
         leases = self.queue.claim(
-            queue_name(self.target, run), worker=worker, lease=lease, max=limit, wait=wait
+            queue_name(self.target, run), worker=worker, lease_seconds=lease, limit=limit, wait=wait
         )
         if not leases:
             return EMPTY

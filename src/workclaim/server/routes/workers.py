@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from workclaim._time import from_micros
 from workclaim.errors import ItemNotFound, LeaseLost
 from workclaim.models import Lease, Status
-from workclaim.server import claiming
+from workclaim.server import claiming, renamed
 from workclaim.server.auth import Principal
 from workclaim.server.deps import Caller, Now, St, State
 from workclaim.server.openapi import CLAIM, COMMON, LEASE
@@ -50,19 +50,21 @@ router = APIRouter(tags=["worker"])
     summary="Claim items (long-poll with wait)",
 )
 async def claim(body: ClaimIn, request: Request, st: St, caller: Caller, now: Now) -> Any:
-    """Lease up to `max` items from the named queues in (priority, run_at, id) order; 204 when
+    """Lease up to `limit` items from the named queues in (priority, run_at, id) order; 204 when
     nothing is claimable within `wait` seconds. The safe form of `GET /worker/next`."""
-    return await claiming.claim(
+    body, old = body.with_new_names()
+    result = await claiming.claim(
         request,
         st,
         caller,
         claiming.queues_of(body),
-        limit=body.max,
-        lease=body.lease,
+        limit=body.limit,
+        lease_seconds=body.lease_seconds,
         wait=body.wait,
         worker=body.worker,
         now=now,
     )
+    return renamed.mark(result) if old else result
 
 
 @router.get(
@@ -77,26 +79,32 @@ async def claim_next(
     caller: Caller,
     now: Now,
     queue: Annotated[list[Annotated[str, Query(pattern=NAME_REGEX)]], Query(min_length=1)],
-    max: Annotated[int, Query(ge=1, le=1000)] = 1,
-    lease: Annotated[float, Query(ge=0.01, le=604_800)] = 30.0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1,
+    lease_seconds: Annotated[float, Query(ge=0.01, le=604_800)] = 30.0,
     wait: Annotated[float, Query(ge=0, le=3_600)] = 0.0,
+    max: Annotated[int | None, Query(ge=1, le=1000, deprecated=True)] = None,
+    lease: Annotated[float | None, Query(ge=0.01, le=604_800, deprecated=True)] = None,
 ) -> Any:
     """The spike's endpoint, kept for compatibility. A GET may be repeated or prefetched by
     proxies and caches, and each repeat claims more items (held until their leases expire):
-    prefer `POST /worker/claim`. Answers carry `Cache-Control: no-store`."""
+    prefer `POST /worker/claim`. Answers carry `Cache-Control: no-store`. `max` and `lease`
+    are the deprecated names of `limit` and `lease_seconds`."""
+    old = max is not None or lease is not None
+    if old:
+        renamed.check_query(request.query_params.keys(), max=max, lease=lease)
     result = await claiming.claim(
         request,
         st,
         caller,
         queue,
-        limit=max,
-        lease=lease,
+        limit=limit if max is None else max,
+        lease_seconds=lease_seconds if lease is None else lease,
         wait=wait,
         worker=None,
         now=now,
     )
     result.headers["Cache-Control"] = "no-store"
-    return result
+    return renamed.mark(result) if old else result
 
 
 def _worker_for_lease(caller: Principal, st: State, ref: LeaseRef) -> str:
@@ -139,7 +147,7 @@ def _counting_lease_lost(st: State) -> Iterator[None]:
 @router.post("/worker/heartbeat", response_model=HeartbeatOut, responses=LEASE)
 async def heartbeat(body: HeartbeatIn, st: St, caller: Caller, now: Now) -> HeartbeatOut:
     """Extend the lease to now + `extend` (default: its own length); 409 if it is lost."""
-    claiming.check_caps(st.config, lease=body.extend)
+    claiming.check_caps(st.config, lease_seconds=body.extend)
     with _counting_lease_lost(st):
         lease = _lease(body, _worker_for_lease(caller, st, body))
         renewed = await st.queue.heartbeat(lease, extend=body.extend, now=now)
@@ -194,10 +202,12 @@ async def complete_and_claim(
     body: CompleteAndClaimIn, st: St, caller: Caller, now: Now
 ) -> Response:
     """Complete each `done` lease (fenced like `/worker/complete`: a stale one is reported in
-    `lost` and left unchanged, a repeat is fine) and claim up to `max` new items, in one store
+    `lost` and left unchanged, a repeat is fine) and claim up to `limit` new items, in one store
     transaction. Never waits: an empty `leases` means nothing was claimable."""
+    body, old = body.with_new_names()
+    queues = claiming.queues_of(body)
     names, who = claiming.admit(
-        st, caller, claiming.queues_of(body), limit=body.max, lease=body.lease, worker=body.worker
+        st, caller, queues, limit=body.limit, lease_seconds=body.lease_seconds, worker=body.worker
     )
     lost: list[LeaseKey] = []
     done: list[tuple[Lease, Any]] = []
@@ -209,12 +219,13 @@ async def complete_and_claim(
         done.append((_lease(ref, owner), ref.result))
     started = time.perf_counter()
     refused, leases = await st.queue.complete_and_claim(
-        done, names, worker=who, lease=body.lease, max=body.max, now=now
+        done, names, worker=who, lease_seconds=body.lease_seconds, limit=body.limit, now=now
     )
     st.activity.claim_took(names, time.perf_counter() - started, fused=True)
     lost += [LeaseKey(id=x.id, token=x.token) for x in refused]
     st.metrics.lease_lost.inc(len(lost))
     st.metrics.completions.inc(len(done) - len(refused))
-    return await claiming.hand_over(
+    answer = await claiming.hand_over(
         st, leases, lambda: CompleteAndClaimOut(lost=lost, leases=[LeaseOut.of(x) for x in leases])
     )
+    return renamed.mark(answer) if old else answer
