@@ -190,7 +190,7 @@ def check_max_attempts(value: object) -> int:
     return check_int(value, "max_attempts", low=1, high=MAX_ATTEMPTS_LIMIT)
 
 
-def check_batch(value: object, what: str = "max") -> int:
+def check_batch(value: object, what: str = "limit") -> int:
     """How many leases one claim (or rows one listing) may return."""
     return check_int(value, what, low=1, high=MAX_BATCH)
 

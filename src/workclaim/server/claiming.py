@@ -52,7 +52,7 @@ def check_caps(
     """This server's caps on a claim's `limit` and on a lease's length (at a claim, or a
     heartbeat's `extend`), which may be lower than the library's."""
     if limit is not None and limit > cfg.max_batch:
-        raise ValidationError(f"max must be at most {cfg.max_batch} on this server")
+        raise ValidationError(f"limit must be at most {cfg.max_batch} on this server")
     if lease_seconds is not None and lease_seconds > cfg.max_lease:
         raise ValidationError(f"a lease may last at most {cfg.max_lease} seconds on this server")
 
