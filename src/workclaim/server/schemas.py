@@ -114,7 +114,8 @@ class LeaseOut(BaseModel):
 
     @classmethod
     def of(cls, lease: Lease) -> LeaseOut:
-        """From a library lease."""
+        """From a library lease (by keywords, not `model_validate`: this runs for every lease a
+        claim hands out)."""
         return cls(
             id=lease.id,
             queue=lease.queue,
@@ -241,6 +242,8 @@ class RequeueIn(_In):
 class StatsOut(BaseModel):
     """Counts of a queue's items per status, plus claimed items whose lease expired."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     queue: str
     queued: int
     claimed: int
@@ -252,17 +255,8 @@ class StatsOut(BaseModel):
 
     @classmethod
     def of(cls, s: QueueStats) -> StatsOut:
-        """From library stats."""
-        return cls(
-            queue=s.queue,
-            queued=s.queued,
-            claimed=s.claimed,
-            done=s.done,
-            dead=s.dead,
-            cancelled=s.cancelled,
-            expired=s.expired,
-            total=s.total,
-        )
+        """From library stats, field by field by attribute name (`total` included)."""
+        return cls.model_validate(s)
 
 
 class PurgeIn(_In):
