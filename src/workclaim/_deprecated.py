@@ -13,10 +13,16 @@ import functools
 import inspect
 import warnings
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, ParamSpec, TypeVar, cast
+from types import MappingProxyType
+from typing import Any, Final, ParamSpec, TypeVar, cast
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+CLAIM_RENAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {"max": "limit", "lease": "lease_seconds"}
+)
+"""The claim verbs' renamed keywords (old -> new), in the library, the clients and the HTTP API."""
 
 
 def rename_keywords(
@@ -66,3 +72,8 @@ def renamed(**renames: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
         return cast(Callable[P, T], called)
 
     return decorate
+
+
+def claim_renamed(fn: Callable[P, T]) -> Callable[P, T]:
+    """`renamed` with the claim verbs' renames (`CLAIM_RENAMES`)."""
+    return renamed(**CLAIM_RENAMES)(fn)

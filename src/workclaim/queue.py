@@ -20,7 +20,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from workclaim._deprecated import renamed
+from workclaim._deprecated import claim_renamed
 from workclaim.api import AsyncQueueAPI, QueueAPI
 from workclaim.backends import Backend, NewItem, TransactionalEnqueue, open_backend
 from workclaim.config import Settings
@@ -256,7 +256,7 @@ class Queue:
         return ids
 
     # -- consuming -------------------------------------------------------------------------
-    @renamed(max="limit", lease="lease_seconds")
+    @claim_renamed
     def claim(
         self,
         queues: str | Sequence[str],
@@ -338,7 +338,7 @@ class Queue:
             FAIL, self.settings, self.backend.fail, lease, error=text, retry_delay=delay, now=now
         )
 
-    @renamed(max="limit", lease="lease_seconds")
+    @claim_renamed
     def complete_and_claim(
         self,
         done: Iterable[Lease | tuple[Lease, Any]],
@@ -614,7 +614,7 @@ class AsyncQueue:
             connection=connection,
         )
 
-    @renamed(max="limit", lease="lease_seconds")
+    @claim_renamed
     async def claim(
         self,
         queues: str | Sequence[str],
@@ -687,7 +687,7 @@ class AsyncQueue:
         """See `Queue.fail`."""
         return await self._run(self.sync.fail, lease, error, retry=retry, now=now)
 
-    @renamed(max="limit", lease="lease_seconds")
+    @claim_renamed
     async def complete_and_claim(
         self,
         done: Iterable[Lease | tuple[Lease, Any]],

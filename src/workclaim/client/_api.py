@@ -17,7 +17,7 @@ from datetime import datetime
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
-from workclaim._deprecated import renamed
+from workclaim._deprecated import CLAIM_RENAMES, renamed
 from workclaim.client._wire import Calls, Options, Plan, claim_pause, exchange
 from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
 
@@ -281,13 +281,13 @@ class Methods:
     migrate = Method(migrate)
     enqueue = Method(enqueue)
     enqueue_many = Method(enqueue_many)
-    claim = Method(claim, max="limit", lease="lease_seconds")
+    claim = Method(claim, **CLAIM_RENAMES)
     heartbeat = Method(heartbeat)
     complete = Method(complete)
     release = Method(release)
     fail = Method(fail)
     get = Method(get)
-    complete_and_claim = Method(complete_and_claim, max="limit", lease="lease_seconds")
+    complete_and_claim = Method(complete_and_claim, **CLAIM_RENAMES)
     history = Method(history)
     items = Method(items)
     queues = Method(queues)

@@ -13,10 +13,11 @@ from typing import Final
 
 from starlette.responses import Response
 
+from workclaim._deprecated import CLAIM_RENAMES
 from workclaim.errors import ValidationError
 
-RENAMED: Final[Mapping[str, str]] = {"max": "limit", "lease": "lease_seconds"}
-"""Old field name -> the name that replaced it."""
+RENAMED: Final[Mapping[str, str]] = CLAIM_RENAMES
+"""Old field name -> the name that replaced it (the library's renamed keywords)."""
 
 DEPRECATION_LINK: Final = '</openapi.json>; rel="deprecation"; type="application/json"'
 
