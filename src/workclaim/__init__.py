@@ -27,7 +27,17 @@ from workclaim.errors import (
     ValidationError,
     WorkclaimError,
 )
-from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.models import (
+    EventKind,
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    QueueStats,
+    Rate,
+    Status,
+)
 from workclaim.queue import AsyncQueue, Queue
 from workclaim.retry import Backoff
 
@@ -39,6 +49,7 @@ __all__ = [
     "Backoff",
     "ConfigError",
     "EventKind",
+    "GroupLeases",
     "HistoryEvent",
     "InvalidState",
     "Item",
@@ -48,7 +59,9 @@ __all__ = [
     "PayloadTooLarge",
     "Queue",
     "QueueAPI",
+    "QueuePolicy",
     "QueueStats",
+    "Rate",
     "SchemaMismatch",
     "Settings",
     "Status",

@@ -17,7 +17,16 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.models import (
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    QueueStats,
+    Rate,
+    Status,
+)
 
 
 class QueueAPI(Protocol):
@@ -34,6 +43,7 @@ class QueueAPI(Protocol):
         run_at: datetime | None = None,
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
+        group: str | None = None,
         now: datetime | None = None,
     ) -> int: ...
 
@@ -46,6 +56,7 @@ class QueueAPI(Protocol):
         delay: float = 0.0,
         run_at: datetime | None = None,
         max_attempts: int | None = None,
+        group: str | None = None,
         now: datetime | None = None,
     ) -> list[int]: ...
 
@@ -114,6 +125,27 @@ class QueueAPI(Protocol):
 
     def purge(self, queue: str, *, older_than: float, now: datetime | None = None) -> int: ...
 
+    # -- flow control
+    def set_policy(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        group_concurrency: int | None = None,
+        rate: Rate | tuple[int, float] | None = None,
+        group_rate: Rate | tuple[int, float] | None = None,
+    ) -> QueuePolicy: ...
+
+    def policy(self, queue: str) -> QueuePolicy: ...
+
+    def pause(self, queue: str) -> QueuePolicy: ...
+
+    def resume(self, queue: str) -> QueuePolicy: ...
+
+    def live_leases_by_group(
+        self, queue: str, *, limit: int = 10, now: datetime | None = None
+    ) -> list[GroupLeases]: ...
+
     # -- lifecycle
     def migrate(self) -> None: ...
 
@@ -143,6 +175,7 @@ class AsyncQueueAPI(Protocol):
         run_at: datetime | None = None,
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
+        group: str | None = None,
         now: datetime | None = None,
     ) -> int: ...
 
@@ -155,6 +188,7 @@ class AsyncQueueAPI(Protocol):
         delay: float = 0.0,
         run_at: datetime | None = None,
         max_attempts: int | None = None,
+        group: str | None = None,
         now: datetime | None = None,
     ) -> list[int]: ...
 
@@ -224,6 +258,27 @@ class AsyncQueueAPI(Protocol):
     ) -> None: ...
 
     async def purge(self, queue: str, *, older_than: float, now: datetime | None = None) -> int: ...
+
+    # -- flow control
+    async def set_policy(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        group_concurrency: int | None = None,
+        rate: Rate | tuple[int, float] | None = None,
+        group_rate: Rate | tuple[int, float] | None = None,
+    ) -> QueuePolicy: ...
+
+    async def policy(self, queue: str) -> QueuePolicy: ...
+
+    async def pause(self, queue: str) -> QueuePolicy: ...
+
+    async def resume(self, queue: str) -> QueuePolicy: ...
+
+    async def live_leases_by_group(
+        self, queue: str, *, limit: int = 10, now: datetime | None = None
+    ) -> list[GroupLeases]: ...
 
     # -- lifecycle
     async def migrate(self) -> None: ...

@@ -37,7 +37,8 @@ class Lease:
     """What a claim returns: the right to work on one item until `expires_at` (store clock).
 
     `token` is a fencing token: unique in the store and strictly increasing for the item
-    across its claims, so side effects can refuse a writer holding an older one.
+    across its claims, so side effects can refuse a writer holding an older one. `group` is the
+    item's flow-control group (None: the queue's default group).
     """
 
     id: int
@@ -49,6 +50,7 @@ class Lease:
     expires_at: datetime
     worker: str
     lease_seconds: float
+    group: str | None = None
 
     def time_left(self, now: datetime | None = None) -> float:
         """Seconds until the lease expires by the given clock (default: this host's)."""
@@ -74,6 +76,7 @@ class Item:
     result: Any
     created_at: datetime
     updated_at: datetime
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +129,48 @@ class HistoryEvent:
     token: int | None = None
     worker: str | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A rate limit: at most `count` claims in any window of `per_seconds` (store clock).
+
+    A plain `(count, per_seconds)` tuple is accepted wherever a `Rate` is.
+    """
+
+    count: int
+    per_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    """A queue's flow control, stored in the store so every process obeys the same one.
+
+    `concurrency`: most live leases in the queue; `group_concurrency`: most live leases in any
+    one group of it; `rate` / `group_rate`: most claims in any window, of the queue / of any one
+    group; `paused`: no claim takes an item from the queue. None means no limit. A live lease is
+    one `claimed` with `expires_at` after the store's clock.
+    """
+
+    queue: str
+    concurrency: int | None = None
+    group_concurrency: int | None = None
+    rate: Rate | None = None
+    group_rate: Rate | None = None
+    paused: bool = False
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit or the pause applies (False: claims go the plain way)."""
+        return self.paused or any(
+            limit is not None
+            for limit in (self.concurrency, self.group_concurrency, self.rate, self.group_rate)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLeases:
+    """How many live leases one group of a queue holds now (the dashboard's busiest groups)."""
+
+    group: str | None
+    live: int

@@ -30,17 +30,28 @@ from workclaim.errors import (
     ValidationError,
     WorkclaimError,
 )
-from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.models import (
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    QueueStats,
+    Rate,
+    Status,
+)
 from workclaim.validation import (
     MAX_ID,
     check_batch,
     check_delay,
     check_due,
+    check_group,
     check_id,
     check_int,
     check_lease,
     check_max_attempts,
     check_name,
+    check_policy,
     check_priority,
     check_queues,
     check_time,
@@ -57,6 +68,7 @@ from workclaim.verb_logs import (
     ENQUEUE,
     FAIL,
     HEARTBEAT,
+    POLICY,
     PRUNE,
     PURGE,
     RELEASE,
@@ -167,6 +179,7 @@ class Queue:
         run_at: datetime | None,
         max_attempts: int | None,
         dedupe_key: str | None,
+        group: str | None,
         now: datetime | None,
     ) -> NewItem:
         """The validated options of an enqueue as a NewItem without its payload yet."""
@@ -181,6 +194,7 @@ class Queue:
             max_attempts = check_max_attempts(max_attempts)
         if dedupe_key is not None:
             dedupe_key = check_name(dedupe_key, "dedupe key")
+        group = check_group(group)
         return NewItem(
             payload="",
             priority=priority,
@@ -189,6 +203,7 @@ class Queue:
             max_attempts=max_attempts or self.settings.max_attempts_for(queue),
             dedupe_key=dedupe_key,
             history=self.settings.history_for(queue),
+            group=group,
         )
 
     def enqueue(
@@ -201,17 +216,21 @@ class Queue:
         run_at: datetime | None = None,
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
+        group: str | None = None,
         now: datetime | None = None,
         connection: Any = None,
     ) -> int:
         """Add one item; returns its id, or the id of the live item holding `dedupe_key`.
+
+        `group`: its flow-control group (a name; None is the queue's default group), which the
+        queue's `group_concurrency` and `group_rate` count by and its fair order rotates over.
 
         `connection` (PostgreSQL only): a psycopg connection whose transaction the item joins;
         it exists exactly when that transaction commits (docs/postgres.md).
         """
         queue = check_name(queue, "queue name")
         template = self._item_template(
-            queue, priority, delay, run_at, max_attempts, dedupe_key, now
+            queue, priority, delay, run_at, max_attempts, dedupe_key, group, now
         )
         text = encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
         items = [replace(template, payload=text)]
@@ -226,13 +245,16 @@ class Queue:
         delay: float = 0.0,
         run_at: datetime | None = None,
         max_attempts: int | None = None,
+        group: str | None = None,
         now: datetime | None = None,
         connection: Any = None,
     ) -> list[int]:
-        """Add many items atomically (all or none); ids in input order. `connection`: as for
-        `enqueue`."""
+        """Add many items atomically (all or none), all in `group`; ids in input order.
+        `connection`: as for `enqueue`."""
         queue = check_name(queue, "queue name")
-        template = self._item_template(queue, priority, delay, run_at, max_attempts, None, now)
+        template = self._item_template(
+            queue, priority, delay, run_at, max_attempts, None, group, now
+        )
         texts = encode_payloads(payloads, max_bytes=self.settings.max_payload_bytes)
         if not texts:
             return []
@@ -462,6 +484,45 @@ class Queue:
             PURGE, self.settings, self.backend.purge, queue, older_than_seconds=older_than, now=now
         )
 
+    # -- flow control ----------------------------------------------------------------------
+    def set_policy(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        group_concurrency: int | None = None,
+        rate: Rate | tuple[int, float] | None = None,
+        group_rate: Rate | tuple[int, float] | None = None,
+    ) -> QueuePolicy:
+        """Set the queue's limits (all four at once; None lifts one), stored in the store so
+        every process obeys them; the paused flag is kept. `rate`: `(count, per_seconds)`, at
+        most `count` claims in any window of `per_seconds`. Returns the stored policy."""
+        policy = check_policy(queue, concurrency, group_concurrency, rate, group_rate)
+        return logged(POLICY, self.settings, self.backend.set_policy, policy)
+
+    def policy(self, queue: str) -> QueuePolicy:
+        """The queue's policy (no limits and not paused if none was set)."""
+        return self.backend.policy(check_name(queue, "queue name"))
+
+    def pause(self, queue: str) -> QueuePolicy:
+        """Stop claims from taking the queue's items; once this returns, none does. Leases
+        already given run on and may complete. Returns the stored policy."""
+        name = check_name(queue, "queue name")
+        return logged(POLICY, self.settings, self.backend.set_paused, name, True)
+
+    def resume(self, queue: str) -> QueuePolicy:
+        """Let claims take the queue's items again (waiting claims wake)."""
+        name = check_name(queue, "queue name")
+        return logged(POLICY, self.settings, self.backend.set_paused, name, False)
+
+    def live_leases_by_group(
+        self, queue: str, *, limit: int = 10, now: datetime | None = None
+    ) -> list[GroupLeases]:
+        """The `limit` (1 to 1000) groups of the queue holding the most live leases now."""
+        return self.backend.live_leases_by_group(
+            check_name(queue, "queue name"), limit=check_batch(limit, "limit"), now=now
+        )
+
     def _maybe_prune(self) -> None:
         """Delete a bounded batch of items past retention, of every queue, at most once a minute
         per `Queue` (each process that claims prunes a little).
@@ -572,6 +633,7 @@ class AsyncQueue:
         run_at: datetime | None = None,
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
+        group: str | None = None,
         now: datetime | None = None,
         connection: Any = None,
     ) -> int:
@@ -585,6 +647,7 @@ class AsyncQueue:
             run_at=run_at,
             max_attempts=max_attempts,
             dedupe_key=dedupe_key,
+            group=group,
             now=now,
             connection=connection,
         )
@@ -598,6 +661,7 @@ class AsyncQueue:
         delay: float = 0.0,
         run_at: datetime | None = None,
         max_attempts: int | None = None,
+        group: str | None = None,
         now: datetime | None = None,
         connection: Any = None,
     ) -> list[int]:
@@ -610,6 +674,7 @@ class AsyncQueue:
             delay=delay,
             run_at=run_at,
             max_attempts=max_attempts,
+            group=group,
             now=now,
             connection=connection,
         )
@@ -753,6 +818,43 @@ class AsyncQueue:
     async def purge(self, queue: str, *, older_than: float, now: datetime | None = None) -> int:
         """See `Queue.purge`."""
         return await self._run(self.sync.purge, queue, older_than=older_than, now=now)
+
+    async def set_policy(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        group_concurrency: int | None = None,
+        rate: Rate | tuple[int, float] | None = None,
+        group_rate: Rate | tuple[int, float] | None = None,
+    ) -> QueuePolicy:
+        """See `Queue.set_policy`."""
+        return await self._run(
+            self.sync.set_policy,
+            queue,
+            concurrency=concurrency,
+            group_concurrency=group_concurrency,
+            rate=rate,
+            group_rate=group_rate,
+        )
+
+    async def policy(self, queue: str) -> QueuePolicy:
+        """See `Queue.policy`."""
+        return await self._run(self.sync.policy, queue)
+
+    async def pause(self, queue: str) -> QueuePolicy:
+        """See `Queue.pause`."""
+        return await self._run(self.sync.pause, queue)
+
+    async def resume(self, queue: str) -> QueuePolicy:
+        """See `Queue.resume`."""
+        return await self._run(self.sync.resume, queue)
+
+    async def live_leases_by_group(
+        self, queue: str, *, limit: int = 10, now: datetime | None = None
+    ) -> list[GroupLeases]:
+        """See `Queue.live_leases_by_group`."""
+        return await self._run(self.sync.live_leases_by_group, queue, limit=limit, now=now)
 
 
 def _conforms(queue: Queue, async_queue: AsyncQueue) -> tuple[QueueAPI, AsyncQueueAPI]:

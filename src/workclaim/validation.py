@@ -16,6 +16,7 @@ from itertools import accumulate
 from typing import Any
 
 from workclaim.errors import PayloadTooLarge, ValidationError
+from workclaim.models import QueuePolicy, Rate
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 # A JSON escape \u0000 preceded by an even number of backslashes is a real NUL character.
@@ -31,6 +32,10 @@ PRIORITY_MIN = -(2**31)
 PRIORITY_MAX = 2**31 - 1
 MAX_ERROR_CHARS = 65_536
 MAX_ID = 2**53 - 1
+# Flow control: the most a concurrency limit or a rate's count may be, and the longest window
+# (a store keeps one record per claim of a rate-limited queue or group for a window's length).
+MAX_LIMIT = 1_000_000
+MAX_RATE_WINDOW_SECONDS = 86_400.0
 # Arrays and objects nested in a payload or result, at most. An answer wraps a payload in a few
 # levels of its own (`{"leases": [{"payload": ...}]}`), and JSON readers cap the total depth (the
 # server's encoder at 255, Ruby's parser at 100, serde_json at 128): 64 leaves room for all.
@@ -55,6 +60,48 @@ def check_name(value: object, what: str) -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+def check_group(value: object) -> str | None:
+    """A flow-control group key: a name like a queue's, or None (the queue's default group)."""
+    return None if value is None else check_name(value, "group")
+
+
+def check_limit(value: object, what: str) -> int | None:
+    """A concurrency limit: None (no limit) or 1 or more (pause a queue to stop it instead)."""
+    return None if value is None else check_int(value, what, low=1, high=MAX_LIMIT)
+
+
+def check_rate(value: object, what: str) -> Rate | None:
+    """A rate limit: None or `(count, per_seconds)`, count >= 1, window up to a day."""
+    if value is None:
+        return None
+    if isinstance(value, Rate):
+        value = (value.count, value.per_seconds)
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise ValidationError(f"{what} must be (count, per_seconds), got {value!r}")
+    count = check_int(value[0], f"{what} count", low=1, high=MAX_LIMIT)
+    per = check_seconds(
+        value[1], f"{what} window", low=0.0, high=MAX_RATE_WINDOW_SECONDS, low_open=True
+    )
+    return Rate(count, per)
+
+
+def check_policy(
+    queue: object,
+    concurrency: object,
+    group_concurrency: object,
+    rate: object,
+    group_rate: object,
+) -> QueuePolicy:
+    """A queue's limits, validated (`paused` is set apart, by pause and resume)."""
+    return QueuePolicy(
+        queue=check_name(queue, "queue name"),
+        concurrency=check_limit(concurrency, "concurrency"),
+        group_concurrency=check_limit(group_concurrency, "group_concurrency"),
+        rate=check_rate(rate, "rate"),
+        group_rate=check_rate(group_rate, "group_rate"),
+    )
 
 
 def check_queues(queues: str | Sequence[str]) -> tuple[str, ...]:

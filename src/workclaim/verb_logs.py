@@ -19,7 +19,7 @@ from workclaim.backends import NewItem
 from workclaim.config import Settings
 from workclaim.errors import LeaseLost
 from workclaim.logs import EVENTS, HOT, NOTABLE
-from workclaim.models import Lease, Status
+from workclaim.models import Lease, QueuePolicy, Status
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -144,6 +144,25 @@ def _pruned(settings: Settings, count: int, queue: None, **_: object) -> None:
         logs.event(NOTABLE, "prune", item_id=None, queue=None, outcome="deleted", count=count)
 
 
+def _policy_changed(settings: Settings, policy: QueuePolicy, *_: object, **__: object) -> None:
+    """`set_policy`, `pause` and `resume`: the queue's whole policy as it now stands."""
+    logs.event(
+        NOTABLE,
+        "policy",
+        item_id=None,
+        queue=policy.queue,
+        outcome="paused" if policy.paused else "active",
+        concurrency=policy.concurrency,
+        group_concurrency=policy.group_concurrency,
+        rate=None if policy.rate is None else (policy.rate.count, policy.rate.per_seconds),
+        group_rate=(
+            None
+            if policy.group_rate is None
+            else (policy.group_rate.count, policy.group_rate.per_seconds)
+        ),
+    )
+
+
 # -- the table: per-item verbs of the hot path at DEBUG, what an operator looks for at INFO ---
 ENQUEUE = Verb("enqueue", HOT, _enqueued)
 CLAIM = Verb("claim", HOT, _claimed)
@@ -156,3 +175,4 @@ CANCEL = Verb("cancel", NOTABLE, _cancelled)
 REQUEUE = Verb("requeue", NOTABLE, _requeued)
 PURGE = Verb("purge", NOTABLE, _purged)
 PRUNE = Verb("prune", NOTABLE, _pruned)
+POLICY = Verb("policy", NOTABLE, _policy_changed)

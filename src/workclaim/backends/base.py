@@ -20,7 +20,15 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from workclaim.backends.wakeup import Wakeup
-from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.models import (
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    QueueStats,
+    Status,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,7 @@ class NewItem:
     Exactly one of `delay` (seconds after the store's clock) and `run_at` is used: `run_at`
     when it is set. `history`: whether the item's state changes are recorded in its attempt
     history (fixed for the item's life; every writer, including another client's reap, obeys it).
+    `group`: the flow-control group (None: the queue's default group), fixed for the item's life.
     """
 
     payload: str
@@ -39,6 +48,7 @@ class NewItem:
     max_attempts: int
     dedupe_key: str | None
     history: bool = True
+    group: str | None = None
 
 
 @runtime_checkable
@@ -54,7 +64,16 @@ class Leasing(Protocol):
         limit: int,
         now: datetime | None = None,
     ) -> list[Lease]:
-        """Lease up to `limit` claimable items in `(priority, run_at, id)` order across `queues`.
+        """Lease up to `limit` claimable items across `queues`, in the fair order and within the
+        queues' policies (docs/contract.md, "Flow control").
+
+        The fair order: by priority; within one priority, round-robin across groups (each group's
+        first claimable item, then each group's second, ...), groups ordered by the greatest
+        token the store ever issued to an item of theirs (never served first), ties by
+        `(run_at, id)`. With one group (no groups used) that is `(priority, run_at, id)`.
+        Limits: an item is taken only if, after taking it, the queue's and the group's live
+        leases and claims within the rate windows stay within the policy, and the queue is not
+        paused; a limited claim returns fewer items (or none), it never waits.
 
         First returns expired leases to `queued` (or `dead` when no attempt is left): a bounded
         number of `queues`' own, oldest first, so that an expired item of theirs is claimable by
@@ -123,8 +142,8 @@ class Leasing(Protocol):
 
         Each completion is fenced like `complete`: the flag for a stale lease is False and that
         item is left unchanged (no error, the others still complete); a repeat of the complete
-        that ended a lease is True. `limit` may be 0 (complete only). Returns the flags in
-        `done`'s order and the new leases.
+        that ended a lease is True. `limit` may be 0 (complete only). The claim sees the slots
+        the completions freed. Returns the flags in `done`'s order and the new leases.
         """
         ...
 
@@ -163,9 +182,21 @@ class Inspection(Protocol):
         unknown queue."""
         ...
 
+    def policy(self, queue: str) -> QueuePolicy:
+        """The queue's stored policy; no limits and not paused when none was ever set."""
+        ...
+
+    def live_leases_by_group(
+        self, queue: str, *, limit: int, now: datetime | None = None
+    ) -> list[GroupLeases]:
+        """The `limit` groups of `queue` holding the most live leases now (most first, ties by
+        group name, the default group first), groups with none left out."""
+        ...
+
     def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
         """The earliest store-clock time at which the clock alone makes something in `queues`
-        claimable (a delayed item, a retry's backoff, a lease's expiry), or None: `now` itself
+        claimable (a delayed item, a retry's backoff, a lease's expiry, a rate window moving on
+        past a claim that fills it), or None: `now` itself
         while a lease of `queues` has expired and is not reaped yet (the next claim reaps it),
         else a time after `now`. May be earlier than needed (a waiter then just looks again)."""
         ...
@@ -211,6 +242,19 @@ class Administration(Protocol):
         """Delete finished items (`done`, `dead`, `cancelled`) of `queue` (None: every queue)
         that finished more than `older_than_seconds` ago, at most `limit`; returns the count.
         Tokens are never reused after a purge."""
+        ...
+
+    def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
+        """Store `policy`'s limits for its queue (replacing all four; the paused flag is kept);
+        returns the stored policy. Claims from now on obey it; leases beyond a lowered limit
+        run on, and no new lease is given until they are back within it. Waiting claims are
+        woken (a raised limit may free slots)."""
+        ...
+
+    def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
+        """Pause or resume `queue`; returns the stored policy. Linearisable: once it returns,
+        no claim that starts afterwards takes an item of a paused queue (leases already given
+        run on and may end as usual). Resuming wakes waiting claims."""
         ...
 
 

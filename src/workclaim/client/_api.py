@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, Ty
 
 from workclaim._deprecated import CLAIM_RENAMES, renamed
 from workclaim.client._wire import Calls, Options, Plan, claim_pause, exchange
-from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.models import (
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    QueueStats,
+    Rate,
+    Status,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -47,6 +56,7 @@ def enqueue(
     run_at: datetime | None = None,
     max_attempts: int | None = None,
     dedupe_key: str | None = None,
+    group: str | None = None,
     now: datetime | None = None,
 ) -> Plan[int]:
     """See `Queue.enqueue`."""
@@ -72,6 +82,7 @@ def enqueue_many(
     delay: float = 0.0,
     run_at: datetime | None = None,
     max_attempts: int | None = None,
+    group: str | None = None,
     now: datetime | None = None,
 ) -> Plan[list[int]]:
     """See `Queue.enqueue_many`."""
@@ -235,6 +246,46 @@ def purge(
     return exchange(options, Calls.purge(queue, older_than=older_than, now=now))
 
 
+def set_policy(  # FLOW-TODO: the HTTP surface of flow control
+    options: Options,
+    queue: str,
+    *,
+    concurrency: int | None = None,
+    group_concurrency: int | None = None,
+    rate: Rate | tuple[int, float] | None = None,
+    group_rate: Rate | tuple[int, float] | None = None,
+) -> Plan[QueuePolicy]:
+    """See `Queue.set_policy` (admin)."""
+    raise NotImplementedError
+    yield
+
+
+def policy(options: Options, queue: str) -> Plan[QueuePolicy]:  # FLOW-TODO
+    """See `Queue.policy` (admin)."""
+    raise NotImplementedError
+    yield
+
+
+def pause(options: Options, queue: str) -> Plan[QueuePolicy]:  # FLOW-TODO
+    """See `Queue.pause` (admin)."""
+    raise NotImplementedError
+    yield
+
+
+def resume(options: Options, queue: str) -> Plan[QueuePolicy]:  # FLOW-TODO
+    """See `Queue.resume` (admin)."""
+    raise NotImplementedError
+    yield
+
+
+def live_leases_by_group(  # FLOW-TODO
+    options: Options, queue: str, *, limit: int = 10, now: datetime | None = None
+) -> Plan[list[GroupLeases]]:
+    """See `Queue.live_leases_by_group` (admin)."""
+    raise NotImplementedError
+    yield
+
+
 class Method(Generic[P, T]):
     """One entry of `Methods`: a plan that `Client` runs as a method returning its result, and
     `AsyncClient` as a coroutine method. The overloads tell the type checker which is which;
@@ -295,6 +346,11 @@ class Methods:
     cancel = Method(cancel)
     requeue = Method(requeue)
     purge = Method(purge)
+    set_policy = Method(set_policy)
+    policy = Method(policy)
+    pause = Method(pause)
+    resume = Method(resume)
+    live_leases_by_group = Method(live_leases_by_group)
 
 
 def describe(method: Callable[..., Any], plan: Callable[..., Any], owner: str) -> None:

@@ -28,7 +28,7 @@ from workclaim.backends.postgres.schema import PACKAGE, SCHEMA_VERSION, Schema
 from workclaim.backends.wakeup import Wakeup
 from workclaim.config import Settings
 from workclaim.errors import InvalidState, ItemNotFound, LeaseLost, ValidationError
-from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.models import GroupLeases, HistoryEvent, Item, Lease, QueuePolicy, QueueStats, Status
 
 REAP_LIMIT = 100
 
@@ -423,6 +423,21 @@ class PostgresBackend(Connections):
             return
         self._listener = Listener(self.conninfo, {}, self.channel, self._wakeup.notify)
         self._listener.start()
+
+    # -- flow control (FLOW-TODO: being built) --------------------------------------------
+    def policy(self, queue: str) -> QueuePolicy:
+        raise NotImplementedError
+
+    def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
+        raise NotImplementedError
+
+    def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
+        raise NotImplementedError
+
+    def live_leases_by_group(
+        self, queue: str, *, limit: int, now: datetime | None = None
+    ) -> list[GroupLeases]:
+        raise NotImplementedError
 
     def close(self) -> None:
         if self._closed:

@@ -25,7 +25,7 @@ from workclaim.backends.redis.listener import Listener
 from workclaim.backends.wakeup import Wakeup
 from workclaim.config import Settings
 from workclaim.errors import InvalidState, ItemNotFound, LeaseLost
-from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.models import GroupLeases, HistoryEvent, Item, Lease, QueuePolicy, QueueStats, Status
 
 REAP_LIMIT: Final = 100  # expired leases returned per claim
 PROMOTE_LIMIT: Final = 1_000  # due delayed items made ready per queue per claim
@@ -265,6 +265,21 @@ class RedisBackend(Connections):
                     self._wakeup,
                 )
                 self._listener.start()
+
+    # -- flow control (FLOW-TODO: being built) --------------------------------------------
+    def policy(self, queue: str) -> QueuePolicy:
+        raise NotImplementedError
+
+    def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
+        raise NotImplementedError
+
+    def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
+        raise NotImplementedError
+
+    def live_leases_by_group(
+        self, queue: str, *, limit: int, now: datetime | None = None
+    ) -> list[GroupLeases]:
+        raise NotImplementedError
 
     def close(self) -> None:
         if self._closed:

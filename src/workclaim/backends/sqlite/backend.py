@@ -29,7 +29,7 @@ from workclaim.backends.sqlite.listener import Listener
 from workclaim.backends.wakeup import Wakeup
 from workclaim.config import Settings
 from workclaim.errors import InvalidState, ItemNotFound, LeaseLost
-from workclaim.models import HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.models import GroupLeases, HistoryEvent, Item, Lease, QueuePolicy, QueueStats, Status
 
 _PACKAGE = schema.PACKAGE
 Q = load_queries(_PACKAGE, "queries.sql")
@@ -357,6 +357,21 @@ class SqliteBackend(Connections):
             return
         self._listener = Listener(self._connect, self._wakeup)
         self._listener.start()
+
+    # -- flow control (FLOW-TODO: being built) --------------------------------------------
+    def policy(self, queue: str) -> QueuePolicy:
+        raise NotImplementedError
+
+    def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
+        raise NotImplementedError
+
+    def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
+        raise NotImplementedError
+
+    def live_leases_by_group(
+        self, queue: str, *, limit: int, now: datetime | None = None
+    ) -> list[GroupLeases]:
+        raise NotImplementedError
 
     def close(self) -> None:
         if self._closed:
