@@ -9,6 +9,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # Headless Chromium for the dashboard's browser tests (driven by Playwright, which downloads
 # no browser of its own: PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1, executable /usr/bin/chromium).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# SPIN, for the protocol model check (tests/model/test_spin.py).
+command -v spin >/dev/null 2>&1 || need_apt+=(spin)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
