@@ -38,9 +38,12 @@ def binary() -> str | None:
 
 class PgBouncer:
     """One PgBouncer in transaction mode whose every database is the server behind
-    `server_url`; `url(dbname)` reaches it as the `postgres` role."""
+    `server_url`; `url(dbname)` reaches it as the `postgres` role. `server_options`: more of
+    the database entry (say `timezone=Asia/Tokyo`, asked of every server session)."""
 
-    def __init__(self, server_url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+    def __init__(
+        self, server_url: str, *, pool_size: int = DEFAULT_POOL_SIZE, server_options: str = ""
+    ) -> None:
         exe = binary()
         if exe is None:
             unavailable("pgbouncer is not installed (.ci/services.sh installs Debian's)")
@@ -54,7 +57,7 @@ class PgBouncer:
         (self.root / "userlist.txt").write_text(f'"{self.user}" ""\n')
         (self.root / "pgbouncer.ini").write_text(
             "[databases]\n"
-            f"* = host={host} port={server_port}\n"
+            f"* = host={host} port={server_port} {server_options}\n"
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
             f"unix_socket_dir = {self.root}\n"

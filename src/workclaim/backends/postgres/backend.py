@@ -67,8 +67,12 @@ class PostgresBackend(Connections):
         self.migrate_to(SCHEMA_VERSION)
 
     def migrate_to(self, target: int) -> None:
-        """Apply the migrations up to `target` (see `Schema.migrate`), on the direct URL when
-        the URL gives one (see `Connections._call_direct`)."""
+        """Apply the migrations up to `target` (see `Schema.migrate`). With a `direct_url` the
+        version is read through the pool and only a migration that has work opens a direct
+        session (see `Connections._call_direct`): hundreds of processes starting together on
+        a migrated schema open no direct connection."""
+        if self.direct_conninfo is not None and self._call(self._schema.version) == target:
+            return
         self._call_direct(lambda conn: self._schema.migrate(conn, target))
 
     def migration_sql(self, name: str) -> str:

@@ -240,7 +240,8 @@ class Connections:
         through a transaction pooler only the time zone, which PgBouncer tracks per client and
         sets again on whichever server session runs the client's next transaction."""
         if self.pooler.transaction:
-            conn.execute("SET TimeZone TO 'UTC'")
+            with self._watchdog.guard(conn):  # the pool's thread must not hang here either
+                conn.execute("SET TimeZone TO 'UTC'")
 
     def _wakeup_source(self, channel: str, on_signal: Callable[[], None]) -> Listener | Poller:
         """What wakes waiting claims: LISTEN on a session of its own (the direct URL's when
