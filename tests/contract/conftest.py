@@ -22,7 +22,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """PostgreSQL through PgBouncer runs the contract on the `direct` transport only: over HTTP
     the server reaches the store through the same library calls, so the pair would add CI time
     (about 20 s) and no pooler behaviour the direct pair does not already check."""
-    keep, dropped = [], []
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         params = getattr(item, "callspec", None)
         pair = (params.params.get("backend_name"), params.params.get("queue")) if params else None

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -128,7 +129,9 @@ def test_migrations_run_on_the_direct_url_and_only_when_there_is_work(
     pooled = with_query(bouncer.url(), schema=schema, pgbouncer="transaction")
     nowhere = with_query(pooled, direct_url=f"postgresql://postgres@127.0.0.1:{_closed_port()}/x")
     with pytest.raises(BackendUnavailable):
-        Queue(nowhere, settings=Settings(timeout=2))  # a fresh schema: migrating needs the direct URL
+        Queue(
+            nowhere, settings=Settings(timeout=2)
+        )  # a fresh schema: migrating needs the direct URL
     with Queue(pooled):
         pass  # migrated through the pooler
     with Queue(nowhere, settings=Settings(timeout=2)) as q:  # up to date: no direct connection
@@ -160,7 +163,7 @@ def test_a_call_through_pgbouncer_fails_within_the_deadline_when_the_server_is_g
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     schema = _schema(request, tmp_path)
-    server = conninfo_to_dict(postgres_base(request))
+    server: dict[str, Any] = conninfo_to_dict(postgres_base(request))
     timeout = 1.0
     with FaultProxy(str(server.get("host", "127.0.0.1")), int(server.get("port", 5432))) as proxy:
         proxied = f"postgresql://postgres@127.0.0.1:{proxy.port}/{server.get('dbname', 'test')}"

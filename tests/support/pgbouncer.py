@@ -106,7 +106,7 @@ class PgBouncer:
     def admin(self, command: str) -> list[dict[str, Any]]:
         """Rows of an admin console command (`SHOW POOLS`, ...), as dicts."""
         with psycopg.connect(
-            self.url("pgbouncer"), autocommit=True, connect_timeout=2, prepare_threshold=None
+            self.url("pgbouncer"), autocommit=True, connect_timeout=10, prepare_threshold=None
         ) as conn:
             cur = conn.execute(command)
             names = [col.name for col in cur.description or []]

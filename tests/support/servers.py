@@ -21,7 +21,7 @@ from tests.support.missing import in_ci as in_ci
 from tests.support.missing import unavailable as unavailable
 
 # The backends the contract suite runs on; a new backend is done when the suite passes on it.
-# `postgres-pgbouncer` is PostgreSQL through PgBouncer in transaction mode (tests/support/pgbouncer.py).
+# `postgres-pgbouncer`: PostgreSQL through PgBouncer in transaction mode (support/pgbouncer.py).
 BACKENDS: list[str] = ["sqlite", "postgres", "postgres-pgbouncer", "redis"]
 
 # (the requesting test, its tmp_path) -> URL; a provider may add finalizers to clean up.
@@ -91,9 +91,7 @@ def pgbouncer_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     schema = dict(parse_qsl(urlsplit(direct).query))["schema"]
     base = postgres_base(request)
     bouncer = session_pgbouncer(base, request.config)
-    return with_query(
-        bouncer.url(), schema=schema, pgbouncer="transaction", direct_url=base
-    )
+    return with_query(bouncer.url(), schema=schema, pgbouncer="transaction", direct_url=base)
 
 
 def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
