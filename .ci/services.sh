@@ -15,6 +15,10 @@ command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need_apt+=
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # The package may start its system service on 6432; the tests never use it.
+    if [[ " ${need_apt[*]} " == *" pgbouncer "* ]]; then
+        invoke-rc.d pgbouncer stop >/dev/null 2>&1 || true
+    fi
 fi
 
 pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q; }
