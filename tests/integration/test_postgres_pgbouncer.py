@@ -20,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tests.support.faultproxy import FaultProxy
 from tests.support.pgbouncer import PgBouncer
+from tests.support.pgserver import free_port
 from tests.support.servers import postgres_base, postgres_url, with_query
 from workclaim import BackendUnavailable, ConfigError, Lease, Queue, Settings
 from workclaim.backends.postgres.backend import PostgresBackend
@@ -127,7 +128,7 @@ def test_migrations_run_on_the_direct_url_and_only_when_there_is_work(
 ) -> None:
     schema = _schema(request, tmp_path)
     pooled = with_query(bouncer.url(), schema=schema, pgbouncer="transaction")
-    nowhere = with_query(pooled, direct_url=f"postgresql://postgres@127.0.0.1:{_closed_port()}/x")
+    nowhere = with_query(pooled, direct_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     with pytest.raises(BackendUnavailable):
         Queue(
             nowhere, settings=Settings(timeout=2)
@@ -137,12 +138,6 @@ def test_migrations_run_on_the_direct_url_and_only_when_there_is_work(
     with Queue(nowhere, settings=Settings(timeout=2)) as q:  # up to date: no direct connection
         q.enqueue("jobs", 1)
         assert q.stats("jobs").queued == 1
-
-
-def _closed_port() -> int:
-    from tests.support.pgserver import free_port
-
-    return free_port()
 
 
 def test_the_session_time_zone_is_utc_whatever_the_server_sessions_use(
