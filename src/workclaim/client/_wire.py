@@ -271,8 +271,8 @@ class Calls:
         run_at: datetime | None,
         max_attempts: int | None,
         dedupe_key: str | None,
-        group: str | None,
         now: datetime | None,
+        group: str | None = None,
     ) -> Call[int]:
         queue = check_name(queue, "queue name")
         body = Calls._options(priority, delay, run_at, max_attempts, dedupe_key, group)
@@ -294,8 +294,8 @@ class Calls:
         delay: float,
         run_at: datetime | None,
         max_attempts: int | None,
-        group: str | None,
         now: datetime | None,
+        group: str | None = None,
     ) -> Call[list[int]]:
         queue = check_name(queue, "queue name")
         body = Calls._options(priority, delay, run_at, max_attempts, None, group)
