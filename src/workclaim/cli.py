@@ -287,7 +287,7 @@ def stats(
     console.print(table)
     for policy in policies:
         if policy.limited:
-            console.print(f"{escape(policy.queue)}: {escape(policy_text(policy))}", highlight=False)
+            print(f"{policy.queue}: {policy_text(policy)}")
 
 
 @app.command()
@@ -375,10 +375,7 @@ def policy_json(policy: QueuePolicy) -> dict[str, Any]:
 
 
 def _show_policy(policy: QueuePolicy, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(policy_json(policy)))
-    else:
-        console.print(f"{escape(policy.queue)}: {escape(policy_text(policy))}", highlight=False)
+    print(json.dumps(policy_json(policy)) if as_json else f"{policy.queue}: {policy_text(policy)}")
 
 
 def parse_limit(value: str, what: str) -> int | None:

@@ -71,25 +71,23 @@ def test_pause_resume_and_clear(db: str) -> None:
         assert len(q.claim("jobs", worker="w")) == 1
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--rate", "100"], "COUNT/SECONDS"),
-        (["--rate", "x/60"], "COUNT/SECONDS"),
-        (["--group-rate", "10/0"], "group_rate window"),
-        (["--rate", "10/86401"], "rate window"),
-        (["--concurrency", "0"], "concurrency"),
-        (["--group-concurrency", "many"], "--group-concurrency must be a whole number"),
-    ],
-)
-def test_bad_limits_are_one_line_errors_that_change_nothing(
-    db: str, args: list[str], message: str
-) -> None:
+BAD_LIMITS = [
+    (["--rate", "100"], "COUNT/SECONDS"),
+    (["--rate", "x/60"], "COUNT/SECONDS"),
+    (["--group-rate", "10/0"], "group_rate window"),
+    (["--rate", "10/86401"], "rate window"),
+    (["--concurrency", "0"], "concurrency"),
+    (["--group-concurrency", "many"], "--group-concurrency must be a whole number"),
+]
+
+
+def test_bad_limits_are_one_line_errors_that_change_nothing(db: str) -> None:
     run_json("queue", "policy", "emails", "--concurrency", "4", "--db", db)
-    result = workclaim("queue", "policy", "emails", *args, "--db", db)
-    assert result.returncode == 1, result.stdout
-    assert result.stderr.startswith("error: ") and message in result.stderr
-    assert "Traceback" not in result.stderr
+    for args, message in BAD_LIMITS:
+        result = workclaim("queue", "policy", "emails", *args, "--db", db)
+        assert result.returncode == 1, (args, result.stdout)
+        assert result.stderr.startswith("error: ") and message in result.stderr, args
+        assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     assert run_json("queue", "policy", "emails", "--db", db)["concurrency"] == 4
 
 
