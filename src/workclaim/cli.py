@@ -272,14 +272,12 @@ def stats(
         snap = snapshot(source, [*(queues or ()), *(queue or ())])
         policies = [source.policy(r.queue) for r in snap.stats]
     if as_json:
-        print(
-            json.dumps(
-                {
-                    r.queue: {f: getattr(r, f) for f in COUNTS} | {"policy": policy_json(p)}
-                    for r, p in zip(snap.stats, policies, strict=True)
-                }
-            )
-        )
+        shown: dict[str, dict[str, Any]] = {}
+        for row, policy in zip(snap.stats, policies, strict=True):
+            shown[row.queue] = {f: getattr(row, f) for f in COUNTS}
+            if policy.limited:  # a queue without one keeps the counts-only shape of before
+                shown[row.queue]["policy"] = policy_json(policy)
+        print(json.dumps(shown))
         return
     table = queue_table(snap, None)
     table.columns = table.columns[: 1 + len(COUNTS)]  # no rates from a single snapshot
