@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -91,31 +91,68 @@ def test_a_paused_queue_gives_nothing_until_resumed(api: Api) -> None:
         assert len(alice.post("/worker/claim", json={"queue": "p-stop"}).json()["leases"]) == 1
 
 
-@pytest.mark.timeout(60)
-def test_a_long_poll_on_a_paused_queue_waits_and_resume_wakes_it(api: Api) -> None:
-    """The long-poll's shared claim gets [] from the paused queue and waits on the store's
-    wake-ups; `resume` is one of them, so the waiting claim takes the item well before its
-    30 s wait ends (were it not woken, it would answer 204 at the end)."""
+def long_poll(api: Api, queue: str, free_a_slot: Callable[[], object]) -> httpx.Response:
+    """A 30 s long-poll claim on `queue` as alice; once it is waiting, `free_a_slot()` runs.
+    Returns the claim's answer: leases if the slot freed woke the waiting claim, else a 204
+    when the 30 s are over."""
     results: list[httpx.Response] = []
-    with api.http("root") as root, api.http("alice") as alice:
-        item = alice.post("/queues/p-wait/items", json={"payload": 1}).json()["ids"][0]
-        root.post("/queues/p-wait/pause")
 
-        def poll() -> None:
-            with api.http("alice") as c:
-                results.append(c.post("/worker/claim", json={"queue": "p-wait", "wait": 30}))
+    def poll() -> None:
+        with api.http("alice") as c:
+            results.append(c.post("/worker/claim", json={"queue": queue, "wait": 30}))
 
-        waiter = threading.Thread(target=poll)
-        waiter.start()
+    waiter = threading.Thread(target=poll)
+    waiter.start()
+    with api.http("root") as root:
         deadline = time.monotonic() + 20
         while "workclaim_longpolls_waiting 1.0" not in root.get("/metrics").text:
             assert time.monotonic() < deadline, "the long-poll never started waiting"
             time.sleep(0.02)
-        assert root.post("/queues/p-wait/resume").json()["paused"] is False
-        waiter.join(40)
+    free_a_slot()
+    waiter.join(40)
     [answer] = results
+    return answer
+
+
+@pytest.mark.timeout(60)
+def test_a_long_poll_on_a_paused_queue_waits_and_resume_wakes_it(api: Api) -> None:
+    """The long-poll's shared claim gets [] from the paused queue and waits on the store's
+    wake-ups; `resume` is one of them, so the waiting claim takes the item before its 30 s
+    wait ends (were it not woken, it would answer 204 at the end)."""
+    with api.http("root") as root, api.http("alice") as alice:
+        item = alice.post("/queues/p-wait/items", json={"payload": 1}).json()["ids"][0]
+        root.post("/queues/p-wait/pause")
+        answer = long_poll(api, "p-wait", lambda: root.post("/queues/p-wait/resume"))
     assert answer.status_code == 200
     assert [x["id"] for x in answer.json()["leases"]] == [item]
+
+
+@pytest.mark.timeout(60)
+def test_a_long_poll_on_a_full_group_is_woken_by_a_complete(api: Api) -> None:
+    with api.http("root") as root, api.http("alice") as alice:
+        root.put("/queues/l-full/policy", json={"group_concurrency": 1})
+        ids = alice.post("/queues/l-full/items", json={"payloads": [1, 2], "group": "g"})
+        first, second = ids.json()["ids"]
+        [held] = alice.post("/worker/claim", json={"queue": "l-full", "limit": 2}).json()["leases"]
+        assert held["id"] == first  # the group's one slot is taken: the second item waits
+        ref = {"id": held["id"], "token": held["token"]}
+        answer = long_poll(api, "l-full", lambda: alice.post("/worker/complete", json=ref))
+    assert answer.status_code == 200
+    assert [(x["id"], x["group"]) for x in answer.json()["leases"]] == [(second, "g")]
+
+
+@pytest.mark.timeout(60)
+def test_a_long_poll_on_a_rate_limited_queue_wakes_when_the_window_moves_on(api: Api) -> None:
+    """One claim per second: the second item is claimable once the first claim leaves the
+    window, a time the store's `next_due` gives the waiting claim (nothing else happens)."""
+    with api.http("root") as root, api.http("alice") as alice:
+        root.put("/queues/l-rate/policy", json={"rate": {"count": 1, "per_seconds": 1}})
+        first, second = alice.post("/queues/l-rate/items", json={"payloads": [1, 2]}).json()["ids"]
+        [held] = alice.post("/worker/claim", json={"queue": "l-rate", "limit": 2}).json()["leases"]
+        assert held["id"] == first
+        answer = alice.post("/worker/claim", json={"queue": "l-rate", "wait": 30})
+    assert answer.status_code == 200
+    assert [x["id"] for x in answer.json()["leases"]] == [second]
 
 
 def test_the_busiest_groups_read(api: Api) -> None:
