@@ -85,18 +85,19 @@ def _race(run: FaultRun) -> int:
     """The main race; returns how many workers were SIGKILLed."""
     rng = random.Random(15)
     run.set_policy(concurrency=16, group_concurrency=1, rate=(400, 1.0), group_rate=(3, 1.0))
-    for g in range(GROUPS):
-        run.enqueue(1, group=f"g{g}")
-    run.enqueue(HOT, group="hot")
-    run.enqueue(40)  # the default group
     live = [
-        run.spawn(run.config(f"s{i}", job_seconds=1.5 * LEASE, max_items=2), events=False)
+        run.spawn(run.config(f"s{i}", job_seconds=1.5 * LEASE, max_items=2))
         for i in range(STALLERS)
     ]
     live += [
-        run.spawn(run.config(f"w{i}", job_seconds=0.005, batch=1 + i % 3), events=False)
+        run.spawn(run.config(f"w{i}", job_seconds=0.005, batch=1 + i % 3))
         for i in range(WORKERS)
     ]
+    run.enqueue(HOT, group="hot")  # while the workers start
+    run.enqueue(40)  # the default group
+    for g in range(GROUPS):
+        run.enqueue(1, group=f"g{g}")
+    run.wait_ready(live)
     spawned, kills = len(live), 0
     for flip in range(FLIPS):
         time.sleep(rng.uniform(0.2, 0.4))  # the race's rhythm: let the workers claim a while
