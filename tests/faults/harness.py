@@ -109,11 +109,11 @@ class FaultRun:
         self.admin = Queue(url, settings=Settings(timeout=timeout))
 
     # -- setup ------------------------------------------------------------
-    def enqueue(self, n: int, *, group: str | None = None) -> list[int]:
-        """Enqueue n items (in `group`) in one recorded call."""
+    def enqueue(self, n: int, *, group: str | None = None, queue: str = QUEUE) -> list[int]:
+        """Enqueue n items (in `group` of `queue`) in one recorded call."""
         op = self.rec.invoke("enqueue")
         self.rec.flush()
-        ids = self.admin.enqueue_many(QUEUE, [{"n": i} for i in range(n)], group=group)
+        ids = self.admin.enqueue_many(queue, [{"n": i} for i in range(n)], group=group)
         self.rec.ok_many(op, [{"item_id": i} for i in ids])
         self.rec.flush()
         self.enqueued.extend(ids)
@@ -182,12 +182,12 @@ class FaultRun:
                 return event
 
     # -- flow control --------------------------------------------------------
-    def set_policy(self, **limits: Any) -> QueuePolicy:
-        """`set_policy` on the run's queue, recorded with the limits it sets."""
-        wanted = check_policy(QUEUE, *(limits.get(name) for name in LIMITS))
-        op = self.rec.invoke("policy", queue=QUEUE, policy=policy_fields(wanted))
+    def set_policy(self, queue: str = QUEUE, **limits: Any) -> QueuePolicy:
+        """`set_policy` on the run's queue (or `queue`), recorded with the limits it sets."""
+        wanted = check_policy(queue, *(limits.get(name) for name in LIMITS))
+        op = self.rec.invoke("policy", queue=queue, policy=policy_fields(wanted))
         self.rec.flush()
-        policy = self.admin.set_policy(QUEUE, **limits)
+        policy = self.admin.set_policy(queue, **limits)
         self.rec.ok(op)
         self.rec.flush()
         return policy

@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 GROUPS = 1_000
 HOT = 120  # items of one group every worker wants
+SLOT_QUEUE = "flow-slot"
+RATE = 250  # claims a second: the run lasts a few seconds, long enough for the flips
 LEASE = 1.0
 CLAIMERS = 10  # released together at a group with one free slot
 ROUNDS = 3
@@ -37,8 +39,9 @@ FLIPS = 6
 def test_limits_hold_under_a_real_race(backend_name: str, store_url: str, tmp_path: Path) -> None:
     run = FaultRun(f"{backend_name}: flow race", store_url, tmp_path, lease=LEASE)
     try:
-        one_slot_counts = _one_free_slot(run)
+        slot = OneFreeSlot(run)  # its processes start beside the race's, on a queue of its own
         kills = _race(run)
+        one_slot_counts = slot.counts()
         result, events = _finish(run)
     finally:
         run.close()
@@ -54,44 +57,56 @@ def test_limits_hold_under_a_real_race(backend_name: str, store_url: str, tmp_pa
     assert _claims_refused_while_paused(events) >= 1, "no claim ran into a pause"
 
 
-def _one_free_slot(run: FaultRun) -> list[int]:
-    """`CLAIMERS` processes, released by a barrier `ROUNDS` times, claim a batch of 2 each from
-    a queue whose only group has one free slot (group_concurrency 1): per round, how many items
-    all of them got together."""
-    run.set_policy(group_concurrency=1)
-    run.enqueue(ROUNDS * 2, group="one-slot")
-    barrier = run.ctx.Barrier(CLAIMERS)
-    out = run.ctx.Queue()
-    procs = [
-        run.ctx.Process(
-            target=barrier_claims,
-            args=(run.config(f"b{i}", lease=30.0), barrier, ROUNDS, 2, out),
-            daemon=True,
-        )
-        for i in range(CLAIMERS)
-    ]
-    for p in procs:
-        p.start()
-    got = [int(out.get(timeout=120)) for _ in range(CLAIMERS * ROUNDS)]
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0, f"barrier claimer exited with {p.exitcode}"
-    out.close()
-    # The barrier orders the rounds: every report of a round comes before any of the next.
-    return [sum(got[r * CLAIMERS : (r + 1) * CLAIMERS]) for r in range(ROUNDS)]
+class OneFreeSlot:
+    """`CLAIMERS` processes, released by a barrier `ROUNDS` times, each claim a batch of 2 from
+    a queue whose only group has one free slot (group_concurrency 1, `ROUNDS` items queued);
+    the winner completes its item before the next round."""
+
+    def __init__(self, run: FaultRun) -> None:
+        run.set_policy(SLOT_QUEUE, group_concurrency=1)
+        run.enqueue(ROUNDS, group="one-slot", queue=SLOT_QUEUE)
+        barrier = run.ctx.Barrier(CLAIMERS)
+        self.out = run.ctx.Queue()
+        self.procs: list[Any] = [
+            run.ctx.Process(
+                target=barrier_claims,
+                args=(
+                    run.config(f"b{i}", queue=SLOT_QUEUE, lease=30.0),
+                    barrier,
+                    ROUNDS,
+                    2,
+                    self.out,
+                ),
+                daemon=True,
+            )
+            for i in range(CLAIMERS)
+        ]
+        for i, p in enumerate(self.procs):
+            p.start()
+            p._wc_name, p._wc_events = f"b{i}", None
+        run.procs.extend(self.procs)  # stopped with the race's workers, killed if left over
+
+    def counts(self) -> list[int]:
+        """Per round, how many items all the claimers got together."""
+        got = [int(self.out.get(timeout=120)) for _ in range(CLAIMERS * ROUNDS)]
+        for p in self.procs:
+            p.join(60)
+            assert p.exitcode == 0, f"a barrier claimer exited with {p.exitcode}"
+        self.out.close()
+        # The barrier orders the rounds: every report of a round comes before any of the next.
+        return [sum(got[r * CLAIMERS : (r + 1) * CLAIMERS]) for r in range(ROUNDS)]
 
 
 def _race(run: FaultRun) -> int:
     """The main race; returns how many workers were SIGKILLed."""
     rng = random.Random(15)
-    run.set_policy(concurrency=16, group_concurrency=1, rate=(400, 1.0), group_rate=(3, 1.0))
+    run.set_policy(concurrency=16, group_concurrency=1, rate=(RATE, 1.0), group_rate=(3, 1.0))
     live = [
         run.spawn(run.config(f"s{i}", job_seconds=1.5 * LEASE, max_items=2))
         for i in range(STALLERS)
     ]
     live += [
-        run.spawn(run.config(f"w{i}", job_seconds=0.005, batch=1 + i % 3))
-        for i in range(WORKERS)
+        run.spawn(run.config(f"w{i}", job_seconds=0.005, batch=1 + i % 3)) for i in range(WORKERS)
     ]
     run.enqueue(HOT, group="hot")  # while the workers start
     run.enqueue(40)  # the default group
@@ -103,7 +118,7 @@ def _race(run: FaultRun) -> int:
         time.sleep(rng.uniform(0.2, 0.4))  # the race's rhythm: let the workers claim a while
         run.flip(paused=flip % 2 == 0)
         if flip == FLIPS // 2:
-            run.set_policy(concurrency=24, group_concurrency=3, rate=(400, 1.0), group_rate=None)
+            run.set_policy(concurrency=24, group_concurrency=3, rate=(RATE, 1.0), group_rate=None)
         if kills < KILLS:
             victim = live.pop(rng.randrange(STALLERS, len(live)))
             run.kill(victim, signal.SIGKILL)
