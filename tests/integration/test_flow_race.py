@@ -65,7 +65,8 @@ class OneFreeSlot:
     def __init__(self, run: FaultRun) -> None:
         run.set_policy(SLOT_QUEUE, group_concurrency=1)
         run.enqueue(ROUNDS, group="one-slot", queue=SLOT_QUEUE)
-        barrier = run.ctx.Barrier(CLAIMERS)
+        # Kept on self: the children must unpickle it while the parent still holds it.
+        self.barrier = barrier = run.ctx.Barrier(CLAIMERS)
         self.out = run.ctx.Queue()
         self.procs: list[Any] = [
             run.ctx.Process(
