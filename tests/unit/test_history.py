@@ -614,11 +614,13 @@ def test_lease_end_facts_come_from_the_attempt_history() -> None:
         HistoryEvent(1, EventKind.RELEASED, at(103.5), 2, Status.QUEUED, token=11),
         HistoryEvent(1, EventKind.CLAIMED, at(104.0), 3, Status.CLAIMED, token=12),
         HistoryEvent(1, EventKind.COMPLETED, at(104.25), 3, Status.DONE, token=12),
+        HistoryEvent(1, EventKind.CLAIMED, at(105.0), 4, Status.CLAIMED, token=13),
     ]
     assert lease_end_facts(1, events) == [
-        {"item_id": 1, "token": 10, "ended_at_us": None},
+        {"item_id": 1, "token": 10, "ended_at_us": 102_000_000},  # reaped: capped at expiry
         {"item_id": 1, "token": 11, "ended_at_us": 103_500_000},
         {"item_id": 1, "token": 12, "ended_at_us": 104_250_000},
+        {"item_id": 1, "token": 13, "ended_at_us": None},  # still held, or expired unreaped
     ]
 
 

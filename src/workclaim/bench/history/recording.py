@@ -17,7 +17,7 @@ A claim's ok event carries the lease's `queue`, `group` (absent: the default gro
 `lease_seconds` and `expires_at_us` (store clock), so the store-clock time of the claim is
 `expires_at_us - lease_seconds`. The store-clock end of a lease cannot be known by its holder; it
 is read after the run from the item's attempt history and recorded as an `ended` fact (one ok
-event with no invoke: `item_id`, `token`, and `ended_at_us` when a complete, release or fail ended
+event with no invoke: `item_id`, `token`, and `ended_at_us` when an event of the history ended
 the lease; without it the lease ran until it expired). See `lease_end_facts`.
 """
 
@@ -239,20 +239,21 @@ def policy_fields(policy: QueuePolicy) -> dict[str, Any]:
     }
 
 
-ENDED_BY = frozenset({"completed", "released", "failed"})
+LEASE_GOES_ON = frozenset({"claimed", "heartbeat"})
 
 
 def lease_end_facts(item_id: int, events: Iterable[HistoryEvent]) -> list[dict[str, Any]]:
     """The `ended` facts of one item's leases, from its attempt history (store clock): one per
-    token claimed, with `ended_at_us` when a complete, release or fail ended that lease (a lease
-    with none ran until it expired)."""
+    token claimed, with `ended_at_us` the time of the first other event of that token (a
+    complete, release, fail, cancel, or the reap of its expiry, which the checker caps at the
+    expiry itself); without one the lease ran until it expired."""
     ends: dict[int, int | None] = {}
     for event in events:
         if event.token is None:
             continue
         if event.kind == "claimed":
             ends.setdefault(event.token, None)
-        elif event.kind in ENDED_BY and ends.get(event.token) is None:
+        elif event.kind not in LEASE_GOES_ON and ends.get(event.token) is None:
             ends[event.token] = micros(event.at)
     return [{"item_id": item_id, "token": token, "ended_at_us": at} for token, at in ends.items()]
 
