@@ -81,22 +81,22 @@ class _Supervisor(Multiprocess):
     failed = False
 
     def keep_subprocess_alive(self) -> None:
-        if not self.should_exit.is_set():
-            for child in self.processes:
-                code = child.exitcode
-                if code is None:
-                    continue
-                if code == STARTUP_FAILURE:
-                    self.failed = True
-                    log.error("server process %s could not start: stopping", child.pid)
-                else:
-                    log.warning(
-                        "server process %s died (%s): starting another", child.pid, _how(code)
-                    )
-        super().keep_subprocess_alive()
+        if self.should_exit.is_set():
+            return
+        before = list(self.processes)
+        super().keep_subprocess_alive()  # replaces a dead (or hung, then killed) child
+        for child in before:
+            code = child.exitcode
+            if code == STARTUP_FAILURE:
+                self.failed = True
+                log.error("server process %s could not start: stopping", child.pid)
+            elif child not in self.processes:
+                log.warning("server process %s died (%s): started another", child.pid, _how(code))
 
 
-def _how(code: int) -> str:
+def _how(code: int | None) -> str:
+    if code is None:
+        return "not answering"
     if code < 0:
         return f"signal {signal.Signals(-code).name}"
     return f"exit code {code}"
