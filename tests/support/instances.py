@@ -33,15 +33,21 @@ HAPROXY_CONFIG = """\
 global
     maxconn 8192
     stats socket {socket} mode 600 level admin
+    log stderr format raw local0 info
 
 defaults
     mode http
+    log global
+    option httplog
+    option dontlog-normal  # log errors and anomalies only
     maxconn 8192
     timeout connect 2s
     timeout client 120s
     timeout server 120s   # longer than any long-poll the service allows (--max-wait)
+    timeout check 5s      # a busy instance is slow, not dead: do not take it out for that
     retries 2
     option redispatch     # a connection refused by one instance is retried on another
+    http-reuse never      # see "Idle connections" in docs/deployment.md
 
 frontend workclaim
     bind 127.0.0.1:{port}
@@ -53,7 +59,7 @@ backend instances
     # HTTP/1.1 with a Host: without tokens the service answers only loopback host names
     http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
     http-check expect status 200
-    default-server check inter 300ms fall 2 rise 1 maxconn 4096
+    default-server check inter 500ms fall 3 rise 1 maxconn 4096
 {servers}
 """
 
