@@ -10,7 +10,7 @@ straight to the other instance; p50/p95/max from the enqueue's answer to the lon
 `--workers` long-polling workers (`--processes` OS processes of asyncio clients) draining
 `--items` items enqueued in batches of 100 through HAProxy (pickup = enqueue sent to claim
 answered; every item must be claimed exactly once). Target: wake-up p95 <= 100 ms.
-Each store gets a schema or key prefix of its own, left behind for inspection.
+Each store gets a schema or key prefix of its own, dropped at the end.
 """
 
 from __future__ import annotations
@@ -22,12 +22,16 @@ import secrets
 import sys
 import tempfile
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.fleet import Fleet, run_fleet, wake_across
 from tests.support.instances import cluster
+from tests.support.pgserver import drop_schema
+from tests.support.redisserver import delete_prefix
+from tests.support.servers import with_query
 
 WAIT = 25.0
 
@@ -79,16 +83,21 @@ def main() -> None:
     tag = secrets.token_hex(4)
     stores = []
     if args.postgres:
-        joiner = "&" if "?" in args.postgres else "?"
-        stores.append(("postgres", f"{args.postgres}{joiner}schema=wc_inst_{tag}"))
+        schema = f"wc_inst_{tag}"
+        drop = partial(drop_schema, args.postgres, schema)
+        stores.append(("postgres", with_query(args.postgres, schema=schema), drop))
     if args.redis:
-        joiner = "&" if "?" in args.redis else "?"
-        stores.append(("redis", f"{args.redis}{joiner}prefix=wcinst{tag}"))
+        prefix = f"wcinst{tag}"
+        drop = partial(delete_prefix, args.redis, prefix)
+        stores.append(("redis", with_query(args.redis, prefix=prefix), drop))
     if not stores:
         parser.error("give --postgres and/or --redis")
-    for store, url in stores:
-        with tempfile.TemporaryDirectory(prefix="wc-instances-") as directory:
-            print(json.dumps(measure(store, url, args, Path(directory))), flush=True)
+    for store, url, clean in stores:
+        try:
+            with tempfile.TemporaryDirectory(prefix="wc-instances-") as directory:
+                print(json.dumps(measure(store, url, args, Path(directory))), flush=True)
+        finally:
+            clean()
 
 
 if __name__ == "__main__":
