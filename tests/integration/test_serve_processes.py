@@ -4,6 +4,7 @@ child that cannot start stops the whole with exit code 1."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -56,11 +57,14 @@ def wait_until(what: str, condition: object, seconds: float = 30.0) -> None:
 
 
 @contextmanager
-def serve(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """`workclaim serve --no-auth ARGS` on a free port: (the process, its URL, its log file)."""
+def serve(
+    tmp_path: Path, *args: str, before: tuple[str, ...] = ()
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """`workclaim BEFORE serve --no-auth ARGS` on a free port: (the process, its URL, its log
+    file)."""
     port = free_port()
     log = tmp_path / "serve.log"
-    argv = [sys.executable, "-m", "workclaim", "serve", "--no-auth", "--port", str(port)]
+    argv = [sys.executable, "-m", "workclaim", *before, "serve", "--no-auth", "--port", str(port)]
     argv += ["--db", f"sqlite:///{tmp_path / 'w.db'}", "--log-level", "warning", *args]
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=out)
@@ -115,3 +119,21 @@ def test_a_process_that_cannot_start_stops_the_whole(tmp_path: Path) -> None:
     with serve(tmp_path, *args) as (proc, _, log):
         assert proc.wait(60) == 1, log.read_text()
     assert "could not start" in log.read_text()
+
+
+def test_the_processes_log_as_the_command_line_asked(tmp_path: Path) -> None:
+    """`workclaim --log-json serve --processes 2`: the server processes' own lines are JSON too."""
+    args = ("--processes", "2", "--log-level", "info")
+    with serve(tmp_path, *args, before=("--log-json",)) as (proc, url, log):
+        wait_until("it answers", lambda: answers(url) and len(server_children(proc.pid)) == 2)
+        children = server_children(proc.pid)
+        wanted = {f"Started server process [{pid}]" for pid in children}
+        wait_until("each process logged", lambda: wanted <= set(_messages(log)))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def _messages(log: Path) -> list[str]:
+    """The messages of the log's JSON lines (the --no-auth warning is a plain print)."""
+    lines = [x for x in log.read_text().splitlines() if x and not x.startswith("WARNING: --no")]
+    return [json.loads(x)["message"] for x in lines]
