@@ -1,0 +1,45 @@
+#!lua
+-- set_policy: store a queue's four limits at once (policy:<queue>), keeping its paused flag;
+-- no limit and not paused leaves no hash (the queue claims the plain way). Publishes a wake-up
+-- (a raised limit may free slots).
+-- KEYS: none (keys derive from the prefix, see keys.py).
+-- ARGV: prefix, now_us (unused), queue, concurrency, group_concurrency, rate_count, rate_us,
+--       rate_per (the window as given, text), group_rate_count, group_rate_us, group_rate_per
+--       ('' = no such limit; a rate's three values are all '' or all set)
+-- Reply: the stored policy as policy.lua's.
+local queue = ARGV[3]
+if queue == nil or queue == '' then bad('queue is missing') end
+local fields = {}
+local function put(name, i, low, high)
+  local n = arg_int(i, name, low, high, true)
+  if n ~= nil then
+    fields[#fields + 1] = name
+    fields[#fields + 1] = int(n)
+  end
+  return n
+end
+put('concurrency', 4, 1, 1000000)
+put('group_concurrency', 5, 1, 1000000)
+for _, r in ipairs({{'rate', 6}, {'group_rate', 9}}) do
+  local count = put(r[1] .. '_count', r[2], 1, 1000000)
+  local us = put(r[1] .. '_us', r[2] + 1, 1, MAX_SAFE)
+  if (count == nil) ~= (us == nil) or (count == nil) ~= (ARGV[r[2] + 2] == '') then
+    bad(r[1] .. ' needs a count, a window in microseconds and the window as given')
+  end
+  if count then
+    fields[#fields + 1] = r[1] .. '_per'
+    fields[#fields + 1] = ARGV[r[2] + 2]
+  else
+    redis.call('DEL', key(r[1] == 'rate' and 'rate' or 'rwake', queue))
+  end
+end
+local pk = key('policy', queue)
+local paused = redis.call('HGET', pk, 'paused')
+redis.call('DEL', pk)
+if paused then
+  fields[#fields + 1] = 'paused'
+  fields[#fields + 1] = paused
+end
+if #fields > 0 then redis.call('HSET', pk, unpack(fields)) end
+wake()
+return redis.call('HGETALL', pk)
