@@ -115,9 +115,9 @@ local function take(now, a, out, id, member, queue, group)
   return token
 end
 
--- The plain claim, for queues with no policy and no groups in use (everything ready is in the
--- default group, ready:<queue>): lease up to `limit` ready items in (priority, run_at, id)
--- order. Returns the flat reply of claim.
+-- The plain claim, for queues that never used groups or a policy (everything is in the
+-- default group, ready:<queue>; no served:<queue> yet): lease up to `limit` ready items in
+-- (priority, run_at, id) order, as before flow control. Returns the flat reply of claim.
 local function claim_plain(now, a)
   local queues, limit, nq = a.queues, a.limit, #a.queues
   local candidates = {}
@@ -164,14 +164,10 @@ local function claim_plain(now, a)
       return x[3] < y[3]
     end)
   end
-  local out, served = {}, {}
+  local out = {}
   for i = 1, math.min(limit, #candidates) do
     local c = candidates[i]
-    served[c[5]] = take(now, a, out, c[3], nq > 1 and c[4] or nil, c[5], '')
-  end
-  -- The default group's served token, for the fair order once the queue uses groups.
-  for queue, token in pairs(served) do
-    redis.call('HSET', key('served', queue), '', int(token))
+    take(now, a, out, c[3], nq > 1 and c[4] or nil, c[5], '')
   end
   return out
 end

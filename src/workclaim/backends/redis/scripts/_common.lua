@@ -116,7 +116,17 @@ local function reindex(queue, group)
     redis.call('ZADD', ik, head[2], member)
     redis.call('HSET', gk, group, member)
   end
-  if fresh then reindex(queue, '') end
+  if fresh then
+    -- The queue starts using groups. With no served token on record yet, every claim of it so
+    -- far went the plain way (which records none) and took default-group items: when there was
+    -- any, the default group counts as served now (no other group of the queue was ever served).
+    local sk = key('served', queue)
+    if redis.call('EXISTS', sk) == 0 and redis.call('EXISTS', key('claimed', queue),
+        key('done', queue), key('dead', queue)) > 0 then
+      redis.call('HSET', sk, '', redis.call('GET', key('tokens')) or '0')
+    end
+    reindex(queue, '')
+  end
 end
 
 -- Keep the groups index of a queue in step after a group's ready items changed: always for a

@@ -195,7 +195,9 @@ local function claim_flow(now, a)
 end
 
 -- Reap, make due delayed items ready, then lease up to `limit` items: the plain way when no
--- queue has a policy or groups in use, else the flow-controlled way. Returns the flat reply of
+-- queue has a policy, groups in use or a served group on record (a queue that used groups
+-- keeps its groups' served tokens, and the flow-controlled claim keeps them up to date), else
+-- the flow-controlled way. Returns the flat reply of
 -- claim: id, queue, payload, token, attempt, max_attempts, expires_at_us, group per lease.
 local function claim_items(now, a)
   reap(now, a.queues, a.reap_limit)
@@ -203,7 +205,8 @@ local function claim_items(now, a)
   local flow = false
   for _, queue in ipairs(a.queues) do
     promote(queue, now, a.promote_limit)
-    flow = flow or redis.call('EXISTS', key('policy', queue), key('groups', queue)) > 0
+    flow = flow or
+      redis.call('EXISTS', key('policy', queue), key('groups', queue), key('served', queue)) > 0
   end
   if flow then return claim_flow(now, a) end
   return claim_plain(now, a)

@@ -29,9 +29,7 @@ for _, r in ipairs({{'rate', 6}, {'group_rate', 9}}) do
   if count then
     fields[#fields + 1] = r[1] .. '_per'
     fields[#fields + 1] = ARGV[r[2] + 2]
-  else
-    redis.call('DEL', key(r[1] == 'rate' and 'rate' or 'rwake', queue))
-  end
+  end  -- a lifted rate's claim records expire on their own (a rate set again counts them)
 end
 local pk = key('policy', queue)
 local paused = redis.call('HGET', pk, 'paused')
