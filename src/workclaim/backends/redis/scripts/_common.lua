@@ -138,12 +138,13 @@ local function touched(queue, group)
 end
 
 -- Put a queued item where a claim finds it: ready (its group's) when due, else delayed until
--- run_at. `group` is '' or nil for the default group.
-local function place(id, queue, priority, run_at, now, group)
+-- run_at. `group` is '' or nil for the default group. `later`: a set that collects the groups
+-- given ready items, for the caller to call `touched` once per group (a batch), instead of now.
+local function place(id, queue, priority, run_at, now, group, later)
   group = group or ''
   if run_at <= now then
     redis.call('ZADD', ready_key(queue, group), priority, rank(run_at, id))
-    touched(queue, group)
+    if later then later[group] = true else touched(queue, group) end
   else
     redis.call('ZADD', key('delayed', queue), int(run_at), int(id))
   end

@@ -119,14 +119,19 @@ local function propose(st, want, now, props)
 end
 
 -- After a round: store the served tokens of the groups it served and move them in the groups
--- index (a served group goes after those served less recently).
+-- index (a served group goes after those served less recently). A queue that never used
+-- groups keeps none (it may be claimed beside a limited queue and stays on the plain path for
+-- its own claims; the first group it gets counts its default group as served then).
 local function end_round(st)
-  for group, token in pairs(st.served) do
-    redis.call('HSET', key('served', st.queue), group, int(token))
-    touched(st.queue, group)
+  if next(st.served) == nil then return end
+  if st.grouped or redis.call('EXISTS', key('served', st.queue)) == 1 then
+    for group, token in pairs(st.served) do
+      redis.call('HSET', key('served', st.queue), group, int(token))
+      touched(st.queue, group)
+    end
+    st.grouped = redis.call('EXISTS', key('groups', st.queue)) == 1
   end
   st.served = {}
-  st.grouped = redis.call('EXISTS', key('groups', st.queue)) == 1
 end
 
 -- The time at which a group at its rate may claim again (its window moves past the claim that

@@ -34,6 +34,7 @@ if next_id + count > MAX_SAFE then bad('item ids are exhausted (2^53)') end
 
 local ids = {}
 local created = false
+local later = {}  -- the groups given ready items: their place in the groups index, once each
 local dedupe_key = key('dedupe', queue)
 for i, item in ipairs(items) do
   local held = item.dedupe and redis.call('HGET', dedupe_key, item.dedupe)
@@ -58,12 +59,13 @@ for i, item in ipairs(items) do
       fields[#fields + 1] = item.group
     end
     redis.call('HSET', key('item', int(id)), unpack(fields))
-    place(id, queue, item.priority, item.run_at, now, item.group)
+    place(id, queue, item.priority, item.run_at, now, item.group, later)
     move(int(id), queue, nil, 'queued')
     ids[i] = id
     created = true
   end
 end
+for group in pairs(later) do touched(queue, group) end
 if created then
   redis.call('SADD', key('queues'), queue)
   wake()
