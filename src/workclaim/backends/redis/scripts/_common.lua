@@ -92,8 +92,9 @@ end
 -- default group is in it then too): per group with ready items, score the priority of its
 -- first item, member hex(served) .. rank(first item) .. group, where served (served:<queue>) is
 -- the greatest token issued to an item of the group; so the index lists groups in the fair
--- order (priority, served, run_at, id). gidx:<queue> maps each group to its member.
-local function reindex(queue, group)
+-- order (priority, served, run_at, id). gidx:<queue> maps each group to its member. `served`:
+-- the group's served token when the caller has it at hand (nil: read it).
+local function reindex(queue, group, served)
   local ik, gk = key('groups', queue), key('gidx', queue)
   local old = redis.call('HGET', gk, group)
   local head = redis.call('ZRANGE', ready_key(queue, group), 0, 0, 'WITHSCORES')
@@ -101,7 +102,7 @@ local function reindex(queue, group)
     if old then
       redis.call('ZREM', ik, old)
       redis.call('HDEL', gk, group)
-      -- Only the default group left: the queue claims the plain way again.
+      -- Only the default group left: claims read ready:<queue> alone again.
       if group ~= '' and redis.call('ZCARD', ik) == 1 and redis.call('HEXISTS', gk, '') == 1 then
         redis.call('DEL', ik, gk)
       end
@@ -109,7 +110,7 @@ local function reindex(queue, group)
     return
   end
   local fresh = group ~= '' and redis.call('EXISTS', ik) == 0
-  local served = tonumber(redis.call('HGET', key('served', queue), group) or '0')
+  served = served or tonumber(redis.call('HGET', key('served', queue), group) or '0')
   local member = string.format('%014x', served) .. head[1] .. group
   if member ~= old then
     if old then redis.call('ZREM', ik, old) end
@@ -131,9 +132,9 @@ end
 
 -- Keep the groups index of a queue in step after a group's ready items changed: always for a
 -- named group, for the default group only while the index exists.
-local function touched(queue, group)
+local function touched(queue, group, served)
   if group ~= '' or redis.call('EXISTS', key('groups', queue)) == 1 then
-    reindex(queue, group)
+    reindex(queue, group, served)
   end
 end
 

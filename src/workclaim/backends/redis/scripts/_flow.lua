@@ -127,7 +127,7 @@ local function end_round(st)
   if st.grouped or redis.call('EXISTS', key('served', st.queue)) == 1 then
     for group, token in pairs(st.served) do
       redis.call('HSET', key('served', st.queue), group, int(token))
-      touched(st.queue, group)
+      touched(st.queue, group, token)
     end
     st.grouped = redis.call('EXISTS', key('groups', st.queue)) == 1
   end

@@ -11,7 +11,7 @@ local pk = key('policy', queue)
 if ARGV[4] == '1' then
   redis.call('HSET', pk, 'paused', '1')
 elseif ARGV[4] == '0' then
-  redis.call('HDEL', pk, 'paused')  -- the last field gone: no hash, the plain claim again
+  redis.call('HDEL', pk, 'paused')  -- the last field gone: no hash, nothing to check
   wake()
 else
   bad('paused must be 1 or 0')

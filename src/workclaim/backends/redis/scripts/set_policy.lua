@@ -1,6 +1,6 @@
 #!lua
 -- set_policy: store a queue's four limits at once (policy:<queue>), keeping its paused flag;
--- no limit and not paused leaves no hash (the queue claims the plain way). Publishes a wake-up
+-- no limit and not paused leaves no hash (nothing left to check). Publishes a wake-up
 -- (a raised limit may free slots).
 -- KEYS: none (keys derive from the prefix, see keys.py).
 -- ARGV: prefix, now_us (unused), queue, concurrency, group_concurrency, rate_count, rate_us,
