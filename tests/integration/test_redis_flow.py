@@ -156,3 +156,27 @@ def test_a_waiting_claim_of_a_limited_queue_is_woken_by_another_client(
         finally:
             thread.join()
         assert len(leases) == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_lease_given_before_the_queue_had_limits_wakes_waiting_claims_when_it_ends(
+    url: str,
+) -> None:
+    with Queue(url) as waiter, Queue(url) as other:
+        other.enqueue_many("jobs", [1, 2])
+        [held] = other.claim("jobs", worker="holder", lease_seconds=600)  # no limits yet
+        other.set_policy("jobs", concurrency=1)
+        assert waiter.claim("warm-up", worker="waiter", wait=0.3) == []
+
+        def act() -> None:
+            while waiter.backend.wakeup().waiting == 0:
+                time.sleep(0.01)
+            other.complete(held)
+
+        thread = threading.Thread(target=act)
+        thread.start()
+        try:
+            leases = waiter.claim("jobs", worker="waiter", wait=600)
+        finally:
+            thread.join()
+        assert [lease.payload for lease in leases] == [2]

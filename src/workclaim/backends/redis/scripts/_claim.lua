@@ -85,10 +85,11 @@ local function promote(queue, now, promote_limit)
 end
 
 -- Lease one ready item of `queue`'s `group` ('' = default) with the next token: `member` is its
--- entry in the group's ready zset (nil: popped already). Appends the claim reply's values for
+-- entry in the group's ready zset (nil: popped already); `flow`: the queue has limits (the
+-- item is marked so that its lease's end wakes waiting claims). Appends the claim reply's values for
 -- it to `out` (id, queue, payload, token, attempt, max_attempts, expires_at_us, group) and
 -- returns the token.
-local function take(now, a, out, id, member, queue, group)
+local function take(now, a, out, id, member, queue, group, flow)
   local sid = int(id)
   local ik = key('item', sid)
   local f = redis.call('HMGET', ik, 'payload', 'attempts', 'max_attempts', 'history')
@@ -99,6 +100,7 @@ local function take(now, a, out, id, member, queue, group)
   redis.call('HSET', ik, 'status', 'claimed', 'token', int(token), 'attempts', int(attempt),
     'worker', a.worker, 'expires_at', s_expires, 'lease_us', int(a.lease_us),
     'updated_at', int(now))
+  if flow then redis.call('HSET', ik, 'flow', '1') end
   if member then redis.call('ZREM', ready_key(queue, group), member) end
   enlease(sid, queue, group, s_expires)
   move(sid, queue, 'queued', nil)

@@ -182,12 +182,6 @@ local function unlease(id, queue, group)
   end
 end
 
--- Whether the queue has a stored policy (limits or paused): then a slot freed by a complete,
--- release or fail wakes waiting claims.
-local function limited(queue)
-  return redis.call('EXISTS', key('policy', queue)) == 1
-end
-
 -- Book an item that just reached done, dead or cancelled (the zset <status>:<queue> by
 -- finished_at, which stats counts and purge walks), and free its dedupe key.
 local function finish(id, queue, status, dedupe_key, now)
@@ -230,14 +224,19 @@ local function note(sid, flag, kind, now, attempt, status, token, worker, err)
   end
 end
 
+-- An item's `flow` field is '1' once a claim leased it from a queue with limits (or
+-- set_policy gave its queue limits while it was leased): its lease's end frees a slot that
+-- waiting claims must hear of. Ending a lease of any other item (every item of a queue never
+-- limited) publishes nothing more and reads no extra key.
+
 -- The fence of every call with a lease: the item's fields {queue, priority, run_at, attempts,
--- max_attempts, dedupe_key, lease_us, history, id, sid, token, worker, group} when (id, token, worker)
+-- max_attempts, dedupe_key, lease_us, history, id, sid, token, worker, group, flow} when (id, token, worker)
 -- is the item's current, unexpired lease; else nil.
 local function fence_lease(id, token, worker, now)
   local sid = int(id)
   local f = redis.call('HMGET', key('item', sid), 'status', 'token', 'worker', 'expires_at',
     'queue', 'priority', 'run_at', 'attempts', 'max_attempts', 'dedupe_key', 'lease_us',
-    'history', 'group')
+    'history', 'group', 'flow')
   if f[1] ~= 'claimed' or tonumber(f[2]) ~= token or f[3] ~= worker
       or tonumber(f[4]) <= now then
     return nil
@@ -245,7 +244,7 @@ local function fence_lease(id, token, worker, now)
   return {queue = f[5], priority = tonumber(f[6]), run_at = tonumber(f[7]),
     attempts = tonumber(f[8]), max_attempts = tonumber(f[9]), dedupe_key = f[10] or nil,
     lease_us = tonumber(f[11]), history = f[12], id = id, sid = sid, token = token,
-    worker = worker, group = f[13] or ''}
+    worker = worker, group = f[13] or '', flow = f[14] == '1'}
 end
 
 -- The fence of a script about one lease: ARGV[3..5] = id, token, worker.

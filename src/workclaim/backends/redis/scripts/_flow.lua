@@ -38,6 +38,7 @@ local function queue_state(queue, now)
   local st = {queue = queue, groups = {}, served = {}, conc = tonumber(f[1]),
     gconc = tonumber(f[2]), rc = tonumber(f[3]), rus = tonumber(f[4]), grc = tonumber(f[5]),
     grus = tonumber(f[6]), grouped = redis.call('EXISTS', key('groups', queue)) == 1}
+  st.limited = (st.conc or st.gconc or st.rc or st.grc) ~= nil
   if f[7] == '1' then
     st.left = 0
   else
@@ -184,7 +185,7 @@ local function claim_flow(now, a)
       local st, group = c[7], c[8]
       local g = st.groups[group]
       if (st.left == nil or st.left > 0) and (g.left == nil or g.left > 0) then
-        local token = take(now, a, out, c[5], c[6], st.queue, group)
+        local token = take(now, a, out, c[5], c[6], st.queue, group, st.limited)
         want = want - 1
         if st.left then st.left = st.left - 1 end
         if g.left then g.left = g.left - 1 end

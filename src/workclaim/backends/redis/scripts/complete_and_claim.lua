@@ -5,7 +5,7 @@
 -- ARGV: prefix, now_us ('' = TIME), worker, lease_us, limit, reap_limit, promote_limit,
 --       queue count, queue names..., done count, then per done lease four values:
 --       id, token, worker ('' = the claiming worker), result ('' = none; JSON is never empty)
--- A completion on a queue with a policy publishes a wake-up (a slot is free).
+-- A completion that frees a slot of a limited queue publishes a wake-up.
 -- Reply: {flags, leases}: flags one character per done lease in order ('1' done now or a
 --        repeat of the complete that ended it, '0' lost: unchanged); leases as claim's reply.
 --@include _claim.lua
@@ -27,7 +27,7 @@ for i, d in ipairs(done) do
   local lease = fence_lease(d[1], d[2], d[3], now)
   if lease then
     complete_lease(lease, d[4], now)
-    if not woke and limited(lease.queue) then  -- a slot of a limited queue is free
+    if lease.flow and not woke then  -- a slot of a limited queue is free
       wake()
       woke = true
     end

@@ -3,8 +3,8 @@
 -- attempts remain and a retry was asked for, else dead.
 -- KEYS: none (keys derive from the prefix, see keys.py).
 -- ARGV: prefix, now_us ('' = TIME), id, token, worker, error, retry_us ('' = no retry)
--- Reply: {1, status} the new status ('queued', or any on a queue with a policy, publishes a
---        wake-up); {2, status} a repeat of the
+-- Reply: {1, status} the new status ('queued', or any freeing a slot of a limited queue,
+--        publishes a wake-up); {2, status} a repeat of the
 --        fail that ended this lease; {0} the lease is lost (nothing changed).
 local now = clock()
 local retry = arg_int(7, 'retry_us', 0, MAX_SAFE, true)
@@ -30,5 +30,5 @@ finish(lease.id, lease.queue, 'dead', lease.dedupe_key, now)
 move(lease.sid, lease.queue, nil, 'dead')
 note(lease.sid, lease.history, 'failed', now, lease.attempts, 'dead', lease.token, lease.worker,
   ARGV[6])
-if limited(lease.queue) then wake() end  -- a slot of a limited queue is free
+if lease.flow then wake() end  -- a slot of a limited queue is free
 return {1, 'dead'}

@@ -1,7 +1,8 @@
 #!lua
 -- set_policy: store a queue's four limits at once (policy:<queue>), keeping its paused flag;
 -- no limit and not paused leaves no hash (nothing left to check). Publishes a wake-up
--- (a raised limit may free slots).
+-- (a raised limit may free slots); with limits, marks the items of the queue's leases `flow`
+-- (see _common.lua) so that their ends wake waiting claims too.
 -- KEYS: none (keys derive from the prefix, see keys.py).
 -- ARGV: prefix, now_us (unused), queue, concurrency, group_concurrency, rate_count, rate_us,
 --       rate_per (the window as given, text), group_rate_count, group_rate_us, group_rate_per
@@ -39,5 +40,12 @@ if paused then
   fields[#fields + 1] = paused
 end
 if #fields > 0 then redis.call('HSET', pk, unpack(fields)) end
+if #fields > (paused and 2 or 0) then
+  -- Limits: the leases given before them must wake waiting claims when they end, like the
+  -- ones given after (their items are marked; one HSET per lease of the queue).
+  for _, sid in ipairs(redis.call('ZRANGE', key('claimed', queue), 0, -1)) do
+    redis.call('HSET', key('item', sid), 'flow', '1')
+  end
+end
 wake()
 return redis.call('HGETALL', pk)
