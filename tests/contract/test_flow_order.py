@@ -152,3 +152,15 @@ def test_serving_a_group_in_one_queue_does_not_rank_its_namesake_in_another(queu
     y2 = queue.enqueue("q2", "q2-y2", group="y", now=at(6))
     # In q2: x and z never served (x's item is older), y served last.
     assert ids(queue.claim("q2", worker="w1", limit=10, now=at(7))) == [x, z, y2]
+
+
+def test_claims_before_a_queue_used_groups_count_as_its_default_groups_service(
+    queue: Any,
+) -> None:
+    # "Ranked by the greatest lease token the store ever issued to an item of theirs": the
+    # default group was served while the queue had no other group, so a new group, never
+    # served, ranks before it.
+    d1, d2 = queue.enqueue_many("jobs", ["d1", "d2"], now=at(0))
+    assert claim_one(queue, t=1).id == d1
+    g = queue.enqueue("jobs", "g", group="g", now=at(2))
+    assert ids(queue.claim("jobs", worker="w1", limit=2, now=at(3))) == [g, d2]
