@@ -30,7 +30,6 @@ from workclaim.models import QueuePolicy, Rate
 
 F = load_queries(schema.PACKAGE, "flow.sql")
 WALK_PAGE = 64  # groups read per page of the served-order walk
-_NO_MORE = 2**63 - 1  # a served value above every token: the walk's end
 
 
 def policy_of(queue: str, row: tuple[Any, ...] | None) -> QueuePolicy:
@@ -187,52 +186,76 @@ class _Claim:
             room = min(room, count - recent)
         lim.room = room
 
-    def group_room(self, lim: _Limits, grp: str) -> float:
-        """The group's room in this claim (cached: it only shrinks as the claim takes)."""
-        room = lim.group_room.get(grp)
-        if room is not None:
-            return room
+    def _group_room(self, lim: _Limits, grp: str, live: int, recent: int) -> float:
+        """The group's room from its live leases and claims in the window (cached for the rest
+        of the claim: it only shrinks as the claim takes)."""
         room = math.inf
         if lim.group_concurrency is not None:
-            live = self._count("live_in_group", queue=lim.queue, grp=grp, now=self.now)
             room = min(room, lim.group_concurrency - live)
         if lim.group_rate is not None:
-            count, window = lim.group_rate
-            recent = self._count(
-                "claims_in_group", queue=lim.queue, grp=grp, since=self.now - window
-            )
-            room = min(room, count - recent)
+            room = min(room, lim.group_rate[0] - recent)
         lim.group_room[grp] = room
         return room
 
     # -- the walk ------------------------------------------------------------------------
-    def _groups(self, lim: _Limits) -> Iterator[tuple[int, str, str, _Limits]]:
-        """The queue's active groups in (served, grp) order, a page at a time; a queue that is
-        not managed is one group, never ranked (0)."""
+    def _groups(self, lim: _Limits, priority: int) -> Iterator[tuple[int, int, int, str, str]]:
+        """The queue's active groups in the fair order of their first items of `priority`:
+        (served, run_at, id, queue, grp); run_at and id are 0 for a served group (its served
+        value is unique). Groups never served come first, ranked by their first item; a queue
+        that is not managed is one group, never ranked."""
+        key = {"queue": lim.queue, "priority": priority, "now": self.now}
         if not lim.managed:
-            yield (0, lim.queue, "", lim)
+            first = self.conn.execute(F["plain_items"], {**key, "grp": "", "m": 1}).fetchone()
+            if first is not None:
+                yield (0, first[0], first[1], lim.queue, "")
             return
-        served, grp = -1, ""
+        for run_at, item_id, grp in self.conn.execute(F["never_served"], key).fetchall():
+            if item_id is None:
+                self._drop_if_dry(lim, grp)
+            else:
+                yield (0, run_at, item_id, lim.queue, grp)
+        served = 0
         while True:
             page = self.conn.execute(
-                F["walk_groups"],
-                {"queue": lim.queue, "served": served, "grp": grp, "page": WALK_PAGE},
+                F["walk_groups"], {"queue": lim.queue, "served": served, "page": WALK_PAGE}
             ).fetchall()
             for served, grp in page:
-                yield (served, lim.queue, grp, lim)
+                yield (served, 0, 0, lim.queue, grp)
             if len(page) < WALK_PAGE:
                 return
 
+    def _drop_if_dry(self, lim: _Limits, grp: str) -> None:
+        """Take a group without any queued item out of the walk (`active = 0`) until an item
+        of it is queued again (the triggers of migrations/0003_flow_control.sql)."""
+        key = {"queue": lim.queue, "grp": grp}
+        if self.conn.execute(F["group_has_queued"], key).fetchone() is None:
+            self.conn.execute(F["deactivate_group"], key)
+
     def _items(self, lim: _Limits, grp: str, priority: int, m: int) -> list[tuple[int, int]]:
-        params = {"queue": lim.queue, "grp": grp, "priority": priority, "now": self.now, "m": m}
-        found: list[tuple[int, int]] = self.conn.execute(
+        """The group's first `m` claimable items of `priority` (run_at, id), cut to its room;
+        a managed group found without any queued item leaves the walk (`active = 0`)."""
+        window = lim.group_rate[1] if lim.group_rate is not None else 0
+        params = {
+            "queue": lim.queue,
+            "grp": grp,
+            "priority": priority,
+            "now": self.now,
+            "m": m,
+            "live": lim.group_concurrency is not None,
+            "recent": lim.group_rate is not None,
+            "since": self.now - window,
+        }
+        found = self.conn.execute(
             F["group_items" if lim.managed else "plain_items"], params
         ).fetchall()
-        if not found and lim.managed:
-            key = {"queue": lim.queue, "grp": grp}
-            if self.conn.execute(F["group_has_queued"], key).fetchone() is None:
-                self.conn.execute(F["deactivate_group"], key)
-        return found
+        if not found:
+            if lim.managed:
+                self._drop_if_dry(lim, grp)
+            return []
+        room = lim.group_room.get(grp)  # met at a better priority: what this claim left
+        if room is None:
+            room = self._group_room(lim, grp, found[0][2], found[0][3])
+        return [(run_at, item_id) for run_at, item_id, _, _ in found[: max(0, int(min(room, m)))]]
 
     def _room(self, group: _Group) -> bool:
         lim = group.limits
@@ -246,42 +269,29 @@ class _Claim:
         self.remaining -= 1
         self.chosen.append((item[1], group))
 
-    def _round_one(self, chunk: list[_Group]) -> None:
-        """Take the first item of each group of one `served` value (ties only among groups
-        never served, ranked by their first item's (run_at, id))."""
-        chunk.sort(key=lambda g: g.items[0])
-        for group in chunk:
-            if self.remaining > 0 and self._room(group):
-                self._take(group, group.items[0])
-
     def tier(self, queues: Sequence[_Limits], priority: int) -> None:
-        """Take items of one priority in round-robin across the queues' groups."""
-        walks = [self._groups(lim) for lim in queues]
+        """Take items of one priority in round-robin across the queues' groups: round 1 in
+        the groups' fair order, stopping once the batch is full; then, if every group was seen,
+        rounds 2, 3, ... over the groups that took an item."""
+        walks = [self._groups(lim, priority) for lim in queues]
+        by_queue = {lim.queue: lim for lim in queues}
         seen: list[_Group] = []
-        chunk: list[_Group] = []
-        finished = True
-        for served, _, grp, lim in merge(*walks, key=lambda g: (g[0], g[1], g[2])):
-            if chunk and served != chunk[0].served:
-                self._round_one(chunk)
-                chunk = []
+        for served, _, _, queue, grp in merge(*walks):
             if self.remaining <= 0:
-                finished = False
-                break
-            if lim.room <= 0:
-                continue
-            room = self.group_room(lim, grp)
+                return
+            lim = by_queue[queue]
+            room = min(self.remaining, lim.room, lim.group_room.get(grp, math.inf))
             if room <= 0:
                 continue
-            m = int(min(self.remaining, room, lim.room))
-            items = self._items(lim, grp, priority, m)
+            if lim.group_concurrency is not None:
+                room = min(room, lim.group_concurrency)
+            if lim.group_rate is not None:
+                room = min(room, lim.group_rate[0])
+            items = self._items(lim, grp, priority, int(room))
             if items:
                 group = _Group(lim, grp, served, items)
-                chunk.append(group)
                 seen.append(group)
-        if chunk:
-            self._round_one(chunk)
-        if not finished:
-            return
+                self._take(group, items[0])
         k = 1
         while self.remaining > 0:
             rnd = [g for g in seen if len(g.items) > k and g.taken == k and self._room(g)]
@@ -334,6 +344,7 @@ def take(
     claimed = conn.execute(F["claim_ids"], params).fetchall()
     tokens = {row[0]: row[3] for row in claimed}
     served: dict[tuple[str, str], int] = {}
+    records: list[tuple[str, str, int]] = []
     for item_id, group in claim.chosen:
         lim = group.limits
         token = tokens[item_id]
@@ -341,12 +352,12 @@ def take(
             key = (lim.queue, group.grp)
             served[key] = max(served.get(key, 0), token)
         if lim.records_claims:
-            conn.execute(
-                F["record_claim"],
-                {"queue": lim.queue, "grp": group.grp, "at": now_us, "token": token},
-            )
-    for (queue, grp), token in served.items():
-        conn.execute(F["served"], {"queue": queue, "grp": grp, "token": token})
+            records.append((lim.queue, group.grp, token))
+    if served:
+        rows_json = json.dumps([[q, g, token] for (q, g), token in served.items()])
+        conn.execute(F["served"], {"rows": rows_json})
+    if records:
+        conn.execute(F["record_claims"], {"rows": json.dumps(records), "at": now_us})
     return claimed
 
 

@@ -56,24 +56,14 @@ FROM workclaim_policies WHERE queue IN (SELECT value FROM json_each(:queues))
 SELECT count(*) FROM workclaim_items INDEXED BY workclaim_items_live
 WHERE queue = :queue AND status = 'claimed' AND flow = 1 AND expires_at > :now
 
--- name: live_in_group
-SELECT count(*) FROM workclaim_items INDEXED BY workclaim_items_live
-WHERE queue = :queue AND grp = :grp AND status = 'claimed' AND flow = 1 AND expires_at > :now
-
 -- name: claims_in_queue
 SELECT count(*) FROM workclaim_claims WHERE queue = :queue AND at > :since
-
--- name: claims_in_group
-SELECT count(*) FROM workclaim_claims WHERE queue = :queue AND grp = :grp AND at > :since
 
 -- name: prune_claims
 DELETE FROM workclaim_claims WHERE queue = :queue AND at <= :cutoff
 
 -- name: forget_claims
 DELETE FROM workclaim_claims WHERE queue = :queue
-
--- name: record_claim
-INSERT INTO workclaim_claims (queue, grp, at, token) VALUES (:queue, :grp, :at, :token)
 
 -- name: next_priority
 -- The best priority above :after with a claimable item in the queue (the plain claim index).
@@ -82,21 +72,48 @@ WHERE queue = :queue AND status = 'queued' AND priority > :after AND run_at <= :
 ORDER BY priority, run_at LIMIT 1
 
 -- name: walk_groups
--- The next page of a managed queue's active groups in served order after (:served, :grp).
+-- The next page of a managed queue's served active groups in served order after :served
+-- (tokens are unique, so no two served groups tie).
 SELECT served, grp FROM workclaim_groups INDEXED BY workclaim_groups_walk
-WHERE queue = :queue AND active = 1 AND (served, grp) > (:served, :grp)
-ORDER BY served, grp LIMIT :page
+WHERE queue = :queue AND active = 1 AND served > :served
+ORDER BY served LIMIT :page
+
+-- name: never_served
+-- A managed queue's active groups never served, ranked as the fair order ties them: by their
+-- first claimable item of :priority, (run_at, id); groups without one last, with a NULL item
+-- (the caller drops those found dry from the walk). One statement, one index probe per such
+-- group (new groups: each is served by its first claim).
+SELECT i.run_at, i.id, g.grp
+FROM workclaim_groups AS g INDEXED BY workclaim_groups_walk
+LEFT JOIN workclaim_items AS i ON i.id = (
+    SELECT id FROM workclaim_items INDEXED BY workclaim_items_grouped
+    WHERE queue = g.queue AND grp = g.grp AND status = 'queued' AND flow = 1
+      AND priority = :priority AND run_at <= :now
+    ORDER BY run_at, id LIMIT 1
+)
+WHERE g.queue = :queue AND g.active = 1 AND g.served = 0
+ORDER BY i.id IS NULL, i.run_at, i.id
 
 -- name: group_items
--- A group's first :m claimable items of one priority, in (run_at, id) order.
-SELECT run_at, id FROM workclaim_items INDEXED BY workclaim_items_grouped
+-- A group's first :m claimable items of one priority, in (run_at, id) order, each row with the
+-- group's live leases and its claims since :since (each counted once, and only when asked:
+-- :live, :recent), so that one probe serves both the limits and the walk.
+SELECT run_at, id,
+       CASE WHEN :live THEN (
+           SELECT count(*) FROM workclaim_items INDEXED BY workclaim_items_live
+           WHERE queue = :queue AND grp = :grp AND status = 'claimed' AND flow = 1
+             AND expires_at > :now) ELSE 0 END,
+       CASE WHEN :recent THEN (
+           SELECT count(*) FROM workclaim_claims
+           WHERE queue = :queue AND grp = :grp AND at > :since) ELSE 0 END
+FROM workclaim_items INDEXED BY workclaim_items_grouped
 WHERE queue = :queue AND grp = :grp AND status = 'queued' AND flow = 1
   AND priority = :priority AND run_at <= :now
 ORDER BY run_at, id LIMIT :m
 
 -- name: plain_items
 -- The same for a queue that is not managed (one group, its items not in the managed index).
-SELECT run_at, id FROM workclaim_items
+SELECT run_at, id, 0, 0 FROM workclaim_items
 WHERE queue = :queue AND status = 'queued' AND priority = :priority AND run_at <= :now
 ORDER BY run_at, id LIMIT :m
 
@@ -108,8 +125,16 @@ WHERE queue = :queue AND grp = :grp AND status = 'queued' AND flow = 1 LIMIT 1
 UPDATE workclaim_groups SET active = 0 WHERE queue = :queue AND grp = :grp
 
 -- name: served
-INSERT INTO workclaim_groups (queue, grp, served, active) VALUES (:queue, :grp, :token, 1)
+-- Raise the served groups' `served` to the greatest token they were just given (:rows, a JSON
+-- array of [queue, grp, token]).
+INSERT INTO workclaim_groups (queue, grp, served)
+SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(:rows) WHERE true
 ON CONFLICT (queue, grp) DO UPDATE SET served = max(served, excluded.served)
+
+-- name: record_claims
+-- The claims a rate window counts (:rows, a JSON array of [queue, grp, token]), at :at.
+INSERT INTO workclaim_claims (queue, grp, at, token)
+SELECT value ->> 0, value ->> 1, :at, value ->> 2 FROM json_each(:rows)
 
 -- name: claim_ids
 -- Lease the chosen items (:ids, a JSON array in claim order) with tokens in that order above
