@@ -89,11 +89,11 @@ def test_the_managed_claims_queries_use_their_indexes(tmp_path: Path) -> None:
         "recent": 1,
     }
     uses = {
-        "walk_groups": "workclaim_groups_walk",
         "group_items": "workclaim_items_grouped",
         "group_has_queued": "workclaim_items_grouped",
         "live_in_queue": "workclaim_items_live",
         "never_served": "workclaim_items_grouped",
+        "walk_groups": "workclaim_groups_walk",
         "claims_in_queue": "workclaim_claims_queue",
         "next_priority": "workclaim_items_claimable",
     }

@@ -153,6 +153,12 @@ class _Group:
     served: int
     items: list[tuple[int, int]]
     taken: int = 0
+    complete: bool = False  # whether `items` holds all its claimable items of the priority
+
+
+# A group as the walk meets it: (served, run_at, id of its first item, queue, group, live leases,
+# claims in the group window).
+_Met = tuple[int, int, int, str, str, int, int]
 
 
 class _Claim:
@@ -198,31 +204,36 @@ class _Claim:
         return room
 
     # -- the walk ------------------------------------------------------------------------
-    def _groups(self, lim: _Limits, priority: int) -> Iterator[tuple[int, int, int, str, str]]:
-        """The queue's active groups in the fair order of their first items of `priority`:
-        (served, run_at, id, queue, grp); run_at and id are 0 for a served group (its served
-        value is unique). Groups never served come first, ranked by their first item; a queue
-        that is not managed is one group, never ranked."""
-        key = {"queue": lim.queue, "priority": priority, "now": self.now}
+    def _groups(self, lim: _Limits, priority: int) -> Iterator[_Met]:
+        """The queue's active groups with a claimable item of `priority`, in the fair order of
+        their first such items: never-served groups first, by that item's (run_at, id), then
+        by `served`, a page at a time. Groups met without any queued item leave the walk. A
+        queue that is not managed is one group, never ranked."""
+        key: dict[str, Any] = {"queue": lim.queue, "priority": priority, "now": self.now}
         if not lim.managed:
             first = self.conn.execute(F["plain_items"], {**key, "grp": "", "m": 1}).fetchone()
             if first is not None:
-                yield (0, first[0], first[1], lim.queue, "")
+                yield (0, first[0], first[1], lim.queue, "", 0, 0)
             return
-        for run_at, item_id, grp in self.conn.execute(F["never_served"], key).fetchall():
-            if item_id is None:
-                self._drop_if_dry(lim, grp)
-            else:
-                yield (0, run_at, item_id, lim.queue, grp)
-        served = 0
+        key["live"] = lim.group_concurrency is not None
+        key["recent"] = lim.group_rate is not None
+        key["since"] = self.now - (lim.group_rate[1] if lim.group_rate is not None else 0)
+        key["served"] = 0
+        rows = self.conn.execute(F["never_served"], key).fetchall()
         while True:
-            page = self.conn.execute(
-                F["walk_groups"], {"queue": lim.queue, "served": served, "page": WALK_PAGE}
-            ).fetchall()
-            for served, grp in page:
-                yield (served, 0, 0, lim.queue, grp)
-            if len(page) < WALK_PAGE:
+            for served, grp, run_at, item_id, live, recent in rows:
+                if item_id is None:
+                    self._drop_if_dry(lim, grp)
+                else:
+                    yield (served, run_at, item_id, lim.queue, grp, live, recent)
+            if rows and rows[0][0] == 0:  # the never-served list: now the served walk
+                rows = []
+            elif len(rows) < key.get("page", 0):
                 return
+            else:
+                key["served"] = rows[-1][0] if rows else 0
+            key["page"] = min(1000, self.remaining + 16)
+            rows = self.conn.execute(F["walk_groups"], key).fetchall()
 
     def _drop_if_dry(self, lim: _Limits, grp: str) -> None:
         """Take a group without any queued item out of the walk (`active = 0`) until an item
@@ -231,31 +242,19 @@ class _Claim:
         if self.conn.execute(F["group_has_queued"], key).fetchone() is None:
             self.conn.execute(F["deactivate_group"], key)
 
-    def _items(self, lim: _Limits, grp: str, priority: int, m: int) -> list[tuple[int, int]]:
-        """The group's first `m` claimable items of `priority` (run_at, id), cut to its room;
-        a managed group found without any queued item leaves the walk (`active = 0`)."""
-        window = lim.group_rate[1] if lim.group_rate is not None else 0
-        params = {
-            "queue": lim.queue,
-            "grp": grp,
-            "priority": priority,
-            "now": self.now,
-            "m": m,
-            "live": lim.group_concurrency is not None,
-            "recent": lim.group_rate is not None,
-            "since": self.now - window,
-        }
+    def _more(self, group: _Group, priority: int) -> None:
+        """Read the group's next items of `priority` (rounds after the first), up to what the
+        claim and the group's room could still take."""
+        lim = group.limits
+        room = min(self.remaining, lim.room, lim.group_room.get(group.grp, math.inf))
+        m = group.taken + int(min(room, 1000))
+        params = {"queue": lim.queue, "grp": group.grp, "priority": priority, "now": self.now}
+        params["m"] = m
         found = self.conn.execute(
             F["group_items" if lim.managed else "plain_items"], params
         ).fetchall()
-        if not found:
-            if lim.managed:
-                self._drop_if_dry(lim, grp)
-            return []
-        room = lim.group_room.get(grp)  # met at a better priority: what this claim left
-        if room is None:
-            room = self._group_room(lim, grp, found[0][2], found[0][3])
-        return [(run_at, item_id) for run_at, item_id, _, _ in found[: max(0, int(min(room, m)))]]
+        group.items = [(run_at, item_id) for run_at, item_id in found]
+        group.complete = len(found) < m
 
     def _room(self, group: _Group) -> bool:
         lim = group.limits
@@ -276,25 +275,30 @@ class _Claim:
         walks = [self._groups(lim, priority) for lim in queues]
         by_queue = {lim.queue: lim for lim in queues}
         seen: list[_Group] = []
-        for served, _, _, queue, grp in merge(*walks):
+        for served, run_at, item_id, queue, grp, live, recent in merge(*walks):
             if self.remaining <= 0:
                 return
             lim = by_queue[queue]
-            room = min(self.remaining, lim.room, lim.group_room.get(grp, math.inf))
+            if lim.room <= 0:
+                continue
+            room = lim.group_room.get(grp)  # met at a better priority: what this claim left
+            if room is None:
+                room = self._group_room(lim, grp, live, recent)
             if room <= 0:
                 continue
-            if lim.group_concurrency is not None:
-                room = min(room, lim.group_concurrency)
-            if lim.group_rate is not None:
-                room = min(room, lim.group_rate[0])
-            items = self._items(lim, grp, priority, int(room))
-            if items:
-                group = _Group(lim, grp, served, items)
-                seen.append(group)
-                self._take(group, items[0])
+            group = _Group(lim, grp, served, [(run_at, item_id)])
+            seen.append(group)
+            self._take(group, group.items[0])
         k = 1
         while self.remaining > 0:
-            rnd = [g for g in seen if len(g.items) > k and g.taken == k and self._room(g)]
+            rnd: list[_Group] = []
+            for group in seen:
+                if group.taken != k or not self._room(group):
+                    continue
+                if len(group.items) <= k and not group.complete:
+                    self._more(group, priority)
+                if len(group.items) > k:
+                    rnd.append(group)
             if not rnd:
                 return
             rnd.sort(key=lambda g: (g.served, g.items[k]))

@@ -73,17 +73,40 @@ ORDER BY priority, run_at LIMIT 1
 
 -- name: walk_groups
 -- The next page of a managed queue's served active groups in served order after :served
--- (tokens are unique, so no two served groups tie).
-SELECT served, grp FROM workclaim_groups INDEXED BY workclaim_groups_walk
-WHERE queue = :queue AND active = 1 AND served > :served
-ORDER BY served LIMIT :page
+-- (tokens are unique, so no two served groups tie), each with its first claimable item of
+-- :priority (NULL if none) and, when it has one and when asked (:live, :recent), its live
+-- leases and its claims since :since: one statement reads a page of the walk.
+SELECT g.served, g.grp, i.run_at, i.id,
+       CASE WHEN :live AND i.id IS NOT NULL THEN (
+           SELECT count(*) FROM workclaim_items INDEXED BY workclaim_items_live
+           WHERE queue = g.queue AND grp = g.grp AND status = 'claimed' AND flow = 1
+             AND expires_at > :now) ELSE 0 END,
+       CASE WHEN :recent AND i.id IS NOT NULL THEN (
+           SELECT count(*) FROM workclaim_claims
+           WHERE queue = g.queue AND grp = g.grp AND at > :since) ELSE 0 END
+FROM workclaim_groups AS g INDEXED BY workclaim_groups_walk
+LEFT JOIN workclaim_items AS i ON i.id = (
+    SELECT id FROM workclaim_items INDEXED BY workclaim_items_grouped
+    WHERE queue = g.queue AND grp = g.grp AND status = 'queued' AND flow = 1
+      AND priority = :priority AND run_at <= :now
+    ORDER BY run_at, id LIMIT 1
+)
+WHERE g.queue = :queue AND g.active = 1 AND g.served > :served
+ORDER BY g.served LIMIT :page
 
 -- name: never_served
--- A managed queue's active groups never served, ranked as the fair order ties them: by their
--- first claimable item of :priority, (run_at, id); groups without one last, with a NULL item
--- (the caller drops those found dry from the walk). One statement, one index probe per such
--- group (new groups: each is served by its first claim).
-SELECT i.run_at, i.id, g.grp
+-- The same for the queue's active groups never served (served = 0), all of them, ranked as
+-- the fair order ties them: by their first claimable item of :priority, (run_at, id); groups
+-- without one last. One index probe per such group (new groups: each is served by its first
+-- claim, and leaves this list).
+SELECT g.served, g.grp, i.run_at, i.id,
+       CASE WHEN :live AND i.id IS NOT NULL THEN (
+           SELECT count(*) FROM workclaim_items INDEXED BY workclaim_items_live
+           WHERE queue = g.queue AND grp = g.grp AND status = 'claimed' AND flow = 1
+             AND expires_at > :now) ELSE 0 END,
+       CASE WHEN :recent AND i.id IS NOT NULL THEN (
+           SELECT count(*) FROM workclaim_claims
+           WHERE queue = g.queue AND grp = g.grp AND at > :since) ELSE 0 END
 FROM workclaim_groups AS g INDEXED BY workclaim_groups_walk
 LEFT JOIN workclaim_items AS i ON i.id = (
     SELECT id FROM workclaim_items INDEXED BY workclaim_items_grouped
@@ -95,25 +118,16 @@ WHERE g.queue = :queue AND g.active = 1 AND g.served = 0
 ORDER BY i.id IS NULL, i.run_at, i.id
 
 -- name: group_items
--- A group's first :m claimable items of one priority, in (run_at, id) order, each row with the
--- group's live leases and its claims since :since (each counted once, and only when asked:
--- :live, :recent), so that one probe serves both the limits and the walk.
-SELECT run_at, id,
-       CASE WHEN :live THEN (
-           SELECT count(*) FROM workclaim_items INDEXED BY workclaim_items_live
-           WHERE queue = :queue AND grp = :grp AND status = 'claimed' AND flow = 1
-             AND expires_at > :now) ELSE 0 END,
-       CASE WHEN :recent THEN (
-           SELECT count(*) FROM workclaim_claims
-           WHERE queue = :queue AND grp = :grp AND at > :since) ELSE 0 END
-FROM workclaim_items INDEXED BY workclaim_items_grouped
+-- A group's first :m claimable items of one priority, in (run_at, id) order (the rounds after
+-- the first of a claim).
+SELECT run_at, id FROM workclaim_items INDEXED BY workclaim_items_grouped
 WHERE queue = :queue AND grp = :grp AND status = 'queued' AND flow = 1
   AND priority = :priority AND run_at <= :now
 ORDER BY run_at, id LIMIT :m
 
 -- name: plain_items
 -- The same for a queue that is not managed (one group, its items not in the managed index).
-SELECT run_at, id, 0, 0 FROM workclaim_items
+SELECT run_at, id FROM workclaim_items
 WHERE queue = :queue AND status = 'queued' AND priority = :priority AND run_at <= :now
 ORDER BY run_at, id LIMIT :m
 
