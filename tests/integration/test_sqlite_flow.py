@@ -90,7 +90,7 @@ def test_the_managed_claims_queries_use_their_indexes(tmp_path: Path) -> None:
     }
     uses = {
         "group_items": "workclaim_items_grouped",
-        "group_has_queued": "workclaim_items_grouped",
+        "group_has_work": "workclaim_items_live",
         "live_in_queue": "workclaim_items_live",
         "never_served": "workclaim_items_grouped",
         "walk_groups": "workclaim_groups_walk",
@@ -129,7 +129,7 @@ def test_a_claim_skips_groups_that_ran_dry(tmp_path: Path) -> None:
         assert active() <= {"g7"}  # the walk met the others dry and dropped them
         q.enqueue("a", "more", group="g9", now=at(5))
         [lease] = q.claim("a", worker="w", now=at(6))
-        q.release(lease, now=at(6))  # queued again: its group is walked again
+        q.release(lease, now=at(6))  # a group holding a lease stays in the walk
         assert "g9" in active()
         assert [x.group for x in q.claim("a", worker="w", now=at(7))] == ["g9"]
 

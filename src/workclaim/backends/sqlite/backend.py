@@ -63,6 +63,7 @@ class SqliteBackend(Connections):
             ids: list[int] = []
             if any(item.group is not None for item in items):
                 flow.set_grouped(conn, queue)
+            managed = flow.is_managed(conn, queue)
             for item in items:
                 if item.dedupe_key is not None:
                     row = conn.execute(
@@ -88,9 +89,12 @@ class SqliteBackend(Connections):
                         "history": 1 if item.history else 0,
                         "now": now_us,
                         "grp": item.group or "",
+                        "flow": 1 if managed else 0,
                     },
                 ).fetchone()
                 ids.append(int(row[0]))
+            if managed:
+                flow.activate(conn, queue, [item.group or "" for item in items])
             return ids
 
         ids = self._write(insert, now)
@@ -325,6 +329,7 @@ class SqliteBackend(Connections):
                 ) from exc
             if changed == 0:
                 raise self._state_error(conn, item_id, "requeue")
+            flow.activate_item(conn, item_id)
 
         self._write(run, now)
         self._wakeup.notify()

@@ -110,6 +110,23 @@ def set_grouped(conn: sqlite3.Connection, queue: str) -> None:
     _mark(conn, queue, row is not None and bool(row[7]))
 
 
+def is_managed(conn: sqlite3.Connection, queue: str) -> bool:
+    """Whether claims of `queue` take the flow-control path (an enqueue's items then join the
+    managed indexes)."""
+    row = conn.execute(F["managed"], {"queue": queue}).fetchone()
+    return row is not None and bool(row[0])
+
+
+def activate(conn: sqlite3.Connection, queue: str, groups: Sequence[str]) -> None:
+    """The groups of items just enqueued into managed `queue` join the served-order walk."""
+    conn.execute(F["activate_groups"], {"queue": queue, "groups": json.dumps(sorted(set(groups)))})
+
+
+def activate_item(conn: sqlite3.Connection, item_id: int) -> None:
+    """A requeued item's group joins the walk again (nothing if its queue is not managed)."""
+    conn.execute(F["activate_item_group"], {"id": item_id})
+
+
 @dataclass
 class _Limits:
     """One claimed queue's policy as the claim applies it (rate windows in microseconds)."""
@@ -236,10 +253,10 @@ class _Claim:
             rows = self.conn.execute(F["walk_groups"], key).fetchall()
 
     def _drop_if_dry(self, lim: _Limits, grp: str) -> None:
-        """Take a group without any queued item out of the walk (`active = 0`) until an item
-        of it is queued again (the triggers of migrations/0003_flow_control.sql)."""
+        """Take a group with neither a queued item nor a lease out of the walk (`active = 0`)
+        until an item of it is enqueued or requeued (`activate`)."""
         key = {"queue": lim.queue, "grp": grp}
-        if self.conn.execute(F["group_has_queued"], key).fetchone() is None:
+        if not self.conn.execute(F["group_has_work"], key).fetchone()[0]:
             self.conn.execute(F["deactivate_group"], key)
 
     def _more(self, group: _Group, priority: int) -> None:

@@ -34,9 +34,27 @@ UPDATE workclaim_items SET flow = 1 WHERE queue = :queue AND status = 'queued' A
 UPDATE workclaim_items SET flow = 1 WHERE status = 'claimed' AND queue = :queue AND flow = 0
 
 -- name: mark_groups
--- ... and the groups of its queued items are walked by the claim.
+-- ... and the groups of its queued and claimed items are walked by the claim.
 INSERT INTO workclaim_groups (queue, grp)
-SELECT DISTINCT queue, grp FROM workclaim_items WHERE queue = :queue AND status = 'queued'
+SELECT queue, grp FROM workclaim_items WHERE queue = :queue AND status = 'queued'
+UNION
+SELECT queue, grp FROM workclaim_items WHERE status = 'claimed' AND queue = :queue
+ON CONFLICT (queue, grp) DO UPDATE SET active = 1 WHERE active = 0
+
+-- name: managed
+-- Whether the queue is managed (an enqueue reads it once for its items' flow flag).
+SELECT managed FROM workclaim_policies WHERE queue = :queue
+
+-- name: activate_groups
+-- The groups of items just enqueued into a managed queue (:groups, a JSON array) join the walk.
+INSERT INTO workclaim_groups (queue, grp)
+SELECT DISTINCT :queue, value FROM json_each(:groups) WHERE true
+ON CONFLICT (queue, grp) DO UPDATE SET active = 1 WHERE active = 0
+
+-- name: activate_item_group
+-- A requeued item's group joins the walk again (a requeue is rare: one statement).
+INSERT INTO workclaim_groups (queue, grp)
+SELECT queue, grp FROM workclaim_items WHERE id = :id AND flow = 1
 ON CONFLICT (queue, grp) DO UPDATE SET active = 1 WHERE active = 0
 
 -- name: default_served
@@ -131,9 +149,12 @@ SELECT run_at, id FROM workclaim_items
 WHERE queue = :queue AND status = 'queued' AND priority = :priority AND run_at <= :now
 ORDER BY run_at, id LIMIT :m
 
--- name: group_has_queued
-SELECT 1 FROM workclaim_items INDEXED BY workclaim_items_grouped
-WHERE queue = :queue AND grp = :grp AND status = 'queued' AND flow = 1 LIMIT 1
+-- name: group_has_work
+-- Whether a group holds a queued item or a lease (expired or not): else it leaves the walk.
+SELECT EXISTS (SELECT 1 FROM workclaim_items INDEXED BY workclaim_items_grouped
+               WHERE queue = :queue AND grp = :grp AND status = 'queued' AND flow = 1)
+    OR EXISTS (SELECT 1 FROM workclaim_items INDEXED BY workclaim_items_live
+               WHERE queue = :queue AND grp = :grp AND status = 'claimed' AND flow = 1)
 
 -- name: deactivate_group
 UPDATE workclaim_groups SET active = 0 WHERE queue = :queue AND grp = :grp

@@ -110,13 +110,12 @@ SELECT id FROM workclaim_items
 WHERE queue = :queue AND dedupe_key = :dedupe_key AND status IN ('queued', 'claimed')
 
 -- name: insert_item
--- flow: whether the queue is managed (flow control), so that its managed indexes hold the item.
+-- :flow: whether the queue is managed (flow control), so that its managed indexes hold the item.
 INSERT INTO workclaim_items
     (queue, payload, status, priority, run_at, max_attempts, dedupe_key, history,
      created_at, updated_at, grp, flow)
 VALUES (:queue, :payload, 'queued', :priority, :run_at, :max_attempts, :dedupe_key, :history,
-        :now, :now, :grp,
-        coalesce((SELECT managed FROM workclaim_policies WHERE queue = :queue), 0))
+        :now, :now, :grp, :flow)
 RETURNING id
 
 -- name: heartbeat

@@ -40,8 +40,10 @@ CREATE TABLE workclaim_policies (
 
 -- Per group of a managed queue: `served`, the greatest lease token issued to an item of the
 -- group (0: never served; the fair order ranks groups by it), and `active`, 0 once a claim found
--- the group without queued items (it is then skipped by the walk) until an item of it is queued
--- again (the triggers below). The claim walks the active groups of a queue in served order.
+-- the group with neither queued nor claimed items (the walk then skips it) until an item of it
+-- is enqueued or requeued (backend.py sets it back; a lease's item returning to queued needs
+-- nothing, as a group holding a lease stays active). The claim walks the active groups of a
+-- queue in served order. No trigger: a claim or completion of any queue fires nothing new.
 CREATE TABLE workclaim_groups (
     queue   TEXT    NOT NULL,
     grp     TEXT    NOT NULL,
@@ -51,24 +53,6 @@ CREATE TABLE workclaim_groups (
 ) WITHOUT ROWID;
 
 CREATE INDEX workclaim_groups_walk ON workclaim_groups (queue, served, grp) WHERE active = 1;
-
--- An item of a managed queue entering `queued` (enqueue, release, retry, expiry, requeue)
--- makes its group active. Items of other queues (flow = 0) skip the body.
-CREATE TRIGGER workclaim_items_group_insert
-AFTER INSERT ON workclaim_items
-WHEN new.flow = 1
-BEGIN
-    INSERT INTO workclaim_groups (queue, grp) VALUES (new.queue, new.grp)
-    ON CONFLICT (queue, grp) DO UPDATE SET active = 1 WHERE active = 0;
-END;
-
-CREATE TRIGGER workclaim_items_group_queued
-AFTER UPDATE OF status ON workclaim_items
-WHEN new.flow = 1 AND new.status = 'queued'
-BEGIN
-    INSERT INTO workclaim_groups (queue, grp) VALUES (new.queue, new.grp)
-    ON CONFLICT (queue, grp) DO UPDATE SET active = 1 WHERE active = 0;
-END;
 
 -- One row per item a claim took from a queue with a rate or group rate: the windows count
 -- these. Pruned by the claims of the queue as they age out of the longest window, so the
