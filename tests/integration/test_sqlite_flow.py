@@ -134,6 +134,18 @@ def test_a_claim_skips_groups_that_ran_dry(tmp_path: Path) -> None:
         assert [x.group for x in q.claim("a", worker="w", now=at(7))] == ["g9"]
 
 
+def test_a_requeued_item_brings_its_dry_group_back_into_the_walk(tmp_path: Path) -> None:
+    with Queue(f"sqlite:///{tmp_path / 'w.db'}") as q:
+        dead = q.enqueue("a", "x", group="d", max_attempts=1, now=at(0))
+        [lease] = q.claim("a", worker="w", now=at(1))
+        q.fail(lease, "boom", retry=False, now=at(1))
+        q.enqueue("a", "y", group="e", now=at(2))
+        [other] = q.claim("a", worker="w", limit=10, now=at(3))  # meets "d" dry
+        assert other.group == "e"
+        q.requeue(dead, now=at(4))
+        assert [x.id for x in q.claim("a", worker="w", limit=10, now=at(5))] == [dead]
+
+
 def _claim_at_the_slot(url: str, barrier: mp.synchronize.Barrier, out: mp.Queue[int]) -> None:
     with Queue(url) as q:
         barrier.wait()
