@@ -156,7 +156,10 @@ def _claim_at_the_slot(url: str, barrier: mp.synchronize.Barrier, out: mp.Queue[
 def test_many_processes_at_one_free_slot_take_exactly_one_item(tmp_path: Path, limit: str) -> None:
     url = f"sqlite:///{tmp_path / 'w.db'}"
     with Queue(url) as q:
-        q.set_policy("jobs", **{limit: 2})
+        if limit == "concurrency":
+            q.set_policy("jobs", concurrency=2)
+        else:
+            q.set_policy("jobs", group_concurrency=2)
         q.enqueue_many("jobs", list(range(50)), group="hot")
         [held] = q.claim("jobs", worker="holder", lease_seconds=600)
         assert held.group == "hot"
