@@ -7,8 +7,9 @@ it reads are exact under any number of claimers (SQLite has one writer at a time
 
 `take` picks items in the contract's fair order `(priority, k, served, run_at, id)` without
 reading every group: for each priority (best first, from the plain claim index) it walks the
-queue's active groups in `served` order (`workclaim_groups_walk`), fetching each group's first
-items of that priority from `workclaim_items_grouped`, and stops as soon as the batch is full.
+queue's active groups in fair order (the never-served ones by their first items, then by
+`served` along `workclaim_groups_walk`), a page per statement with each group's first item of
+that priority and its counts, and stops as soon as the batch is full.
 Round 1 takes the first item of each group; only when every group has been seen and the batch is
 not full do rounds 2, 3, ... take the second, third, ... items of the groups seen.
 """
@@ -29,7 +30,7 @@ from workclaim.backends.sqlite import schema
 from workclaim.models import QueuePolicy, Rate
 
 F = load_queries(schema.PACKAGE, "flow.sql")
-WALK_PAGE = 64  # groups read per page of the served-order walk
+WALK_SLACK = 16  # a walk page holds the groups the batch still needs plus these
 
 
 def policy_of(queue: str, row: tuple[Any, ...] | None) -> QueuePolicy:
@@ -249,7 +250,7 @@ class _Claim:
                 return
             else:
                 key["served"] = rows[-1][0] if rows else 0
-            key["page"] = min(1000, self.remaining + 16)
+            key["page"] = min(1000, self.remaining + WALK_SLACK)
             rows = self.conn.execute(F["walk_groups"], key).fetchall()
 
     def _drop_if_dry(self, lim: _Limits, grp: str) -> None:
