@@ -39,6 +39,8 @@ def _connect(path: str, sync: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {sync}")
+    # The single-statement writes read the time as workclaim_now() (connection.py).
+    conn.create_function("workclaim_now", 0, lambda: NOW)
     return conn
 
 
@@ -56,7 +58,8 @@ def workclaim_steps(path: str, items: int, history: bool, sync: str) -> dict[str
         t0 = clock()
         conn.execute("BEGIN IMMEDIATE")
         t1 = clock()
-        if conn.execute(Q["expired_exists"], {"now": NOW}).fetchone():  # never, here
+        expired, managed = conn.execute(Q["probe_one"], claim).fetchone()
+        if expired or managed:  # never, here
             conn.execute(Q["reap_expired"], {"now": NOW, "limit": 100, "queues": '["q"]'})
         t2 = clock()
         row = conn.execute(Q["claim_one_queue"], claim).fetchall()[0]

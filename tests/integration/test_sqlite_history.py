@@ -15,6 +15,7 @@ import pytest
 from workclaim import ConfigError, EventKind, Queue, Settings, Status
 from workclaim.backends._queryfile import load_text
 from workclaim.backends.sqlite.backend import _PACKAGE, Q
+from workclaim.backends.sqlite.schema import SCHEMA_VERSION
 from workclaim.backends.sqlite.schema import split_statements as _split_statements
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -66,7 +67,7 @@ def test_a_version_1_database_migrates_with_counts_and_history_on(tmp_path: Path
     path = tmp_path / "w.db"
     _v1_database(path)
     with Queue(f"sqlite:///{path}") as q:
-        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert q.queues() == ["a", "b"]
         a, b = q.stats("a", now=at(1)), q.stats("b", now=at(1))
         assert (a.queued, a.claimed, a.done, a.dead, a.cancelled) == (1, 1, 2, 0, 0)

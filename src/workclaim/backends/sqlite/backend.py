@@ -23,7 +23,7 @@ from typing import Any
 from workclaim._time import from_micros, now_micros, seconds_to_micros, to_micros
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.base import Backend, NewItem
-from workclaim.backends.sqlite import rows, schema
+from workclaim.backends.sqlite import flow, rows, schema
 from workclaim.backends.sqlite.connection import Connections
 from workclaim.backends.sqlite.listener import Listener
 from workclaim.backends.wakeup import Wakeup
@@ -61,6 +61,9 @@ class SqliteBackend(Connections):
     ) -> list[int]:
         def insert(conn: sqlite3.Connection, now_us: int) -> list[int]:
             ids: list[int] = []
+            if any(item.group is not None for item in items):
+                flow.set_grouped(conn, queue)
+            managed = flow.is_managed(conn, queue)
             for item in items:
                 if item.dedupe_key is not None:
                     row = conn.execute(
@@ -85,9 +88,13 @@ class SqliteBackend(Connections):
                         "dedupe_key": item.dedupe_key,
                         "history": 1 if item.history else 0,
                         "now": now_us,
+                        "grp": item.group or "",
+                        "flow": 1 if managed else 0,
                     },
                 ).fetchone()
                 ids.append(int(row[0]))
+            if managed:
+                flow.activate(conn, queue, [item.group or "" for item in items])
             return ids
 
         ids = self._write(insert, now)
@@ -119,7 +126,8 @@ class SqliteBackend(Connections):
         now_us: int,
     ) -> list[tuple[Any, ...]]:
         """The claim's statements inside its transaction: reap a bounded batch of expired
-        leases, lease up to `limit` items, advance the token counter past the tokens given."""
+        leases, lease up to `limit` items (by flow.py when a queue is managed: a policy, a pause
+        or groups), advance the token counter past the tokens given."""
         params: dict[str, Any] = {
             "now": now_us,
             "worker": worker,
@@ -127,16 +135,20 @@ class SqliteBackend(Connections):
             "limit": limit,
         }
         if len(queues) == 1:
-            sql = Q["claim_one_queue"]
+            sql, probe = Q["claim_one_queue"], Q["probe_one"]
             params["queue"] = queues[0]
         else:
-            sql = Q["claim_many_queues"]
+            sql, probe = Q["claim_many_queues"], Q["probe_many"]
             params["queues"] = json.dumps(list(queues))
-        reap: dict[str, Any] = {"now": now_us, "limit": REAP_LIMIT}
-        if conn.execute(Q["expired_exists"], reap).fetchone() is not None:
-            reap["queues"] = params.get("queues") or json.dumps(list(queues))
+        expired, managed = conn.execute(probe, params).fetchone()
+        if expired:
+            queues_json = params.get("queues") or json.dumps(list(queues))
+            reap = {"now": now_us, "limit": REAP_LIMIT, "queues": queues_json}
             conn.execute(Q["reap_expired"], reap)
-        claimed = conn.execute(sql, params).fetchall()
+        if managed:
+            claimed = flow.take(conn, queues, worker, params["lease_us"], limit, now_us)
+        else:
+            claimed = conn.execute(sql, params).fetchall()
         if claimed:
             conn.execute(Q["advance_token"], {"n": len(claimed)})
         return claimed
@@ -166,8 +178,11 @@ class SqliteBackend(Connections):
     def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
         params = self._fence(lease)
         params["result"] = result
-        if not self._write_one(Q["complete"], params, now):
+        changed = self._write_one(Q["complete"], params, now)
+        if not changed:
             self._ended(lease, "complete")
+        elif changed[0][0]:  # a managed queue: the completion freed a slot
+            self._wakeup.notify()
 
     def release(self, lease: Lease, *, delay_seconds: float, now: datetime | None = None) -> None:
         params = self._fence(lease)
@@ -192,7 +207,7 @@ class SqliteBackend(Connections):
         if not changed:
             return Status(self._ended(lease, "fail"))
         status = Status(changed[0][0])
-        if status is Status.QUEUED:
+        if status is Status.QUEUED or changed[0][1]:  # an item to claim, or a freed slot
             self._wakeup.notify()
         return status
 
@@ -208,13 +223,18 @@ class SqliteBackend(Connections):
     ) -> tuple[list[bool], list[Lease]]:
         complete, lease_end = Q["complete"], Q["lease_end"]
 
+        freed = False  # whether a completion freed a slot of a managed queue
+
         def run(conn: sqlite3.Connection, now_us: int) -> tuple[list[bool], list[tuple[Any, ...]]]:
+            nonlocal freed
             flags: list[bool] = []
             for lease, result in done:
                 params = self._fence(lease)
                 params["result"] = result
-                if conn.execute(complete, params).fetchall():
+                changed = conn.execute(complete, params).fetchall()
+                if changed:
                     flags.append(True)
+                    freed = freed or bool(changed[0][0])
                     continue
                 row = conn.execute(lease_end, {"id": lease.id}).fetchone()
                 flags.append(row is not None and row[0] == lease.token and row[1] == "complete")
@@ -223,6 +243,8 @@ class SqliteBackend(Connections):
             return flags, self._take(conn, queues, worker, lease_seconds, limit, now_us)
 
         flags, claimed = self._write(run, now)
+        if freed:
+            self._wakeup.notify()
         return flags, rows.leases(claimed, worker, lease_seconds)
 
     # -- inspection and housekeeping -------------------------------------------------------
@@ -307,6 +329,7 @@ class SqliteBackend(Connections):
                 ) from exc
             if changed == 0:
                 raise self._state_error(conn, item_id, "requeue")
+            flow.activate_item(conn, item_id)
 
         self._write(run, now)
         self._wakeup.notify()
@@ -339,7 +362,8 @@ class SqliteBackend(Connections):
                 return now_us
             run_at = conn.execute(Q["next_run_at"], params).fetchone()[0]
             expiry = conn.execute(Q["next_expiry"], params).fetchone()[0]
-            due = [t for t in (run_at, expiry) if t is not None]
+            rate = flow.rate_due(conn, queues, now_us)
+            due = [t for t in (run_at, expiry, rate) if t is not None]
             return min(due) if due else None
 
         due_us = self._read(run)
@@ -358,20 +382,27 @@ class SqliteBackend(Connections):
         self._listener = Listener(self._connect, self._wakeup)
         self._listener.start()
 
-    # -- flow control (FLOW-TODO: being built) --------------------------------------------
+    # -- flow control (flow.py) -------------------------------------------------------------
     def policy(self, queue: str) -> QueuePolicy:
-        raise NotImplementedError
+        return self._read(lambda c: flow.read_policy(c, queue))
 
     def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
-        raise NotImplementedError
+        stored = self._write(lambda c, _now_us: flow.set_policy(c, policy))
+        self._wakeup.notify()  # a raised limit may free slots
+        return stored
 
     def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
-        raise NotImplementedError
+        stored = self._write(lambda c, _now_us: flow.set_paused(c, queue, paused))
+        if not paused:
+            self._wakeup.notify()
+        return stored
 
     def live_leases_by_group(
         self, queue: str, *, limit: int, now: datetime | None = None
     ) -> list[GroupLeases]:
-        raise NotImplementedError
+        params = {"queue": queue, "limit": limit, "now": self._now(now)}
+        found = self._read(lambda c: c.execute(flow.F["live_by_group"], params).fetchall())
+        return [GroupLeases(grp or None, int(n)) for grp, n in found]
 
     def close(self) -> None:
         if self._closed:

@@ -5,10 +5,19 @@
 -- Every state-changing statement sets last_event: the trigger workclaim_items_history
 -- (migrations/0002_history.sql) then writes the item's history event inside that statement.
 
--- name: expired_exists
--- Whether any lease has expired: one probe of workclaim_items_leases, a third of what running
--- reap_expired costs when there is nothing to reap (the usual case on every claim).
-SELECT 1 FROM workclaim_items WHERE status = 'claimed' AND expires_at <= :now LIMIT 1
+-- name: probe_one
+-- The claim's first look, one statement: whether any lease has expired (one probe of
+-- workclaim_items_leases, a third of what running reap_expired costs when there is nothing to
+-- reap, the usual case on every claim), and whether the queue is managed (flow control: a
+-- policy, a pause or groups; one probe of workclaim_policies), which sends the claim to flow.py.
+SELECT EXISTS (SELECT 1 FROM workclaim_items WHERE status = 'claimed' AND expires_at <= :now),
+       coalesce((SELECT managed FROM workclaim_policies WHERE queue = :queue), 0)
+
+-- name: probe_many
+-- The same for several queues (:queues, a JSON array): managed if any of them is.
+SELECT EXISTS (SELECT 1 FROM workclaim_items WHERE status = 'claimed' AND expires_at <= :now),
+       coalesce((SELECT max(managed) FROM workclaim_policies
+                 WHERE queue IN (SELECT value FROM json_each(:queues))), 0)
 
 -- name: reap_expired
 -- Return bounded batches of expired leases to queued, or to dead when no attempt is left: the
@@ -101,11 +110,12 @@ SELECT id FROM workclaim_items
 WHERE queue = :queue AND dedupe_key = :dedupe_key AND status IN ('queued', 'claimed')
 
 -- name: insert_item
+-- :flow: whether the queue is managed (flow control), so that its managed indexes hold the item.
 INSERT INTO workclaim_items
     (queue, payload, status, priority, run_at, max_attempts, dedupe_key, history,
-     created_at, updated_at)
+     created_at, updated_at, grp, flow)
 VALUES (:queue, :payload, 'queued', :priority, :run_at, :max_attempts, :dedupe_key, :history,
-        :now, :now)
+        :now, :now, :grp, :flow)
 RETURNING id
 
 -- name: heartbeat
@@ -119,13 +129,15 @@ WHERE id = :id AND token = :token AND worker = :worker
 RETURNING expires_at
 
 -- name: complete
+-- Returns the item's flow flag: a completion in a managed queue frees a slot, so it wakes the
+-- waiting claims of this process (other processes see the commit through their poller).
 UPDATE workclaim_items
 SET status = 'done', last_event = 'completed', result = :result, expires_at = NULL,
     ended_token = token, ended_op = 'complete', ended_status = 'done',
     finished_at = workclaim_now(), updated_at = workclaim_now()
 WHERE id = :id AND token = :token AND worker = :worker
   AND status = 'claimed' AND expires_at > workclaim_now()
-RETURNING 1
+RETURNING flow
 
 -- name: release
 -- The attempt is given back: a released item has not used an execution.
@@ -154,7 +166,7 @@ SET status       = CASE WHEN :retry_us IS NOT NULL AND attempts < max_attempts
     ended_token = token, ended_op = 'fail', updated_at = workclaim_now()
 WHERE id = :id AND token = :token AND worker = :worker
   AND status = 'claimed' AND expires_at > workclaim_now()
-RETURNING status
+RETURNING status, flow
 
 -- name: lease_end
 -- How the item's last lease ended, to recognise a repeated call.
@@ -162,7 +174,7 @@ SELECT ended_token, ended_op, ended_status FROM workclaim_items WHERE id = :id
 
 -- name: get_item
 SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
-       worker, expires_at, last_error, result, created_at, updated_at
+       worker, expires_at, last_error, result, created_at, updated_at, grp
 FROM workclaim_items WHERE id = :id
 
 -- name: status_of
@@ -202,7 +214,7 @@ SELECT 1 FROM workclaim_items WHERE id = :id
 -- The queued items of a queue by id, from workclaim_items_claimable (sorted: bounded by the
 -- queue's backlog, never by its finished rows).
 SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
-       worker, expires_at, last_error, result, created_at, updated_at
+       worker, expires_at, last_error, result, created_at, updated_at, grp
 FROM workclaim_items INDEXED BY workclaim_items_claimable
 WHERE queue = :queue AND status = 'queued' AND +id > :after
 ORDER BY id LIMIT :limit
@@ -210,7 +222,7 @@ ORDER BY id LIMIT :limit
 -- name: items_claimed
 -- The live leases of a queue by id, from workclaim_items_leases.
 SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
-       worker, expires_at, last_error, result, created_at, updated_at
+       worker, expires_at, last_error, result, created_at, updated_at, grp
 FROM workclaim_items INDEXED BY workclaim_items_leases
 WHERE status = 'claimed' AND queue = :queue AND +id > :after
 ORDER BY id LIMIT :limit
@@ -218,7 +230,7 @@ ORDER BY id LIMIT :limit
 -- name: items_dead
 -- The dead items of a queue by id, from workclaim_items_failed.
 SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
-       worker, expires_at, last_error, result, created_at, updated_at
+       worker, expires_at, last_error, result, created_at, updated_at, grp
 FROM workclaim_items INDEXED BY workclaim_items_failed
 WHERE status IN ('dead', 'cancelled') AND status = 'dead' AND queue = :queue AND id > :after
 ORDER BY id LIMIT :limit
@@ -226,7 +238,7 @@ ORDER BY id LIMIT :limit
 -- name: items_cancelled
 -- The cancelled items of a queue by id, from workclaim_items_failed.
 SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
-       worker, expires_at, last_error, result, created_at, updated_at
+       worker, expires_at, last_error, result, created_at, updated_at, grp
 FROM workclaim_items INDEXED BY workclaim_items_failed
 WHERE status IN ('dead', 'cancelled') AND status = 'cancelled' AND queue = :queue AND id > :after
 ORDER BY id LIMIT :limit
@@ -234,7 +246,7 @@ ORDER BY id LIMIT :limit
 -- name: items_done
 -- Done items by id: a walk of the table from :after (done items are most of a busy table).
 SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
-       worker, expires_at, last_error, result, created_at, updated_at
+       worker, expires_at, last_error, result, created_at, updated_at, grp
 FROM workclaim_items NOT INDEXED
 WHERE id > :after AND queue = :queue AND status = 'done'
 ORDER BY id LIMIT :limit

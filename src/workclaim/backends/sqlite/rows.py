@@ -31,6 +31,7 @@ def item(row: tuple[Any, ...]) -> Item:
         result,
         created_at,
         updated_at,
+        grp,
     ) = row
     return Item(
         item_id,
@@ -48,15 +49,24 @@ def item(row: tuple[Any, ...]) -> Item:
         None if result is None else json.loads(result),
         from_micros(created_at),
         from_micros(updated_at),
+        grp or None,
     )
 
 
 def leases(rows: list[tuple[Any, ...]], worker: str, lease_seconds: float) -> list[Lease]:
     """Leases from claim rows (id, queue, payload, token, attempt, max_attempts, expires_at),
-    in token order: tokens were given in claim order, RETURNING has none."""
+    in token order: tokens were given in claim order, RETURNING has none. The plain claim's
+    rows are of the default group; flow-control claims add the group ('' for the default)."""
     if len(rows) > 1:
         rows.sort(key=lambda r: cast(int, r[3]))
     loads = json.loads
+    if rows and len(rows[0]) > 7:
+        return [
+            Lease(
+                i, q, loads(p), tok, att, most, from_micros(exp), worker, lease_seconds, grp or None
+            )
+            for i, q, p, tok, att, most, exp, grp in rows
+        ]
     return [
         Lease(i, q, loads(p), tok, att, most, from_micros(exp), worker, lease_seconds)
         for i, q, p, tok, att, most, exp in rows
