@@ -12,7 +12,6 @@ these plans (see `_api.py`), so both behave the same by construction.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from workclaim import fastjson
 from workclaim.errors import (
     BackendError,
     BackendUnavailable,
@@ -162,7 +162,7 @@ def event_of(data: dict[str, Any]) -> HistoryEvent:
 def _leases(response: httpx.Response) -> list[Lease]:
     if response.status_code == 204:
         return []
-    return [lease_of(x) for x in response.json()["leases"]]
+    return [lease_of(x) for x in fastjson.loads(response.content)["leases"]]
 
 
 def _none(response: httpx.Response) -> None:
@@ -173,7 +173,7 @@ def error_for(call: Call[Any], response: httpx.Response) -> WorkclaimError:
     """The library error for a problem response."""
     status = response.status_code
     try:
-        doc = response.json()
+        doc = fastjson.loads(response.content)
     except ValueError:
         doc = {}
     if not isinstance(doc, dict):
@@ -221,7 +221,7 @@ def _lease_body(lease: Lease) -> dict[str, Any]:
 
 def _payload(value: Any, what: str) -> Any:
     """Check a payload with the library's rules; returns it as plain JSON data."""
-    return json.loads(encode_json(value, what=what, max_bytes=LOCAL_PAYLOAD_CAP))
+    return fastjson.loads(encode_json(value, what=what, max_bytes=LOCAL_PAYLOAD_CAP))
 
 
 class Calls:
@@ -245,7 +245,7 @@ class Calls:
         return Call(
             "POST",
             f"/queues/{queue}/items",
-            lambda r: int(r.json()["ids"][0]),
+            lambda r: int(fastjson.loads(r.content)["ids"][0]),
             body=body,
             now=now,  # not idempotent even with a dedupe key: see the package docstring
         )
@@ -267,7 +267,7 @@ class Calls:
         return Call(
             "POST",
             f"/queues/{queue}/items",
-            lambda r: [int(x) for x in r.json()["ids"]],
+            lambda r: [int(x) for x in fastjson.loads(r.content)["ids"]],
             body=body,
             now=now,
         )
@@ -342,7 +342,7 @@ class Calls:
             body["worker"] = check_name(worker, "worker name")
 
         def parse(response: httpx.Response) -> tuple[list[Lease], list[Lease]]:
-            data = response.json()
+            data = fastjson.loads(response.content)
             refused = {(x["id"], x["token"]) for x in data["lost"]}
             lost = [x for x in finished if (x.id, x.token) in refused]
             return lost, [lease_of(x) for x in data["leases"]]
@@ -358,7 +358,9 @@ class Calls:
         return Call(
             "POST",
             "/worker/heartbeat",
-            lambda r: dataclasses.replace(lease, expires_at=_dt(r.json()["expires_at"])),
+            lambda r: dataclasses.replace(
+                lease, expires_at=_dt(fastjson.loads(r.content)["expires_at"])
+            ),
             body=body,
             idempotent=True,
             now=now,
@@ -387,7 +389,7 @@ class Calls:
         return Call(
             "POST",
             "/worker/fail",
-            lambda r: Status(r.json()["status"]),
+            lambda r: Status(fastjson.loads(r.content)["status"]),
             body=body,
             idempotent=True,
             now=now,
@@ -400,7 +402,7 @@ class Calls:
         return Call(
             "GET",
             f"/items/{item_id}",
-            lambda r: item_of(r.json()),
+            lambda r: item_of(fastjson.loads(r.content)),
             idempotent=True,
             item_id=item_id,
         )
@@ -418,7 +420,7 @@ class Calls:
         return Call(
             "GET",
             f"/items/{item_id}/history",
-            lambda r: [event_of(x) for x in r.json()["events"]],
+            lambda r: [event_of(x) for x in fastjson.loads(r.content)["events"]],
             params=params,
             idempotent=True,
             item_id=item_id,
@@ -438,7 +440,7 @@ class Calls:
         return Call(
             "GET",
             f"/queues/{queue}/items",
-            lambda r: [item_of(x) for x in r.json()["items"]],
+            lambda r: [item_of(x) for x in fastjson.loads(r.content)["items"]],
             params=params,
             idempotent=True,
         )
@@ -446,14 +448,21 @@ class Calls:
     @staticmethod
     def queues() -> Call[list[str]]:
         return Call(
-            "GET", "/queues", lambda r: [x["queue"] for x in r.json()["queues"]], idempotent=True
+            "GET",
+            "/queues",
+            lambda r: [x["queue"] for x in fastjson.loads(r.content)["queues"]],
+            idempotent=True,
         )
 
     @staticmethod
     def stats(queue: str, *, now: datetime | None) -> Call[QueueStats]:
         queue = check_name(queue, "queue name")
         return Call(
-            "GET", f"/queues/{queue}/stats", lambda r: stats_of(r.json()), idempotent=True, now=now
+            "GET",
+            f"/queues/{queue}/stats",
+            lambda r: stats_of(fastjson.loads(r.content)),
+            idempotent=True,
+            now=now,
         )
 
     @staticmethod
@@ -474,7 +483,7 @@ class Calls:
         return Call(
             "POST",
             f"/queues/{queue}/purge",
-            lambda r: int(r.json()["deleted"]),
+            lambda r: int(fastjson.loads(r.content)["deleted"]),
             body=body,
             now=now,
         )
@@ -547,7 +556,7 @@ class Options:
             ),
         }
         if call.body is not None:
-            options["content"] = json.dumps(call.body, ensure_ascii=False, allow_nan=False).encode()
+            options["content"] = fastjson.dumps(call.body)
             headers["Content-Type"] = "application/json"
         if call.params:
             options["params"] = call.params
