@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,7 +65,7 @@ class FastPath:
         request = Request(scope, receive)
         body = b""
         try:
-            body = await request.body()
+            body = await _read(request)
             response = await self._answer(request, body, *route)
         except _Delegate:
             await self.app(scope, _replay(body, receive), send)
@@ -111,6 +112,17 @@ class FastPath:
             if found is not None:
                 return found
         return None
+
+
+async def _read(request: Request) -> bytes:
+    """The body, or the error FastAPI raises when reading it fails (the body limit's 413 as it
+    is, anything else, a client gone mid-body say, as its 400)."""
+    try:
+        return await request.body()
+    except HTTPException:
+        raise
+    except Exception as exc:
+        raise HTTPException(400, detail="There was an error parsing the body") from exc
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
