@@ -325,3 +325,16 @@ def test_a_lease_named_for_another_worker_counts_as_lease_lost(api: Api) -> None
         )
         problem(r, 409, "lease-lost")
         assert metric(root, "workclaim_lease_lost_total") == before + 4
+
+
+def test_integers_beyond_64_bits_go_through_claims_exactly(api: Api) -> None:
+    """orjson, the wire's codec, cannot write integers beyond 64 bits and would read them as
+    floats: the server's answers and the client's requests and readings keep them exact."""
+    big = {"n": 2**70, "m": -(2**64), "k": 12345678901234567890123}
+    with api.client("alice") as c:
+        first_id = c.enqueue("big-ints", big)
+        c.enqueue("big-ints", big)
+        [first] = c.claim("big-ints", limit=1)
+        lost, [second] = c.complete_and_claim([(first, big)], "big-ints", limit=1)
+        done = c.get(first_id)
+    assert (first.payload, second.payload, done.result, lost) == (big, big, big, [])

@@ -12,7 +12,6 @@ these plans (see `_api.py`), so both behave the same by construction.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from workclaim import fastjson
 from workclaim.errors import (
     BackendError,
     BackendUnavailable,
@@ -196,7 +196,7 @@ def event_of(data: dict[str, Any]) -> HistoryEvent:
 def _leases(response: httpx.Response) -> list[Lease]:
     if response.status_code == 204:
         return []
-    return [lease_of(x) for x in response.json()["leases"]]
+    return [lease_of(x) for x in fastjson.loads(response.content)["leases"]]
 
 
 def _none(response: httpx.Response) -> None:
@@ -207,7 +207,7 @@ def error_for(call: Call[Any], response: httpx.Response) -> WorkclaimError:
     """The library error for a problem response."""
     status = response.status_code
     try:
-        doc = response.json()
+        doc = fastjson.loads(response.content)
     except ValueError:
         doc = {}
     if not isinstance(doc, dict):
@@ -255,7 +255,7 @@ def _lease_body(lease: Lease) -> dict[str, Any]:
 
 def _payload(value: Any, what: str) -> Any:
     """Check a payload with the library's rules; returns it as plain JSON data."""
-    return json.loads(encode_json(value, what=what, max_bytes=LOCAL_PAYLOAD_CAP))
+    return fastjson.loads(encode_json(value, what=what, max_bytes=LOCAL_PAYLOAD_CAP))
 
 
 class Calls:
@@ -280,7 +280,7 @@ class Calls:
         return Call(
             "POST",
             f"/queues/{queue}/items",
-            lambda r: int(r.json()["ids"][0]),
+            lambda r: int(fastjson.loads(r.content)["ids"][0]),
             body=body,
             now=now,  # not idempotent even with a dedupe key: see the package docstring
         )
@@ -303,7 +303,7 @@ class Calls:
         return Call(
             "POST",
             f"/queues/{queue}/items",
-            lambda r: [int(x) for x in r.json()["ids"]],
+            lambda r: [int(x) for x in fastjson.loads(r.content)["ids"]],
             body=body,
             now=now,
         )
@@ -382,7 +382,7 @@ class Calls:
             body["worker"] = check_name(worker, "worker name")
 
         def parse(response: httpx.Response) -> tuple[list[Lease], list[Lease]]:
-            data = response.json()
+            data = fastjson.loads(response.content)
             refused = {(x["id"], x["token"]) for x in data["lost"]}
             lost = [x for x in finished if (x.id, x.token) in refused]
             return lost, [lease_of(x) for x in data["leases"]]
@@ -398,7 +398,9 @@ class Calls:
         return Call(
             "POST",
             "/worker/heartbeat",
-            lambda r: dataclasses.replace(lease, expires_at=_dt(r.json()["expires_at"])),
+            lambda r: dataclasses.replace(
+                lease, expires_at=_dt(fastjson.loads(r.content)["expires_at"])
+            ),
             body=body,
             idempotent=True,
             now=now,
@@ -427,7 +429,7 @@ class Calls:
         return Call(
             "POST",
             "/worker/fail",
-            lambda r: Status(r.json()["status"]),
+            lambda r: Status(fastjson.loads(r.content)["status"]),
             body=body,
             idempotent=True,
             now=now,
@@ -440,7 +442,7 @@ class Calls:
         return Call(
             "GET",
             f"/items/{item_id}",
-            lambda r: item_of(r.json()),
+            lambda r: item_of(fastjson.loads(r.content)),
             idempotent=True,
             item_id=item_id,
         )
@@ -458,7 +460,7 @@ class Calls:
         return Call(
             "GET",
             f"/items/{item_id}/history",
-            lambda r: [event_of(x) for x in r.json()["events"]],
+            lambda r: [event_of(x) for x in fastjson.loads(r.content)["events"]],
             params=params,
             idempotent=True,
             item_id=item_id,
@@ -478,7 +480,7 @@ class Calls:
         return Call(
             "GET",
             f"/queues/{queue}/items",
-            lambda r: [item_of(x) for x in r.json()["items"]],
+            lambda r: [item_of(x) for x in fastjson.loads(r.content)["items"]],
             params=params,
             idempotent=True,
         )
@@ -486,14 +488,21 @@ class Calls:
     @staticmethod
     def queues() -> Call[list[str]]:
         return Call(
-            "GET", "/queues", lambda r: [x["queue"] for x in r.json()["queues"]], idempotent=True
+            "GET",
+            "/queues",
+            lambda r: [x["queue"] for x in fastjson.loads(r.content)["queues"]],
+            idempotent=True,
         )
 
     @staticmethod
     def stats(queue: str, *, now: datetime | None) -> Call[QueueStats]:
         queue = check_name(queue, "queue name")
         return Call(
-            "GET", f"/queues/{queue}/stats", lambda r: stats_of(r.json()), idempotent=True, now=now
+            "GET",
+            f"/queues/{queue}/stats",
+            lambda r: stats_of(fastjson.loads(r.content)),
+            idempotent=True,
+            now=now,
         )
 
     @staticmethod
@@ -514,7 +523,7 @@ class Calls:
         return Call(
             "POST",
             f"/queues/{queue}/purge",
-            lambda r: int(r.json()["deleted"]),
+            lambda r: int(fastjson.loads(r.content)["deleted"]),
             body=body,
             now=now,
         )
@@ -640,7 +649,7 @@ class Options:
             ),
         }
         if call.body is not None:
-            options["content"] = json.dumps(call.body, ensure_ascii=False, allow_nan=False).encode()
+            options["content"] = fastjson.dumps(call.body)
             headers["Content-Type"] = "application/json"
         if call.params:
             options["params"] = call.params

@@ -23,6 +23,7 @@ from workclaim.server.activity import Activity
 from workclaim.server.config import ServerConfig
 from workclaim.server.dashboard import router as dashboard_router
 from workclaim.server.deps import State
+from workclaim.server.fastpath import FastPath
 from workclaim.server.guards import BrowserGuard
 from workclaim.server.limits import BodyLimit, LongPollLimiter
 from workclaim.server.longpoll import LongPolls
@@ -134,6 +135,7 @@ def create_app(queue_or_url: str | AsyncQueue, config: ServerConfig | None = Non
     for audience in (workers, producers, admin, flow, operations):
         app.include_router(audience.router)
     app.include_router(dashboard_router)
+    app.add_middleware(FastPath, fastapi=app, state=state)  # innermost of ours
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, max_bytes=config.body_cap)
     app.add_middleware(BrowserGuard, loopback_only=config.no_auth)  # outermost

@@ -144,6 +144,22 @@ class LeaseOut(BaseModel):
             group=lease.group,
         )
 
+    @staticmethod
+    def doc(lease: Lease) -> dict[str, Any]:
+        """The JSON document of `of(lease)`, built without a model (the hot claim answers encode
+        it with orjson); a test checks that it encodes exactly as the model does."""
+        return {
+            "id": lease.id,
+            "queue": lease.queue,
+            "payload": lease.payload,
+            "token": lease.token,
+            "attempt": lease.attempt,
+            "max_attempts": lease.max_attempts,
+            "expires_at": lease.expires_at,
+            "worker": lease.worker,
+            "lease_seconds": float(lease.lease_seconds),
+        }
+
 
 class ClaimOut(BaseModel):
     """The leases of one claim, in claim order."""
