@@ -158,6 +158,7 @@ class LeaseOut(BaseModel):
             "expires_at": lease.expires_at,
             "worker": lease.worker,
             "lease_seconds": float(lease.lease_seconds),
+            "group": lease.group,
         }
 
 
