@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from workclaim._time import now_micros, to_micros
+from workclaim.backends.sqlite.clock import StoreClock
 from workclaim.backends.sqlite.errors import translate
 from workclaim.backends.sqlite.fsguard import refuse_network_filesystem
 from workclaim.backends.sqlite.gate import WriterGate
@@ -87,11 +88,12 @@ class Connection(sqlite3.Connection):
     """
 
     write_now: int | None = None  # microseconds; None: not read yet for this statement
+    clock: StoreClock  # set when opened: the host's clock, never behind earlier writes
 
     def store_now(self) -> int:
         """The write's time: fixed at the first call (see the class docstring)."""
         if self.write_now is None:
-            self.write_now = now_micros()
+            self.write_now = self.clock.now(now_micros())
         return self.write_now
 
 
@@ -122,6 +124,7 @@ class Connections:
         self._gate = (
             WriterGate(self._connect_target, settings.timeout) if gate and not self.memory else None
         )
+        self._clock = StoreClock(None if self.memory else self._connect_target)
         self._local = threading.local()
         self._all: list[Connection] = []
         self._all_lock = threading.Lock()
@@ -146,6 +149,7 @@ class Connections:
     def _open(self) -> Connection:
         try:
             conn = self._connect()
+            conn.clock = self._clock
             conn.create_function("workclaim_now", 0, conn.store_now)
             conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             # Decides the page size of a database this connection creates (a no-op on an
@@ -197,7 +201,9 @@ class Connections:
                 except sqlite3.Error as exc:
                     raise translate(exc) from exc
                 try:
-                    conn.write_now = self._now(now)
+                    conn.write_now = (
+                        self._clock.now(now_micros()) if now is None else to_micros(now)
+                    )
                     out = fn(conn, conn.write_now)
                     conn.execute("COMMIT")
                 except BaseException as exc:
@@ -237,10 +243,9 @@ class Connections:
             except sqlite3.Error as exc:
                 raise translate(exc) from exc
 
-    @staticmethod
-    def _now(now: datetime | None) -> int:
-        """`now` in microseconds, or the host's clock when None."""
-        return now_micros() if now is None else to_micros(now)
+    def _now(self, now: datetime | None) -> int:
+        """`now` in microseconds, or the store's clock (clock.py) when None."""
+        return self._clock.peek(now_micros()) if now is None else to_micros(now)
 
     def _close_connections(self) -> None:
         """Release the writer gate and close every connection this process opened."""
