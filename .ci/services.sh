@@ -9,9 +9,7 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # Headless Chromium for the dashboard's browser tests (driven by Playwright, which downloads
 # no browser of its own: PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1, executable /usr/bin/chromium).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
-# libfaketime for the clock-step fault scenarios (tests/faults/test_clock.py), gcc for the fsync
-# shim they compile (tests/faults/test_fsync.py).
-[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(libfaketime)
+# gcc for the LD_PRELOAD shims the fault scenarios compile (tests/faults/clockshim.c).
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
