@@ -26,7 +26,7 @@ __all__ = ["durable_redis", "pg_server"]
 
 STEP = 300.0  # five minutes
 SKEW = 3 * 3600.0  # three hours
-ITEMS = 300
+ITEMS = 100
 PHASE = 1.0  # seconds of work between two steps
 
 
@@ -39,8 +39,9 @@ def _clock(tmp_path: Path, name: str, seconds: float = 0.0) -> FakeClock:
 
 
 def _spawn(run: FaultRun, clock: FakeClock | None, names: list[str]) -> list[Any]:
-    """Workers doing 50 ms jobs on 1 s leases, under `clock` when given."""
-    configs = [run.config(n, job_seconds=0.05) for n in names]
+    """Workers doing 200 ms jobs on 1 s leases, heartbeating every 50 ms (a heartbeat under a
+    clock stepped back would end its own lease early for everyone else), under `clock`."""
+    configs = [run.config(n, job_seconds=0.2, heartbeat_every=0.05) for n in names]
     if clock is None:
         return [run.spawn(c) for c in configs]
     with clock.applied():
