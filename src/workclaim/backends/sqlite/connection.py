@@ -32,7 +32,7 @@ from workclaim.backends.sqlite.errors import translate
 from workclaim.backends.sqlite.fsguard import refuse_network_filesystem
 from workclaim.backends.sqlite.gate import WriterGate
 from workclaim.config import Settings
-from workclaim.errors import BackendUnavailable, ConfigError
+from workclaim.errors import BackendError, BackendUnavailable, ConfigError, StorageFailed
 
 T = TypeVar("T")
 
@@ -131,6 +131,7 @@ class Connections:
         self._memory_lock = threading.RLock()
         self._pid = os.getpid()
         self._closed = False
+        self._failed: StorageFailed | None = None
 
     def _connect(self) -> Connection:
         """A new connection to the database (the callers' and the poller's): autocommit
@@ -163,14 +164,23 @@ class Connections:
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
-            raise translate(exc) from exc
+            raise self._translate(exc) from exc
         with self._all_lock:
             self._all.append(conn)
         return conn
 
+    def _translate(self, exc: sqlite3.Error) -> BackendError:
+        """`translate(exc)`; a failed disk I/O also stops this process using the database."""
+        error = translate(exc)
+        if isinstance(error, StorageFailed):
+            self._failed = error
+        return error
+
     def _conn(self) -> Connection:
         if self._closed:
             raise BackendUnavailable("this queue is closed")
+        if self._failed is not None:  # never write again after a failed sync (StorageFailed)
+            raise StorageFailed(f"refused after an earlier failure: {self._failed}")
         if os.getpid() != self._pid:  # a fork: never use the parent's connections
             self._local = threading.local()
             with self._all_lock:
@@ -199,7 +209,7 @@ class Connections:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
-                    raise translate(exc) from exc
+                    raise self._translate(exc) from exc
                 try:
                     conn.write_now = (
                         self._clock.now(now_micros()) if now is None else to_micros(now)
@@ -210,7 +220,7 @@ class Connections:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     if isinstance(exc, sqlite3.Error):
-                        raise translate(exc) from exc
+                        raise self._translate(exc) from exc
                     raise
                 return out
             finally:
@@ -230,7 +240,7 @@ class Connections:
                 conn.write_now = None if now is None else to_micros(now)
                 return conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise translate(exc) from exc
+                raise self._translate(exc) from exc
             finally:
                 if gate is not None:
                     gate.release(fd)
@@ -241,7 +251,7 @@ class Connections:
             try:
                 return fn(self._conn())
             except sqlite3.Error as exc:
-                raise translate(exc) from exc
+                raise self._translate(exc) from exc
 
     def _now(self, now: datetime | None) -> int:
         """`now` in microseconds, or the store's clock (clock.py) when None."""
