@@ -11,6 +11,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 # gcc for the LD_PRELOAD shims the fault scenarios compile (tests/faults/clockshim.c).
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+# iproute2 for the partition scenario's namespace and veth pair (tests/faults/netns.py).
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
