@@ -17,6 +17,10 @@ command -v spin >/dev/null 2>&1 || need_apt+=(spin)
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 # HAProxy in front of several `workclaim serve` instances (tests/support/instances.py starts it).
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+# gcc for the LD_PRELOAD shims the fault scenarios compile (tests/faults/clockshim.c).
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+# iproute2 for the partition scenario's namespace and veth pair (tests/faults/netns.py).
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -24,6 +24,7 @@ from workclaim.errors import (
     LeaseLost,
     PayloadTooLarge,
     SchemaMismatch,
+    StorageFailed,
     ValidationError,
     WorkclaimError,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "SchemaMismatch",
     "Settings",
     "Status",
+    "StorageFailed",
     "ValidationError",
     "WorkclaimError",
     "__version__",

@@ -63,5 +63,12 @@ class BackendUnavailable(BackendError):
     """The store cannot be reached, timed out, or stayed busy past the deadline; retry later."""
 
 
+class StorageFailed(BackendError):
+    """The store's disk failed a write or a sync (EIO): the change may or may not be on disk.
+    The queue refuses every later call, since the OS may have dropped the unsynced pages and a
+    retried sync would falsely succeed; open a new queue once the disk is healthy (it recovers
+    from what the disk really holds)."""
+
+
 class SchemaMismatch(BackendError):
     """The store's schema is missing or newer than this version of workclaim understands."""

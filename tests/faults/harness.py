@@ -276,14 +276,17 @@ class FaultRun:
                 final[i] = "missing"
         return final
 
-    def finish(self, *, recovery_from_ns: int | None = None, **notes: Any) -> Outcome:
-        """Stop the workers, drain, check the history; record the soak row."""
+    def finish(
+        self, *, recovery_from_ns: int | None = None, clock_slack_ns: int = 0, **notes: Any
+    ) -> Outcome:
+        """Stop the workers, drain, check the history (`clock_slack_ns`: how far the store's
+        clock may have jumped ahead, see `check`); record the soak row."""
         self.stop_workers()
         self.faults += sum(p.exitcode == CRASH_EXIT for p in self.procs)  # crash points reached
         self.drain()
         self.rec.close()
         events = load_history(sorted(self.dir.glob("*.jsonl")))
-        result = check(events, final_state=self.final_state(events))
+        result = check(events, final_state=self.final_state(events), clock_slack_ns=clock_slack_ns)
         store = EffectStore(self.effects_path)
         try:
             effects = store.summary()

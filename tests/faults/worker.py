@@ -19,7 +19,7 @@ from tests.faults.effects import EffectStore
 from tests.support import crashpoints
 from workclaim import Queue, Settings
 from workclaim.bench.history import Op, Recorder, grant_fields, micros
-from workclaim.errors import BackendError, LeaseLost, WorkclaimError
+from workclaim.errors import BackendError, LeaseLost, StorageFailed, WorkclaimError
 from workclaim.models import Lease
 
 ERROR_PAUSE = 0.05  # back off a little after a store error, so a dead store is not spun on
@@ -149,6 +149,9 @@ class Worker:
     def unknown(self, op: Op, exc: BaseException) -> None:
         self.rec.info(op, f"{type(exc).__name__}: {exc}")
         self.rec.flush()
+        if isinstance(exc, StorageFailed):  # the queue refuses every later call: open another
+            self.queue.close()
+            self.queue = None
         if isinstance(exc, BackendError):
             time.sleep(ERROR_PAUSE)
 

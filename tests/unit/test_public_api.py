@@ -31,6 +31,7 @@ def test_all_is_sorted_and_complete() -> None:
         "SchemaMismatch",
         "Settings",
         "Status",
+        "StorageFailed",
         "ValidationError",
         "WorkclaimError",
         "__version__",

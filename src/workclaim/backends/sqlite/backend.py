@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from workclaim._time import from_micros, now_micros, seconds_to_micros, to_micros
+from workclaim._time import from_micros, seconds_to_micros, to_micros
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.base import Backend, NewItem
 from workclaim.backends.sqlite import flow, rows, schema
@@ -53,7 +53,7 @@ class SqliteBackend(Connections):
 
     # -- time ------------------------------------------------------------------------------
     def store_now(self) -> datetime:
-        return from_micros(now_micros())
+        return from_micros(self._now(None))
 
     # -- producing -------------------------------------------------------------------------
     def enqueue(

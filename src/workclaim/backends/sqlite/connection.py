@@ -27,11 +27,12 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from workclaim._time import now_micros, to_micros
+from workclaim.backends.sqlite.clock import StoreClock
 from workclaim.backends.sqlite.errors import translate
 from workclaim.backends.sqlite.fsguard import refuse_network_filesystem
 from workclaim.backends.sqlite.gate import WriterGate
 from workclaim.config import Settings
-from workclaim.errors import BackendUnavailable, ConfigError
+from workclaim.errors import BackendError, BackendUnavailable, ConfigError, StorageFailed
 
 T = TypeVar("T")
 
@@ -87,11 +88,12 @@ class Connection(sqlite3.Connection):
     """
 
     write_now: int | None = None  # microseconds; None: not read yet for this statement
+    clock: StoreClock  # set when opened: the host's clock, never behind earlier writes
 
     def store_now(self) -> int:
         """The write's time: fixed at the first call (see the class docstring)."""
         if self.write_now is None:
-            self.write_now = now_micros()
+            self.write_now = self.clock.now(now_micros())
         return self.write_now
 
 
@@ -122,12 +124,14 @@ class Connections:
         self._gate = (
             WriterGate(self._connect_target, settings.timeout) if gate and not self.memory else None
         )
+        self._clock = StoreClock(None if self.memory else self._connect_target)
         self._local = threading.local()
         self._all: list[Connection] = []
         self._all_lock = threading.Lock()
         self._memory_lock = threading.RLock()
         self._pid = os.getpid()
         self._closed = False
+        self._failed: StorageFailed | None = None
 
     def _connect(self) -> Connection:
         """A new connection to the database (the callers' and the poller's): autocommit
@@ -146,6 +150,7 @@ class Connections:
     def _open(self) -> Connection:
         try:
             conn = self._connect()
+            conn.clock = self._clock
             conn.create_function("workclaim_now", 0, conn.store_now)
             conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             # Decides the page size of a database this connection creates (a no-op on an
@@ -159,14 +164,23 @@ class Connections:
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
-            raise translate(exc) from exc
+            raise self._translate(exc) from exc
         with self._all_lock:
             self._all.append(conn)
         return conn
 
+    def _translate(self, exc: sqlite3.Error) -> BackendError:
+        """`translate(exc)`; a failed disk I/O also stops this process using the database."""
+        error = translate(exc)
+        if isinstance(error, StorageFailed):
+            self._failed = error
+        return error
+
     def _conn(self) -> Connection:
         if self._closed:
             raise BackendUnavailable("this queue is closed")
+        if self._failed is not None:  # never write again after a failed sync (StorageFailed)
+            raise StorageFailed(f"refused after an earlier failure: {self._failed}")
         if os.getpid() != self._pid:  # a fork: never use the parent's connections
             self._local = threading.local()
             with self._all_lock:
@@ -195,16 +209,18 @@ class Connections:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
-                    raise translate(exc) from exc
+                    raise self._translate(exc) from exc
                 try:
-                    conn.write_now = self._now(now)
+                    conn.write_now = (
+                        self._clock.now(now_micros()) if now is None else to_micros(now)
+                    )
                     out = fn(conn, conn.write_now)
                     conn.execute("COMMIT")
                 except BaseException as exc:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     if isinstance(exc, sqlite3.Error):
-                        raise translate(exc) from exc
+                        raise self._translate(exc) from exc
                     raise
                 return out
             finally:
@@ -224,7 +240,7 @@ class Connections:
                 conn.write_now = None if now is None else to_micros(now)
                 return conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise translate(exc) from exc
+                raise self._translate(exc) from exc
             finally:
                 if gate is not None:
                     gate.release(fd)
@@ -235,12 +251,11 @@ class Connections:
             try:
                 return fn(self._conn())
             except sqlite3.Error as exc:
-                raise translate(exc) from exc
+                raise self._translate(exc) from exc
 
-    @staticmethod
-    def _now(now: datetime | None) -> int:
-        """`now` in microseconds, or the host's clock when None."""
-        return now_micros() if now is None else to_micros(now)
+    def _now(self, now: datetime | None) -> int:
+        """`now` in microseconds, or the store's clock (clock.py) when None."""
+        return self._clock.peek(now_micros()) if now is None else to_micros(now)
 
     def _close_connections(self) -> None:
         """Release the writer gate and close every connection this process opened."""

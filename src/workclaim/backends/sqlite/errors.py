@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from workclaim.errors import BackendError, BackendUnavailable
+from workclaim.errors import BackendError, BackendUnavailable, StorageFailed
 
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
@@ -20,6 +20,12 @@ def translate(exc: sqlite3.Error) -> BackendError:
     if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
         return BackendError(
             f"the disk holding the SQLite database is full ({exc}); nothing was written"
+        )
+    if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+        return StorageFailed(
+            f"the disk failed an I/O on the SQLite database ({exc}); the change may or may not "
+            "be on disk, and this queue refuses further calls: open a new one once the disk is "
+            "healthy"
         )
     if code is not None and code & 0xFF == sqlite3.SQLITE_CANTOPEN:
         return BackendUnavailable(f"cannot open the SQLite database ({exc})")
