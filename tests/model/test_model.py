@@ -1,14 +1,17 @@
 """A model-based test: a small pure-Python model of the contract and a real backend, side by side.
 
-Hypothesis drives both with random enqueues, claims, heartbeats, completions, releases, failures,
-cancels, requeues and clock moves (the clock is injected; nothing sleeps), and after every step
-checks that the store agrees with the model item by item and in its stats.
+Hypothesis drives both with random enqueues (into groups), claims, heartbeats, completions (also
+fused with a claim), releases, failures, cancels, requeues, policy changes, pauses, resumes and
+clock moves (the clock is injected; nothing sleeps), and after every step checks that the store
+agrees with the model item by item, in its stats, its policy and its live leases per group. Claims
+are checked against the fair order and the limits of flow control (tests/model/flow_reference.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
+    initialize,
     invariant,
     multiple,
     rule,
@@ -25,11 +29,29 @@ from hypothesis.stateful import (
 )
 
 from tests.contract.helpers import T0
-from workclaim import InvalidState, Lease, LeaseLost, Queue, Settings, Status
+from tests.model.flow_reference import Candidate, admitted, fair_order
+from workclaim import (
+    GroupLeases,
+    InvalidState,
+    Lease,
+    LeaseLost,
+    Queue,
+    QueuePolicy,
+    Rate,
+    Settings,
+    Status,
+)
 from workclaim.retry import Backoff
 
 BACKOFF = Backoff(base=10.0, factor=2.0, cap=1_000.0, jitter=0.0)
 LIVE = (Status.QUEUED, Status.CLAIMED)
+GROUPS = st.sampled_from([None, None, "a", "b", "c"])
+# Rate windows keep one length through an example (a store need keep a claim's record only for
+# the window in force), and a rate is set before the first claim and never lifted (a store need
+# record claims only while a rate is in force): the counts change.
+WINDOW = 10.0
+LIMITS = st.sampled_from([None, None, 1, 2, 3])
+COUNTS = st.sampled_from([1, 2, 4])
 
 
 @dataclass
@@ -48,6 +70,7 @@ class ModelItem:
     expires_at: datetime | None = None
     lease: float = 0.0
     ended: tuple[int, str, Status] | None = None
+    group: str | None = None
 
 
 def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
@@ -62,6 +85,10 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             self.name = f"model-{uuid.uuid4().hex[:12]}"
             self.now = T0
             self.items: dict[int, ModelItem] = {}
+            self.policy = QueuePolicy(self.name)
+            self.rate_on = self.group_rate_on = False
+            self.claims: list[tuple[datetime, str | None]] = []  # (time, group) per item claimed
+            self.served: dict[str | None, int] = {}  # group -> greatest token issued
 
         def teardown(self) -> None:
             self.q.close()
@@ -85,6 +112,59 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
                 return ended[2]
             return None
 
+        def expire(self, item: ModelItem) -> None:
+            """What a reap does to an item whose lease expired."""
+            item.status = Status.QUEUED if item.attempts < item.max_attempts else Status.DEAD
+            item.expires_at = None
+
+        def expired(self) -> list[ModelItem]:
+            return [
+                i
+                for i in self.items.values()
+                if i.status is Status.CLAIMED and i.expires_at and i.expires_at <= self.now
+            ]
+
+        def expected_claim(self, limit: int) -> list[ModelItem]:
+            """Reap, then the items a claim must take, in its order (tests/model/flow_reference)."""
+            if not self.policy.paused:
+                for item in self.expired():
+                    self.expire(item)
+            candidates = [
+                Candidate(i.id, i.group, i.priority, i.run_at)
+                for i in self.items.values()
+                if i.status is Status.QUEUED and i.run_at <= self.now
+            ]
+            live = [
+                i.group
+                for i in self.items.values()
+                if i.status is Status.CLAIMED and i.expires_at and i.expires_at > self.now
+            ]
+            ordered = fair_order(candidates, self.served)
+            taken = admitted(ordered, self.policy, live, self.claims, self.now, limit)
+            return [self.items[c.id] for c in taken]
+
+        def granted(
+            self, expected: list[ModelItem], got: list[Lease], lease: float, worker: str
+        ) -> None:
+            """Check a claim's leases against the model's expectation and record them."""
+            assert [g.id for g in got] == [i.id for i in expected]
+            for item, granted in zip(expected, got, strict=True):
+                assert granted.token > item.token
+                assert granted.group == item.group
+                item.status, item.attempts = Status.CLAIMED, item.attempts + 1
+                item.token, item.worker, item.lease = granted.token, worker, lease
+                item.expires_at = self.now + timedelta(seconds=lease)
+                assert granted.attempt == item.attempts
+                assert granted.expires_at == item.expires_at
+                self.claims.append((self.now, item.group))
+                self.served[item.group] = max(self.served.get(item.group, 0), granted.token)
+            if self.policy.paused:
+                # Whether a claim of a paused queue reaps its expired leases is not the
+                # contract's business: follow the store, which must have done it right if so.
+                for item in self.expired():
+                    if self.q.get(item.id).status is not Status.CLAIMED:
+                        self.expire(item)
+
         def holder_of(self, key: str | None) -> int | None:
             for item in self.items.values():
                 if key is not None and item.dedupe_key == key and item.status in LIVE:
@@ -97,9 +177,15 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             delay=st.sampled_from([0.0, 5.0, 30.0]),
             max_attempts=st.integers(1, 3),
             dedupe_key=st.sampled_from([None, None, "a", "b"]),
+            group=GROUPS,
         )
         def enqueue(
-            self, priority: int, delay: float, max_attempts: int, dedupe_key: str | None
+            self,
+            priority: int,
+            delay: float,
+            max_attempts: int,
+            dedupe_key: str | None,
+            group: str | None,
         ) -> None:
             holder = self.holder_of(dedupe_key)
             item_id = self.q.enqueue(
@@ -109,14 +195,16 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
                 delay=delay,
                 max_attempts=max_attempts,
                 dedupe_key=dedupe_key,
+                group=group,
                 now=self.now,
             )
             if holder is not None:
                 assert item_id == holder
                 return
             assert item_id not in self.items and all(item_id > i for i in self.items)
+            run_at = self.now + timedelta(seconds=delay)
             self.items[item_id] = ModelItem(
-                item_id, priority, self.now + timedelta(seconds=delay), max_attempts, dedupe_key
+                item_id, priority, run_at, max_attempts, dedupe_key, group=group
             )
 
         @rule(
@@ -126,35 +214,31 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             worker=st.sampled_from(["w1", "w2"]),
         )
         def claim(self, limit: int, lease: float, worker: str) -> Any:
-            for item in self.items.values():
-                if (
-                    item.status is Status.CLAIMED
-                    and item.expires_at
-                    and item.expires_at <= self.now
-                ):
-                    item.status = (
-                        Status.QUEUED if item.attempts < item.max_attempts else Status.DEAD
-                    )
-                    item.expires_at = None
-            ready = sorted(
-                (
-                    i
-                    for i in self.items.values()
-                    if i.status is Status.QUEUED and i.run_at <= self.now
-                ),
-                key=lambda i: (i.priority, i.run_at, i.id),
-            )[:limit]
+            expected = self.expected_claim(limit)
             got = self.q.claim(
                 self.name, worker=worker, lease_seconds=lease, limit=limit, now=self.now
             )
-            assert [g.id for g in got] == [i.id for i in ready]
-            for item, granted in zip(ready, got, strict=True):
-                assert granted.token > item.token
-                item.status, item.attempts = Status.CLAIMED, item.attempts + 1
-                item.token, item.worker, item.lease = granted.token, worker, lease
-                item.expires_at = self.now + timedelta(seconds=lease)
-                assert granted.attempt == item.attempts
-                assert granted.expires_at == item.expires_at
+            self.granted(expected, got, lease, worker)
+            return multiple(*got)
+
+        @rule(
+            target=leases,
+            lease=leases,
+            limit=st.integers(1, 3),
+            worker=st.sampled_from(["w1", "w2"]),
+        )
+        def complete_and_claim(self, lease: Lease, limit: int, worker: str) -> Any:
+            item = self.current(lease)
+            lost = item is None and self.is_repeat(lease, "complete") is None
+            if item is not None:
+                item.status, item.expires_at = Status.DONE, None
+                item.ended = (lease.token, "complete", Status.DONE)
+            expected = self.expected_claim(limit)
+            got_lost, got = self.q.complete_and_claim(
+                [lease], self.name, worker=worker, lease_seconds=10.0, limit=limit, now=self.now
+            )
+            assert got_lost == ([lease] if lost else [])
+            self.granted(expected, got, 10.0, worker)
             return multiple(*got)
 
         @rule(lease=leases, extend=st.sampled_from([None, 20.0]))
@@ -240,6 +324,54 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
                 with pytest.raises(InvalidState):
                     self.q.requeue(item.id, now=self.now)
 
+        @initialize(
+            concurrency=LIMITS,
+            group_concurrency=LIMITS,
+            rate=st.none() | COUNTS,
+            group_rate=st.none() | COUNTS,
+        )
+        def first_policy(
+            self,
+            concurrency: int | None,
+            group_concurrency: int | None,
+            rate: int | None,
+            group_rate: int | None,
+        ) -> None:
+            self.rate_on, self.group_rate_on = rate is not None, group_rate is not None
+            self.set_policy(concurrency, group_concurrency, rate or 1, group_rate or 1)
+
+        @rule(concurrency=LIMITS, group_concurrency=LIMITS, rate=COUNTS, group_rate=COUNTS)
+        def set_policy(
+            self, concurrency: int | None, group_concurrency: int | None, rate: int, group_rate: int
+        ) -> None:
+            expected = QueuePolicy(
+                self.name,
+                concurrency,
+                group_concurrency,
+                Rate(rate, WINDOW) if self.rate_on else None,
+                Rate(group_rate, WINDOW) if self.group_rate_on else None,
+                paused=self.policy.paused,
+            )
+            stored = self.q.set_policy(
+                self.name,
+                concurrency=concurrency,
+                group_concurrency=group_concurrency,
+                rate=(expected.rate.count, WINDOW) if expected.rate else None,
+                group_rate=(expected.group_rate.count, WINDOW) if expected.group_rate else None,
+            )
+            assert stored == expected
+            self.policy = expected
+
+        @rule()
+        def pause(self) -> None:
+            self.policy = replace(self.policy, paused=True)
+            assert self.q.pause(self.name) == self.policy
+
+        @rule()
+        def resume(self) -> None:
+            self.policy = replace(self.policy, paused=False)
+            assert self.q.resume(self.name) == self.policy
+
         @rule(seconds=st.sampled_from([1.0, 5.0, 11.0, 31.0]))
         def advance_clock(self, seconds: float) -> None:
             self.now += timedelta(seconds=seconds)
@@ -250,6 +382,7 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             for item in self.items.values():
                 stored = self.q.get(item.id)
                 assert (stored.status, stored.attempts) == (item.status, item.attempts), item
+                assert stored.group == item.group, item
                 if item.status is Status.CLAIMED:
                     assert (stored.worker, stored.expires_at) == (item.worker, item.expires_at)
                 if item.status is Status.QUEUED:
@@ -264,6 +397,18 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
                 if i.status is Status.CLAIMED and i.expires_at and i.expires_at <= self.now
             )
             assert stats.expired == expired
+
+        @invariant()
+        def policy_and_live_leases_agree_with_model(self) -> None:
+            assert self.q.policy(self.name) == self.policy
+            live = Counter(
+                i.group
+                for i in self.items.values()
+                if i.status is Status.CLAIMED and i.expires_at and i.expires_at > self.now
+            )
+            busiest = sorted(live.items(), key=lambda gl: (-gl[1], gl[0] is not None, gl[0] or ""))
+            expected = [GroupLeases(group, count) for group, count in busiest]
+            assert self.q.live_leases_by_group(self.name, limit=10, now=self.now) == expected
 
     return ContractModel
 
