@@ -387,7 +387,13 @@ BEGIN
             SELECT s.* FROM q CROSS JOIN LATERAL (
                 SELECT g.queue AS q, g.grp AS g, g.served, b.budget AS gbudget,
                        q.budget AS qbudget, h.id, h.run_at
-                FROM {schema}.groups AS g
+                FROM (
+                    SELECT n.queue, n.grp, n.served FROM {schema}.groups AS n
+                    WHERE n.queue = q.q AND n.served = 0
+                    UNION ALL  -- a queue claimed with these but with no group row: its default
+                    SELECT q.q, '', 0 WHERE NOT EXISTS (
+                        SELECT FROM {schema}.groups AS n WHERE n.queue = q.q)
+                ) AS g
                 CROSS JOIN LATERAL (
                     SELECT least(q.budget, coalesce((v_gb ->> (g.queue || '/' || g.grp))::integer,
                                                     q.gdef)) AS budget
