@@ -15,13 +15,14 @@ ALTER TABLE {schema}.items ADD COLUMN grp text;
 -- complete, as before.
 ALTER TABLE {schema}.items ADD COLUMN holds_slot boolean;
 
--- A named group's claimable items in claim order: the fair order's per-group probe, so a claim
--- reads the head of each group it serves and never walks a deep group. Items of the default
--- group are not in it (nor, so, is any item of a queue that uses no groups: enqueue and claim
--- pay nothing for it there); the default group's head is found through items_claimable.
+-- A group's claimable items in claim order ('' for the default group): the fair order's
+-- per-group probe, so a claim reads the head of each group it serves and never walks a deep
+-- group. Every queued item is in it: a claim's UPDATE (to 'claimed') and a completion add no
+-- entry to it; an enqueue, a release or a retry add one (a partial index of named groups only
+-- would leave a claim of the default group walking the named groups' items ahead of its head).
 CREATE INDEX items_group_claimable
-    ON {schema}.items (queue, grp, priority, run_at, id)
-    WHERE status = 'queued' AND grp IS NOT NULL;
+    ON {schema}.items (queue, (coalesce(grp, '')), priority, run_at, id)
+    WHERE status = 'queued';
 
 -- A queue's policy. A row exists only while the queue has a limit or is paused (set_policy and
 -- set_paused delete it otherwise), so that claims lock it exactly when they must: every claim
@@ -399,19 +400,10 @@ BEGIN
                                                     q.gdef)) AS budget
                 ) AS b
                 CROSS JOIN LATERAL (
-                    SELECT u.id, u.run_at FROM (
-                        (SELECT * FROM (SELECT i.id, i.run_at FROM {schema}.items AS i
-                         WHERE g.grp <> '' AND i.queue = g.queue AND i.grp = g.grp
-                           AND i.status = 'queued' AND i.priority = v_prio
-                           AND i.run_at <= p_now
-                         ORDER BY i.run_at, i.id LIMIT 1 FOR UPDATE SKIP LOCKED) AS z)
-                        UNION ALL
-                        (SELECT * FROM (SELECT i.id, i.run_at FROM {schema}.items AS i
-                         WHERE g.grp = '' AND i.queue = g.queue AND i.grp IS NULL
-                           AND i.status = 'queued' AND i.priority = v_prio
-                           AND i.run_at <= p_now
-                         ORDER BY i.run_at, i.id LIMIT 1 FOR UPDATE SKIP LOCKED) AS z)
-                    ) AS u LIMIT 1
+                    SELECT i.id, i.run_at FROM {schema}.items AS i
+                    WHERE i.queue = g.queue AND coalesce(i.grp, '') = g.grp
+                      AND i.status = 'queued' AND i.priority = v_prio AND i.run_at <= p_now
+                    ORDER BY i.run_at, i.id LIMIT 1 FOR UPDATE SKIP LOCKED
                 ) AS h
                 WHERE g.queue = q.q AND g.served = 0 AND b.budget > 0
             ) AS s
@@ -425,19 +417,10 @@ BEGIN
                                                     q.gdef)) AS budget
                 ) AS b
                 CROSS JOIN LATERAL (
-                    SELECT u.id, u.run_at FROM (
-                        (SELECT * FROM (SELECT i.id, i.run_at FROM {schema}.items AS i
-                         WHERE g.grp <> '' AND i.queue = g.queue AND i.grp = g.grp
-                           AND i.status = 'queued' AND i.priority = v_prio
-                           AND i.run_at <= p_now
-                         ORDER BY i.run_at, i.id LIMIT 1 FOR UPDATE SKIP LOCKED) AS z)
-                        UNION ALL
-                        (SELECT * FROM (SELECT i.id, i.run_at FROM {schema}.items AS i
-                         WHERE g.grp = '' AND i.queue = g.queue AND i.grp IS NULL
-                           AND i.status = 'queued' AND i.priority = v_prio
-                           AND i.run_at <= p_now
-                         ORDER BY i.run_at, i.id LIMIT 1 FOR UPDATE SKIP LOCKED) AS z)
-                    ) AS u LIMIT 1
+                    SELECT i.id, i.run_at FROM {schema}.items AS i
+                    WHERE i.queue = g.queue AND coalesce(i.grp, '') = g.grp
+                      AND i.status = 'queued' AND i.priority = v_prio AND i.run_at <= p_now
+                    ORDER BY i.run_at, i.id LIMIT 1 FOR UPDATE SKIP LOCKED
                 ) AS h
                 WHERE g.queue = q.q AND g.served > 0 AND b.budget > 0
                 ORDER BY g.served
@@ -453,21 +436,13 @@ BEGIN
             CROSS JOIN LATERAL (
                 SELECT y.id, y.run_at, row_number() OVER (ORDER BY y.run_at, y.id) AS n
                 FROM (
-                    (SELECT * FROM (SELECT i.id, i.run_at FROM {schema}.items AS i
-                     WHERE h.g <> '' AND i.queue = h.q AND i.grp = h.g
-                       AND i.status = 'queued' AND i.priority = v_prio
-                       AND i.run_at <= p_now AND (i.run_at, i.id) > (h.run_at, h.id)
-                     ORDER BY i.run_at, i.id
-                     LIMIT least(h.gbudget, h.qbudget - h.nheads + 1) - 1
-                     FOR UPDATE SKIP LOCKED) AS z)
-                    UNION ALL
-                    (SELECT * FROM (SELECT i.id, i.run_at FROM {schema}.items AS i
-                     WHERE h.g = '' AND i.queue = h.q AND i.grp IS NULL
-                       AND i.status = 'queued' AND i.priority = v_prio
-                       AND i.run_at <= p_now AND (i.run_at, i.id) > (h.run_at, h.id)
-                     ORDER BY i.run_at, i.id
-                     LIMIT least(h.gbudget, h.qbudget - h.nheads + 1) - 1
-                     FOR UPDATE SKIP LOCKED) AS z)
+                    SELECT i.id, i.run_at FROM {schema}.items AS i
+                    WHERE i.queue = h.q AND coalesce(i.grp, '') = h.g
+                      AND i.status = 'queued' AND i.priority = v_prio AND i.run_at <= p_now
+                      AND (i.run_at, i.id) > (h.run_at, h.id)
+                    ORDER BY i.run_at, i.id
+                    LIMIT least(h.gbudget, h.qbudget - h.nheads + 1) - 1
+                    FOR UPDATE SKIP LOCKED
                 ) AS y
             ) AS x
             WHERE h.nheads < h.qbudget AND h.gbudget > 1
