@@ -156,5 +156,4 @@ def test_a_claim_reads_the_heads_of_the_groups_it_serves_not_a_deep_group(url: s
                 assert len(conn.execute(lease_sql).fetchall()) == 5
 
             read = _index_entries_read(conn, schema, claim)
-        print("READ", read)
         assert 0 < read <= 5 * 3

@@ -225,11 +225,13 @@ $$;
 --    a. what each queue and group may still take: the limits less the live leases (claimed,
 --       expires_at after p_now: one walk of items_leases from p_now, i.e. of the store's live
 --       leases) and less the claims in the rate windows (claim_log);
---    b. the candidate groups: per queue the groups with an unlocked claimable item at this
---       priority and room left, walked by groups_served from the least recently served and
---       stopping after as many as the queue may take, plus every never-served group with
---       such an item (their ties are broken by that item's (run_at, id)); each probe reads the
---       group's head (items_group_claimable) and locks it (SKIP LOCKED);
+--    b. the candidate groups and their heads (first claimable item at this priority, read
+--       from items_group_claimable): of the never-served groups with room left, the ones
+--       whose heads come first by (run_at, id), as many as the queue may take (every such
+--       group's head is read, unlocked, then these are locked, SKIP LOCKED); of the served
+--       ones, walked by groups_served from the least recently served, the first with an
+--       unlocked head and room left, as many as the queue may take (each head locked as it
+--       is read, SKIP LOCKED);
 --    c. when there are fewer candidate groups than items wanted, each group's next items too;
 --    d. the items in the fair order (k, served, run_at, id), at most what each queue and group
 --       may take, are leased; their groups' `served` rises to the tokens given (group rows
@@ -384,7 +386,9 @@ BEGIN
             FROM unnest(v_active, v_qbudget, v_gdef) AS a (q, budget, gdef)
             WHERE a.budget > 0
         ),
-        heads AS MATERIALIZED (
+        -- Never-served groups rank by their heads' (run_at, id): each one's head is read
+        -- (without a lock), the best the queue may take are kept and then locked.
+        heads0 AS MATERIALIZED (
             SELECT s.* FROM q CROSS JOIN LATERAL (
                 SELECT g.queue AS q, g.grp AS g, g.served, b.budget AS gbudget,
                        q.budget AS qbudget, h.id, h.run_at
@@ -403,10 +407,23 @@ BEGIN
                     SELECT i.id, i.run_at FROM {schema}.items AS i
                     WHERE i.queue = g.queue AND coalesce(i.grp, '') = g.grp
                       AND i.status = 'queued' AND i.priority = v_prio AND i.run_at <= p_now
-                    ORDER BY i.run_at, i.id LIMIT 1 FOR UPDATE SKIP LOCKED
+                    ORDER BY i.run_at, i.id LIMIT 1
                 ) AS h
-                WHERE g.queue = q.q AND g.served = 0 AND b.budget > 0
+                WHERE b.budget > 0
+                ORDER BY h.run_at, h.id
+                LIMIT q.budget
             ) AS s
+        ),
+        locked0 AS MATERIALIZED (
+            -- Primary-key probes: the status test as a CASE matches no partial index, so the
+            -- plan cannot turn into a walk of every queued item.
+            SELECT i.id FROM {schema}.items AS i
+            WHERE i.id = ANY(ARRAY(SELECT heads0.id FROM heads0))
+              AND CASE WHEN i.status = 'queued' THEN true ELSE false END
+            FOR UPDATE SKIP LOCKED
+        ),
+        heads AS MATERIALIZED (
+            SELECT heads0.* FROM heads0 JOIN locked0 ON locked0.id = heads0.id
             UNION ALL
             SELECT s.* FROM q CROSS JOIN LATERAL (
                 SELECT g.queue AS q, g.grp AS g, g.served, b.budget AS gbudget,
