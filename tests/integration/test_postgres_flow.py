@@ -54,7 +54,7 @@ def test_a_version_5_store_upgrades_with_its_items_in_the_default_group(url: str
         backend.close()
     with Queue(url) as q:  # migrates to the current version on first use
         q.backend.verify_schema()
-        assert [q.get(i).group for i in (1, 2, 3)] == [None, None, None]  # type: ignore[union-attr]
+        assert [q.get(i).group for i in (1, 2, 3)] == [None, None, None]
         assert q.policy("jobs") == QueuePolicy("jobs")
         assert q.live_leases_by_group("jobs", limit=10)[0].live == 1
         # The one old lease holds the only slot; the old items are the default group's.
@@ -67,9 +67,7 @@ def test_a_version_5_store_upgrades_with_its_items_in_the_default_group(url: str
         assert [lease.id for lease in q.claim("jobs", worker="w1", limit=5)] == [new]
 
 
-def _claim_in_rounds(
-    url: str, queues: list[str], barrier: Barrier, out: Any, worker: str
-) -> None:
+def _claim_in_rounds(url: str, queues: list[str], barrier: Barrier, out: Any, worker: str) -> None:
     """Claim once per queue, all processes released together each round by the barrier."""
     with Queue(url) as q:
         taken = []
@@ -92,7 +90,10 @@ def test_claimers_arriving_together_at_one_free_slot_take_exactly_one_item(
     with Queue(url) as q:
         for queue in queues:
             q.enqueue_many(queue, list(range(10)), group="tenant")
-            q.set_policy(queue, **{limit: 2})
+            if limit == "concurrency":
+                q.set_policy(queue, concurrency=2)
+            else:
+                q.set_policy(queue, group_concurrency=2)
             assert len(q.claim(queue, worker="holder", lease_seconds=300, limit=1)) == 1
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(processes)

@@ -464,7 +464,7 @@ class PostgresBackend(Connections):
 
         def run(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
             with conn.transaction():
-                row = conn.execute(self._q[query], params).fetchone()
+                row: tuple[Any, ...] | None = conn.execute(self._q[query], params).fetchone()
                 conn.execute(self._q["drop_policy"], {"queue": queue})
             assert row is not None
             return row
