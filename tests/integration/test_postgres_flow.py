@@ -4,6 +4,7 @@ in many processes arriving together at one free slot, and what a claim of a grou
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,55 @@ def test_a_claim_reads_the_heads_of_the_groups_it_serves_not_a_deep_group(url: s
 
             read = _index_entries_read(conn, schema, claim)
         assert 0 < read <= 5 * 3
+
+
+def _free_the_slot(q: Queue, lease: Any, how: str) -> None:
+    """End `lease` (or lift the limit) in one of the ways that free a slot."""
+    if how == "complete":
+        q.complete(lease)
+    elif how == "fail":
+        q.fail(lease, "no", retry=False)
+    elif how == "complete_and_claim":
+        assert q.complete_and_claim([lease], "jobs", worker=lease.worker, limit=0) == ([], [])
+    elif how == "set_policy":
+        q.set_policy("jobs", concurrency=2)
+    else:
+        assert how == "resume"
+        q.resume("jobs")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["complete", "fail", "complete_and_claim", "set_policy", "resume"])
+def test_a_freed_slot_wakes_a_claim_waiting_on_a_limited_queue(url: str, how: str) -> None:
+    """A claim waits on a queue at its concurrency limit (the one lease lasts far longer than the
+    wait and the test): the slot freed through another Queue wakes it by NOTIFY."""
+    settings = Settings(timeout=5)
+    with Queue(url, settings=settings) as waiter_q, Queue(url, settings=settings) as other:
+        other.set_policy("jobs", concurrency=1)
+        first, second = other.enqueue_many("jobs", [1, 2])
+        [lease] = other.claim("jobs", worker="w1", lease_seconds=900)
+        if how == "resume":
+            other.complete(lease)
+            other.pause("jobs")
+        parked = threading.Event()
+        # Start the waiter's LISTEN connection first and let its one signal on connecting pass,
+        # so that only a NOTIFY can end the wait below.
+        wakeup = waiter_q.backend.wakeup()
+        before = wakeup.generation()
+        waiter_q.claim("warm-up", worker="w2", wait=0.01)
+        while wakeup.generation() == before:
+            parked.wait(0.01)
+
+        def free_once_waiting() -> None:
+            while wakeup.waiting == 0:
+                parked.wait(0.01)
+            _free_the_slot(other, lease, how)
+
+        helper = threading.Thread(target=free_once_waiting)
+        helper.start()
+        try:
+            leases = waiter_q.claim("jobs", worker="w2", wait=600)
+        finally:
+            helper.join()
+    assert [le.id for le in leases] == [second]
+    assert lease.id == first
