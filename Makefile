@@ -12,7 +12,7 @@ LATEST := .venv-latest
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test soak lint install clean peers deps-upgrade test-latest
+.PHONY: demo test soak lint install clean peers deps-upgrade test-latest model model-mutants
 
 # uv itself, pinned, in a virtualenv of its own (it is not part of the project's environment).
 $(UV):
@@ -68,6 +68,13 @@ peers: | $(UV)
 # The full fault matrix (bounded in time); prints the fault table, writes bench-results/soak.json.
 soak: $(STAMP)
 	$(BIN)/python -m pytest tests/faults --soak -m faults -p no:cacheprovider -q
+
+# The protocol model checked by SPIN (docs/model.md): every property, then every mutant.
+model: $(STAMP)
+	$(BIN)/python -m pytest tests/model/test_spin.py -k "not mutant" -s -p no:cacheprovider -q
+
+model-mutants: $(STAMP)
+	$(BIN)/python -m pytest tests/model/test_spin.py -k mutant -s -p no:cacheprovider -q
 
 clean:
 	rm -rf $(VENV) $(LATEST) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL and Redis answer on loopback (install and start them if they do not), and
-# that Debian's Chromium is installed for the browser tests.
+# that Debian's Chromium (browser tests), PgBouncer (pooler tests), HAProxy (several service
+# instances) and SPIN (the model check) are installed.
 set -euo pipefail
 
 need_apt=()
@@ -9,9 +10,23 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # Headless Chromium for the dashboard's browser tests (driven by Playwright, which downloads
 # no browser of its own: PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1, executable /usr/bin/chromium).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# SPIN, for the protocol model check (tests/model/test_spin.py).
+command -v spin >/dev/null 2>&1 || need_apt+=(spin)
+# PgBouncer for the PostgreSQL-through-a-pooler tests; never run as a service here: the tests
+# start their own instance on a free port (tests/support/pgbouncer.py).
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
+# HAProxy in front of several `workclaim serve` instances (tests/support/instances.py starts it).
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # The packages may start their system services (PgBouncer on 6432); the tests never use
+    # them: they start their own on free ports.
+    for service in pgbouncer haproxy; do
+        if [[ " ${need_apt[*]} " == *" $service "* ]]; then
+            invoke-rc.d "$service" stop >/dev/null 2>&1 || true
+        fi
+    done
 fi
 
 pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q; }

@@ -1,4 +1,5 @@
-"""The `workclaim` command: enqueue, stats, top, migrate, and the commands its parts register.
+"""The `workclaim` command: enqueue, stats, top, migrate, `queue policy|pause|resume`, and the
+commands its parts register.
 
 Parts that live elsewhere (the benchmark, the HTTP service, the worker runtime) each have a
 module with `register(app)`; this file only wires them in, so each part owns its commands.
@@ -26,8 +27,9 @@ from workclaim._version import __version__
 from workclaim.api import QueueAPI
 from workclaim.backends import open_backend
 from workclaim.config import Settings
-from workclaim.errors import BackendUnavailable, WorkclaimError
-from workclaim.monitor import open_source, snapshot
+from workclaim.errors import BackendUnavailable, ValidationError, WorkclaimError
+from workclaim.models import QueuePolicy, Rate
+from workclaim.monitor import is_server_url, open_source, snapshot
 from workclaim.queue import Queue
 
 app = typer.Typer(
@@ -59,6 +61,14 @@ ServerOption = Annotated[
 TokenOption = Annotated[
     str | None,
     typer.Option(envvar="WORKCLAIM_TOKEN", help="Bearer token (admin scope) for a server URL."),
+]
+WriteServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="WORKCLAIM_SERVER",
+        help="A `workclaim serve` URL (http:// or https://) to send to instead of --db.",
+    ),
 ]
 QueueOption = Annotated[
     list[str] | None,
@@ -137,6 +147,34 @@ def reading(db: str, server: str | None, token: str | None) -> Iterator[QueueAPI
         source.close()
 
 
+@contextlib.contextmanager
+def writing(db: str, server: str | None, token: str | None) -> Iterator[QueueAPI]:
+    """The store or server a command changes (a server when --server or an http(s) --db is
+    given), closed afterwards; its errors become one line and an exit code, as for `reading`."""
+    url = server or db
+    try:
+        if is_server_url(url):
+            from workclaim.client import Client
+
+            target: QueueAPI = Client(url, token=token, timeout=10.0)
+        else:
+            target = open_queue(url)
+    except BackendUnavailable as exc:
+        fail(f"{shown_url(url)}: {exc}", EXIT_UNREACHABLE)
+        raise AssertionError("unreachable") from exc
+    except WorkclaimError as exc:
+        fail(str(exc))
+        raise AssertionError("unreachable") from exc
+    try:
+        yield target
+    except BackendUnavailable as exc:
+        fail(f"{shown_url(url)}: {exc}", EXIT_UNREACHABLE)
+    except WorkclaimError as exc:
+        fail(str(exc))
+    finally:
+        target.close()
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"workclaim {__version__}")
@@ -182,6 +220,14 @@ def enqueue(
     delay: Annotated[float, typer.Option(help="Seconds before it may run.")] = 0.0,
     max_attempts: Annotated[int | None, typer.Option(help="Executions allowed.")] = None,
     dedupe_key: Annotated[str | None, typer.Option(help="Skip if a live item has it.")] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Flow-control group (default: the queue's default group).")
+    ] = None,
+    server: WriteServerOption = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="WORKCLAIM_TOKEN", help="Bearer token (enqueue scope) for a server."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add an item (or, with -, one item per JSON line on stdin)."""
@@ -191,26 +237,17 @@ def enqueue(
     except json.JSONDecodeError as exc:
         fail(f"payload is not valid JSON: {exc}")
         return
-    try:
-        with open_queue(db) as q:
-            if len(values) == 1:
-                ids = [
-                    q.enqueue(
-                        queue,
-                        values[0],
-                        priority=priority,
-                        delay=delay,
-                        max_attempts=max_attempts,
-                        dedupe_key=dedupe_key,
-                    )
-                ]
-            else:
-                ids = q.enqueue_many(
-                    queue, values, priority=priority, delay=delay, max_attempts=max_attempts
-                )
-    except WorkclaimError as exc:
-        fail(str(exc))
-        return
+    options: dict[str, Any] = {
+        "priority": priority,
+        "delay": delay,
+        "max_attempts": max_attempts,
+        "group": group,
+    }
+    with writing(db, server, token) as q:
+        if len(values) == 1:
+            ids = [q.enqueue(queue, values[0], dedupe_key=dedupe_key, **options)]
+        else:
+            ids = q.enqueue_many(queue, values, **options)
     if as_json:
         print(json.dumps({"ids": ids}))
     else:
@@ -233,13 +270,22 @@ def stats(
 
     with reading(db, server, token) as source:
         snap = snapshot(source, [*(queues or ()), *(queue or ())])
+        policies = [source.policy(r.queue) for r in snap.stats]
     if as_json:
-        print(json.dumps({r.queue: {f: getattr(r, f) for f in COUNTS} for r in snap.stats}))
+        shown: dict[str, dict[str, Any]] = {}
+        for row, policy in zip(snap.stats, policies, strict=True):
+            shown[row.queue] = {f: getattr(row, f) for f in COUNTS}
+            if policy.limited:  # a queue without one keeps the counts-only shape of before
+                shown[row.queue]["policy"] = policy_json(policy)
+        print(json.dumps(shown))
         return
     table = queue_table(snap, None)
     table.columns = table.columns[: 1 + len(COUNTS)]  # no rates from a single snapshot
     table.title = None
     console.print(table)
+    for policy in policies:
+        if policy.limited:
+            print(f"{policy.queue}: {policy_text(policy)}")
 
 
 @app.command()
@@ -278,6 +324,160 @@ def top(
             dead=dead,
             console=console,
         )
+
+
+# -- flow control: `workclaim queue policy|pause|resume` --------------------------------------
+queue_app = typer.Typer(
+    name="queue",
+    help="A queue's flow control: its limits (policy), pause and resume.",
+    no_args_is_help=True,
+)
+app.add_typer(queue_app)
+QueueArgument = Annotated[str, typer.Argument(help="Queue name.")]
+LimitOption = Annotated[
+    str | None, typer.Option(metavar="N|none", help="Most live leases (none: no limit).")
+]
+
+
+def _rate_text(rate: Rate | None) -> str:
+    return "none" if rate is None else f"{rate.count}/{rate.per_seconds:g}s"
+
+
+def policy_text(policy: QueuePolicy) -> str:
+    """A policy on one line: `paused; concurrency 5, group_concurrency none, ...`."""
+    limits = ", ".join(
+        [
+            f"concurrency {policy.concurrency or 'none'}",
+            f"group_concurrency {policy.group_concurrency or 'none'}",
+            f"rate {_rate_text(policy.rate)}",
+            f"group_rate {_rate_text(policy.group_rate)}",
+        ]
+    )
+    return f"{'paused' if policy.paused else 'active'}; {limits}"
+
+
+def policy_json(policy: QueuePolicy) -> dict[str, Any]:
+    """A policy as the HTTP API writes it (rates as `{"count", "per_seconds"}`)."""
+
+    def rate(value: Rate | None) -> dict[str, Any] | None:
+        return None if value is None else {"count": value.count, "per_seconds": value.per_seconds}
+
+    return {
+        "queue": policy.queue,
+        "concurrency": policy.concurrency,
+        "group_concurrency": policy.group_concurrency,
+        "rate": rate(policy.rate),
+        "group_rate": rate(policy.group_rate),
+        "paused": policy.paused,
+    }
+
+
+def _show_policy(policy: QueuePolicy, as_json: bool) -> None:
+    print(json.dumps(policy_json(policy)) if as_json else f"{policy.queue}: {policy_text(policy)}")
+
+
+def parse_limit(value: str, what: str) -> int | None:
+    """`--concurrency 5` (or `none`, no limit) as the limit; the range is checked by the
+    library, like every other caller's."""
+    if value.strip().lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValidationError(f"{what} must be a whole number or none, got {value!r}") from None
+
+
+def parse_rate(value: str, what: str) -> tuple[int, float] | None:
+    """`--rate 100/60` (100 claims per 60 seconds; or `none`) as `(count, per_seconds)`."""
+    if value.strip().lower() == "none":
+        return None
+    count, slash, seconds = value.partition("/")
+    try:
+        if not slash:
+            raise ValueError
+        return int(count), float(seconds)
+    except ValueError:
+        raise ValidationError(
+            f"{what} must be COUNT/SECONDS (e.g. 100/60) or none, got {value!r}"
+        ) from None
+
+
+@queue_app.command("policy")
+def queue_policy(
+    queue: QueueArgument,
+    concurrency: LimitOption = None,
+    group_concurrency: Annotated[
+        str | None,
+        typer.Option(metavar="N|none", help="Most live leases in any one group (none: no limit)."),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(metavar="COUNT/SECONDS|none", help="Most claims of the queue per window."),
+    ] = None,
+    group_rate: Annotated[
+        str | None,
+        typer.Option(metavar="COUNT/SECONDS|none", help="Most claims of any one group per window."),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Lift every limit (before applying any given).")
+    ] = False,
+    db: DbOption = DEFAULT_DB,
+    server: WriteServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the queue's policy, or change it: each limit given replaces that one (none lifts
+    it), the others are kept (all lifted with --clear). The paused flag is never changed here."""
+    given = {
+        "concurrency": concurrency,
+        "group_concurrency": group_concurrency,
+        "rate": rate,
+        "group_rate": group_rate,
+    }
+    with writing(db, server, token) as q:
+        current = q.policy(queue)
+        if not clear and all(v is None for v in given.values()):
+            _show_policy(current, as_json)
+            return
+        base = QueuePolicy(queue) if clear else current
+        limits: dict[str, Any] = {
+            "concurrency": base.concurrency,
+            "group_concurrency": base.group_concurrency,
+            "rate": base.rate,
+            "group_rate": base.group_rate,
+        }
+        for name, raw in given.items():
+            if raw is not None:
+                what = "--" + name.replace("_", "-")
+                parse = parse_rate if name.endswith("rate") else parse_limit
+                limits[name] = parse(raw, what)
+        _show_policy(q.set_policy(queue, **limits), as_json)
+
+
+@queue_app.command("pause")
+def queue_pause(
+    queue: QueueArgument,
+    db: DbOption = DEFAULT_DB,
+    server: WriteServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pause the queue: once this returns, no claim takes its items (live leases run on)."""
+    with writing(db, server, token) as q:
+        _show_policy(q.pause(queue), as_json)
+
+
+@queue_app.command("resume")
+def queue_resume(
+    queue: QueueArgument,
+    db: DbOption = DEFAULT_DB,
+    server: WriteServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Let claims take the queue's items again."""
+    with writing(db, server, token) as q:
+        _show_policy(q.resume(queue), as_json)
 
 
 @app.command()

@@ -202,3 +202,13 @@ def setup(
     if numeric > logging.DEBUG:
         for chatty in ("httpx", "httpcore"):  # a line per request
             logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def current() -> tuple[str, str]:
+    """(format, level) of the handler `setup` installed (("text", "warning") before any), so
+    processes started later can make the same choice."""
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if isinstance(h, _Handler)]
+    fmt = "json" if ours and isinstance(ours[-1].formatter, JsonFormatter) else "text"
+    level = logging.getLevelName(root.level).lower() if ours else "warning"
+    return fmt, level

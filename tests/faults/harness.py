@@ -21,8 +21,18 @@ from tests.faults.effects import EffectStore, EffectSummary
 from tests.faults.worker import Worker, WorkerConfig, enqueue_loop, kill_quietly, run
 from tests.support.crashpoints import EXIT_CODE as CRASH_EXIT
 from workclaim import Queue, Settings
-from workclaim.bench.history import CheckResult, Recorder, check, load_history
+from workclaim.bench.history import (
+    CheckResult,
+    Recorder,
+    check,
+    lease_end_facts,
+    load_history,
+    policy_fields,
+)
+from workclaim.bench.history.flow import LIMITS
 from workclaim.errors import ItemNotFound, WorkclaimError
+from workclaim.models import QueuePolicy
+from workclaim.validation import check_policy
 
 QUEUE = "faults"
 POLL = 0.05  # how often the coordinator looks at the queue's counts while it waits
@@ -99,11 +109,11 @@ class FaultRun:
         self.admin = Queue(url, settings=Settings(timeout=timeout))
 
     # -- setup ------------------------------------------------------------
-    def enqueue(self, n: int) -> list[int]:
-        """Enqueue n items in one recorded call."""
+    def enqueue(self, n: int, *, group: str | None = None, queue: str = QUEUE) -> list[int]:
+        """Enqueue n items (in `group` of `queue`) in one recorded call."""
         op = self.rec.invoke("enqueue")
         self.rec.flush()
-        ids = self.admin.enqueue_many(QUEUE, [{"n": i} for i in range(n)])
+        ids = self.admin.enqueue_many(queue, [{"n": i} for i in range(n)], group=group)
         self.rec.ok_many(op, [{"item_id": i} for i in ids])
         self.rec.flush()
         self.enqueued.extend(ids)
@@ -170,6 +180,43 @@ class FaultRun:
                 ) from None
             if not (skip_ready and event[2] == "ready"):
                 return event
+
+    # -- flow control --------------------------------------------------------
+    def set_policy(self, queue: str = QUEUE, **limits: Any) -> QueuePolicy:
+        """`set_policy` on the run's queue (or `queue`), recorded with the limits it sets."""
+        wanted = check_policy(queue, *(limits.get(name) for name in LIMITS))
+        op = self.rec.invoke("policy", queue=queue, policy=policy_fields(wanted))
+        self.rec.flush()
+        policy = self.admin.set_policy(queue, **limits)
+        self.rec.ok(op)
+        self.rec.flush()
+        return policy
+
+    def flip(self, paused: bool) -> None:
+        """Pause or resume the run's queue, recorded (invoke before the call, ok after it)."""
+        op = self.rec.invoke("pause" if paused else "resume", queue=QUEUE)
+        self.rec.flush()
+        (self.admin.pause if paused else self.admin.resume)(QUEUE)
+        self.rec.ok(op)
+        self.rec.flush()
+
+    def record_lease_ends(self, events: list[dict[str, Any]]) -> int:
+        """Read the attempt history of every item granted in `events` and record the store-clock
+        end of each of its leases (`ended` facts, for the flow-control checks); returns how many."""
+        items = sorted(
+            {
+                int(e["item_id"])
+                for e in events
+                if e["kind"] == "claim" and e["phase"] == "ok" and e.get("item_id") is not None
+            }
+        )
+        n = 0
+        with Recorder(self.dir / "store.jsonl", process="store") as rec:
+            for item in items:
+                for fact in lease_end_facts(item, self.admin.history(item)):
+                    rec.fact("ended", **fact)
+                    n += 1
+        return n
 
     # -- faults ------------------------------------------------------------
     def kill(self, process: Any, sig: int = signal.SIGKILL) -> None:

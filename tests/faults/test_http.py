@@ -5,10 +5,6 @@ service itself is SIGKILLed and restarted. Each scenario ends with heal, drain a
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +16,7 @@ from tests.faults import report
 from tests.faults.harness import FaultRun, call_seconds
 from tests.faults.servers import pg_schema_url, pg_server
 from tests.support.faultproxy import FaultProxy
+from tests.support.instances import Instance
 from tests.support.missing import require
 from workclaim.bench.history import load_history
 
@@ -28,64 +25,16 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 __all__ = ["pg_server"]
 
 TIMEOUT = 1.0
-START_SECONDS = 30.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Service:
-    """`workclaim serve --no-auth` on a fixed loopback port, restartable."""
-
-    def __init__(self, db: str, log: Path) -> None:
-        self.db = db
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import httpx
-
-        env = {**os.environ, "WORKCLAIM_TIMEOUT": str(TIMEOUT)}
-        argv = [sys.executable, "-m", "workclaim", "serve", "--db", self.db, "--no-auth"]
-        argv += ["--port", str(self.port), "--log-level", "warning", "--max-wait", "5"]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"workclaim serve exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # readiness poll of a process we started
-        raise RuntimeError("workclaim serve did not answer within 30 s")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture
-def service(pg_server: Any, tmp_path: Path) -> Iterator[Service]:
-    svc = Service(pg_schema_url(pg_server.url), tmp_path / "serve.log")
+def service(pg_server: Any, tmp_path: Path) -> Iterator[Instance]:
+    svc = Instance(
+        pg_schema_url(pg_server.url),
+        tmp_path / "serve.log",
+        ["--max-wait", "5"],
+        {"WORKCLAIM_TIMEOUT": str(TIMEOUT)},
+    )
     svc.start()
     try:
         yield svc
@@ -104,7 +53,7 @@ def _stats_status(url: str) -> int:
 
 @pytest.mark.parametrize("blackhole", [3.0, pytest.param(15.0, marks=pytest.mark.soak)])
 def test_http_service_under_faults(
-    service: Service,
+    service: Instance,
     pg_server: Any,
     tmp_path: Path,
     runs: list[FaultRun],

@@ -18,7 +18,7 @@ from typing import Any
 from tests.faults.effects import EffectStore
 from tests.support import crashpoints
 from workclaim import Queue, Settings
-from workclaim.bench.history import Op, Recorder
+from workclaim.bench.history import Op, Recorder, grant_fields, micros
 from workclaim.errors import BackendError, LeaseLost, WorkclaimError
 from workclaim.models import Lease
 
@@ -35,6 +35,7 @@ class WorkerConfig:
     - `try_all_fenced`: after the job, try heartbeat, effect, complete, release and fail in turn
       (the paused-holder scenario, where every one of them must be refused).
     - `max_items`: stop after this many claimed items (None: until told to stop).
+    - `batch`: how many items each claim asks for.
     """
 
     url: str
@@ -49,6 +50,7 @@ class WorkerConfig:
     idle_wait: float = 0.2
     timeout: float = 5.0
     max_items: int | None = None
+    batch: int = 1
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -108,7 +110,11 @@ class Worker:
                 self.rec.flush()  # write-ahead: a call killed mid-flight still shows as unknown
                 try:
                     leases = self.open_queue().claim(
-                        cfg.queue, worker=cfg.name, lease_seconds=cfg.lease, wait=cfg.idle_wait
+                        cfg.queue,
+                        worker=cfg.name,
+                        lease_seconds=cfg.lease,
+                        limit=cfg.batch,
+                        wait=cfg.idle_wait,
                     )
                 except WorkclaimError as exc:
                     self.unknown(op, exc)
@@ -120,7 +126,7 @@ class Worker:
                         return
                     continue
                 empty = 0
-                self.rec.ok_many(op, [_grant(lease) for lease in leases])
+                self.rec.ok_many(op, [grant_fields(lease) for lease in leases])
                 self.rec.flush()
                 for lease in leases:
                     self._emit("claimed", lease.id, lease.token)
@@ -194,7 +200,7 @@ class Worker:
         try:
             if kind == "heartbeat":
                 new: Lease = q.heartbeat(lease, extend=cfg.lease)
-                self._done(op, expires_at_us=_micros(new))
+                self._done(op, expires_at_us=micros(new.expires_at))
                 return new
             if kind == "complete":
                 q.complete(lease)
@@ -214,17 +220,35 @@ class Worker:
         return None
 
 
-def _micros(lease: Lease) -> int:
-    return round(lease.expires_at.timestamp() * 1_000_000)
-
-
-def _grant(lease: Lease) -> dict[str, Any]:
-    return {
-        "item_id": lease.id,
-        "token": lease.token,
-        "lease_seconds": lease.lease_seconds,
-        "expires_at_us": _micros(lease),
-    }
+def barrier_claims(config: WorkerConfig, barrier: Any, rounds: int, batch: int, out: Any) -> None:
+    """Process entry point: `rounds` times, wait at the barrier with every other claimer, claim
+    once (up to `batch` items, recorded), report how many it got, wait at the barrier again
+    (everyone has claimed), complete what it got (recorded). Many claimers arriving together
+    at a group with one free slot: exactly one may take it."""
+    out.cancel_join_thread()
+    path = Path(config.history_dir) / f"{config.name}.{os.getpid()}.jsonl"
+    with (
+        Recorder(path, process=f"{config.name}.{os.getpid()}") as rec,
+        Queue(config.url, settings=Settings(timeout=config.timeout)) as q,
+    ):
+        for _ in range(rounds):
+            barrier.wait(OPEN_SECONDS)
+            op = rec.invoke("claim", worker=config.name, lease_seconds=config.lease)
+            leases = q.claim(
+                config.queue, worker=config.name, lease_seconds=config.lease, limit=batch
+            )
+            rec.ok_many(op, [grant_fields(lease) for lease in leases])
+            rec.flush()
+            out.put(len(leases))
+            barrier.wait(OPEN_SECONDS)
+            for lease in leases:
+                done = rec.invoke(
+                    "complete", item_id=lease.id, token=lease.token, worker=config.name
+                )
+                q.complete(lease)
+                rec.ok(done)
+            rec.flush()
+            barrier.wait(OPEN_SECONDS)
 
 
 def enqueue_loop(

@@ -174,10 +174,11 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
         # -- rules -----------------------------------------------------------------------
         @rule(
             priority=st.integers(0, 2),
-            delay=st.sampled_from([0.0, 5.0, 30.0]),
+            delay=st.sampled_from([0.0, 0.0, 5.0, 30.0]),
             max_attempts=st.integers(1, 3),
             dedupe_key=st.sampled_from([None, None, "a", "b"]),
             group=GROUPS,
+            count=st.sampled_from([1, 1, 2, 4]),
         )
         def enqueue(
             self,
@@ -186,30 +187,39 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             max_attempts: int,
             dedupe_key: str | None,
             group: str | None,
+            count: int = 1,
         ) -> None:
-            holder = self.holder_of(dedupe_key)
-            item_id = self.q.enqueue(
-                self.name,
-                {"p": priority},
-                priority=priority,
-                delay=delay,
-                max_attempts=max_attempts,
-                dedupe_key=dedupe_key,
-                group=group,
-                now=self.now,
-            )
-            if holder is not None:
-                assert item_id == holder
-                return
-            assert item_id not in self.items and all(item_id > i for i in self.items)
+            """One item (`enqueue`, with its dedupe key) or several (`enqueue_many`, without)."""
+            options: dict[str, Any] = {
+                "priority": priority,
+                "delay": delay,
+                "max_attempts": max_attempts,
+                "group": group,
+                "now": self.now,
+            }
+            if count > 1:
+                item_ids = self.q.enqueue_many(
+                    self.name, [{"n": n} for n in range(count)], **options
+                )
+                dedupe_key = None
+            else:
+                holder = self.holder_of(dedupe_key)
+                item_ids = [
+                    self.q.enqueue(self.name, {"p": priority}, dedupe_key=dedupe_key, **options)
+                ]
+                if holder is not None:
+                    assert item_ids == [holder]
+                    return
+            assert len(item_ids) == count and all(item_ids[0] > i for i in self.items)
             run_at = self.now + timedelta(seconds=delay)
-            self.items[item_id] = ModelItem(
-                item_id, priority, run_at, max_attempts, dedupe_key, group=group
-            )
+            for item_id in item_ids:
+                self.items[item_id] = ModelItem(
+                    item_id, priority, run_at, max_attempts, dedupe_key, group=group
+                )
 
         @rule(
             target=leases,
-            limit=st.integers(1, 3),
+            limit=st.integers(1, 5),
             lease=st.sampled_from([10.0, 30.0]),
             worker=st.sampled_from(["w1", "w2"]),
         )
@@ -224,7 +234,7 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
         @rule(
             target=leases,
             lease=leases,
-            limit=st.integers(1, 3),
+            limit=st.integers(1, 5),
             worker=st.sampled_from(["w1", "w2"]),
         )
         def complete_and_claim(self, lease: Lease, limit: int, worker: str) -> Any:
@@ -329,21 +339,38 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             group_concurrency=LIMITS,
             rate=st.none() | COUNTS,
             group_rate=st.none() | COUNTS,
+            groups=st.lists(GROUPS, min_size=2, max_size=8),
         )
-        def first_policy(
+        def first_policy_and_items(
             self,
             concurrency: int | None,
             group_concurrency: int | None,
             rate: int | None,
             group_rate: int | None,
+            groups: list[str | None],
         ) -> None:
+            """A policy before the first claim (rates are never set later), and a few items."""
             self.rate_on, self.group_rate_on = rate is not None, group_rate is not None
             self.set_policy(concurrency, group_concurrency, rate or 1, group_rate or 1)
+            for group in groups:
+                self.enqueue(priority=0, delay=0.0, max_attempts=2, dedupe_key=None, group=group)
 
-        @rule(concurrency=LIMITS, group_concurrency=LIMITS, rate=COUNTS, group_rate=COUNTS)
+        @rule(
+            concurrency=LIMITS,
+            group_concurrency=LIMITS,
+            rate=COUNTS,
+            group_rate=COUNTS,
+            pause=st.sampled_from([None, None, False, True]),
+        )
         def set_policy(
-            self, concurrency: int | None, group_concurrency: int | None, rate: int, group_rate: int
+            self,
+            concurrency: int | None,
+            group_concurrency: int | None,
+            rate: int,
+            group_rate: int,
+            pause: bool | None = None,
         ) -> None:
+            """New limits (the rates' windows kept, see WINDOW), then maybe pause or resume."""
             expected = QueuePolicy(
                 self.name,
                 concurrency,
@@ -361,18 +388,12 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             )
             assert stored == expected
             self.policy = expected
+            if pause is not None:
+                self.policy = replace(self.policy, paused=pause)
+                verb = self.q.pause if pause else self.q.resume
+                assert verb(self.name) == self.policy
 
-        @rule()
-        def pause(self) -> None:
-            self.policy = replace(self.policy, paused=True)
-            assert self.q.pause(self.name) == self.policy
-
-        @rule()
-        def resume(self) -> None:
-            self.policy = replace(self.policy, paused=False)
-            assert self.q.resume(self.name) == self.policy
-
-        @rule(seconds=st.sampled_from([1.0, 5.0, 11.0, 31.0]))
+        @rule(seconds=st.sampled_from([1.0, 5.0, 10.0, 11.0, 31.0]))
         def advance_clock(self, seconds: float) -> None:
             self.now += timedelta(seconds=seconds)
 

@@ -21,7 +21,8 @@ from tests.support.missing import in_ci as in_ci
 from tests.support.missing import unavailable as unavailable
 
 # The backends the contract suite runs on; a new backend is done when the suite passes on it.
-BACKENDS: list[str] = ["sqlite", "postgres", "redis"]
+# `postgres-pgbouncer`: PostgreSQL through PgBouncer in transaction mode (support/pgbouncer.py).
+BACKENDS: list[str] = ["sqlite", "postgres", "postgres-pgbouncer", "redis"]
 
 # (the requesting test, its tmp_path) -> URL; a provider may add finalizers to clean up.
 Provider = Callable[[pytest.FixtureRequest, Path], str]
@@ -81,6 +82,18 @@ def postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return with_query(base, schema=schema)
 
 
+def pgbouncer_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A schema of this test's own (as `postgres_url`) reached through the session's PgBouncer
+    in transaction mode, with the server itself as `direct_url` (LISTEN, migrations)."""
+    from tests.support.pgbouncer import session_pgbouncer
+
+    direct = postgres_url(request, tmp_path)
+    schema = dict(parse_qsl(urlsplit(direct).query))["schema"]
+    base = postgres_base(request)
+    bouncer = session_pgbouncer(base, request.config)
+    return with_query(bouncer.url(), schema=schema, pgbouncer="transaction", direct_url=base)
+
+
 def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The shared test Redis (WORKCLAIM_TEST_REDIS_URL, default db 15, or a throwaway server) with
     a key prefix of this test's own, whose keys are deleted afterwards."""
@@ -100,6 +113,8 @@ def provider(name: str) -> Provider:
         return sqlite_url
     if name == "postgres":
         return postgres_url
+    if name == "postgres-pgbouncer":
+        return pgbouncer_url
     if name == "redis":
         return redis_url
     raise ValueError(f"unknown backend {name!r}")

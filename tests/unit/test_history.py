@@ -12,6 +12,7 @@ import pytest
 
 from workclaim.bench.history import INVARIANTS, Event, Recorder, check, load_history, main
 from workclaim.bench.history.checking import CHECKS, Found, derive_facts
+from workclaim.bench.history.flow import LIMITS
 
 S = 1_000_000_000  # one second in ns
 
@@ -40,6 +41,7 @@ class H:
         self.n += 1
         op_id = f"{worker}:{self.n}"
         base = {"op_id": op_id, "process": worker, "kind": kind, "worker": worker}
+        on_invoke: dict[str, Any] = {k: extra.pop(k) for k in ("queue", "policy") if k in extra}
         self.events.append(
             {
                 **base,
@@ -48,6 +50,7 @@ class H:
                 "item_id": item,
                 "token": token,
                 "lease_seconds": lease,
+                **on_invoke,
             }
         )
         for fields in results or [{}]:
@@ -59,6 +62,7 @@ class H:
                     "item_id": fields.get("item_id", item),
                     "token": fields.get("token", token),
                     "lease_seconds": fields.get("lease_seconds", lease),
+                    **{k: v for k, v in fields.items() if v is not None},
                     **extra,
                 }
             )
@@ -78,6 +82,61 @@ class H:
             lease=lease,
             results=[{"item_id": item, "token": token, "lease_seconds": lease}],
         )
+
+    def flow_claim(
+        self,
+        item: int,
+        token: int,
+        t0: float,
+        t1: float,
+        *,
+        store: float,
+        group: str | None = None,
+        ended: float | None = None,
+        worker: str = "w1",
+        lease: float = 10.0,
+        queue: str = "q",
+    ) -> None:
+        """A claim of `queue` taken at store time `store` (seconds), its lease completed at store
+        time `ended` (an `ended` fact, and an accepted complete by the client just after)."""
+        fields = {
+            "item_id": item,
+            "token": token,
+            "lease_seconds": lease,
+            "expires_at_us": round((store + lease) * 1e6),
+            "queue": queue,
+            "group": group,
+        }
+        self.op("claim", t0, t1, worker=worker, lease=lease, results=[fields])
+        if ended is not None:
+            self.ended(item, token, ended)
+            self.end("complete", item, token, t1 + 0.01, t1 + 0.02, worker=worker)
+
+    def ended(self, item: int, token: int, at: float | None) -> None:
+        """The `ended` fact read from the item's attempt history (None: it expired)."""
+        self.n += 1
+        fact: Event = {"op_id": f"store:{self.n}", "process": "store", "kind": "ended"}
+        fact["phase"] = "ok"
+        fact |= {"t_mono_ns": 10**6 * S, "item_id": item, "token": token}
+        if at is not None:
+            fact["ended_at_us"] = round(at * 1e6)
+        self.events.append(fact)
+
+    def policy(
+        self, t0: float, t1: float, phase: str = "ok", queue: str = "q", **limits: Any
+    ) -> None:
+        """A set_policy call: `limits` as keywords (rate=(count, per))."""
+        full: dict[str, Any] = {name: limits.get(name) for name in LIMITS}
+        for name in ("rate", "group_rate"):
+            if limits.get(name) is not None:
+                full[name] = list(limits[name])
+        self.op("policy", t0, t1, phase, worker="admin", queue=queue, policy=full)
+
+    def flip(
+        self, kind: str, t0: float, t1: float, phase: str = "ok", queue: str = "q", **extra: Any
+    ) -> None:
+        """A pause or resume call."""
+        self.op(kind, t0, t1, phase, worker="admin", queue=queue, **extra)
 
     def end(
         self,
@@ -126,14 +185,28 @@ def clean_history() -> H:
     h.end("complete", 2, 11, 2.0, 2.1, "fail", worker="w2", error="LeaseLost")
     h.end("complete", 2, 12, 2.2, 2.3, worker="w3")
     h.op("claim", 3.0, 3.1, worker="w1", lease=1)  # queue empty: ok, no item
+    # Flow control on queue q: every limit met exactly, a pause with one claim refused, resumed.
+    h.policy(3.5, 3.6, concurrency=2, group_concurrency=1, rate=(3, 1.0), group_rate=(2, 1.0))
+    h.enqueue(3, 4, 5, 6, t=3.7)
+    h.flow_claim(3, 20, 4.0, 4.1, store=100.0, group="a", ended=100.5)
+    h.flow_claim(4, 21, 4.2, 4.3, store=100.2, group="b", ended=100.6)  # 2 live, the limit
+    h.flow_claim(5, 22, 4.4, 4.5, store=100.5, group="a", ended=100.8)  # 3 claims in 1 s
+    h.flip("pause", 5.0, 5.1)
+    h.op("claim", 5.2, 5.3, worker="w2", lease=10)  # paused: nothing
+    h.flip("resume", 5.5, 5.6)
+    h.flow_claim(6, 23, 5.7, 5.8, store=102.0, group="b", ended=102.1)
     return h
 
 
+FINAL = {i: "done" for i in range(1, 7)}
+
+
 def test_a_clean_history_passes() -> None:
-    result = check(clean_history().events, final_state={1: "done", 2: "done"})
+    result = check(clean_history().events, final_state=FINAL)
     assert result.ok, result.summary()
-    assert result.counts["grants"] == 3
-    assert all(result.checked.values())
+    assert result.counts["grants"] == 7
+    assert result.counts["lease_ends"] == 4
+    assert all(result.checked.values()), result.checked
 
 
 @breaks("lease_overlap")
@@ -331,7 +404,224 @@ def test_indeterminate_outcomes_are_never_violations() -> None:
     h = clean_history()
     h.op("claim", 4.0, 9.0, "info", worker="w4", lease=1, error="connection reset")
     h.end("complete", 1, 10, 4.0, 4.5, "info", error="timeout")
-    assert check(h.events, final_state={1: "done", 2: "done"}).ok
+    h.flip("pause", 6.0, 7.0, "info", error="timeout")  # may not have happened
+    h.enqueue(7, t=7.0)
+    h.flow_claim(7, 30, 7.5, 7.6, store=110.0, ended=110.1)
+    assert check(h.events, final_state=FINAL | {7: "done"}).ok
+
+
+# -- flow control: limits judged on the store's clock ---------------------------------------------
+
+
+@breaks("concurrency_exceeded")
+def two_live_leases_under_concurrency_one() -> H:
+    h = H()
+    h.policy(0.5, 0.6, concurrency=1)
+    h.enqueue(1, 2)
+    h.flow_claim(1, 10, 1.0, 1.1, store=100.0, group="a", ended=101.0)
+    h.flow_claim(2, 11, 1.2, 1.3, store=100.5, group="b", ended=100.9, worker="w2")
+    return h
+
+
+@breaks("group_concurrency_exceeded")
+def two_live_leases_of_one_group_under_group_concurrency_one() -> H:
+    h = H()
+    h.policy(0.5, 0.6, group_concurrency=1)
+    h.enqueue(1, 2, 3)
+    h.flow_claim(1, 10, 1.0, 1.1, store=100.0, group="a", ended=101.0)
+    h.flow_claim(3, 12, 1.0, 1.1, store=100.1, group="b", ended=101.0, worker="w3")
+    h.flow_claim(2, 11, 1.2, 1.3, store=100.5, group="a", ended=100.9, worker="w2")
+    return h
+
+
+@breaks("rate_exceeded")
+def three_claims_in_a_second_under_two_per_second() -> H:
+    h = H()
+    h.policy(0.5, 0.6, rate=(2, 1.0))
+    h.enqueue(1, 2, 3)
+    for i, store in enumerate((100.0, 100.3, 100.6)):
+        h.flow_claim(1 + i, 10 + i, 1.0 + i, 1.1 + i, store=store, group=f"g{i}", ended=store + 0.1)
+    return h
+
+
+@breaks("group_rate_exceeded")
+def three_claims_of_a_group_in_a_second_under_two_per_second() -> H:
+    h = H()
+    h.policy(0.5, 0.6, group_rate=(2, 1.0))
+    h.enqueue(1, 2, 3, 4)
+    h.flow_claim(4, 20, 0.8, 0.9, store=99.9, group="b", ended=99.95)
+    for i, store in enumerate((100.0, 100.3, 100.6)):
+        h.flow_claim(1 + i, 10 + i, 1.0 + i, 1.1 + i, store=store, group="a", ended=store + 0.1)
+    return h
+
+
+@breaks("claimed_while_paused")
+def a_claim_after_the_pause_returned() -> H:
+    h = H()
+    h.enqueue(1)
+    h.flip("pause", 1.0, 1.1)
+    h.flow_claim(1, 10, 2.0, 2.1, store=100.0, ended=100.1)
+    return h
+
+
+def test_a_batch_counts_all_its_own_leases() -> None:
+    """One claim taking two items under concurrency 1 is caught, on the claim."""
+    h = H()
+    h.policy(0.5, 0.6, concurrency=1)
+    h.enqueue(1, 2)
+    fields = [
+        {"item_id": i, "token": 10 + i, "lease_seconds": 10.0, "expires_at_us": 110_000_000}
+        | {"queue": "q"}
+        for i in (1, 2)
+    ]
+    h.op("claim", 1.0, 1.1, lease=10.0, results=fields)
+    for i in (1, 2):
+        h.ended(i, 10 + i, 100.5)
+        h.end("complete", i, 10 + i, 1.2, 1.3)
+    assert violated(h) == {"concurrency_exceeded": 1}
+
+
+def test_a_lease_ended_at_the_instant_of_the_next_claim_frees_its_slot() -> None:
+    """complete_and_claim: the completion and the claim share one store time."""
+    h = H()
+    h.policy(0.5, 0.6, concurrency=1, group_concurrency=1)
+    h.enqueue(1, 2)
+    h.flow_claim(1, 10, 1.0, 1.1, store=100.0, group="a", ended=100.5)
+    h.flow_claim(2, 11, 1.2, 1.3, store=100.5, group="a", ended=100.9)
+    assert violated(h) == {}
+
+
+def test_an_expired_lease_holds_no_slot_and_a_heartbeat_extends_it() -> None:
+    h = H()
+    h.policy(0.5, 0.6, concurrency=1)
+    h.enqueue(1, 2, 3)
+    h.flow_claim(1, 10, 1.0, 1.1, store=100.0, lease=1.0)  # expires at 101, never ended
+    h.ended(1, 10, None)
+    h.flow_claim(1, 11, 2.2, 2.3, store=101.0, ended=101.5, worker="w2")  # at its expiry: free
+    h.flow_claim(2, 12, 3.0, 3.1, store=102.0, lease=1.0)
+    h.end("heartbeat", 2, 12, 3.2, 3.3, lease=5.0, expires_at_us=108_000_000)
+    h.ended(2, 12, None)  # it expired, at 108 by the heartbeat
+    h.flow_claim(3, 13, 4.0, 4.1, store=104.0, ended=104.5, worker="w2")
+    h.end("complete", 2, 12, 9.0, 9.1)  # a late complete, accepted: the item was not reclaimed
+    assert violated(h) == {"concurrency_exceeded": 1}
+
+
+def test_a_lease_with_no_known_end_never_counts_against_another_claim() -> None:
+    """Without its store-clock end, a completed lease may have ended at once: no alarm."""
+    h = H()
+    h.policy(0.5, 0.6, concurrency=1)
+    h.enqueue(1, 2)
+    h.flow_claim(1, 10, 1.0, 1.1, store=100.0)
+    h.end("complete", 1, 10, 1.2, 1.3)
+    h.flow_claim(2, 11, 1.4, 1.5, store=100.5, ended=100.9)
+    assert violated(h) == {}
+
+
+def test_a_lowered_limit_lets_leases_run_on_but_blocks_new_ones() -> None:
+    h = H()
+    h.policy(0.5, 0.6, concurrency=2)
+    h.enqueue(1, 2, 3)
+    h.flow_claim(1, 10, 1.0, 1.1, store=100.0, ended=105.0)
+    h.flow_claim(2, 11, 1.2, 1.3, store=100.2, ended=105.0)
+    h.policy(2.0, 2.1, concurrency=1)  # two run on over the new limit: fine
+    assert violated(h, final_state={1: "done", 2: "done", 3: "done"}) == {}
+    h.flow_claim(3, 12, 3.0, 3.1, store=103.0, ended=103.5)  # a third while two live: caught
+    assert violated(h) == {"concurrency_exceeded": 1}
+
+
+def test_a_claim_concurrent_with_a_policy_change_is_judged_by_the_looser_policy() -> None:
+    h = H()
+    h.policy(0.5, 0.6, concurrency=2)
+    h.enqueue(1, 2)
+    h.flow_claim(1, 10, 1.0, 1.1, store=100.0, ended=105.0)
+    h.policy(1.5, 2.5, concurrency=1)
+    h.flow_claim(2, 11, 2.0, 2.2, store=101.0, ended=101.5)  # overlaps the change
+    assert violated(h) == {}
+
+
+def test_no_policy_before_the_first_one_returned() -> None:
+    """A claim made before any policy call returned may have run unlimited."""
+    h = H()
+    h.enqueue(1, 2)
+    h.flow_claim(1, 10, 1.0, 1.1, store=100.0, ended=105.0)
+    h.flow_claim(2, 11, 1.2, 1.3, store=100.2, ended=105.0)
+    h.policy(1.25, 1.4, concurrency=1)
+    assert violated(h) == {}
+
+
+def test_rate_windows_are_judged_within_the_store_slack() -> None:
+    """Three claims spanning just under the window by less than the slack: not judged; well
+    under it: caught. Each claim counts once per item, at its store time."""
+
+    def history(span: float) -> H:
+        h = H()
+        h.policy(0.5, 0.6, rate=(2, 1.0))
+        h.enqueue(1, 2, 3)
+        for i, store in enumerate((100.0, 100.0 + span / 2, 100.0 + span)):
+            h.flow_claim(1 + i, 10 + i, 1.0 + i, 1.1 + i, store=store, ended=store + 0.01)
+        return h
+
+    assert violated(history(1.0)) == {}  # (t - 1 s, t]: the first claim has left the window
+    assert violated(history(0.9995)) == {}  # within the default slack of 1 ms
+    assert violated(history(0.9995), store_slack_us=0) == {"rate_exceeded": 1}
+    assert violated(history(0.99)) == {"rate_exceeded": 1}
+
+
+def test_pause_is_judged_from_the_calls_that_surely_came_first() -> None:
+    h = H()
+    h.enqueue(1, 2, 3)
+    h.flow_claim(1, 10, 0.9, 1.05, store=100.0, ended=100.1)  # overlaps the pause: allowed
+    h.flip("pause", 1.0, 1.1)
+    h.flip("resume", 1.9, 2.3)
+    h.flow_claim(2, 11, 2.0, 2.1, store=101.0, ended=101.1)  # overlaps the resume: allowed
+    h.flip("pause", 3.0, 3.1)
+    h.flip("resume", 3.5, 9.0, "info", error="timeout")  # may have taken effect at once
+    h.flow_claim(3, 12, 4.0, 4.1, store=102.0, ended=102.1)
+    assert violated(h) == {}
+    # A resume of unknown outcome may take effect any time later (a request stuck on its way):
+    # on queue q no pause is relied on any more; another queue's pause still is.
+    h.flip("pause", 10.0, 10.1, queue="q2")
+    h.enqueue(4, t=10.2)
+    h.flow_claim(4, 13, 11.0, 11.1, store=110.0, ended=110.1, queue="q2")
+    assert violated(h) == {"claimed_while_paused": 1}
+
+
+def test_limits_are_per_queue_and_per_group() -> None:
+    h = H()
+    h.policy(0.5, 0.6, concurrency=1, group_concurrency=1)
+    h.enqueue(1, 2, 3)
+    h.flow_claim(1, 10, 1.0, 1.1, store=100.0, group="a", ended=105.0)
+    h.flow_claim(2, 11, 1.2, 1.3, store=100.2, group="a", ended=105.0, queue="other")
+    h.flip("pause", 1.4, 1.5, queue="other")
+    h.flow_claim(3, 12, 2.0, 2.1, store=101.0, group="a", ended=101.5, queue="third")
+    assert violated(h) == {}
+
+
+def test_lease_end_facts_come_from_the_attempt_history() -> None:
+    from datetime import UTC, datetime
+
+    from workclaim.bench.history import lease_end_facts
+    from workclaim.models import EventKind, HistoryEvent, Status
+
+    def at(s: float) -> datetime:
+        return datetime.fromtimestamp(s, UTC)
+
+    events = [
+        HistoryEvent(1, EventKind.CLAIMED, at(100.0), 1, Status.CLAIMED, token=10),
+        HistoryEvent(1, EventKind.HEARTBEAT, at(100.5), 1, Status.CLAIMED, token=10),
+        HistoryEvent(1, EventKind.EXPIRED, at(102.0), 1, Status.QUEUED, token=10),
+        HistoryEvent(1, EventKind.CLAIMED, at(103.0), 2, Status.CLAIMED, token=11),
+        HistoryEvent(1, EventKind.RELEASED, at(103.5), 2, Status.QUEUED, token=11),
+        HistoryEvent(1, EventKind.CLAIMED, at(104.0), 3, Status.CLAIMED, token=12),
+        HistoryEvent(1, EventKind.COMPLETED, at(104.25), 3, Status.DONE, token=12),
+        HistoryEvent(1, EventKind.CLAIMED, at(105.0), 4, Status.CLAIMED, token=13),
+    ]
+    assert lease_end_facts(1, events) == [
+        {"item_id": 1, "token": 10, "ended_at_us": 102_000_000},  # reaped: capped at expiry
+        {"item_id": 1, "token": 11, "ended_at_us": 103_500_000},
+        {"item_id": 1, "token": 12, "ended_at_us": 104_250_000},
+        {"item_id": 1, "token": 13, "ended_at_us": None},  # still held, or expired unreaped
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(set(INVARIANTS) | set(BROKEN)))

@@ -68,6 +68,7 @@ def enqueue(
         run_at=run_at,
         max_attempts=max_attempts,
         dedupe_key=dedupe_key,
+        group=group,
         now=now,
     )
     return exchange(options, call)
@@ -93,6 +94,7 @@ def enqueue_many(
         delay=delay,
         run_at=run_at,
         max_attempts=max_attempts,
+        group=group,
         now=now,
     )
     if not call.body["payloads"]:
@@ -246,7 +248,7 @@ def purge(
     return exchange(options, Calls.purge(queue, older_than=older_than, now=now))
 
 
-def set_policy(  # FLOW-TODO: the HTTP surface of flow control
+def set_policy(
     options: Options,
     queue: str,
     *,
@@ -256,34 +258,36 @@ def set_policy(  # FLOW-TODO: the HTTP surface of flow control
     group_rate: Rate | tuple[int, float] | None = None,
 ) -> Plan[QueuePolicy]:
     """See `Queue.set_policy` (admin)."""
-    raise NotImplementedError
-    yield
+    call = Calls.set_policy(
+        queue,
+        concurrency=concurrency,
+        group_concurrency=group_concurrency,
+        rate=rate,
+        group_rate=group_rate,
+    )
+    return exchange(options, call)
 
 
-def policy(options: Options, queue: str) -> Plan[QueuePolicy]:  # FLOW-TODO
+def policy(options: Options, queue: str) -> Plan[QueuePolicy]:
     """See `Queue.policy` (admin)."""
-    raise NotImplementedError
-    yield
+    return exchange(options, Calls.policy(queue))
 
 
-def pause(options: Options, queue: str) -> Plan[QueuePolicy]:  # FLOW-TODO
+def pause(options: Options, queue: str) -> Plan[QueuePolicy]:
     """See `Queue.pause` (admin)."""
-    raise NotImplementedError
-    yield
+    return exchange(options, Calls.set_paused(queue, True))
 
 
-def resume(options: Options, queue: str) -> Plan[QueuePolicy]:  # FLOW-TODO
+def resume(options: Options, queue: str) -> Plan[QueuePolicy]:
     """See `Queue.resume` (admin)."""
-    raise NotImplementedError
-    yield
+    return exchange(options, Calls.set_paused(queue, False))
 
 
-def live_leases_by_group(  # FLOW-TODO
+def live_leases_by_group(
     options: Options, queue: str, *, limit: int = 10, now: datetime | None = None
 ) -> Plan[list[GroupLeases]]:
     """See `Queue.live_leases_by_group` (admin)."""
-    raise NotImplementedError
-    yield
+    return exchange(options, Calls.live_leases_by_group(queue, limit=limit, now=now))
 
 
 class Method(Generic[P, T]):

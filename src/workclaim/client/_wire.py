@@ -32,16 +32,28 @@ from workclaim.errors import (
     ValidationError,
     WorkclaimError,
 )
-from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.models import (
+    EventKind,
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    QueueStats,
+    Rate,
+    Status,
+)
 from workclaim.validation import (
     MAX_ID,
     check_batch,
     check_delay,
+    check_group,
     check_id,
     check_int,
     check_lease,
     check_max_attempts,
     check_name,
+    check_policy,
     check_priority,
     check_queues,
     check_wait,
@@ -115,6 +127,7 @@ def lease_of(data: dict[str, Any]) -> Lease:
         expires_at=_dt(data["expires_at"]),
         worker=data["worker"],
         lease_seconds=float(data["lease_seconds"]),
+        group=data.get("group"),  # absent from a server older than flow control
     )
 
 
@@ -136,6 +149,7 @@ def item_of(data: dict[str, Any]) -> Item:
         result=data["result"],
         created_at=_dt(data["created_at"]),
         updated_at=_dt(data["updated_at"]),
+        group=data.get("group"),
     )
 
 
@@ -143,6 +157,26 @@ def stats_of(data: dict[str, Any]) -> QueueStats:
     """`QueueStats` from its JSON form."""
     names = ("queued", "claimed", "done", "dead", "cancelled", "expired")
     return QueueStats(queue=data["queue"], **{n: int(data[n]) for n in names})
+
+
+def _rate_of(data: dict[str, Any] | None) -> Rate | None:
+    return None if data is None else Rate(int(data["count"]), float(data["per_seconds"]))
+
+
+def policy_of(data: dict[str, Any]) -> QueuePolicy:
+    """A `QueuePolicy` from its JSON form."""
+    return QueuePolicy(
+        queue=data["queue"],
+        concurrency=data["concurrency"],
+        group_concurrency=data["group_concurrency"],
+        rate=_rate_of(data["rate"]),
+        group_rate=_rate_of(data["group_rate"]),
+        paused=bool(data["paused"]),
+    )
+
+
+def _rate_body(rate: Rate | None) -> dict[str, Any] | None:
+    return None if rate is None else {"count": rate.count, "per_seconds": rate.per_seconds}
 
 
 def event_of(data: dict[str, Any]) -> HistoryEvent:
@@ -238,9 +272,10 @@ class Calls:
         max_attempts: int | None,
         dedupe_key: str | None,
         now: datetime | None,
+        group: str | None = None,
     ) -> Call[int]:
         queue = check_name(queue, "queue name")
-        body = Calls._options(priority, delay, run_at, max_attempts, dedupe_key)
+        body = Calls._options(priority, delay, run_at, max_attempts, dedupe_key, group)
         body["payload"] = _payload(payload, "payload")
         return Call(
             "POST",
@@ -260,9 +295,10 @@ class Calls:
         run_at: datetime | None,
         max_attempts: int | None,
         now: datetime | None,
+        group: str | None = None,
     ) -> Call[list[int]]:
         queue = check_name(queue, "queue name")
-        body = Calls._options(priority, delay, run_at, max_attempts, None)
+        body = Calls._options(priority, delay, run_at, max_attempts, None, group)
         body["payloads"] = [_payload(p, f"payload #{i}") for i, p in enumerate(payloads)]
         return Call(
             "POST",
@@ -279,6 +315,7 @@ class Calls:
         run_at: datetime | None,
         max_attempts: int | None,
         dedupe_key: str | None,
+        group: str | None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"priority": check_priority(priority), "delay": check_delay(delay)}
         if run_at is not None:
@@ -291,6 +328,9 @@ class Calls:
             body["max_attempts"] = check_max_attempts(max_attempts)
         if dedupe_key is not None:
             body["dedupe_key"] = check_name(dedupe_key, "dedupe key")
+        group = check_group(group)
+        if group is not None:  # sent only when given: an older server refuses unknown fields
+            body["group"] = group
         return body
 
     @staticmethod
@@ -476,6 +516,59 @@ class Calls:
             f"/queues/{queue}/purge",
             lambda r: int(r.json()["deleted"]),
             body=body,
+            now=now,
+        )
+
+    @staticmethod
+    def set_policy(
+        queue: str,
+        *,
+        concurrency: int | None,
+        group_concurrency: int | None,
+        rate: Rate | tuple[int, float] | None,
+        group_rate: Rate | tuple[int, float] | None,
+    ) -> Call[QueuePolicy]:
+        policy = check_policy(queue, concurrency, group_concurrency, rate, group_rate)
+        body = {
+            "concurrency": policy.concurrency,
+            "group_concurrency": policy.group_concurrency,
+            "rate": _rate_body(policy.rate),
+            "group_rate": _rate_body(policy.group_rate),
+        }
+        return Call(
+            "PUT",
+            f"/queues/{policy.queue}/policy",
+            lambda r: policy_of(r.json()),
+            body=body,
+            idempotent=True,  # it replaces the whole policy: a repeat changes nothing more
+        )
+
+    @staticmethod
+    def policy(queue: str) -> Call[QueuePolicy]:
+        queue = check_name(queue, "queue name")
+        return Call(
+            "GET", f"/queues/{queue}/policy", lambda r: policy_of(r.json()), idempotent=True
+        )
+
+    @staticmethod
+    def set_paused(queue: str, paused: bool) -> Call[QueuePolicy]:
+        queue = check_name(queue, "queue name")
+        verb = "pause" if paused else "resume"
+        return Call(
+            "POST", f"/queues/{queue}/{verb}", lambda r: policy_of(r.json()), idempotent=True
+        )
+
+    @staticmethod
+    def live_leases_by_group(
+        queue: str, *, limit: int, now: datetime | None
+    ) -> Call[list[GroupLeases]]:
+        queue = check_name(queue, "queue name")
+        return Call(
+            "GET",
+            f"/queues/{queue}/groups",
+            lambda r: [GroupLeases(x["group"], int(x["live"])) for x in r.json()["groups"]],
+            params={"limit": check_batch(limit, "limit")},
+            idempotent=True,
             now=now,
         )
 

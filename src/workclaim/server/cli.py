@@ -6,7 +6,7 @@ import ssl
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -79,25 +79,35 @@ def serve(
         typer.Option(help="CA bundle: clients must present a certificate it signed (mutual TLS)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Server processes on this port (each with its own limits); see deployment.md.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn)."""
     try:
         import uvicorn
 
-        from workclaim.config import Settings
+        from workclaim import logs
+        from workclaim.queue import Queue
         from workclaim.server.app import create_app
-        from workclaim.server.auth import TokenStore
-        from workclaim.server.config import ServerConfig
+        from workclaim.server.processes import Recipe, run_processes
         from workclaim.server.transport import protocol_for
     except ImportError as exc:
         _fail(f"the server needs {exc.name}: pip install 'workclaim[server]'")
         return
-    try:
-        store = None if no_auth else TokenStore.from_env(tokens)
-        config = ServerConfig(
-            settings=Settings.from_env(),
-            tokens=store,
-            no_auth=no_auth,
+    log_format, log_threshold = logs.current()
+    recipe = Recipe(
+        db=db,
+        tokens=tokens,
+        no_auth=no_auth,
+        log_format=log_format,
+        log_level=log_threshold,
+        limits=dict(
             max_body_bytes=max_body_bytes,
             max_batch=max_batch,
             max_lease=max_lease,
@@ -112,10 +122,16 @@ def serve(
             header_timeout=header_timeout,
             body_timeout=body_timeout,
             max_connections=max_connections,
-        )
+        ),
+    )
+    try:
+        config = recipe.server_config()
         if ssl_ca_certs is not None and ssl_certfile is None:
             raise ConfigError("--ssl-ca-certs needs --ssl-certfile and --ssl-keyfile")
-        app = create_app(db, config)
+        if processes > 1:
+            Queue(db, settings=config.settings).close()  # a bad URL fails here, once; schema made
+        else:
+            app = create_app(db, config)
     except WorkclaimError as exc:
         _fail(str(exc))
         return
@@ -131,8 +147,7 @@ def serve(
             "Pass --ssl-certfile/--ssl-keyfile or put a TLS proxy in front.",
             file=sys.stderr,
         )
-    uvicorn.run(
-        app,
+    options: dict[str, Any] = dict(
         host=host,
         port=port,
         log_level=log_level,
@@ -142,11 +157,16 @@ def serve(
         ssl_ca_certs=str(ssl_ca_certs) if ssl_ca_certs else None,
         # A CA bundle is for client certificates: without CERT_REQUIRED they would be optional.
         ssl_cert_reqs=ssl.CERT_REQUIRED if ssl_ca_certs else ssl.CERT_NONE,
-        http=protocol_for(config),  # httptools with header/body deadlines and caps
         timeout_keep_alive=5,
         timeout_graceful_shutdown=5,
         server_header=False,
     )
+    if processes > 1:
+        if not run_processes(recipe, processes, **options):
+            raise typer.Exit(1)
+        return
+    # httptools with header/body deadlines and caps
+    uvicorn.run(app, http=protocol_for(config), **options)
 
 
 token_app = typer.Typer(help="Bearer tokens for the HTTP service.", no_args_is_help=True)

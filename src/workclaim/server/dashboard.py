@@ -29,8 +29,10 @@ from workclaim.server.openapi import COMMON
 from workclaim.server.schemas import (
     DashboardOut,
     DeadRowOut,
+    GroupLeasesOut,
     LatencyOut,
     LeaseRowOut,
+    PolicyOut,
     QueuePanelOut,
     RatePoint,
     StatsOut,
@@ -40,6 +42,7 @@ from workclaim.validation import MAX_ID
 PANEL_QUEUES = 50  # queues shown; `truncated` says when there are more
 LEASE_ROWS = 20  # live leases listed per queue (page further with /queues/{q}/items)
 DEAD_ROWS = 10  # dead items listed per queue, oldest id first
+GROUP_ROWS = 10  # the busiest groups listed per queue (more with /queues/{q}/groups)
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -119,6 +122,10 @@ async def _panel(
     stats = await queue.stats(name, now=now)
     held = await queue.items(name, Status.CLAIMED, limit=LEASE_ROWS) if stats.claimed else []
     dead = await queue.items(name, Status.DEAD, limit=DEAD_ROWS) if stats.dead else []
+    policy = await queue.policy(name)
+    groups = (
+        await queue.live_leases_by_group(name, limit=GROUP_ROWS, now=now) if stats.claimed else []
+    )
     started = await asyncio.gather(*(_claimed_at(queue, x) for x in held))
     clock = now or datetime.now(UTC)
     window = activity.claim_latency.get(name)
@@ -143,6 +150,7 @@ async def _panel(
                 claimed_at=at,
                 updated_at=x.updated_at,
                 overdue=x.expires_at is not None and x.expires_at <= clock,
+                group=x.group,
             )
             for x, at in zip(held, started, strict=True)
         ],
@@ -153,9 +161,12 @@ async def _panel(
                 max_attempts=x.max_attempts,
                 last_error=x.last_error,
                 updated_at=x.updated_at,
+                group=x.group,
             )
             for x in dead
         ],
+        policy=PolicyOut.of(policy),
+        groups=[GroupLeasesOut.of(x) for x in groups],
     )
 
 
@@ -163,7 +174,8 @@ async def _panel(
 async def dashboard(st: St, caller: Caller, now: Now) -> DashboardOut:
     """Per queue (the first 50 by name): counts by status and expired leases, claimed and
     completed items/s over the last minutes, this server's claim latency p50/p95, up to 20 live
-    leases and up to 10 dead items (admin). 503 while the database is unreachable."""
+    leases, up to 10 dead items, the flow-control policy (limits, paused) and the up to 10
+    groups holding the most live leases (admin). 503 while the database is unreachable."""
     require_admin(caller)
     names = await st.queue.queues()
     panels = [await _panel(st.queue, st.activity, n, now) for n in names[:PANEL_QUEUES]]

@@ -20,7 +20,17 @@ from pydantic import (
 )
 
 from workclaim.errors import ValidationError
-from workclaim.models import EventKind, HistoryEvent, Item, Lease, QueueStats, Status
+from workclaim.models import (
+    EventKind,
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    QueueStats,
+    Rate,
+    Status,
+)
 from workclaim.server.renamed import RENAMED, both_given
 from workclaim.validation import (
     MAX_ATTEMPTS_LIMIT,
@@ -29,6 +39,8 @@ from workclaim.validation import (
     MAX_ERROR_CHARS,
     MAX_ID,
     MAX_LEASE_SECONDS,
+    MAX_LIMIT,
+    MAX_RATE_WINDOW_SECONDS,
     MAX_WAIT_SECONDS,
     MIN_LEASE_SECONDS,
     NAME_PATTERN,
@@ -44,6 +56,8 @@ Seconds = Annotated[StrictFloat, Field(ge=0, le=MAX_DELAY_SECONDS)]
 LeaseSeconds = Annotated[StrictFloat, Field(ge=MIN_LEASE_SECONDS, le=MAX_LEASE_SECONDS)]
 Priority = Annotated[StrictInt, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 MaxAttempts = Annotated[StrictInt, Field(ge=1, le=MAX_ATTEMPTS_LIMIT)]
+Limit = Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)]
+GROUP_DESCRIPTION = "The flow-control group (null: the queue's default group)."
 
 
 DEPRECATED: dict[str, Any] = {"deprecated": True}  # an OpenAPI field's `deprecated: true`
@@ -111,6 +125,7 @@ class LeaseOut(BaseModel):
     expires_at: datetime
     worker: str
     lease_seconds: float
+    group: str | None = Field(description=GROUP_DESCRIPTION)
 
     @classmethod
     def of(cls, lease: Lease) -> LeaseOut:
@@ -126,6 +141,7 @@ class LeaseOut(BaseModel):
             expires_at=lease.expires_at,
             worker=lease.worker,
             lease_seconds=lease.lease_seconds,
+            group=lease.group,
         )
 
 
@@ -198,6 +214,11 @@ class EnqueueIn(_In):
     run_at: AwareDatetime | None = None
     max_attempts: MaxAttempts | None = None
     dedupe_key: Name | None = Field(None, description="Only with `payload`.")
+    group: Name | None = Field(
+        None,
+        description="The flow-control group of the item (or of every item of the batch); "
+        "omitted or null: the queue's default group.",
+    )
 
 
 class EnqueueOut(BaseModel):
@@ -224,6 +245,7 @@ class ItemOut(BaseModel):
     result: Any
     created_at: datetime
     updated_at: datetime
+    group: str | None = Field(description=GROUP_DESCRIPTION)
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -381,6 +403,88 @@ class CompleteAndClaimOut(BaseModel):
     leases: list[LeaseOut]
 
 
+class RateBody(_In):
+    """A rate limit: at most `count` claims in any window of `per_seconds` (store clock).
+    Always this object, never a `[count, per_seconds]` pair."""
+
+    count: Limit = Field(description="Claims allowed in one window.")
+    per_seconds: Annotated[StrictFloat, Field(gt=0, le=MAX_RATE_WINDOW_SECONDS)] = Field(
+        description="The window's length in seconds (more than 0, at most a day)."
+    )
+
+    def rate(self) -> Rate:
+        """As the library's `Rate`."""
+        return Rate(self.count, self.per_seconds)
+
+
+class RateOut(BaseModel):
+    """A stored rate limit: at most `count` claims in any window of `per_seconds`."""
+
+    count: int
+    per_seconds: float
+
+
+class PolicyIn(_In):
+    """All four limits of a queue at once: a limit left out or null is lifted. The paused flag
+    is kept (set it with `/pause` and `/resume`)."""
+
+    concurrency: Limit | None = Field(None, description="Most live leases in the queue.")
+    group_concurrency: Limit | None = Field(
+        None, description="Most live leases in any one group of the queue."
+    )
+    rate: RateBody | None = Field(None, description="Most claims of the queue per window.")
+    group_rate: RateBody | None = Field(
+        None, description="Most claims of any one group per window."
+    )
+
+
+class PolicyOut(BaseModel):
+    """A queue's policy as stored: its limits (null: none) and whether it is paused."""
+
+    queue: str
+    concurrency: int | None
+    group_concurrency: int | None
+    rate: RateOut | None
+    group_rate: RateOut | None
+    paused: bool
+
+    @classmethod
+    def of(cls, policy: QueuePolicy) -> PolicyOut:
+        """From the library's policy."""
+        return cls(
+            queue=policy.queue,
+            concurrency=policy.concurrency,
+            group_concurrency=policy.group_concurrency,
+            rate=_rate_out(policy.rate),
+            group_rate=_rate_out(policy.group_rate),
+            paused=policy.paused,
+        )
+
+
+def _rate_out(rate: Rate | None) -> RateOut | None:
+    return None if rate is None else RateOut(count=rate.count, per_seconds=rate.per_seconds)
+
+
+class GroupLeasesOut(BaseModel):
+    """How many live leases one group of a queue holds now."""
+
+    group: str | None = Field(description=GROUP_DESCRIPTION)
+    live: int
+
+    @classmethod
+    def of(cls, row: GroupLeases) -> GroupLeasesOut:
+        """From the library's row."""
+        return cls(group=row.group, live=row.live)
+
+
+class GroupsOut(BaseModel):
+    """The groups of a queue holding the most live leases now, most first; groups holding none
+    are left out."""
+
+    queue: str
+    groups: list[GroupLeasesOut]
+
+
 class RatePoint(BaseModel):
     """Items per second over one sampling interval ending at `at`."""
 
@@ -411,6 +515,7 @@ class LeaseRowOut(BaseModel):
     )
     updated_at: datetime = Field(description="The last claim or heartbeat.")
     overdue: bool
+    group: str | None = Field(description=GROUP_DESCRIPTION)
 
 
 class DeadRowOut(BaseModel):
@@ -421,6 +526,7 @@ class DeadRowOut(BaseModel):
     max_attempts: int
     last_error: str | None
     updated_at: datetime
+    group: str | None = Field(description=GROUP_DESCRIPTION)
 
 
 class QueuePanelOut(BaseModel):
@@ -433,10 +539,15 @@ class QueuePanelOut(BaseModel):
     fused_latency: LatencyOut
     leases: list[LeaseRowOut]
     dead: list[DeadRowOut]
+    policy: PolicyOut
+    groups: list[GroupLeasesOut] = Field(
+        description="The groups holding the most live leases (up to 10), most first."
+    )
 
 
 class DashboardOut(BaseModel):
-    """The dashboard's data: per queue counts, rates, latency, live leases and dead items."""
+    """The dashboard's data: per queue counts, rates, latency, live leases, dead items, the
+    policy and the busiest groups."""
 
     now: datetime
     sample_seconds: float

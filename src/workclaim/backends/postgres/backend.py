@@ -23,7 +23,7 @@ from workclaim.backends.base import Backend, NewItem, TransactionalEnqueue
 from workclaim.backends.postgres import rows
 from workclaim.backends.postgres.connection import Connections
 from workclaim.backends.postgres.errors import translate
-from workclaim.backends.postgres.listener import Listener
+from workclaim.backends.postgres.listener import Listener, Poller
 from workclaim.backends.postgres.schema import PACKAGE, SCHEMA_VERSION, Schema
 from workclaim.backends.wakeup import Wakeup
 from workclaim.config import Settings
@@ -60,7 +60,7 @@ class PostgresBackend(Connections):
         }
         self._schema = Schema(self.schema, self._q)
         self._wakeup = Wakeup(on_first_waiter=self._start_listener)
-        self._listener: Listener | None = None
+        self._listener: Listener | Poller | None = None
 
     # -- running queries -------------------------------------------------------------------
     def _one(self, name: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -76,8 +76,13 @@ class PostgresBackend(Connections):
         self.migrate_to(SCHEMA_VERSION)
 
     def migrate_to(self, target: int) -> None:
-        """Apply the migrations up to `target` (see `Schema.migrate`)."""
-        self._call(lambda conn: self._schema.migrate(conn, target))
+        """Apply the migrations up to `target` (see `Schema.migrate`). With a `direct_url` the
+        version is read through the pool and only a migration that has work opens a direct
+        session (see `Connections._call_direct`): hundreds of processes starting together on
+        a migrated schema open no direct connection."""
+        if self.direct_conninfo is not None and self._call(self._schema.version) == target:
+            return
+        self._call_direct(lambda conn: self._schema.migrate(conn, target))
 
     def migration_sql(self, name: str) -> str:
         """A migration file with the schema name filled in."""
@@ -449,7 +454,7 @@ class PostgresBackend(Connections):
         """Called by the first waiter (under the Wakeup's lock): start, never block."""
         if self._closed:
             return
-        self._listener = Listener(self.conninfo, {}, self.channel, self._wakeup.notify)
+        self._listener = self._wakeup_source(self.channel, self._wakeup.notify)
         self._listener.start()
 
     # -- flow control ----------------------------------------------------------------------

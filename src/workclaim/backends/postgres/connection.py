@@ -10,7 +10,14 @@ gives `BackendUnavailable` within that deadline, never a hang.
 
 URL options (query string, removed before connecting; everything else goes to libpq):
 `schema` (default `workclaim`: every table lives in it, so applications can share a database),
-`pool_size` (most connections this process opens, default 10).
+`pool_size` (most connections this process opens, default 10), `pgbouncer=transaction` (the URL
+reaches the database through PgBouncer in transaction pooling mode) and `direct_url` (the same
+database not through the pooler, for LISTEN and migrations; see pooler.py).
+
+Through a transaction pooler a session is not ours from one transaction to the next, so the
+pool sends no startup `options` (PgBouncer refuses them), prepares nothing on the server and
+keeps no session state but the time zone, which PgBouncer tracks per client; the client-side
+watchdog alone enforces the deadline (see docs/deployment.md for the server-side settings).
 
 Opening checks that the server flushes commits before acknowledging them (see durability.py).
 """
@@ -35,6 +42,8 @@ from psycopg_pool import ConnectionPool
 from workclaim.backends.postgres.deadline import Watchdog
 from workclaim.backends.postgres.durability import check_durability
 from workclaim.backends.postgres.errors import translate
+from workclaim.backends.postgres.listener import Listener, Poller
+from workclaim.backends.postgres.pooler import POLL_SECONDS, Pooler, refused_options
 from workclaim.config import Settings
 from workclaim.errors import BackendUnavailable, ConfigError
 
@@ -45,7 +54,7 @@ DEFAULT_POOL_SIZE = 10
 # Lower-case identifiers only (no quoting surprises); short enough that the NOTIFY channel
 # `workclaim_<schema>` stays within PostgreSQL's 63-byte identifier limit.
 SCHEMA_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,47}")
-_OPTIONS = ("schema", "pool_size")
+_OPTIONS = ("schema", "pool_size", "pgbouncer", "direct_url")
 # A pooled connection idle longer than this is pinged before use; one in steady use is not
 # (a ping is a round trip, as much as a claim's own), and if it broke anyway, calls that are
 # safe to repeat run again once on a fresh connection.
@@ -53,8 +62,8 @@ CHECK_IDLE_SECONDS = 1.0
 WATCHDOG_GRACE_SECONDS = 1.0
 
 
-def parse_url(url: str) -> tuple[str, str, int]:
-    """(libpq URL without workclaim's options, schema name, pool size) from a postgresql URL."""
+def _split(url: str) -> tuple[dict[str, str], str]:
+    """(workclaim's options, the libpq URL without them) from a postgresql URL."""
     parts = urlsplit(url)
     ours: dict[str, str] = {}
     rest: list[tuple[str, str]] = []
@@ -63,6 +72,17 @@ def parse_url(url: str) -> tuple[str, str, int]:
             ours[key] = value
         else:
             rest.append((key, value))
+    libpq_url = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
+    try:
+        conninfo_to_dict(libpq_url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"not a valid PostgreSQL URL: {exc}") from exc
+    return ours, libpq_url
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    """(libpq URL without workclaim's options, schema name, pool size) from a postgresql URL."""
+    ours, libpq_url = _split(url)
     schema = ours.get("schema", DEFAULT_SCHEMA)
     if not SCHEMA_PATTERN.fullmatch(schema):
         raise ConfigError(
@@ -75,16 +95,31 @@ def parse_url(url: str) -> tuple[str, str, int]:
         raise ConfigError("pool_size must be a whole number of connections") from exc
     if not 1 <= pool_size <= 1000:
         raise ConfigError("pool_size must be between 1 and 1000")
-    libpq_url = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
-    try:
-        conninfo_to_dict(libpq_url)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"not a valid PostgreSQL URL: {exc}") from exc
     return libpq_url, schema, pool_size
 
 
-def connection_string(libpq_url: str, timeout: float) -> str:
-    """The libpq connection string with workclaim's deadlines added; a value the URL sets wins."""
+def parse_pooler(url: str) -> Pooler:
+    """How a postgresql URL reaches its database: its `pgbouncer` and `direct_url` options."""
+    ours, _ = _split(url)
+    mode = ours.get("pgbouncer", "off")
+    if mode not in ("off", "transaction"):
+        raise ConfigError(
+            f"pgbouncer={mode!r} in the URL: use pgbouncer=transaction for PgBouncer in "
+            "transaction pooling mode (or leave it out for a direct connection)"
+        )
+    direct = ours.get("direct_url")
+    if direct is not None:
+        if not direct.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("direct_url must be a postgresql:// URL (percent-encoded)")
+        direct = _split(direct)[1]
+    return Pooler(transaction=mode == "transaction", direct_url=direct)
+
+
+def connection_string(libpq_url: str, timeout: float, *, startup_options: bool = True) -> str:
+    """The libpq connection string with workclaim's deadlines added; a value the URL sets wins.
+
+    `startup_options`: also send the session settings (statement_timeout, ...) as the startup
+    `options` parameter; off through a transaction pooler, which refuses it."""
     params: dict[str, Any] = conninfo_to_dict(libpq_url)
     deadline_ms = max(1, round(timeout * 1000))
     defaults: dict[str, Any] = {
@@ -98,6 +133,8 @@ def connection_string(libpq_url: str, timeout: float) -> str:
     }
     for key, value in defaults.items():
         params.setdefault(key, value)
+    if not startup_options:
+        return make_conninfo("", **params)
     ours = (
         f"-c statement_timeout={deadline_ms} "
         f"-c idle_in_transaction_session_timeout={deadline_ms} -c TimeZone=UTC"
@@ -114,11 +151,21 @@ class Connections:
         self.url = url
         self.settings = settings
         libpq_url, self.schema, self.pool_size = parse_url(url)
-        self.conninfo = connection_string(libpq_url, settings.timeout)
+        self.pooler = parse_pooler(url)
+        pooled = self.pooler.transaction
+        self.conninfo = connection_string(libpq_url, settings.timeout, startup_options=not pooled)
+        # The session for LISTEN and migrations: the direct URL when given, else the pool's.
+        self.direct_conninfo = (
+            None
+            if self.pooler.direct_url is None
+            else connection_string(self.pooler.direct_url, settings.timeout)
+        )
         self._closed = False
         # A call still running a second past the server's statement_timeout is hung on the
-        # network: the watchdog breaks its connection (see deadline.py).
-        self._watchdog = Watchdog(settings.timeout + WATCHDOG_GRACE_SECONDS)
+        # network: the watchdog breaks its connection (see deadline.py). Through a transaction
+        # pooler no statement_timeout of ours runs first: it fires at the deadline itself.
+        self._deadline = settings.timeout + (0.0 if pooled else WATCHDOG_GRACE_SECONDS)
+        self._watchdog = Watchdog(self._deadline)
         self._last_used: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
@@ -129,7 +176,8 @@ class Connections:
             # One direct connection first: a wrong host, database or password fails here at
             # once with libpq's own reason, not after the pool's retries run out. It also
             # checks the session's durability settings, once per open (never on a call).
-            with psycopg.connect(self.conninfo, autocommit=True) as first:
+            with psycopg.connect(self.conninfo, **self._connect_kwargs()) as first:
+                self._configure(first)
                 check_durability(first, strict=settings.strict_durability)
             self._pool.open(wait=True, timeout=settings.timeout)
         except ConfigError:
@@ -137,6 +185,11 @@ class Connections:
             raise
         except psycopg.Error as exc:
             self._pool.close()
+            if refused_options(exc):
+                raise ConfigError(
+                    "the server refused the startup parameter `options`: this looks like "
+                    "PgBouncer; add pgbouncer=transaction to the URL (see docs/deployment.md)"
+                ) from exc
             reason = " ".join(str(exc).split())
             raise BackendUnavailable(
                 f"cannot connect to PostgreSQL ({reason}); is the server up and the URL right?"
@@ -146,7 +199,8 @@ class Connections:
         """This process's pool (not opened yet)."""
         return ConnectionPool(
             self.conninfo,
-            kwargs={"autocommit": True},
+            kwargs=self._connect_kwargs(),
+            configure=self._configure if self.pooler.transaction else None,
             min_size=1,
             max_size=self.pool_size,
             open=False,
@@ -169,10 +223,52 @@ class Connections:
             if self._pid == os.getpid():
                 return  # another thread of this child did it
             self._inherited.append((self._pool, self._watchdog))
-            self._watchdog = Watchdog(self.settings.timeout + WATCHDOG_GRACE_SECONDS)
+            self._watchdog = Watchdog(self._deadline)
             self._pool = self._new_pool()
             self._pool.open(wait=False)
             self._pid = os.getpid()
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        """psycopg's connect arguments: autocommit; through a transaction pooler also no
+        server-side prepared statements (the next transaction may run on another session)."""
+        if self.pooler.transaction:
+            return {"autocommit": True, "prepare_threshold": None}
+        return {"autocommit": True}
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """A new connection's session settings where the startup `options` cannot carry them:
+        through a transaction pooler only the time zone, which PgBouncer tracks per client and
+        sets again on whichever server session runs the client's next transaction."""
+        if self.pooler.transaction:
+            with self._watchdog.guard(conn):  # the pool's thread must not hang here either
+                conn.execute("SET TimeZone TO 'UTC'")
+
+    def _wakeup_source(self, channel: str, on_signal: Callable[[], None]) -> Listener | Poller:
+        """What wakes waiting claims: LISTEN on a session of its own (the direct URL's when
+        given; never a transaction pooler's), else a poller."""
+        if self.direct_conninfo is not None:
+            return Listener(self.direct_conninfo, {}, channel, on_signal)
+        if self.pooler.transaction:
+            return Poller(POLL_SECONDS, on_signal)
+        return Listener(self.conninfo, {}, channel, on_signal)
+
+    def _call_direct(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run `fn` on a connection of its own to `direct_url` (a session, not a pooler's
+        transaction: migrations), or on the pool when the URL gives none."""
+        if self.direct_conninfo is None:
+            return self._call(fn)
+        if self._closed:
+            raise BackendUnavailable("this queue is closed")
+        if self._pid != os.getpid():
+            self._after_fork()
+        try:
+            with (
+                psycopg.connect(self.direct_conninfo, autocommit=True) as conn,
+                self._watchdog.guard(conn),
+            ):
+                return fn(conn)
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
 
     def _check_connection(self, conn: psycopg.Connection[Any]) -> None:
         """The pool's health check on checkout: ping a connection that sat idle, so one broken

@@ -3,6 +3,9 @@
 It is not a pool connection, so no waiting claim ever holds one. After connecting (and after
 every reconnect) it signals once, because a notification sent while it was not listening is
 lost: waiters then look again instead of sleeping through work that is already there.
+
+Through a transaction pooler with no direct URL there is no session to LISTEN on: the `Poller`
+signals every `POLL_SECONDS` instead (see pooler.py).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Listener:
             self._thread.join(timeout=_POLL_SECONDS * 5)
 
     def _connect(self) -> psycopg.Connection[Any]:
+        """A connection LISTENing on the channel."""
         conn = psycopg.connect(self._conninfo, autocommit=True, **self._kwargs)
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
         return conn
@@ -71,3 +75,28 @@ class Listener:
                 self._stop.wait(pause)
             finally:
                 conn.close()
+
+
+class Poller:
+    """A daemon thread calling `on_signal` every `interval` seconds: waiting claims look again
+    that often, where no LISTEN connection can be had."""
+
+    def __init__(self, interval: float, on_signal: Callable[[], None]) -> None:
+        self._interval = interval
+        self._on_signal = on_signal
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="workclaim-pg-poller", daemon=True)
+
+    def start(self) -> None:
+        """Start signalling in the background (returns at once)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (it wakes at once)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=_POLL_SECONDS * 5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._on_signal()

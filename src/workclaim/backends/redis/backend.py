@@ -73,6 +73,7 @@ class RedisBackend(Connections):
                 item.max_attempts,
                 item.dedupe_key or "",
                 "1" if item.history else "0",
+                item.group or "",
             )
         ids = [int(i) for i in self._run("enqueue", now, *args)]
         self._wakeup.notify()
@@ -143,7 +144,9 @@ class RedisBackend(Connections):
         return replace(lease, expires_at=from_micros(int(reply[1])))
 
     def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
-        self._fenced("complete", lease, now, "0" if result is None else "1", result or "")
+        reply = self._fenced("complete", lease, now, "0" if result is None else "1", result or "")
+        if len(reply) > 1 and reply[0] == 1:  # a slot of a limited queue is free
+            self._wakeup.notify()
 
     def release(self, lease: Lease, *, delay_seconds: float, now: datetime | None = None) -> None:
         reply = self._fenced("release", lease, now, seconds_to_micros(delay_seconds))
@@ -266,20 +269,39 @@ class RedisBackend(Connections):
                 )
                 self._listener.start()
 
-    # -- flow control (FLOW-TODO: being built) --------------------------------------------
+    # -- flow control (policy:<queue>, read by every claim script; see docs/redis.md) -------
     def policy(self, queue: str) -> QueuePolicy:
-        raise NotImplementedError
+        return rows.policy(queue, self._run("policy", None, queue, write=False))
 
     def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
-        raise NotImplementedError
+        args: list[object] = [
+            policy.queue,
+            policy.concurrency or "",
+            policy.group_concurrency or "",
+        ]
+        for rate in (policy.rate, policy.group_rate):
+            if rate is None:
+                args += ("", "", "")
+            else:
+                args += (
+                    rate.count,
+                    max(1, seconds_to_micros(rate.per_seconds)),
+                    repr(rate.per_seconds),
+                )
+        stored = rows.policy(policy.queue, self._run("set_policy", None, *args))
+        self._wakeup.notify()
+        return stored
 
     def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
-        raise NotImplementedError
+        stored = rows.policy(queue, self._run("set_paused", None, queue, "1" if paused else "0"))
+        if not paused:
+            self._wakeup.notify()
+        return stored
 
     def live_leases_by_group(
         self, queue: str, *, limit: int, now: datetime | None = None
     ) -> list[GroupLeases]:
-        raise NotImplementedError
+        return rows.group_leases(self._run("live_leases", now, queue, limit, write=False))
 
     def close(self) -> None:
         if self._closed:

@@ -21,6 +21,25 @@ key look like another. The Lua scripts build the same keys with `key()` in `scri
     queues            set      the queue names that hold items (purge removes emptied ones)
     dedupe:<queue>    hash     dedupe key -> id of the live item holding it
     wakeup            channel  "work may be claimable" (pub/sub; channels ignore the db number)
+
+Flow control (docs/redis.md, "Flow control"); <qg> is '<len(queue)>:<queue>:<group>', one group
+of one queue whatever ':' the names hold, group '' the default group (whose ready zset is
+ready:<queue>). An item of a named group has a `group` field; none means the default group.
+
+    policy:<queue>    hash     limits (concurrency, group_concurrency, rate_count/_us/_per,
+                               group_rate_count/_us/_per) and paused = '1'; absent: none
+    gready:<qg>       zset     a named group's claimable items, like ready:<queue>
+    groups:<queue>    zset     while a named group has ready items: per group with ready items,
+                               score its first item's priority, member hex(served) + rank + group
+    gidx:<queue>      hash     group -> its member in groups:<queue>
+    served:<queue>    hash     group -> greatest token issued to an item of it (from the first
+                               flow-controlled claim on; purge drops it with the queue's last item)
+    gclaimed:<qg>     zset     a named group's leases by expiry (group_concurrency)
+    nclaimed:<queue>  zset     every named group's leases by expiry (the default group's live
+                               leases are claimed:<queue>'s less these)
+    rate:<queue>      zset     the queue's claims while it has a rate: score time, member token
+    grate:<qg>        zset     the same per group while the queue has a group rate
+    rwake:<queue>     zset     group -> when its full rate window moves on (next_due)
 """
 
 from __future__ import annotations

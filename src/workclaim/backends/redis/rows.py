@@ -1,5 +1,6 @@
 """The one mapping from the Redis scripts' replies to workclaim values (`Item`, `Lease`,
-`HistoryEvent`): an item's hash by field name, a claim's flat reply, an event's stored text."""
+`HistoryEvent`, `QueuePolicy`, `GroupLeases`): an item's hash by field name, a claim's flat
+reply, an event's stored text, a policy's hash."""
 
 from __future__ import annotations
 
@@ -8,17 +9,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from workclaim._time import from_micros
-from workclaim.models import EventKind, HistoryEvent, Item, Lease, Status
+from workclaim.models import (
+    EventKind,
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    Rate,
+    Status,
+)
 
-LEASE_FIELDS = 7  # id, queue, payload, token, attempt, max_attempts, expires_at
+LEASE_FIELDS = 8  # id, queue, payload, token, attempt, max_attempts, expires_at, group
 
 
 def leases(r: Sequence[Any], worker: str, lease_seconds: float) -> list[Lease]:
     """Leases from a claim script's flat reply (`LEASE_FIELDS` values per lease)."""
     loads = json.loads
     return [
-        Lease(i, q, loads(p), tok, att, most, from_micros(exp), worker, lease_seconds)
-        for i, q, p, tok, att, most, exp in zip(*[iter(r)] * LEASE_FIELDS, strict=True)
+        Lease(i, q, loads(p), tok, att, most, from_micros(exp), worker, lease_seconds, g or None)
+        for i, q, p, tok, att, most, exp, g in zip(*[iter(r)] * LEASE_FIELDS, strict=True)
     ]
 
 
@@ -41,7 +51,34 @@ def item(item_id: int, flat: Sequence[str]) -> Item:
         result=json.loads(f["result"]) if f.get("result") else None,
         created_at=from_micros(int(f["created_at"])),
         updated_at=from_micros(int(f["updated_at"])),
+        group=f.get("group"),
     )
+
+
+def policy(queue: str, flat: Sequence[str]) -> QueuePolicy:
+    """A queue's policy from its hash as a flat field/value array (empty: no policy)."""
+    f: dict[str, str] = dict(zip(flat[::2], flat[1::2], strict=True))
+
+    def rate(name: str) -> Rate | None:
+        count = f.get(f"{name}_count")
+        return None if count is None else Rate(int(count), float(f[f"{name}_per"]))
+
+    def limit(name: str) -> int | None:
+        return int(f[name]) if name in f else None
+
+    return QueuePolicy(
+        queue=queue,
+        concurrency=limit("concurrency"),
+        group_concurrency=limit("group_concurrency"),
+        rate=rate("rate"),
+        group_rate=rate("group_rate"),
+        paused=f.get("paused") == "1",
+    )
+
+
+def group_leases(flat: Sequence[Any]) -> list[GroupLeases]:
+    """live_leases' reply: group ('' = the default group) then its live leases, per group."""
+    return [GroupLeases(g or None, int(n)) for g, n in zip(flat[::2], flat[1::2], strict=True)]
 
 
 def event(item_id: int, text: str) -> HistoryEvent:

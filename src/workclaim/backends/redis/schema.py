@@ -10,7 +10,9 @@ from workclaim.backends.redis.connection import Connections
 from workclaim.backends.redis.keys import key
 from workclaim.errors import SchemaMismatch
 
-SCHEMA_VERSION: Final = 2  # 2: ids:<status>:<queue> indexes, history:<id> lists
+# 2: ids:<status>:<queue> indexes, history:<id> lists; 3: flow control (groups, policies), whose
+# keys are made as they are used: 2 -> 3 only stamps the version (items keep the default group)
+SCHEMA_VERSION: Final = 3
 MIGRATE_BATCH: Final = 10_000  # index entries written per script when upgrading layout 1
 
 

@@ -4,6 +4,7 @@
   `Recorder` the races and fault runs write with, and `load_history`.
 - `checking`: `check`, which derives the facts once and runs one function per invariant (the
   `CHECKS` registry, named as in `INVARIANTS`) over them.
+- `flow`: the flow-control invariants (concurrency, rate, pause), judged on the store's clock.
 - `command`: `python -m workclaim.bench.history FILES... [--final state.json]`.
 
 The checker is O(n log n) and judges conservatively: a lease counts as held only over its
@@ -27,10 +28,15 @@ from workclaim.bench.history.recording import (
     KINDS,
     LOST_RACE,
     PHASES,
+    POLICY_KINDS,
     Event,
     Op,
     Recorder,
+    grant_fields,
+    lease_end_facts,
     load_history,
+    micros,
+    policy_fields,
 )
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "KINDS",
     "LOST_RACE",
     "PHASES",
+    "POLICY_KINDS",
     "CheckResult",
     "Event",
     "Grant",
@@ -49,6 +56,10 @@ __all__ = [
     "Recorder",
     "check",
     "check_files",
+    "grant_fields",
+    "lease_end_facts",
     "load_history",
     "main",
+    "micros",
+    "policy_fields",
 ]

@@ -15,6 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workclaim.bench.history.flow import (
+    FlowFacts,
+    check_concurrency,
+    check_paused,
+    check_rate,
+    derive_flow,
+)
 from workclaim.bench.history.recording import FENCED_KINDS, Event, load_history
 
 INVARIANTS = {
@@ -26,10 +33,16 @@ INVARIANTS = {
     "redelivery_after_complete": "an item claimed by a call made after its completion returned",
     "unexpected_item": "an item that was never enqueued was claimed or completed",
     "lost_item": "an enqueued item neither done nor dead at the end",
+    "concurrency_exceeded": "more live leases in a queue than its concurrency (store clock)",
+    "group_concurrency_exceeded": "more live leases in a group than group_concurrency",
+    "rate_exceeded": "more claims of a queue in a window of per_seconds than the rate's count",
+    "group_rate_exceeded": "more claims of a group in a window than group_rate's count",
+    "claimed_while_paused": "a claim started after a pause returned took an item of the queue",
 }
 
 FOREVER = 1 << 62  # the end of a lease never ended that never expires: the end of the history
 EXAMPLES = 5  # examples kept per invariant
+STORE_SLACK_US = 1_000  # how far a recorded store-clock time may be from the store's own step
 
 
 @dataclass(slots=True)
@@ -133,6 +146,7 @@ class Facts:
     counts: Counter[str]
     final_state: Mapping[int, str] | None
     clock_slack_ns: int
+    flow: FlowFacts  # leases on the store's clock and the policy calls (flow control)
 
     @property
     def has_enqueues(self) -> bool:
@@ -194,6 +208,7 @@ def derive_facts(
     *,
     final_state: Mapping[int, str] | None = None,
     clock_slack_ns: int = 0,
+    store_slack_us: int = STORE_SLACK_US,
 ) -> Facts:
     """Derive what the checks read from a history, in one pass over its calls."""
     calls = _calls(events)
@@ -218,6 +233,9 @@ def derive_facts(
         kind = (
             str((call.invoke or call.outcomes[0])["kind"]) if call.invoke or call.outcomes else ""
         )
+        if kind == "ended" and call.invoke is None:
+            counts["lease_ends"] += 1  # a fact read from the store, not a call
+            continue
         counts["ops"] += 1
         counts[f"{kind}:{call.phase}"] += 1
         if kind == "enqueue":
@@ -280,6 +298,11 @@ def derive_facts(
         counts=counts,
         final_state=final_state,
         clock_slack_ns=clock_slack_ns,
+        flow=derive_flow(
+            {op_id: c.invoke for op_id, c in calls.items() if c.invoke is not None},
+            {op_id: c.outcomes for op_id, c in calls.items()},
+            store_slack_us,
+        ),
     )
 
 
@@ -448,6 +471,36 @@ def lost_item(facts: Facts, found: Found) -> bool:
     return bool(facts.enqueued)
 
 
+@invariant("concurrency_exceeded")
+def concurrency_exceeded(facts: Facts, found: Found) -> bool:
+    """At no claim's store time more live leases in its queue than `concurrency` (flow.py)."""
+    return check_concurrency(facts.flow, found.add, per_group=False)
+
+
+@invariant("group_concurrency_exceeded")
+def group_concurrency_exceeded(facts: Facts, found: Found) -> bool:
+    """At no claim's store time more live leases in its group than `group_concurrency`."""
+    return check_concurrency(facts.flow, found.add, per_group=True)
+
+
+@invariant("rate_exceeded")
+def rate_exceeded(facts: Facts, found: Found) -> bool:
+    """No window of `rate`'s `per_seconds` holds more than its count of the queue's claims."""
+    return check_rate(facts.flow, found.add, per_group=False)
+
+
+@invariant("group_rate_exceeded")
+def group_rate_exceeded(facts: Facts, found: Found) -> bool:
+    """No window of `group_rate`'s `per_seconds` holds more than its count of a group's claims."""
+    return check_rate(facts.flow, found.add, per_group=True)
+
+
+@invariant("claimed_while_paused")
+def claimed_while_paused(facts: Facts, found: Found) -> bool:
+    """No claim invoked after a pause returned, with no resume in between, took an item."""
+    return check_paused(facts.flow, found.add)
+
+
 # -- the checker ---------------------------------------------------------------------------------
 
 
@@ -456,14 +509,21 @@ def check(
     *,
     final_state: Mapping[int, str] | None = None,
     clock_slack_ns: int = 0,
+    store_slack_us: int = STORE_SLACK_US,
 ) -> CheckResult:
     """Verify a history against the invariants in `INVARIANTS`.
 
     `final_state` maps item id -> status read from the store after the drain; without it an item
     counts as lost unless the history shows its accepted completion (or a fail that made it dead).
     `clock_slack_ns` shortens every sure-held window, for a store clock that may run fast.
+    `store_slack_us`: how uncertain a recorded store-clock time is (the flow-control checks).
     """
-    derived = derive_facts(events, final_state=final_state, clock_slack_ns=clock_slack_ns)
+    derived = derive_facts(
+        events,
+        final_state=final_state,
+        clock_slack_ns=clock_slack_ns,
+        store_slack_us=store_slack_us,
+    )
     violations: dict[str, int] = {}
     examples: dict[str, list[str]] = {}
     checked: dict[str, bool] = {}
@@ -479,6 +539,12 @@ def check_files(
     *,
     final_state: Mapping[int, str] | None = None,
     clock_slack_ns: int = 0,
+    store_slack_us: int = STORE_SLACK_US,
 ) -> CheckResult:
     """`check` over the events of some history files."""
-    return check(load_history(paths), final_state=final_state, clock_slack_ns=clock_slack_ns)
+    return check(
+        load_history(paths),
+        final_state=final_state,
+        clock_slack_ns=clock_slack_ns,
+        store_slack_us=store_slack_us,
+    )

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from workclaim.bench.history.checking import check_files
+from workclaim.bench.history.checking import STORE_SLACK_US, check_files
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,6 +21,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--final", type=Path, help="JSON object {item_id: status} read from the store at the end"
     )
     parser.add_argument("--slack-ms", type=float, default=0.0, help="store clock rate error")
+    parser.add_argument(
+        "--store-slack-us",
+        type=int,
+        default=STORE_SLACK_US,
+        help="uncertainty of a recorded store-clock time (flow-control checks)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     try:
@@ -29,7 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw = json.loads(args.final.read_text(encoding="utf-8"))
             final = {int(k): str(v) for k, v in raw.items()}
         result = check_files(
-            args.files, final_state=final, clock_slack_ns=round(args.slack_ms * 1e6)
+            args.files,
+            final_state=final,
+            clock_slack_ns=round(args.slack_ms * 1e6),
+            store_slack_us=args.store_slack_us,
         )
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The API's routes, one module per audience: `workers` (claim and end leases), `producers`
 (enqueue, and read or cancel their items), `admin` (the `admin` scope's listings, stats and
-repairs) and `operations` (health, readiness, metrics). `app.create_app` includes each router;
+repairs), `flow` (the `admin` scope's flow control: policy, pause, resume, busiest groups) and
+`operations` (health, readiness, metrics). `app.create_app` includes each router;
 the dashboard's are in `server/dashboard.py`.
 
 Each route is thin: check scope, call `AsyncQueue`, shape the answer. What they share is in

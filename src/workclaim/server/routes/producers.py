@@ -53,6 +53,7 @@ async def enqueue(
         "delay": body.delay,
         "run_at": body.run_at,
         "max_attempts": body.max_attempts,
+        "group": body.group,
         "now": now,
     }
     if ("payload" in given) == ("payloads" in given and body.payloads is not None):

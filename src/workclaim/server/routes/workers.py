@@ -50,7 +50,8 @@ router = APIRouter(tags=["worker"])
     summary="Claim items (long-poll with wait)",
 )
 async def claim(body: ClaimIn, request: Request, st: St, caller: Caller, now: Now) -> Any:
-    """Lease up to `limit` items from the named queues in (priority, run_at, id) order; 204 when
+    """Lease up to `limit` items from the named queues in (priority, run_at, id) order (round
+    robin across groups within a priority), within each queue's flow-control policy; 204 when
     nothing is claimable within `wait` seconds. The safe form of `GET /worker/next`."""
     body, old = body.with_new_names()
     result = await claiming.claim(

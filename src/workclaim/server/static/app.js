@@ -228,7 +228,65 @@
     });
   }
 
+  function pauseButton(queue, paused) {
+    const verb = paused ? "resume" : "pause";
+    const question = paused
+      ? "Resume queue " + queue + "? Claims take its items again."
+      : "Pause queue " + queue + "? No claim takes its items until it is resumed; live leases run on.";
+    return el("button", {
+      type: "button",
+      className: "action" + (paused ? "" : " danger"),
+      "data-action": verb,
+      text: paused ? "Resume" : "Pause",
+      onclick: () => act(question, "POST", "queues/" + encodeURIComponent(queue) + "/" + verb),
+    });
+  }
+
   // -- the dashboard ------------------------------------------------------------------------
+  // A group key as shown: the default group (null) is "(default)".
+  function groupName(group) {
+    return group === null || group === undefined ? "(default)" : group;
+  }
+
+  function rateText(r) {
+    return r === null ? "none" : r.count + " per " + r.per_seconds + " s";
+  }
+
+  // The queue's flow control: paused or not, its four limits, and its busiest groups.
+  function policyBlock(q) {
+    const p = q.policy;
+    const limits = [
+      ["concurrency", p.concurrency === null ? "none" : p.concurrency],
+      ["group_concurrency", p.group_concurrency === null ? "none" : p.group_concurrency],
+      ["rate", rateText(p.rate)],
+      ["group_rate", rateText(p.group_rate)],
+    ];
+    const state = el("span", {
+      className: "state " + (p.paused ? "paused" : "active"),
+      "data-state": p.paused ? "paused" : "active",
+      text: p.paused ? "paused" : "active",
+    });
+    const line = el(
+      "p",
+      { className: "policy", "data-policy": "" },
+      state,
+      ...limits.map(([name, value]) =>
+        el("span", { className: "limit" }, name + " ", el("strong", { "data-limit": name, text: value }))
+      )
+    );
+    const groups = q.groups.length
+      ? el(
+          "p",
+          { className: "groups muted", "data-groups": "" },
+          "busiest groups: ",
+          ...q.groups.map((g, i) =>
+            el("span", { "data-group": groupName(g.group) }, (i ? ", " : "") + groupName(g.group) + " " + g.live)
+          )
+        )
+      : null;
+    return [line, groups];
+  }
+
   const STATUSES = ["queued", "claimed", "expired", "done", "dead", "cancelled", "total"];
 
   function countsTable(stats) {
@@ -314,8 +372,14 @@
     return el(
       "section",
       { className: "card", "data-queue": q.name },
-      el("h2", {}, el("span", { text: q.name }), purgeButton(q.name)),
+      el(
+        "h2",
+        {},
+        el("span", { text: q.name }),
+        el("span", { className: "actions" }, pauseButton(q.name, q.policy.paused), purgeButton(q.name))
+      ),
       countsTable(q.stats),
+      ...policyBlock(q),
       chart(q.series, sampleSeconds),
       legend,
       latency,
@@ -336,6 +400,7 @@
             { className: l.overdue || (expires !== null && expires <= 0) ? "overdue" : "", "data-item": l.id },
             el("td", { text: q.name }),
             el("td", {}, itemLink(l.id)),
+            el("td", { "data-field": "group", text: groupName(l.group) }),
             el("td", { text: l.worker || "–" }),
             el("td", { text: l.attempt + " / " + l.max_attempts }),
             el("td", { text: (l.claimed_at ? "" : "≥ ") + duration(now - Date.parse(started)) }),
@@ -347,7 +412,7 @@
     return table(
       "leases",
       "Live leases",
-      ["queue", "item", "worker", "attempt", "age", "expires in"],
+      ["queue", "item", "group", "worker", "attempt", "age", "expires in"],
       rows,
       "No item is claimed."
     );
@@ -405,7 +470,13 @@
   }
 
   // -- the item page ------------------------------------------------------------------------
-  const FIELDS = ["queue", "status", "priority", "attempts", "max_attempts", "worker", "expires_at", "run_at", "dedupe_key", "created_at", "updated_at", "last_error"];
+  const FIELDS = ["queue", "group", "status", "priority", "attempts", "max_attempts", "worker", "expires_at", "run_at", "dedupe_key", "created_at", "updated_at", "last_error"];
+
+  function fieldText(item, f) {
+    if (f === "group") return groupName(item.group);
+    if (f.endsWith("_at")) return when(item[f]);
+    return item[f] === null ? "–" : item[f];
+  }
 
   function drawItem(item, history) {
     const facts = el(
@@ -419,7 +490,7 @@
             "tr",
             {},
             el("th", { text: f }),
-            el("td", { "data-field": f, text: f.endsWith("_at") ? when(item[f]) : item[f] === null ? "–" : item[f] })
+            el("td", { "data-field": f, text: fieldText(item, f) })
           )
         )
       )

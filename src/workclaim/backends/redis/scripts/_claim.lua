@@ -26,20 +26,20 @@ local function reap_each(sids, now, of_queue)
   for _, sid in ipairs(sids) do
     local ik = key('item', sid)
     local f = redis.call('HMGET', ik, 'status', 'queue', 'attempts', 'max_attempts', 'worker',
-      'token', 'priority', 'run_at', 'dedupe_key', 'history')
+      'token', 'priority', 'run_at', 'dedupe_key', 'history', 'group')
     local id = tonumber(sid)
     if f[1] ~= 'claimed' then
       redis.call('ZREM', key('leases'), sid)
-      if f[2] or of_queue then redis.call('ZREM', key('claimed', f[2] or of_queue), sid) end
+      if f[2] or of_queue then unlease(sid, f[2] or of_queue, f[11]) end
     else
-      local queue = f[2]
-      unlease(sid, queue)
+      local queue, group = f[2], f[11] or ''
+      unlease(sid, queue, group)
       local why = 'lease expired (worker ' .. (f[5] or '?') .. ', token ' .. f[6] .. ')'
       local status = 'queued'
       if tonumber(f[3]) < tonumber(f[4]) then
         redis.call('HSET', ik, 'status', 'queued', 'last_error', why, 'updated_at', int(now),
           'expires_at', '')
-        place(id, queue, tonumber(f[7]), tonumber(f[8]), now)
+        place(id, queue, tonumber(f[7]), tonumber(f[8]), now, group)
       else
         status = 'dead'
         redis.call('HSET', ik, 'status', 'dead', 'last_error', why, 'finished_at', int(now),
@@ -67,25 +67,66 @@ local function reap(now, queues, reap_limit)
   reap_each(oldest, now)
 end
 
--- Reap, make due delayed items ready, then lease up to `limit` ready items of the queues in
--- (priority, run_at, id) order, each with the next token. Returns the flat reply of claim:
--- id, queue, payload, token, attempt, max_attempts, expires_at_us per lease.
-local function claim_items(now, a)
+-- Make at most promote_limit due delayed items of the queue ready, each in its group's ready
+-- zset, and keep the groups index in step.
+local function promote(queue, now, promote_limit)
+  local delayed = key('delayed', queue)
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', int(now), 'LIMIT', 0, promote_limit)
+  if #due == 0 then return end
+  local groups = {}
+  for _, sid in ipairs(due) do
+    local f = redis.call('HMGET', key('item', sid), 'priority', 'run_at', 'group')
+    local group = f[3] or ''
+    redis.call('ZREM', delayed, sid)
+    redis.call('ZADD', ready_key(queue, group), f[1], rank(tonumber(f[2]), tonumber(sid)))
+    groups[group] = true
+  end
+  for group in pairs(groups) do touched(queue, group) end
+end
+
+-- Lease one ready item of `queue`'s `group` ('' = default) with the next token: `member` is its
+-- entry in the group's ready zset (nil: popped already); `flow`: the queue has limits (the
+-- item is marked so that its lease's end wakes waiting claims). Appends the claim reply's values for
+-- it to `out` (id, queue, payload, token, attempt, max_attempts, expires_at_us, group) and
+-- returns the token.
+local function take(now, a, out, id, member, queue, group, flow)
+  local sid = int(id)
+  local ik = key('item', sid)
+  local f = redis.call('HMGET', ik, 'payload', 'attempts', 'max_attempts', 'history')
+  local token = redis.call('INCR', key('tokens'))
+  local attempt = tonumber(f[2]) + 1
+  local expires = now + a.lease_us
+  local s_expires = int(expires)
+  redis.call('HSET', ik, 'status', 'claimed', 'token', int(token), 'attempts', int(attempt),
+    'worker', a.worker, 'expires_at', s_expires, 'lease_us', int(a.lease_us),
+    'updated_at', int(now))
+  if flow then redis.call('HSET', ik, 'flow', '1') end
+  if member then redis.call('ZREM', ready_key(queue, group), member) end
+  enlease(sid, queue, group, s_expires)
+  move(sid, queue, 'queued', nil)
+  note(sid, f[4], 'claimed', now, attempt, 'claimed', token, a.worker)
+  local j = #out
+  out[j + 1] = id
+  out[j + 2] = queue
+  out[j + 3] = f[1]
+  out[j + 4] = token
+  out[j + 5] = attempt
+  out[j + 6] = tonumber(f[3])
+  out[j + 7] = expires
+  out[j + 8] = group
+  return token
+end
+
+-- The plain claim, for queues that never used groups or a policy (everything is in the
+-- default group, ready:<queue>; no served:<queue> yet): lease up to `limit` ready items in
+-- (priority, run_at, id) order, as before flow control. Returns the flat reply of claim.
+local function claim_plain(now, a)
   local queues, limit, nq = a.queues, a.limit, #a.queues
-  reap(now, queues, a.reap_limit)
-  if limit == 0 then return {} end
   local candidates = {}
   for q = 1, nq do
     local queue = queues[q]
     local delayed = key('delayed', queue)
     local ready = key('ready', queue)
-    local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', int(now), 'LIMIT', 0,
-      a.promote_limit)
-    for _, sid in ipairs(due) do
-      local f = redis.call('HMGET', key('item', sid), 'priority', 'run_at')
-      redis.call('ZREM', delayed, sid)
-      redis.call('ZADD', ready, f[1], rank(tonumber(f[2]), tonumber(sid)))
-    end
     -- A caller's clock may run behind the one that made an item ready: such items go back to
     -- delayed (bounded), so that ready holds only items due by this claim's clock. One queue:
     -- pop the best items at once; several: look at each queue's best and pop the chosen later.
@@ -125,35 +166,10 @@ local function claim_items(now, a)
       return x[3] < y[3]
     end)
   end
-
-  local worker, lease_us = a.worker, a.lease_us
-  local expires = now + lease_us
-  local s_expires, s_lease_us, s_now = int(expires), int(lease_us), int(now)
   local out = {}
-  local n = math.min(limit, #candidates)
-  for i = 1, n do
+  for i = 1, math.min(limit, #candidates) do
     local c = candidates[i]
-    local id, queue = c[3], c[5]
-    local sid = int(id)
-    local ik = key('item', sid)
-    local f = redis.call('HMGET', ik, 'payload', 'attempts', 'max_attempts', 'history')
-    local token = redis.call('INCR', key('tokens'))
-    local attempt = tonumber(f[2]) + 1
-    redis.call('HSET', ik, 'status', 'claimed', 'token', int(token), 'attempts', int(attempt),
-      'worker', worker, 'expires_at', s_expires, 'lease_us', s_lease_us, 'updated_at', s_now)
-    if nq > 1 then redis.call('ZREM', key('ready', queue), c[4]) end
-    redis.call('ZADD', key('leases'), s_expires, sid)
-    redis.call('ZADD', key('claimed', queue), s_expires, sid)
-    move(sid, queue, 'queued', nil)
-    note(sid, f[4], 'claimed', now, attempt, 'claimed', token, worker)
-    local j = #out
-    out[j + 1] = id
-    out[j + 2] = queue
-    out[j + 3] = f[1]
-    out[j + 4] = token
-    out[j + 5] = attempt
-    out[j + 6] = tonumber(f[3])
-    out[j + 7] = expires
+    take(now, a, out, c[3], nq > 1 and c[4] or nil, c[5], '')
   end
   return out
 end

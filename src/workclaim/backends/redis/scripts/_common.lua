@@ -75,25 +75,111 @@ local function unrank(member)
   return run_at, tonumber(string.sub(member, 17), 16)
 end
 
--- Put a queued item where a claim finds it: ready when due, else delayed until run_at.
-local function place(id, queue, priority, run_at, now)
+-- Flow control (docs/redis.md, "Flow control"). The name of one group of a queue in a key:
+-- '<length of queue>:<queue>:<group>', unambiguous whatever ':' either name holds; group '' is
+-- the queue's default group (a group name is never empty).
+local function gname(queue, group)
+  return #queue .. ':' .. queue .. ':' .. group
+end
+
+-- A group's ready zset (score priority, member rank): the default group's is ready:<queue>.
+local function ready_key(queue, group)
+  if group == '' then return key('ready', queue) end
+  return key('gready', gname(queue, group))
+end
+
+-- The groups index groups:<queue> (only while a named group of the queue has ready items; the
+-- default group is in it then too): per group with ready items, score the priority of its
+-- first item, member hex(served) .. rank(first item) .. group, where served (served:<queue>) is
+-- the greatest token issued to an item of the group; so the index lists groups in the fair
+-- order (priority, served, run_at, id). gidx:<queue> maps each group to its member. `served`:
+-- the group's served token when the caller has it at hand (nil: read it).
+local function reindex(queue, group, served)
+  local ik, gk = key('groups', queue), key('gidx', queue)
+  local old = redis.call('HGET', gk, group)
+  local head = redis.call('ZRANGE', ready_key(queue, group), 0, 0, 'WITHSCORES')
+  if #head == 0 then
+    if old then
+      redis.call('ZREM', ik, old)
+      redis.call('HDEL', gk, group)
+      -- Only the default group left: claims read ready:<queue> alone again.
+      if group ~= '' and redis.call('ZCARD', ik) == 1 and redis.call('HEXISTS', gk, '') == 1 then
+        redis.call('DEL', ik, gk)
+      end
+    end
+    return
+  end
+  local fresh = group ~= '' and redis.call('EXISTS', ik) == 0
+  served = served or tonumber(redis.call('HGET', key('served', queue), group) or '0')
+  local member = string.format('%014x', served) .. head[1] .. group
+  if member ~= old then
+    if old then redis.call('ZREM', ik, old) end
+    redis.call('ZADD', ik, head[2], member)
+    redis.call('HSET', gk, group, member)
+  end
+  if fresh then
+    -- The queue starts using groups. With no served token on record yet, every claim of it so
+    -- far went the plain way (which records none) and took default-group items: when there was
+    -- any, the default group counts as served now (no other group of the queue was ever served).
+    local sk = key('served', queue)
+    if redis.call('EXISTS', sk) == 0 and redis.call('EXISTS', key('claimed', queue),
+        key('done', queue), key('dead', queue)) > 0 then
+      redis.call('HSET', sk, '', redis.call('GET', key('tokens')) or '0')
+    end
+    reindex(queue, '')
+  end
+end
+
+-- Keep the groups index of a queue in step after a group's ready items changed: always for a
+-- named group, for the default group only while the index exists.
+local function touched(queue, group, served)
+  if group ~= '' or redis.call('EXISTS', key('groups', queue)) == 1 then
+    reindex(queue, group, served)
+  end
+end
+
+-- Put a queued item where a claim finds it: ready (its group's) when due, else delayed until
+-- run_at. `group` is '' or nil for the default group. `later`: a set that collects the groups
+-- given ready items, for the caller to call `touched` once per group (a batch), instead of now.
+local function place(id, queue, priority, run_at, now, group, later)
+  group = group or ''
   if run_at <= now then
-    redis.call('ZADD', key('ready', queue), priority, rank(run_at, id))
+    redis.call('ZADD', ready_key(queue, group), priority, rank(run_at, id))
+    if later then later[group] = true else touched(queue, group) end
   else
     redis.call('ZADD', key('delayed', queue), int(run_at), int(id))
   end
 end
 
 -- Take a queued item out of ready or delayed (whichever holds it).
-local function unplace(id, queue, run_at)
-  redis.call('ZREM', key('ready', queue), rank(run_at, id))
+local function unplace(id, queue, run_at, group)
+  group = group or ''
+  if redis.call('ZREM', ready_key(queue, group), rank(run_at, id)) == 1 then
+    touched(queue, group)
+  end
   redis.call('ZREM', key('delayed', queue), int(id))
 end
 
--- Forget a lease in both lease indexes.
-local function unlease(id, queue)
+-- Record a lease (or its new expiry) in the lease indexes: leases and claimed:<queue>, and
+-- for an item of a named group gclaimed:<queue/group> and nclaimed:<queue> (all named groups'
+-- leases: the default group's live leases are the queue's less these).
+local function enlease(sid, queue, group, s_expires)
+  redis.call('ZADD', key('leases'), s_expires, sid)
+  redis.call('ZADD', key('claimed', queue), s_expires, sid)
+  if group and group ~= '' then
+    redis.call('ZADD', key('gclaimed', gname(queue, group)), s_expires, sid)
+    redis.call('ZADD', key('nclaimed', queue), s_expires, sid)
+  end
+end
+
+-- Forget a lease in the lease indexes.
+local function unlease(id, queue, group)
   redis.call('ZREM', key('leases'), int(id))
   redis.call('ZREM', key('claimed', queue), int(id))
+  if group and group ~= '' then
+    redis.call('ZREM', key('gclaimed', gname(queue, group)), int(id))
+    redis.call('ZREM', key('nclaimed', queue), int(id))
+  end
 end
 
 -- Book an item that just reached done, dead or cancelled (the zset <status>:<queue> by
@@ -111,7 +197,7 @@ local function is_empty(queue)
   for _, kind in ipairs({'ready', 'delayed', 'claimed', 'done', 'dead', 'cancelled'}) do
     if redis.call('EXISTS', key(kind, queue)) == 1 then return false end
   end
-  return true
+  return redis.call('EXISTS', key('ids', 'queued:' .. queue)) == 0  -- named groups' ready
 end
 
 -- Tell waiting claims (in every process) that work may be claimable.
@@ -138,14 +224,19 @@ local function note(sid, flag, kind, now, attempt, status, token, worker, err)
   end
 end
 
+-- An item's `flow` field is '1' once a claim leased it from a queue with limits (or
+-- set_policy gave its queue limits while it was leased): its lease's end frees a slot that
+-- waiting claims must hear of. Ending a lease of any other item (every item of a queue never
+-- limited) publishes nothing more and reads no extra key.
+
 -- The fence of every call with a lease: the item's fields {queue, priority, run_at, attempts,
--- max_attempts, dedupe_key, lease_us, history, id, sid, token, worker} when (id, token, worker)
+-- max_attempts, dedupe_key, lease_us, history, id, sid, token, worker, group, flow} when (id, token, worker)
 -- is the item's current, unexpired lease; else nil.
 local function fence_lease(id, token, worker, now)
   local sid = int(id)
   local f = redis.call('HMGET', key('item', sid), 'status', 'token', 'worker', 'expires_at',
     'queue', 'priority', 'run_at', 'attempts', 'max_attempts', 'dedupe_key', 'lease_us',
-    'history')
+    'history', 'group', 'flow')
   if f[1] ~= 'claimed' or tonumber(f[2]) ~= token or f[3] ~= worker
       or tonumber(f[4]) <= now then
     return nil
@@ -153,7 +244,7 @@ local function fence_lease(id, token, worker, now)
   return {queue = f[5], priority = tonumber(f[6]), run_at = tonumber(f[7]),
     attempts = tonumber(f[8]), max_attempts = tonumber(f[9]), dedupe_key = f[10] or nil,
     lease_us = tonumber(f[11]), history = f[12], id = id, sid = sid, token = token,
-    worker = worker}
+    worker = worker, group = f[13] or '', flow = f[14] == '1'}
 end
 
 -- The fence of a script about one lease: ARGV[3..5] = id, token, worker.
@@ -186,7 +277,7 @@ local function complete_lease(lease, result, now)
   local sid = lease.sid
   redis.call('HSET', key('item', sid), 'status', 'done', 'finished_at', int(now),
     'updated_at', int(now), 'expires_at', '', 'result', result, ended(lease, 'complete', 'done'))
-  unlease(sid, lease.queue)
+  unlease(sid, lease.queue, lease.group)
   finish(sid, lease.queue, 'done', lease.dedupe_key, now)
   move(sid, lease.queue, nil, 'done')
   note(sid, lease.history, 'completed', now, lease.attempts, 'done', lease.token, lease.worker)

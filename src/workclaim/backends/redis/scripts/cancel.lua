@@ -7,10 +7,10 @@ local now = clock()
 local id = arg_int(3, 'id', 1, MAX_SAFE)
 local ik = key('item', int(id))
 local f = redis.call('HMGET', ik, 'status', 'queue', 'run_at', 'dedupe_key', 'attempts',
-  'history')
+  'history', 'group')
 if not f[1] then return {0} end
 if f[1] ~= 'queued' then return {3, f[1]} end
-unplace(id, f[2], tonumber(f[3]))
+unplace(id, f[2], tonumber(f[3]), f[7] or '')
 redis.call('HSET', ik, 'status', 'cancelled', 'finished_at', int(now), 'updated_at', int(now))
 finish(id, f[2], 'cancelled', f[4] or nil, now)
 move(int(id), f[2], 'queued', 'cancelled')

@@ -1,20 +1,21 @@
 #!lua
 -- enqueue: store items as queued (all or none); a held dedupe key gives the live item's id.
 -- KEYS: none (keys derive from the prefix, see keys.py; one primary, no cluster slots).
--- ARGV: prefix, now_us ('' = TIME), queue, count, then per item six values:
+-- ARGV: prefix, now_us ('' = TIME), queue, count, then per item eight values:
 --       payload, priority, run_at_us ('' = now + delay_us), delay_us, max_attempts,
---       dedupe_key ('' = none), history ('1' = keep the attempt history, '0' = none)
+--       dedupe_key ('' = none), history ('1' = keep the attempt history, '0' = none),
+--       group ('' = the queue's default group; a named one is stored as the item's `group`)
 -- Reply: the ids, in input order (each new item's id is also in ids:queued:<queue>). Publishes one wake-up when it created an item.
 local now = clock()
 local queue = ARGV[3]
 local count = arg_int(4, 'count', 0, MAX_SAFE)
 if queue == nil or queue == '' then bad('queue is missing') end
-if #ARGV ~= 4 + 7 * count then bad('expected 7 values per item') end
+if #ARGV ~= 4 + 8 * count then bad('expected 8 values per item') end
 
 -- Validate everything before the first write.
 local items = {}
 for i = 1, count do
-  local base = 4 + 7 * (i - 1)
+  local base = 4 + 8 * (i - 1)
   local run_at = arg_int(base + 3, 'run_at', -MAX_SAFE, MAX_SAFE, true)
   local delay = arg_int(base + 4, 'delay_us', 0, MAX_SAFE)
   local dedupe = ARGV[base + 6]
@@ -25,6 +26,7 @@ for i = 1, count do
     max_attempts = arg_int(base + 5, 'max_attempts', 1, 1000000),
     dedupe = dedupe ~= '' and dedupe or nil,
     history = ARGV[base + 7] == '1',
+    group = ARGV[base + 8],
   }
 end
 local next_id = tonumber(redis.call('GET', key('ids')) or '0')
@@ -32,6 +34,7 @@ if next_id + count > MAX_SAFE then bad('item ids are exhausted (2^53)') end
 
 local ids = {}
 local created = false
+local later = {}  -- the groups given ready items: their place in the groups index, once each
 local dedupe_key = key('dedupe', queue)
 for i, item in ipairs(items) do
   local held = item.dedupe and redis.call('HGET', dedupe_key, item.dedupe)
@@ -51,13 +54,18 @@ for i, item in ipairs(items) do
       fields[#fields + 1] = 'history'
       fields[#fields + 1] = '1'
     end
+    if item.group ~= '' then
+      fields[#fields + 1] = 'group'
+      fields[#fields + 1] = item.group
+    end
     redis.call('HSET', key('item', int(id)), unpack(fields))
-    place(id, queue, item.priority, item.run_at, now)
+    place(id, queue, item.priority, item.run_at, now, item.group, later)
     move(int(id), queue, nil, 'queued')
     ids[i] = id
     created = true
   end
 end
+for group in pairs(later) do touched(queue, group) end
 if created then
   redis.call('SADD', key('queues'), queue)
   wake()

@@ -10,7 +10,6 @@ if lease == nil then return {0} end
 local expires = now + (extend or lease.lease_us)
 local sid = int(lease.id)
 redis.call('HSET', key('item', sid), 'expires_at', int(expires), 'updated_at', int(now))
-redis.call('ZADD', key('leases'), int(expires), sid)
-redis.call('ZADD', key('claimed', lease.queue), int(expires), sid)
+enlease(sid, lease.queue, lease.group, int(expires))
 note(sid, lease.history, 'heartbeat', now, lease.attempts, 'claimed', lease.token, lease.worker)
 return {1, expires}

@@ -1,5 +1,7 @@
 #!lua
--- migrate: stamp the key layout's version under the prefix unless one is there already; or,
+-- migrate: stamp the key layout's version under the prefix unless a newer one is there (2 -> 3
+-- needs nothing else: an item without a group field is in its queue's default group, whose
+-- ready zset is ready:<queue>, and the flow-control keys are made as they are used); or,
 -- while the layout is 1, do one bounded step of the upgrade to 2: index one slice of one status
 -- index of one queue into ids:<status>:<queue>, or drop the queue from the queues set when it
 -- holds no item (the client walks every queue and index, then stamps).

@@ -27,7 +27,10 @@ for _, q in ipairs(queues) do
     left = left - #ids
     deleted = deleted + #ids
   end
-  if deleted > 0 and is_empty(q) then redis.call('SREM', key('queues'), q) end
+  if deleted > 0 and is_empty(q) then
+    redis.call('SREM', key('queues'), q)
+    redis.call('DEL', key('served', q))  -- no item left to be fair between (the policy stays)
+  end
   if left <= 0 then break end
 end
 return limit - left

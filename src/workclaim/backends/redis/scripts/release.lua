@@ -14,8 +14,8 @@ local ik = key('item', int(lease.id))
 redis.call('HSET', ik, 'status', 'queued', 'attempts', int(lease.attempts - 1),
   'run_at', int(run_at), 'updated_at', int(now), 'expires_at', '',
   ended(lease, 'release', 'queued'))
-unlease(lease.id, lease.queue)
-place(lease.id, lease.queue, lease.priority, run_at, now)
+unlease(lease.id, lease.queue, lease.group)
+place(lease.id, lease.queue, lease.priority, run_at, now, lease.group)
 move(lease.sid, lease.queue, nil, 'queued')
 note(lease.sid, lease.history, 'released', now, lease.attempts, 'queued', lease.token,
   lease.worker)

@@ -8,7 +8,8 @@ local now = clock()
 local id = arg_int(3, 'id', 1, MAX_SAFE)
 local max_attempts = arg_int(4, 'max_attempts', 1, 1000000, true)
 local ik = key('item', int(id))
-local f = redis.call('HMGET', ik, 'status', 'queue', 'priority', 'dedupe_key', 'history')
+local f = redis.call('HMGET', ik, 'status', 'queue', 'priority', 'dedupe_key', 'history',
+  'group')
 if not f[1] then return {0} end
 if f[1] ~= 'dead' then return {3, f[1]} end
 local queue = f[2]
@@ -21,7 +22,7 @@ redis.call('HSET', ik, 'status', 'queued', 'attempts', '0', 'run_at', int(now),
   'updated_at', int(now), 'finished_at', '', 'expires_at', '')
 if max_attempts then redis.call('HSET', ik, 'max_attempts', int(max_attempts)) end
 redis.call('ZREM', key('dead', queue), int(id))
-place(id, queue, tonumber(f[3]), now, now)
+place(id, queue, tonumber(f[3]), now, now, f[6] or '')
 move(int(id), queue, 'dead', 'queued')
 note(int(id), f[5], 'requeued', now, 0, 'queued')
 wake()

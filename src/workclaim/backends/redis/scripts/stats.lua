@@ -7,7 +7,7 @@ local now = clock()
 local queue = ARGV[3]
 if queue == nil or queue == '' then bad('queue is missing') end
 return {
-  redis.call('ZCARD', key('ready', queue)) + redis.call('ZCARD', key('delayed', queue)),
+  redis.call('ZCARD', key('ids', 'queued:' .. queue)),  -- every group's ready, and delayed
   redis.call('ZCARD', key('claimed', queue)),
   redis.call('ZCARD', key('done', queue)),
   redis.call('ZCARD', key('dead', queue)),
