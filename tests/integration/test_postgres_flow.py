@@ -181,8 +181,7 @@ def _free_the_slot(q: Queue, lease: Any, how: str) -> None:
 def test_a_freed_slot_wakes_a_claim_waiting_on_a_limited_queue(url: str, how: str) -> None:
     """A claim waits on a queue at its concurrency limit (the one lease lasts far longer than the
     wait and the test): the slot freed through another Queue wakes it by NOTIFY."""
-    settings = Settings(timeout=5)
-    with Queue(url, settings=settings) as waiter_q, Queue(url, settings=settings) as other:
+    with Queue(url) as waiter_q, Queue(url) as other:
         other.set_policy("jobs", concurrency=1)
         first, second = other.enqueue_many("jobs", [1, 2])
         [lease] = other.claim("jobs", worker="w1", lease_seconds=900)

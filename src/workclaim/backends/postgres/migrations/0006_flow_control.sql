@@ -139,7 +139,7 @@ BEGIN
     -- Queues that use groups or flow control: the fair order within their policies.
     IF EXISTS (SELECT FROM {schema}.groups AS g WHERE g.queue = ANY(p_queues)) THEN
         RETURN QUERY
-        SELECT * FROM {schema}.claim_flow(p_queues, p_worker, p_lease, p_limit, v_now);
+        SELECT * FROM {schema}.claim_flow(p_queues, p_worker, p_lease, p_limit, p_now);
         RETURN;
     END IF;
 
@@ -213,8 +213,10 @@ BEGIN
 END
 $$;
 
--- The claim of queues that use groups or flow control (called by `claim` after its reap, with
--- the store time `p_now`).
+-- The claim of queues that use groups or flow control (called by `claim` after its reap; `p_now`
+-- is the injected time or NULL). Its store time is read after the policy rows are locked, so
+-- a claim's time (`expires_at - lease_length`, the claim log) follows every end of a lease
+-- and every pause its counts saw.
 --
 -- 1. Lock the claimed queues' policy rows FOR UPDATE in queue order: claims of a limited queue
 --    run one at a time from here to their commit, each seeing the leases the one before gave
@@ -253,6 +255,7 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
+    v_now      timestamptz;
     v_left     integer := p_limit;
     v_pq       text[];
     v_conc     integer[];
@@ -286,6 +289,14 @@ BEGIN
     INTO v_pq, v_conc, v_gconc, v_rn, v_rs, v_grn, v_grs, v_paused
     FROM (SELECT * FROM {schema}.policies AS p WHERE p.queue = ANY(p_queues)
           ORDER BY p.queue FOR UPDATE) AS p;
+    v_now := coalesce(p_now, clock_timestamp());
+    -- A queue paused since that read (it had no row to lock) is paused for this claim too: the
+    -- pause committed before this statement's snapshot, so perhaps before v_now.
+    SELECT v_pq || coalesce(array_agg(p.queue), ARRAY[]::text[]),
+           v_paused || coalesce(array_agg(p.paused), ARRAY[]::boolean[])
+    INTO v_pq, v_paused
+    FROM {schema}.policies AS p
+    WHERE p.queue = ANY(p_queues) AND p.paused AND NOT p.queue = ANY(v_pq);
 
     v_active := ARRAY(
         SELECT a.q FROM unnest(p_queues) AS a (q)
@@ -306,7 +317,7 @@ BEGIN
         DELETE FROM {schema}.claim_log AS l
         USING unnest(v_pq, v_rs, v_grs) AS x (q, rs, grs)
         WHERE l.queue = x.q AND num_nonnulls(x.rs, x.grs) > 0
-          AND l.at <= p_now - greatest(x.rs, x.grs) * interval '1 second';
+          AND l.at <= v_now - greatest(x.rs, x.grs) * interval '1 second';
     END IF;
 
     LOOP
@@ -315,7 +326,7 @@ BEGIN
         FROM unnest(v_active) AS a (q)
         CROSS JOIN LATERAL (
             SELECT c.priority FROM {schema}.items AS c
-            WHERE c.queue = a.q AND c.status = 'queued' AND c.run_at <= p_now
+            WHERE c.queue = a.q AND c.status = 'queued' AND c.run_at <= v_now
               AND c.priority > coalesce(v_prev, -2147483649)
             ORDER BY c.priority LIMIT 1
         ) AS h;
@@ -335,7 +346,7 @@ BEGIN
             live AS MATERIALIZED (
                 SELECT l.queue AS q, coalesce(l.grp, '') AS g, count(*) AS n
                 FROM {schema}.items AS l
-                WHERE l.status = 'claimed' AND l.expires_at > p_now
+                WHERE l.status = 'claimed' AND l.expires_at > v_now
                   AND l.queue = ANY(ARRAY(SELECT pol.q FROM pol
                                           WHERE num_nonnulls(pol.c, pol.gc) > 0))
                 GROUP BY 1, 2
@@ -343,12 +354,12 @@ BEGIN
             recent AS MATERIALIZED (
                 SELECT r.queue AS q, r.grp AS g,
                        count(*) FILTER (
-                           WHERE r.at > p_now - pol.rs * interval '1 second') AS qn,
+                           WHERE r.at > v_now - pol.rs * interval '1 second') AS qn,
                        count(*) FILTER (
-                           WHERE r.at > p_now - pol.grs * interval '1 second') AS gn
+                           WHERE r.at > v_now - pol.grs * interval '1 second') AS gn
                 FROM pol JOIN {schema}.claim_log AS r ON r.queue = pol.q
                 WHERE num_nonnulls(pol.rn, pol.grn) > 0
-                  AND r.at > p_now - greatest(pol.rs, pol.grs) * interval '1 second'
+                  AND r.at > v_now - greatest(pol.rs, pol.grs) * interval '1 second'
                 GROUP BY 1, 2
             ),
             per_group AS (
@@ -406,7 +417,7 @@ BEGIN
                 CROSS JOIN LATERAL (
                     SELECT i.id, i.run_at FROM {schema}.items AS i
                     WHERE i.queue = g.queue AND coalesce(i.grp, '') = g.grp
-                      AND i.status = 'queued' AND i.priority = v_prio AND i.run_at <= p_now
+                      AND i.status = 'queued' AND i.priority = v_prio AND i.run_at <= v_now
                     ORDER BY i.run_at, i.id LIMIT 1
                 ) AS h
                 WHERE b.budget > 0
@@ -436,7 +447,7 @@ BEGIN
                 CROSS JOIN LATERAL (
                     SELECT i.id, i.run_at FROM {schema}.items AS i
                     WHERE i.queue = g.queue AND coalesce(i.grp, '') = g.grp
-                      AND i.status = 'queued' AND i.priority = v_prio AND i.run_at <= p_now
+                      AND i.status = 'queued' AND i.priority = v_prio AND i.run_at <= v_now
                     ORDER BY i.run_at, i.id LIMIT 1 FOR UPDATE SKIP LOCKED
                 ) AS h
                 WHERE g.queue = q.q AND g.served > 0 AND b.budget > 0
@@ -455,7 +466,7 @@ BEGIN
                 FROM (
                     SELECT i.id, i.run_at FROM {schema}.items AS i
                     WHERE i.queue = h.q AND coalesce(i.grp, '') = h.g
-                      AND i.status = 'queued' AND i.priority = v_prio AND i.run_at <= p_now
+                      AND i.status = 'queued' AND i.priority = v_prio AND i.run_at <= v_now
                       AND (i.run_at, i.id) > (h.run_at, h.id)
                     ORDER BY i.run_at, i.id
                     LIMIT least(h.gbudget, h.qbudget - h.nheads + 1) - 1
@@ -488,8 +499,8 @@ BEGIN
         claimed AS (
             UPDATE {schema}.items AS i
             SET status = 'claimed', token = t.tokens[array_position(t.ids, i.id)],
-                attempts = i.attempts + 1, worker = p_worker, expires_at = p_now + p_lease,
-                lease_length = p_lease, updated_at = p_now,
+                attempts = i.attempts + 1, worker = p_worker, expires_at = v_now + p_lease,
+                lease_length = p_lease, updated_at = v_now,
                 holds_slot = EXISTS (SELECT FROM unnest(v_pq, v_conc, v_gconc) AS x (q, c, gc)
                                      WHERE x.q = i.queue AND num_nonnulls(x.c, x.gc) > 0)
             FROM tokens AS t
@@ -499,12 +510,12 @@ BEGIN
         ),
         logged AS (
             INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker)
-            SELECT c.id, 'claimed', p_now, c.attempts, 'claimed', c.token, p_worker
+            SELECT c.id, 'claimed', v_now, c.attempts, 'claimed', c.token, p_worker
             FROM claimed AS c WHERE c.history
         ),
         rated AS (
             INSERT INTO {schema}.claim_log (queue, grp, at)
-            SELECT c.queue, coalesce(c.grp, ''), p_now FROM claimed AS c
+            SELECT c.queue, coalesce(c.grp, ''), v_now FROM claimed AS c
             WHERE v_rated AND EXISTS (
                 SELECT FROM unnest(v_pq, v_rn, v_grn) AS x (q, rn, grn)
                 WHERE x.q = c.queue AND num_nonnulls(x.rn, x.grn) > 0)
