@@ -548,8 +548,9 @@ BEGIN
 END
 $$;
 
--- The fused turn of version 4, unchanged but for the group in its rows and a notification
--- (p_channel) when a completion freed a slot of a queue with a concurrency limit.
+-- The fused turn of version 4, unchanged but for the group in its rows, a notification
+-- (p_channel) when a completion freed a slot of a queue with a concurrency limit, and the claim
+-- reading the clock itself (so a flow claim's time follows its policy lock).
 CREATE FUNCTION {schema}.complete_and_claim(
     p_ids        bigint[],
     p_tokens     bigint[],
@@ -625,7 +626,9 @@ BEGIN
     END IF;
     IF p_limit > 0 THEN
         RETURN QUERY
-        SELECT * FROM {schema}.claim(p_queues, p_worker, p_lease, p_limit, v_now, p_reap_limit);
+        -- p_now, not v_now: with the clock, the claim reads its own time (claim_flow after its
+        -- lock), later than these completions.
+        SELECT * FROM {schema}.claim(p_queues, p_worker, p_lease, p_limit, p_now, p_reap_limit);
     END IF;
 END
 $$;
