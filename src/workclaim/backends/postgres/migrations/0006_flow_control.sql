@@ -272,6 +272,8 @@ DECLARE
     v_gdef     integer[];
     v_gb       jsonb;
     v_prev     bigint;
+    v_prev_was bigint;
+    v_stopped  text[];
     v_prio     integer;
     v_ids      bigint[];
     v_queues   text[];
@@ -331,13 +333,20 @@ BEGIN
             ORDER BY c.priority LIMIT 1
         ) AS h;
         EXIT WHEN v_prio IS NULL;
+        v_prev_was := v_prev;
         v_prev := v_prio;
 
         -- 2a. What each queue (v_qbudget, in v_active's order) and group may take: groups with
         -- live leases or recent claims in v_gb ('queue/group': budget), every other group the
-        -- queue's v_gdef (NULL: no group limit).
+        -- queue's v_gdef (NULL: no group limit). The claim's store time v_now is read inside
+        -- this statement, so after its snapshot: every lease end or pause this claim does not
+        -- see committed after v_now, so it was stamped after v_now too (or the pause returned
+        -- after it), and the counts are right at v_now.
         IF v_limited THEN
-            WITH pol AS (
+            WITH clock AS MATERIALIZED (
+                SELECT coalesce(p_now, clock_timestamp()) AS now
+            ),
+            pol AS (
                 SELECT a.q, a.ord, x.c, x.gc, x.rn, x.rs, x.grn, x.grs
                 FROM unnest(v_active) WITH ORDINALITY AS a (q, ord)
                 LEFT JOIN unnest(v_pq, v_conc, v_gconc, v_rn, v_rs, v_grn, v_grs)
@@ -346,20 +355,20 @@ BEGIN
             live AS MATERIALIZED (
                 SELECT l.queue AS q, coalesce(l.grp, '') AS g, count(*) AS n
                 FROM {schema}.items AS l
-                WHERE l.status = 'claimed' AND l.expires_at > v_now
+                WHERE l.status = 'claimed' AND l.expires_at > (SELECT clock.now FROM clock)
                   AND l.queue = ANY(ARRAY(SELECT pol.q FROM pol
                                           WHERE num_nonnulls(pol.c, pol.gc) > 0))
                 GROUP BY 1, 2
             ),
             recent AS MATERIALIZED (
                 SELECT r.queue AS q, r.grp AS g,
-                       count(*) FILTER (
-                           WHERE r.at > v_now - pol.rs * interval '1 second') AS qn,
-                       count(*) FILTER (
-                           WHERE r.at > v_now - pol.grs * interval '1 second') AS gn
-                FROM pol JOIN {schema}.claim_log AS r ON r.queue = pol.q
+                       count(*) FILTER (WHERE r.at > clock.now - pol.rs * interval '1 second')
+                           AS qn,
+                       count(*) FILTER (WHERE r.at > clock.now - pol.grs * interval '1 second')
+                           AS gn
+                FROM clock, pol JOIN {schema}.claim_log AS r ON r.queue = pol.q
                 WHERE num_nonnulls(pol.rn, pol.grn) > 0
-                  AND r.at > v_now - greatest(pol.rs, pol.grs) * interval '1 second'
+                  AND r.at > clock.now - greatest(pol.rs, pol.grs) * interval '1 second'
                 GROUP BY 1, 2
             ),
             per_group AS (
@@ -382,12 +391,28 @@ BEGIN
                 (SELECT array_agg(least(pol.gc, pol.grn) ORDER BY pol.ord) FROM pol),
                 (SELECT coalesce(jsonb_object_agg(pg.q || '/' || pg.g, greatest(pg.budget, 0))
                                      FILTER (WHERE pg.budget IS NOT NULL), jsonb_build_object())
-                 FROM per_group AS pg)
-            INTO v_qbudget, v_gdef, v_gb;
+                 FROM per_group AS pg),
+                (SELECT clock.now FROM clock),
+                (SELECT array_agg(p.queue) FROM {schema}.policies AS p
+                 WHERE p.queue = ANY(v_active) AND p.paused)
+            INTO v_qbudget, v_gdef, v_gb, v_now, v_stopped;
         ELSE
             v_qbudget := array_fill(v_left, ARRAY[cardinality(v_active)]);
             v_gdef := array_fill(NULL::integer, ARRAY[cardinality(v_active)]);
             v_gb := jsonb_build_object();
+            SELECT coalesce(p_now, clock_timestamp()),
+                   (SELECT array_agg(p.queue) FROM {schema}.policies AS p
+                    WHERE p.queue = ANY(v_active) AND p.paused)
+            INTO v_now, v_stopped;
+        END IF;
+        IF v_stopped IS NOT NULL THEN
+            -- Paused since the locked read (a queue that had no row to lock): left out, and
+            -- this priority looked at again without it.
+            v_active := ARRAY(SELECT a.q FROM unnest(v_active) AS a (q)
+                              WHERE NOT a.q = ANY(v_stopped));
+            EXIT WHEN cardinality(v_active) = 0;
+            v_prev := v_prev_was;
+            CONTINUE;
         END IF;
         CONTINUE WHEN NOT EXISTS (SELECT FROM unnest(v_qbudget) AS b WHERE b > 0);
 
