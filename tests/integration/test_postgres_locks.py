@@ -106,7 +106,8 @@ def _complete_in_open_transaction(q: Queue, conn: psycopg.Connection[Any], lease
     """Run workclaim's own `complete` statement for `lease` in `conn`'s open transaction."""
     backend = cast(PostgresBackend, q.backend)
     params = {"id": lease.id, "token": lease.token, "worker": lease.worker, "now": None}
-    row = conn.execute(backend._q["complete"], {**params, "result": None}).fetchone()
+    params |= {"result": None, "channel": backend.channel}
+    row = conn.execute(backend._q["complete"], params).fetchone()
     assert row is not None
 
 

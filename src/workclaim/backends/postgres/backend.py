@@ -28,7 +28,16 @@ from workclaim.backends.postgres.schema import PACKAGE, SCHEMA_VERSION, Schema
 from workclaim.backends.wakeup import Wakeup
 from workclaim.config import Settings
 from workclaim.errors import InvalidState, ItemNotFound, LeaseLost, ValidationError
-from workclaim.models import GroupLeases, HistoryEvent, Item, Lease, QueuePolicy, QueueStats, Status
+from workclaim.models import (
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    QueueStats,
+    Rate,
+    Status,
+)
 
 REAP_LIMIT = 100
 
@@ -102,6 +111,7 @@ class PostgresBackend(Connections):
             return self.enqueue_in_transaction(connection, queue, items, now=now)
 
         def insert(conn: psycopg.Connection[Any]) -> list[int]:
+            self._ensure_groups(conn, queue, items)
             if any(item.dedupe_key is not None for item in items):
                 with conn.transaction():
                     return self._insert_each(conn, queue, items, now)
@@ -143,9 +153,20 @@ class PostgresBackend(Connections):
         items: Sequence[NewItem],
         now: datetime | None,
     ) -> list[int]:
+        self._ensure_groups(conn, queue, items)
         if any(item.dedupe_key is not None for item in items):
             return self._insert_each(conn, queue, items, now)
         return self._insert_batch(conn, queue, items, now)
+
+    def _ensure_groups(
+        self, conn: psycopg.Connection[Any], queue: str, items: Sequence[NewItem]
+    ) -> None:
+        """Before grouped items are inserted: their groups' rows and the default group's (which
+        send the queue's claims to the fair order). Items without a group write nothing here.
+        A row without items is harmless, so this need not share the insert's transaction."""
+        groups = {item.group for item in items if item.group is not None}
+        if groups:
+            conn.execute(self._q["ensure_groups"], {"queue": queue, "groups": ["", *groups]})
 
     def _insert_batch(
         self,
@@ -167,6 +188,7 @@ class PostgresBackend(Connections):
                 "delays": [_interval(item.delay) for item in items],
                 "max_attempts": [item.max_attempts for item in items],
                 "histories": [item.history for item in items],
+                "groups": [item.group for item in items],
             },
         ).fetchone()
         assert row is not None
@@ -194,6 +216,7 @@ class PostgresBackend(Connections):
                 "max_attempts": item.max_attempts,
                 "dedupe_key": item.dedupe_key,
                 "history": item.history,
+                "group": item.group,
             }
             while True:
                 row = conn.execute(self._q["insert_dedupe"], params).fetchone()
@@ -254,6 +277,7 @@ class PostgresBackend(Connections):
             "limit": limit,
             "now": now,
             "reap_limit": REAP_LIMIT,
+            "channel": self.channel,
         }
         out = self._all("complete_and_claim", params)
         ok = {(r[0], r[3]) for r in out if r[1] is None}
@@ -285,8 +309,12 @@ class PostgresBackend(Connections):
     def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
         params = self._fence(lease, now)
         params["result"] = result
-        if self._one("complete", params) is None:
+        params["channel"] = self.channel
+        row = self._one("complete", params)
+        if row is None:
             self._ended(lease, "complete")
+        elif row[1] is not None:  # the lease held a slot of a limited queue: it is free now
+            self._wakeup.notify()
 
     def release(self, lease: Lease, *, delay_seconds: float, now: datetime | None = None) -> None:
         params = self._fence(lease, now)
@@ -313,7 +341,7 @@ class PostgresBackend(Connections):
         if row is None:
             return Status(self._ended(lease, "fail"))
         status = Status(row[0])
-        if status is Status.QUEUED:
+        if row[1] is not None:  # queued again, or a slot of a limited queue freed
             self._wakeup.notify()
         return status
 
@@ -429,20 +457,50 @@ class PostgresBackend(Connections):
         self._listener = self._wakeup_source(self.channel, self._wakeup.notify)
         self._listener.start()
 
-    # -- flow control (FLOW-TODO: being built) --------------------------------------------
+    # -- flow control ----------------------------------------------------------------------
     def policy(self, queue: str) -> QueuePolicy:
-        raise NotImplementedError
+        row = self._one("policy", {"queue": queue})
+        return QueuePolicy(queue) if row is None else _policy(queue, row)
+
+    def _store_policy(self, queue: str, query: str, params: dict[str, Any]) -> QueuePolicy:
+        """Run set_policy or set_paused and, in the same transaction, drop the row of a queue
+        left with neither a limit nor the pause (its claims then lock nothing)."""
+        params = {**params, "queue": queue, "channel": self.channel}
+
+        def run(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+            with conn.transaction():
+                row: tuple[Any, ...] | None = conn.execute(self._q[query], params).fetchone()
+                conn.execute(self._q["drop_policy"], {"queue": queue})
+            assert row is not None
+            return row
+
+        policy = _policy(queue, self._call(run))  # the same write again is harmless
+        self._wakeup.notify()
+        return policy
 
     def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
-        raise NotImplementedError
+        rate, group_rate = policy.rate, policy.group_rate
+        return self._store_policy(
+            policy.queue,
+            "set_policy",
+            {
+                "concurrency": policy.concurrency,
+                "group_concurrency": policy.group_concurrency,
+                "rate_count": None if rate is None else rate.count,
+                "rate_seconds": None if rate is None else rate.per_seconds,
+                "group_rate_count": None if group_rate is None else group_rate.count,
+                "group_rate_seconds": None if group_rate is None else group_rate.per_seconds,
+            },
+        )
 
     def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
-        raise NotImplementedError
+        return self._store_policy(queue, "set_paused", {"paused": paused})
 
     def live_leases_by_group(
         self, queue: str, *, limit: int, now: datetime | None = None
     ) -> list[GroupLeases]:
-        raise NotImplementedError
+        found = self._all("live_by_group", {"queue": queue, "limit": limit, "now": now})
+        return [GroupLeases(group, int(n)) for group, n in found]
 
     def close(self) -> None:
         if self._closed:
@@ -452,6 +510,19 @@ class PostgresBackend(Connections):
             self._listener.stop()
         self._close_pool()
         self._wakeup.notify()
+
+
+def _policy(queue: str, row: tuple[Any, ...]) -> QueuePolicy:
+    """A QueuePolicy from a policy / set_policy / set_paused row (the first seven columns)."""
+    conc, group_conc, rate_n, rate_s, group_n, group_s, paused = row[:7]
+    return QueuePolicy(
+        queue=queue,
+        concurrency=conc,
+        group_concurrency=group_conc,
+        rate=None if rate_n is None else Rate(rate_n, rate_s),
+        group_rate=None if group_n is None else Rate(group_n, group_s),
+        paused=bool(paused),
+    )
 
 
 def _conforms(backend: PostgresBackend) -> tuple[Backend, TransactionalEnqueue]:

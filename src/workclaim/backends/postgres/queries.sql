@@ -40,18 +40,18 @@ CREATE SCHEMA IF NOT EXISTS {schema}
 -- name: claim
 -- The bounded reap of expired leases and the SKIP LOCKED claim, one statement: the function
 -- `claim` of migration 0002 says why it is a function and how it walks the index.
-SELECT id, queue, payload, token, attempts, max_attempts, expires_at
+SELECT id, queue, payload, token, attempts, max_attempts, expires_at, grp
 FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,
                     %(now)s::timestamptz, %(reap_limit)s::integer)
 
 -- name: complete_and_claim
--- The fused turn (migration 0004): rows with a NULL queue are the completions that count as
--- done, the others the new leases.
-SELECT id, queue, payload, token, attempts, max_attempts, expires_at
+-- The fused turn (migrations 0004, 0006): rows with a NULL queue are the completions that count
+-- as done, the others the new leases.
+SELECT id, queue, payload, token, attempts, max_attempts, expires_at, grp
 FROM {schema}.complete_and_claim(
     %(ids)s::bigint[], %(tokens)s::bigint[], %(workers)s::text[], %(results)s::text[],
     %(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,
-    %(now)s::timestamptz, %(reap_limit)s::integer)
+    %(now)s::timestamptz, %(reap_limit)s::integer, %(channel)s)
 
 -- name: insert_many
 -- A batch without dedupe keys in one statement, which also notifies listeners once (at
@@ -60,13 +60,15 @@ FROM {schema}.complete_and_claim(
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
 inserted AS (
     INSERT INTO {schema}.items
-        (queue, payload, status, priority, run_at, max_attempts, history, created_at, updated_at)
+        (queue, payload, status, priority, run_at, max_attempts, history, grp, created_at,
+         updated_at)
     SELECT %(queue)s, p.payload::json, 'queued', p.priority,
-           coalesce(p.run_at, clock.now + p.delay), p.max_attempts, p.history, clock.now,
+           coalesce(p.run_at, clock.now + p.delay), p.max_attempts, p.history, p.grp, clock.now,
            clock.now
     FROM unnest(%(payloads)s::text[], %(priorities)s::integer[], %(run_ats)s::timestamptz[],
-                %(delays)s::interval[], %(max_attempts)s::integer[], %(histories)s::boolean[])
-         WITH ORDINALITY AS p (payload, priority, run_at, delay, max_attempts, history, n),
+                %(delays)s::interval[], %(max_attempts)s::integer[], %(histories)s::boolean[],
+                %(groups)s::text[])
+         WITH ORDINALITY AS p (payload, priority, run_at, delay, max_attempts, history, grp, n),
          clock
     ORDER BY p.n
     RETURNING id
@@ -79,11 +81,11 @@ SELECT array_agg(id ORDER BY id), pg_notify(%(channel)s, '')::text FROM inserted
 -- the caller then looks the holder up with find_dedupe.
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
 INSERT INTO {schema}.items
-    (queue, payload, status, priority, run_at, max_attempts, dedupe_key, history, created_at,
-     updated_at)
+    (queue, payload, status, priority, run_at, max_attempts, dedupe_key, history, grp,
+     created_at, updated_at)
 SELECT %(queue)s, %(payload)s::json, 'queued', %(priority)s,
        coalesce(%(run_at)s::timestamptz, clock.now + %(delay)s::interval), %(max_attempts)s,
-       %(dedupe_key)s, %(history)s::boolean, clock.now, clock.now
+       %(dedupe_key)s, %(history)s::boolean, %(group)s::text, clock.now, clock.now
 FROM clock
 ON CONFLICT (queue, dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'claimed')
 DO NOTHING
@@ -93,6 +95,13 @@ RETURNING id
 -- The live item holding a dedupe key in a queue, if any.
 SELECT id FROM {schema}.items
 WHERE queue = %(queue)s AND dedupe_key = %(dedupe_key)s AND status IN ('queued', 'claimed')
+
+-- name: ensure_groups
+-- The rows of a grouped enqueue's groups and of its queue's default group (''), which send the
+-- queue's claims to claim_flow (migration 0006); nothing is written when they exist.
+INSERT INTO {schema}.groups (queue, grp)
+SELECT %(queue)s, g FROM unnest(%(groups)s::text[]) AS g ORDER BY g
+ON CONFLICT (queue, grp) DO NOTHING
 
 -- name: notify
 -- "Work may be claimable" for this schema's listeners; delivered at commit, and PostgreSQL folds
@@ -120,7 +129,8 @@ logged AS (
 SELECT expires_at FROM changed
 
 -- name: complete
--- Returns a row only when the fenced update changed the item; writes the `completed` event (if
+-- Returns a row only when the fenced update changed the item (with a notification, at commit,
+-- when the lease held a slot of a queue with a concurrency limit); writes the `completed` event (if
 -- the item keeps history) and counts the item done, in the same statement. The count is a plain
 -- (HOT) UPDATE of this process's counter row, and an insert only the first time: an
 -- INSERT ... ON CONFLICT DO UPDATE on every completion also probes the index for the insert
@@ -135,7 +145,7 @@ changed AS (
     FROM clock
     WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
       AND i.status = 'claimed' AND i.expires_at > clock.now
-    RETURNING i.id, i.queue, i.attempts, i.history, clock.now
+    RETURNING i.id, i.queue, i.attempts, i.history, i.holds_slot, clock.now
 ),
 logged AS (
     INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker)
@@ -154,7 +164,7 @@ first_count AS (
     WHERE NOT EXISTS (SELECT FROM counted)
     ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
 )
-SELECT id FROM changed
+SELECT id, CASE WHEN holds_slot THEN pg_notify(%(channel)s, '')::text END FROM changed
 
 -- name: release
 -- The attempt is given back: a released item has not used an execution. Returns a row (and
@@ -180,7 +190,8 @@ SELECT changed.id, pg_notify(%(channel)s, '')::text FROM changed
 -- name: fail
 -- Retry at now + %(retry)s while attempts remain and a retry was asked for; else dead.
 -- SET expressions all see the row as it was, so the CASEs agree with each other. Listeners are
--- notified (at commit) only when the item went back to queued.
+-- notified (at commit) when the item went back to queued or its lease held a slot of a queue
+-- with a concurrency limit (migration 0006).
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
 changed AS (
     UPDATE {schema}.items AS i
@@ -197,7 +208,7 @@ changed AS (
     FROM clock
     WHERE i.id = %(id)s AND i.token = %(token)s AND i.worker = %(worker)s
       AND i.status = 'claimed' AND i.expires_at > clock.now
-    RETURNING i.id, i.queue, i.status, i.attempts, i.history, clock.now
+    RETURNING i.id, i.queue, i.status, i.attempts, i.history, i.holds_slot, clock.now
 ),
 logged AS (
     INSERT INTO {schema}.history (item_id, kind, at, attempt, status, token, worker, error)
@@ -210,7 +221,8 @@ counted AS (
     ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n
 )
 SELECT changed.status,
-       CASE WHEN changed.status = 'queued' THEN pg_notify(%(channel)s, '')::text END
+       CASE WHEN changed.status = 'queued' OR changed.holds_slot
+            THEN pg_notify(%(channel)s, '')::text END
 FROM changed
 
 -- name: lease_end
@@ -219,7 +231,7 @@ SELECT ended_token, ended_op, ended_status FROM {schema}.items WHERE id = %(id)s
 
 -- name: get_item
 SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
-       worker, expires_at, last_error, result, created_at, updated_at
+       worker, expires_at, last_error, result, created_at, updated_at, grp
 FROM {schema}.items WHERE id = %(id)s
 
 -- name: status_of
@@ -259,7 +271,7 @@ ORDER BY 1
 -- name: list_items
 -- A page of a queue's items in one status by id (dead and cancelled walk items_ended).
 SELECT id, queue, payload, status, priority, run_at, attempts, max_attempts, dedupe_key,
-       worker, expires_at, last_error, result, created_at, updated_at
+       worker, expires_at, last_error, result, created_at, updated_at, grp
 FROM {schema}.items
 WHERE queue = %(queue)s AND status = %(status)s AND id > %(after)s
 ORDER BY id
@@ -368,7 +380,8 @@ SELECT count(*) FROM gone
 -- it), else the earliest later run_at of a delayed or backed-off item, or the earliest later
 -- expiry of any lease (one probe of items_leases, where the queues' own next expiry could take
 -- a walk past every other queue's lease; waking early for another queue's only costs a look).
--- The expired check walks only the expired front of items_leases.
+-- The expired check walks only the expired front of items_leases. A queue (or group) at its
+-- rate adds the time its oldest claim in the window leaves it (migration 0006).
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
 SELECT CASE
     WHEN EXISTS (SELECT FROM {schema}.items
@@ -380,8 +393,93 @@ SELECT CASE
          WHERE queue = ANY(%(queues)s::text[]) AND status = 'queued'
            AND run_at > (SELECT now FROM clock)),
         (SELECT min(expires_at) FROM {schema}.items
-         WHERE status = 'claimed' AND expires_at > (SELECT now FROM clock)))
+         WHERE status = 'claimed' AND expires_at > (SELECT now FROM clock)),
+        (SELECT min(w.frees) FROM (
+            SELECT min(l.at) + p.rate_seconds * interval '1 second' AS frees
+            FROM {schema}.policies AS p JOIN {schema}.claim_log AS l ON l.queue = p.queue
+            WHERE p.queue = ANY(%(queues)s::text[]) AND p.rate_count IS NOT NULL
+              AND l.at > (SELECT now FROM clock) - p.rate_seconds * interval '1 second'
+            GROUP BY p.queue, p.rate_count, p.rate_seconds
+            HAVING count(*) >= p.rate_count
+            UNION ALL
+            SELECT min(l.at) + p.group_rate_seconds * interval '1 second'
+            FROM {schema}.policies AS p JOIN {schema}.claim_log AS l ON l.queue = p.queue
+            WHERE p.queue = ANY(%(queues)s::text[]) AND p.group_rate_count IS NOT NULL
+              AND l.at > (SELECT now FROM clock) - p.group_rate_seconds * interval '1 second'
+            GROUP BY p.queue, l.grp, p.group_rate_count, p.group_rate_seconds
+            HAVING count(*) >= p.group_rate_count
+        ) AS w))
 END
+
+-- name: policy
+SELECT concurrency, group_concurrency, rate_count, rate_seconds, group_rate_count,
+       group_rate_seconds, paused
+FROM {schema}.policies WHERE queue = %(queue)s
+
+-- name: set_policy
+-- Stores the four limits and keeps the paused flag. A queue with neither a limit nor the pause
+-- has no row (its claims then lock nothing, migration 0006). The default group's row sends the
+-- queue's claims to claim_flow from now on. Waiting claims are notified (at commit): a raised
+-- limit may free slots.
+WITH new AS (
+    SELECT %(queue)s::text AS queue, %(concurrency)s::integer AS concurrency,
+           %(group_concurrency)s::integer AS group_concurrency,
+           %(rate_count)s::integer AS rate_count, %(rate_seconds)s::float8 AS rate_seconds,
+           %(group_rate_count)s::integer AS group_rate_count,
+           %(group_rate_seconds)s::float8 AS group_rate_seconds
+),
+upserted AS (
+    INSERT INTO {schema}.policies AS p (queue, concurrency, group_concurrency, rate_count,
+                                        rate_seconds, group_rate_count, group_rate_seconds)
+    SELECT * FROM new
+    ON CONFLICT (queue) DO UPDATE
+    SET concurrency = excluded.concurrency, group_concurrency = excluded.group_concurrency,
+        rate_count = excluded.rate_count, rate_seconds = excluded.rate_seconds,
+        group_rate_count = excluded.group_rate_count,
+        group_rate_seconds = excluded.group_rate_seconds
+    RETURNING p.concurrency, p.group_concurrency, p.rate_count, p.rate_seconds,
+              p.group_rate_count, p.group_rate_seconds, p.paused
+),
+grouped AS (
+    INSERT INTO {schema}.groups (queue, grp) VALUES (%(queue)s, '')
+    ON CONFLICT (queue, grp) DO NOTHING
+),
+notified AS (
+    SELECT pg_notify(%(channel)s, '')
+)
+SELECT u.*, (SELECT count(*) FROM notified) FROM upserted AS u
+
+-- name: drop_policy
+-- The rows of a policy with no limit left: deleted unless paused (see set_policy).
+DELETE FROM {schema}.policies
+WHERE queue = %(queue)s AND NOT paused
+  AND num_nonnulls(concurrency, group_concurrency, rate_count, group_rate_count) = 0
+
+-- name: set_paused
+-- Sets the flag (creating the row); resuming notifies waiting claims (at commit).
+WITH upserted AS (
+    INSERT INTO {schema}.policies AS p (queue, paused) VALUES (%(queue)s, %(paused)s)
+    ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused
+    RETURNING p.concurrency, p.group_concurrency, p.rate_count, p.rate_seconds,
+              p.group_rate_count, p.group_rate_seconds, p.paused
+),
+grouped AS (
+    INSERT INTO {schema}.groups (queue, grp) VALUES (%(queue)s, '')
+    ON CONFLICT (queue, grp) DO NOTHING
+)
+SELECT u.*, CASE WHEN NOT u.paused THEN pg_notify(%(channel)s, '')::text END
+FROM upserted AS u
+
+-- name: live_by_group
+-- The groups of a queue holding the most live leases (most first, then by name, the default
+-- group first); walks the store's live leases (items_leases from now on).
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+SELECT i.grp, count(*) AS n
+FROM {schema}.items AS i
+WHERE i.status = 'claimed' AND i.expires_at > (SELECT now FROM clock) AND i.queue = %(queue)s
+GROUP BY i.grp
+ORDER BY n DESC, i.grp COLLATE "C" NULLS FIRST
+LIMIT %(limit)s
 
 -- name: store_now
 SELECT clock_timestamp()

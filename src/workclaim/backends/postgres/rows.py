@@ -13,19 +13,19 @@ from workclaim.models import EventKind, HistoryEvent, Item, Lease, Status
 
 
 def item(row: tuple[Any, ...]) -> Item:
-    """An Item from a get_item / list_items row: Item's fields in order (only the status is
-    converted)."""
+    """An Item from a get_item / list_items row: Item's fields in order, the group last (only
+    the status is converted)."""
     item_id, queue, payload, status, *rest = row
     return Item(item_id, queue, payload, Status(status), *rest)
 
 
 def leases(rows: list[tuple[Any, ...]], worker: str, lease_seconds: float) -> list[Lease]:
     """Leases from the claim function's rows (id, queue, payload, token, attempt, max_attempts,
-    expires_at), in claim order (tokens follow it; RETURNING has no order)."""
+    expires_at, group), in claim order (tokens follow it; RETURNING has no order)."""
     rows.sort(key=lambda r: r[3])
     return [
-        Lease(i, q, payload, tok, att, most, exp, worker, lease_seconds)
-        for i, q, payload, tok, att, most, exp in rows
+        Lease(i, q, payload, tok, att, most, exp, worker, lease_seconds, group)
+        for i, q, payload, tok, att, most, exp, group in rows
     ]
 
 
