@@ -109,11 +109,13 @@ def _race(run: FaultRun) -> int:
     live += [
         run.spawn(run.config(f"w{i}", job_seconds=0.005, batch=1 + i % 3)) for i in range(WORKERS)
     ]
-    run.enqueue(HOT, group="hot")  # while the workers start
+    # Every worker is up before the first item is queued: a slow start (a loaded machine, a
+    # pooler in the way) must not leave the stallers nothing to stall on.
+    run.wait_ready(live)
+    run.enqueue(HOT, group="hot")
     run.enqueue(40)  # the default group
     for g in range(GROUPS):
         run.enqueue(1, group=f"g{g}")
-    run.wait_ready(live)
     spawned, kills = len(live), 0
     for flip in range(FLIPS):
         time.sleep(rng.uniform(0.2, 0.4))  # the race's rhythm: let the workers claim a while

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.http_transport import running_server, server_config
-from workclaim import Queue, Settings, Status
+from workclaim import Queue, Settings, Status, StorageFailed
 from workclaim.client import Client
 from workclaim.server import create_app
 from workclaim.worker import Context, Worker
@@ -210,3 +210,41 @@ def test_time_left_never_counts_a_slow_reply_as_lease_time(tmp_path: Path, fused
     # The store started the lease before its reply took `delay`: at least that much is gone.
     assert seen["claimed"] <= lease - delay
     assert 0 < seen["renewed"] <= lease - delay
+
+
+class DiskFailsAfterFirstItem:
+    """A Queue whose store's disk fails once the first item was handled: from then on every
+    call raises `StorageFailed`, as a queue does after SQLite's fsync failed (the fault suite's
+    tests/faults/test_fsync.py makes that happen for real)."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue, self.failed = queue, threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.queue, name)
+        if name not in {"claim", "complete_and_claim", "complete", "release", "heartbeat"}:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.failed.is_set():
+                raise StorageFailed("disk I/O error")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_failed_disk_stops_the_worker_and_run_raises(tmp_path: Path, fused: bool) -> None:
+    with Queue(f"sqlite:///{tmp_path / 'w.db'}") as q:
+        q.enqueue_many("jobs", [1, 2, 3])
+        source = DiskFailsAfterFirstItem(q)
+        worker = Worker(source, queues="jobs", fused=fused, wait=0.2, concurrency=1)
+
+        @worker.handler
+        def handle(ctx: Context) -> None:
+            source.failed.set()
+
+        with pytest.raises(StorageFailed):
+            worker.run(install_signals=False)
+        assert worker.round_trips < 10  # it stopped; it did not retry a refusing store

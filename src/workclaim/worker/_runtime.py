@@ -23,7 +23,7 @@ from typing import Any
 
 from workclaim._deprecated import renamed
 from workclaim.api import QueueAPI
-from workclaim.errors import LeaseLost, ValidationError, WorkclaimError
+from workclaim.errors import LeaseLost, StorageFailed, ValidationError, WorkclaimError
 from workclaim.models import Lease
 from workclaim.validation import (
     MAX_BATCH,
@@ -108,6 +108,7 @@ class Worker:
         self.released = 0
         self.lost = 0
         self.round_trips = 0  # claim / complete_and_claim calls made by the claimer
+        self._fatal: StorageFailed | None = None  # the store's disk failed: stop, then raise it
 
     # -- wiring ----------------------------------------------------------------------------
     def handler(self, fn: Handler) -> Handler:
@@ -178,6 +179,18 @@ class Worker:
             beats.stop(5)
             for sig, previous in restore.items():
                 signal.signal(sig, previous)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _storage_failed(self, exc: StorageFailed) -> None:
+        """The store's disk failed a write or sync: its queue refuses every later call, so this
+        worker stops (its leases expire and are claimed again elsewhere) and `run` raises, for a
+        supervisor to restart it once the disk is healthy."""
+        log.error("the store's disk failed (%s): stopping this worker", exc)
+        self._fatal = exc
+        with self._cond:  # no grace period: nothing can be reported to this store any more
+            self._stop_at = time.monotonic() - self.grace
+        self.stop()
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -258,6 +271,9 @@ class Worker:
                 limit=want,
                 wait=self.wait,
             )
+        except StorageFailed as exc:
+            self._storage_failed(exc)
+            return None
         except WorkclaimError as exc:
             log.warning("claim failed (%s); retrying in a second", type(exc).__name__)
             return None
@@ -284,6 +300,9 @@ class Worker:
             for running in done:
                 self._report_alone(running)
             return []
+        except StorageFailed as exc:
+            self._storage_failed(exc)
+            return None
         except WorkclaimError as exc:
             log.warning("complete_and_claim failed (%s); retrying in a second", type(exc).__name__)
             with self._cond:  # completions are idempotent: send them again next turn
