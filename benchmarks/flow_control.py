@@ -87,9 +87,11 @@ def _runtime_worker(
     stop: Any,
     barrier: Any,
     out: Any,
+    job_seconds: float = 0.0,
 ) -> None:
-    """One process of the runtime: no-op handlers; B items report their pickup latency; with
-    `running`/`peak` (shared counters) the handlers count how many run at once."""
+    """One process of the runtime: handlers that do nothing (or sleep `job_seconds`); B items
+    report their pickup latency; with `running`/`peak` (shared counters) the handlers count how
+    many run at once."""
     logging.getLogger("workclaim").setLevel(logging.ERROR)
     try:
         from workclaim import Queue
@@ -111,6 +113,7 @@ def _runtime_worker(
                     with running.get_lock():
                         running.value += 1
                         peak.value = max(peak.value, running.value)
+                    time.sleep(job_seconds)  # long enough for the limit, not the threads, to bind
                     with running.get_lock():
                         running.value -= 1
 
@@ -134,6 +137,7 @@ def run_runtime(
     trickle_group: str | None = None,
     history_dir: Path | None = None,
     counters: bool = False,
+    job_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """Start the runtime's processes, release them together, and wait until `total` items (the
     prefill plus the trickle's) are done; returns items/s and the claim and pickup figures."""
@@ -157,6 +161,7 @@ def run_runtime(
                 stop,
                 barrier,
                 out,
+                job_seconds,
             ),
         )
         for i in range(processes)
@@ -269,7 +274,13 @@ def measure_concurrency(url: str, args: argparse.Namespace, history: Path) -> di
         op = rec.invoke("policy", queue=QUEUE, policy={"concurrency": args.limit})
         rec.ok(op)
     row = run_runtime(
-        url, args.processes, args.big_threads, total, history_dir=history, counters=True
+        url,
+        args.processes,
+        args.big_threads,
+        total,
+        history_dir=history,
+        counters=True,
+        job_seconds=args.big_job_ms / 1000,
     )
     events = load_history(sorted(history.glob("*.jsonl")))
     items = {int(e["item_id"]) for e in events if e["kind"] == "claim" and "item_id" in e}
@@ -327,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=64, help="the global concurrency")
     parser.add_argument("--big-threads", type=int, default=32)
     parser.add_argument("--big-items", type=int, default=10_000)
+    parser.add_argument(
+        "--big-job-ms", type=float, default=20.0, help="each handler's sleep in the concurrency run"
+    )
     parser.add_argument("--json", default="bench-results/flow_control.json")
     parser.add_argument("--markdown", default="bench-results/flow_control.md")
     args = parser.parse_args(argv)
