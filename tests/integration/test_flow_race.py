@@ -103,7 +103,9 @@ def _race(run: FaultRun) -> int:
     rng = random.Random(15)
     run.set_policy(concurrency=16, group_concurrency=1, rate=(RATE, 1.0), group_rate=(3, 1.0))
     live = [
-        run.spawn(run.config(f"s{i}", job_seconds=1.5 * LEASE, max_items=2))
+        # After each job, every fenced call in turn: all refused, whether or not a later
+        # holder of the item has already written its effect (which timing decides).
+        run.spawn(run.config(f"s{i}", job_seconds=1.5 * LEASE, max_items=2, try_all_fenced=True))
         for i in range(STALLERS)
     ]
     live += [

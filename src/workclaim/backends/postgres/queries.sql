@@ -98,9 +98,17 @@ WHERE queue = %(queue)s AND dedupe_key = %(dedupe_key)s AND status IN ('queued',
 
 -- name: ensure_groups
 -- The rows of a grouped enqueue's groups and of its queue's default group (''), which send the
--- queue's claims to claim_flow (migration 0006); nothing is written when they exist.
-INSERT INTO {schema}.groups (queue, grp)
-SELECT %(queue)s, g FROM unnest(%(groups)s::text[]) AS g ORDER BY g
+-- queue's claims to claim_flow (migration 0006); nothing is written when they exist. The default
+-- group's row starts at the greatest token its items were given before the queue used groups
+-- (the claims of the plain path record none), read once per queue, when the row is created.
+INSERT INTO {schema}.groups (queue, grp, served)
+SELECT %(queue)s, g.grp,
+       CASE WHEN g.grp = '' THEN (SELECT coalesce(max(i.token), 0) FROM {schema}.items AS i
+                                  WHERE i.queue = %(queue)s AND i.grp IS NULL)
+            ELSE 0 END
+FROM unnest(%(groups)s::text[]) AS g (grp)
+WHERE NOT EXISTS (SELECT FROM {schema}.groups AS e WHERE e.queue = %(queue)s AND e.grp = g.grp)
+ORDER BY g.grp
 ON CONFLICT (queue, grp) DO NOTHING
 
 -- name: notify
@@ -441,7 +449,11 @@ upserted AS (
               p.group_rate_count, p.group_rate_seconds, p.paused
 ),
 grouped AS (
-    INSERT INTO {schema}.groups (queue, grp) VALUES (%(queue)s, '')
+    -- The default group's row, starting at its items' greatest token (see ensure_groups).
+    INSERT INTO {schema}.groups (queue, grp, served)
+    SELECT %(queue)s, '', (SELECT coalesce(max(i.token), 0) FROM {schema}.items AS i
+                           WHERE i.queue = %(queue)s AND i.grp IS NULL)
+    WHERE NOT EXISTS (SELECT FROM {schema}.groups AS e WHERE e.queue = %(queue)s AND e.grp = '')
     ON CONFLICT (queue, grp) DO NOTHING
 ),
 notified AS (
@@ -464,7 +476,11 @@ WITH upserted AS (
               p.group_rate_count, p.group_rate_seconds, p.paused
 ),
 grouped AS (
-    INSERT INTO {schema}.groups (queue, grp) VALUES (%(queue)s, '')
+    -- The default group's row, starting at its items' greatest token (see ensure_groups).
+    INSERT INTO {schema}.groups (queue, grp, served)
+    SELECT %(queue)s, '', (SELECT coalesce(max(i.token), 0) FROM {schema}.items AS i
+                           WHERE i.queue = %(queue)s AND i.grp IS NULL)
+    WHERE NOT EXISTS (SELECT FROM {schema}.groups AS e WHERE e.queue = %(queue)s AND e.grp = '')
     ON CONFLICT (queue, grp) DO NOTHING
 )
 SELECT u.*, CASE WHEN NOT u.paused THEN pg_notify(%(channel)s, '')::text END
