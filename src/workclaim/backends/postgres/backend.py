@@ -463,12 +463,14 @@ class PostgresBackend(Connections):
         return QueuePolicy(queue) if row is None else _policy(queue, row)
 
     def _store_policy(self, queue: str, query: str, params: dict[str, Any]) -> QueuePolicy:
-        """Run set_policy or set_paused and, in the same transaction, drop the row of a queue
-        left with neither a limit nor the pause (its claims then lock nothing)."""
+        """Run set_policy or set_paused and, in the same transaction, create the queue's default
+        group row (which sends its claims to claim_flow) and drop the policy row of a queue left
+        with neither a limit nor the pause (its claims then lock nothing)."""
         params = {**params, "queue": queue, "channel": self.channel}
 
         def run(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
             with conn.transaction():
+                conn.execute(self._q["ensure_groups"], {"queue": queue, "groups": [""]})
                 row: tuple[Any, ...] | None = conn.execute(self._q[query], params).fetchone()
                 conn.execute(self._q["drop_policy"], {"queue": queue})
             assert row is not None

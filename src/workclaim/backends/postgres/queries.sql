@@ -426,9 +426,9 @@ FROM {schema}.policies WHERE queue = %(queue)s
 
 -- name: set_policy
 -- Stores the four limits and keeps the paused flag. A queue with neither a limit nor the pause
--- has no row (its claims then lock nothing, migration 0006). The default group's row sends the
--- queue's claims to claim_flow from now on. Waiting claims are notified (at commit): a raised
--- limit may free slots.
+-- has no row (its claims then lock nothing, migration 0006). The caller first creates the
+-- default group's row (ensure_groups), which sends the queue's claims to claim_flow from now on.
+-- Waiting claims are notified (at commit): a raised limit may free slots.
 WITH new AS (
     SELECT %(queue)s::text AS queue, %(concurrency)s::integer AS concurrency,
            %(group_concurrency)s::integer AS group_concurrency,
@@ -448,14 +448,6 @@ upserted AS (
     RETURNING p.concurrency, p.group_concurrency, p.rate_count, p.rate_seconds,
               p.group_rate_count, p.group_rate_seconds, p.paused
 ),
-grouped AS (
-    -- The default group's row, starting at its items' greatest token (see ensure_groups).
-    INSERT INTO {schema}.groups (queue, grp, served)
-    SELECT %(queue)s, '', (SELECT coalesce(max(i.token), 0) FROM {schema}.items AS i
-                           WHERE i.queue = %(queue)s AND i.grp IS NULL)
-    WHERE NOT EXISTS (SELECT FROM {schema}.groups AS e WHERE e.queue = %(queue)s AND e.grp = '')
-    ON CONFLICT (queue, grp) DO NOTHING
-),
 notified AS (
     SELECT pg_notify(%(channel)s, '')
 )
@@ -474,14 +466,6 @@ WITH upserted AS (
     ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused
     RETURNING p.concurrency, p.group_concurrency, p.rate_count, p.rate_seconds,
               p.group_rate_count, p.group_rate_seconds, p.paused
-),
-grouped AS (
-    -- The default group's row, starting at its items' greatest token (see ensure_groups).
-    INSERT INTO {schema}.groups (queue, grp, served)
-    SELECT %(queue)s, '', (SELECT coalesce(max(i.token), 0) FROM {schema}.items AS i
-                           WHERE i.queue = %(queue)s AND i.grp IS NULL)
-    WHERE NOT EXISTS (SELECT FROM {schema}.groups AS e WHERE e.queue = %(queue)s AND e.grp = '')
-    ON CONFLICT (queue, grp) DO NOTHING
 )
 SELECT u.*, CASE WHEN NOT u.paused THEN pg_notify(%(channel)s, '')::text END
 FROM upserted AS u
