@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -125,12 +125,11 @@ def shown_url(url: str) -> str:
 
 
 @contextlib.contextmanager
-def reading(db: str, server: str | None, token: str | None) -> Iterator[QueueAPI]:
-    """The source `stats` and `top` read (a server when --server or an http(s) --db is given),
-    closed afterwards; its errors become one line and an exit code."""
-    url = server or db
+def _guarded(url: str, open_it: Callable[[], QueueAPI]) -> Iterator[QueueAPI]:
+    """What `open_it` opens on `url`, closed afterwards; its errors, opening or in use, become
+    one line and an exit code."""
     try:
-        source = open_source(url, token=token)
+        opened = open_it()
     except BackendUnavailable as exc:
         fail(f"{shown_url(url)}: {exc}", EXIT_UNREACHABLE)
         raise AssertionError("unreachable") from exc
@@ -138,41 +137,38 @@ def reading(db: str, server: str | None, token: str | None) -> Iterator[QueueAPI
         fail(str(exc))
         raise AssertionError("unreachable") from exc
     try:
-        yield source
+        yield opened
     except BackendUnavailable as exc:
         fail(f"{shown_url(url)}: {exc}", EXIT_UNREACHABLE)
     except WorkclaimError as exc:
         fail(str(exc))
     finally:
-        source.close()
+        opened.close()
 
 
-@contextlib.contextmanager
-def writing(db: str, server: str | None, token: str | None) -> Iterator[QueueAPI]:
-    """The store or server a command changes (a server when --server or an http(s) --db is
-    given), closed afterwards; its errors become one line and an exit code, as for `reading`."""
+def reading(
+    db: str, server: str | None, token: str | None
+) -> contextlib.AbstractContextManager[QueueAPI]:
+    """The source `stats` and `top` read (a server when --server or an http(s) --db is given)."""
     url = server or db
-    try:
+    return _guarded(url, lambda: open_source(url, token=token))
+
+
+def writing(
+    db: str, server: str | None, token: str | None
+) -> contextlib.AbstractContextManager[QueueAPI]:
+    """The store or server a command changes (a server when --server or an http(s) --db is
+    given)."""
+    url = server or db
+
+    def open_target() -> QueueAPI:
         if is_server_url(url):
             from workclaim.client import Client
 
-            target: QueueAPI = Client(url, token=token, timeout=10.0)
-        else:
-            target = open_queue(url)
-    except BackendUnavailable as exc:
-        fail(f"{shown_url(url)}: {exc}", EXIT_UNREACHABLE)
-        raise AssertionError("unreachable") from exc
-    except WorkclaimError as exc:
-        fail(str(exc))
-        raise AssertionError("unreachable") from exc
-    try:
-        yield target
-    except BackendUnavailable as exc:
-        fail(f"{shown_url(url)}: {exc}", EXIT_UNREACHABLE)
-    except WorkclaimError as exc:
-        fail(str(exc))
-    finally:
-        target.close()
+            return Client(url, token=token, timeout=10.0)
+        return open_queue(url)
+
+    return _guarded(url, open_target)
 
 
 def _version(value: bool) -> None:
