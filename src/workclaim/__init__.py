@@ -23,12 +23,14 @@ from workclaim.errors import (
     ItemNotFound,
     LeaseLost,
     PayloadTooLarge,
+    ScheduleNotFound,
     SchemaMismatch,
     StorageFailed,
     ValidationError,
     WorkclaimError,
 )
 from workclaim.models import (
+    CatchUp,
     EventKind,
     GroupLeases,
     HistoryEvent,
@@ -37,6 +39,7 @@ from workclaim.models import (
     QueuePolicy,
     QueueStats,
     Rate,
+    Schedule,
     Status,
 )
 from workclaim.queue import AsyncQueue, Queue
@@ -48,6 +51,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "Backoff",
+    "CatchUp",
     "ConfigError",
     "EventKind",
     "GroupLeases",
@@ -63,6 +67,8 @@ __all__ = [
     "QueuePolicy",
     "QueueStats",
     "Rate",
+    "Schedule",
+    "ScheduleNotFound",
     "SchemaMismatch",
     "Settings",
     "Status",

@@ -25,6 +25,7 @@ from workclaim.models import (
     QueuePolicy,
     QueueStats,
     Rate,
+    Schedule,
     Status,
 )
 
@@ -145,6 +146,31 @@ class QueueAPI(Protocol):
     def live_leases_by_group(
         self, queue: str, *, limit: int = 10, now: datetime | None = None
     ) -> list[GroupLeases]: ...
+
+    # -- schedules
+    def schedule(
+        self,
+        name: str,
+        queue: str,
+        cron: str,
+        *,
+        payload: Any = None,
+        timezone: str = "UTC",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        group: str | None = None,
+        catch_up: str = "latest",
+        enabled: bool = True,
+        now: datetime | None = None,
+    ) -> Schedule: ...
+
+    def unschedule(self, name: str) -> bool: ...
+
+    def schedules(self, *, now: datetime | None = None) -> list[Schedule]: ...
+
+    def get_schedule(self, name: str, *, now: datetime | None = None) -> Schedule: ...
+
+    def run_schedule_now(self, name: str, *, now: datetime | None = None) -> int: ...
 
     # -- lifecycle
     def migrate(self) -> None: ...
@@ -279,6 +305,31 @@ class AsyncQueueAPI(Protocol):
     async def live_leases_by_group(
         self, queue: str, *, limit: int = 10, now: datetime | None = None
     ) -> list[GroupLeases]: ...
+
+    # -- schedules
+    async def schedule(
+        self,
+        name: str,
+        queue: str,
+        cron: str,
+        *,
+        payload: Any = None,
+        timezone: str = "UTC",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        group: str | None = None,
+        catch_up: str = "latest",
+        enabled: bool = True,
+        now: datetime | None = None,
+    ) -> Schedule: ...
+
+    async def unschedule(self, name: str) -> bool: ...
+
+    async def schedules(self, *, now: datetime | None = None) -> list[Schedule]: ...
+
+    async def get_schedule(self, name: str, *, now: datetime | None = None) -> Schedule: ...
+
+    async def run_schedule_now(self, name: str, *, now: datetime | None = None) -> int: ...
 
     # -- lifecycle
     async def migrate(self) -> None: ...

@@ -5,6 +5,7 @@
     ├── ValidationError        bad arguments (also a ValueError); nothing was written
     │   └── PayloadTooLarge    payload or result over the size cap
     ├── ItemNotFound           no item with that id
+    ├── ScheduleNotFound       no schedule with that name
     ├── InvalidState           the item's status does not allow the call (cancel a claimed item)
     ├── LeaseLost              the lease is stale, expired or another worker's: drop the work
     └── BackendError           the store failed; the cause is chained
@@ -40,6 +41,10 @@ class ItemNotFound(WorkclaimError, LookupError):
     def __init__(self, item_id: int) -> None:
         super().__init__(f"no item with id {item_id}")
         self.item_id = item_id
+
+
+class ScheduleNotFound(WorkclaimError, LookupError):
+    """No schedule has that name."""
 
 
 class InvalidState(WorkclaimError):

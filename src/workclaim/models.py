@@ -174,3 +174,39 @@ class GroupLeases:
 
     group: str | None
     live: int
+
+
+class CatchUp(enum.StrEnum):
+    """What a scheduler does with slots that came while no scheduler ran (docs/schedules.md)."""
+
+    LATEST = "latest"  # enqueue only the most recent missed slot
+    NONE = "none"  # enqueue none of them; wait for the next slot
+    ALL = "all"  # enqueue every missed slot, oldest first, up to the scheduler's bound
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A periodic item: `payload` is enqueued into `queue` once per slot of `cron` in `timezone`.
+
+    Stored in the store, so every scheduler process fires the same schedules. `version` grows
+    with every change; `set_at` (store clock) is when the current version was set: only slots
+    after it, and after `last_slot`, are ever enqueued. `last_slot` / `last_item_id`: the most
+    recent slot enqueued and its item. `next_slot`: the first slot after now and after both,
+    computed when the schedule is read (None if the schedule is disabled).
+    """
+
+    name: str
+    queue: str
+    cron: str
+    payload: Any = None
+    timezone: str = "UTC"
+    priority: int = 0
+    max_attempts: int | None = None
+    group: str | None = None
+    catch_up: CatchUp = CatchUp.LATEST
+    enabled: bool = True
+    version: int = 0
+    set_at: datetime | None = None
+    last_slot: datetime | None = None
+    last_item_id: int | None = None
+    next_slot: datetime | None = None

@@ -22,11 +22,12 @@ from typing import Any, Self, TypeVar
 
 from workclaim._deprecated import claim_renamed
 from workclaim.api import AsyncQueueAPI, QueueAPI
-from workclaim.backends import Backend, NewItem, TransactionalEnqueue, open_backend
+from workclaim.backends import Backend, NewItem, NewSchedule, TransactionalEnqueue, open_backend
 from workclaim.config import Settings
 from workclaim.errors import (
     BackendError,
     ItemNotFound,
+    ScheduleNotFound,
     ValidationError,
     WorkclaimError,
 )
@@ -38,8 +39,10 @@ from workclaim.models import (
     QueuePolicy,
     QueueStats,
     Rate,
+    Schedule,
     Status,
 )
+from workclaim.schedules import Cron, check_catch_up, check_schedule_name, next_slot, slot_key
 from workclaim.validation import (
     MAX_ID,
     check_batch,
@@ -67,12 +70,15 @@ from workclaim.verb_logs import (
     COMPLETE_AND_CLAIM,
     ENQUEUE,
     FAIL,
+    FIRE,
     HEARTBEAT,
     POLICY,
     PRUNE,
     PURGE,
     RELEASE,
     REQUEUE,
+    SCHEDULE,
+    UNSCHEDULE,
     logged,
 )
 
@@ -523,6 +529,113 @@ class Queue:
             check_name(queue, "queue name"), limit=check_batch(limit, "limit"), now=now
         )
 
+    # -- schedules -------------------------------------------------------------------------
+    def schedule(
+        self,
+        name: str,
+        queue: str,
+        cron: str,
+        *,
+        payload: Any = None,
+        timezone: str = "UTC",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        group: str | None = None,
+        catch_up: str = "latest",
+        enabled: bool = True,
+        now: datetime | None = None,
+    ) -> Schedule:
+        """Create or replace the schedule `name`: `payload` is enqueued into `queue` once per
+        slot of `cron` (five fields, six with seconds, or `@hourly`-style) in `timezone`, by
+        whichever scheduler gets there first (docs/schedules.md). A change takes effect from the
+        next slot; declaring the same schedule again changes nothing. `catch_up`: what to do
+        with slots missed while no scheduler ran: "latest" (enqueue the most recent), "none",
+        or "all" (every one, up to the scheduler's bound). Returns the stored schedule."""
+        spec = NewSchedule(
+            name=check_schedule_name(name),
+            queue=check_name(queue, "queue name"),
+            cron="",
+            payload=encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes),
+            timezone="",
+            priority=check_priority(priority),
+            max_attempts=None if max_attempts is None else check_max_attempts(max_attempts),
+            group=check_group(group),
+            catch_up=check_catch_up(catch_up).value,
+            enabled=_check_flag(enabled, "enabled"),
+        )
+        parsed = Cron.parse(cron, timezone)
+        spec = replace(spec, cron=parsed.expression, timezone=parsed.timezone)
+        stored = logged(SCHEDULE, self.settings, self.backend.set_schedule, spec, now=now)
+        return self._with_next(stored, now)
+
+    def unschedule(self, name: str) -> bool:
+        """Delete the schedule `name` (items it enqueued stay); True if it existed."""
+        name = check_schedule_name(name)
+        return logged(UNSCHEDULE, self.settings, self.backend.remove_schedule, name)
+
+    def schedules(self, *, now: datetime | None = None) -> list[Schedule]:
+        """Every schedule, by name, each with its next slot."""
+        current = now or self.backend.store_now()
+        return [self._with_next(s, current) for s in self.backend.schedules()]
+
+    def get_schedule(self, name: str, *, now: datetime | None = None) -> Schedule:
+        """The schedule `name` with its next slot; raises `ScheduleNotFound`."""
+        found = self.backend.get_schedule(check_schedule_name(name))
+        if found is None:
+            raise ScheduleNotFound(f"no schedule named {name!r}")
+        return self._with_next(found, now)
+
+    def run_schedule_now(self, name: str, *, now: datetime | None = None) -> int:
+        """Enqueue the schedule's item once now, outside its slots (they are not changed);
+        returns the item's id."""
+        found = self.get_schedule(name, now=now)
+        return self.enqueue(
+            found.queue,
+            found.payload,
+            priority=found.priority,
+            max_attempts=found.max_attempts,
+            group=found.group,
+            now=now,
+        )
+
+    def fire_slot(
+        self, schedule: Schedule, slot: datetime, *, now: datetime | None = None
+    ) -> int | None:
+        """Offer one slot of `schedule` (as read, with its version) to the store: returns the id
+        of the item it enqueued, or None when the slot was already taken (by another scheduler)
+        or the schedule changed since it was read. The scheduler's one write; exactly once per
+        slot however many schedulers offer it."""
+        template = self._item_template(
+            schedule.queue,
+            schedule.priority,
+            0.0,
+            None,
+            schedule.max_attempts,
+            slot_key(schedule.name, slot),
+            schedule.group,
+            now,
+        )
+        item = replace(
+            template,
+            payload=encode_json(
+                schedule.payload, what="payload", max_bytes=self.settings.max_payload_bytes
+            ),
+        )
+        return logged(
+            FIRE,
+            self.settings,
+            self.backend.fire_schedule,
+            schedule.name,
+            version=schedule.version,
+            slot=slot,
+            item=item,
+            now=now,
+        )
+
+    def _with_next(self, schedule: Schedule, now: datetime | None) -> Schedule:
+        current = now or self.backend.store_now()
+        return replace(schedule, next_slot=next_slot(schedule, current))
+
     def _maybe_prune(self) -> None:
         """Delete a bounded batch of items past retention, of every queue, at most once a minute
         per `Queue` (each process that claims prunes a little).
@@ -556,6 +669,12 @@ class Queue:
                 )
         finally:
             self._prune_lock.release()
+
+
+def _check_flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"invalid {what} {value!r}: give true or false")
+    return value
 
 
 def _check_claim(
@@ -855,6 +974,53 @@ class AsyncQueue:
     ) -> list[GroupLeases]:
         """See `Queue.live_leases_by_group`."""
         return await self._run(self.sync.live_leases_by_group, queue, limit=limit, now=now)
+
+    async def schedule(
+        self,
+        name: str,
+        queue: str,
+        cron: str,
+        *,
+        payload: Any = None,
+        timezone: str = "UTC",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        group: str | None = None,
+        catch_up: str = "latest",
+        enabled: bool = True,
+        now: datetime | None = None,
+    ) -> Schedule:
+        """See `Queue.schedule`."""
+        return await self._run(
+            self.sync.schedule,
+            name,
+            queue,
+            cron,
+            payload=payload,
+            timezone=timezone,
+            priority=priority,
+            max_attempts=max_attempts,
+            group=group,
+            catch_up=catch_up,
+            enabled=enabled,
+            now=now,
+        )
+
+    async def unschedule(self, name: str) -> bool:
+        """See `Queue.unschedule`."""
+        return await self._run(self.sync.unschedule, name)
+
+    async def schedules(self, *, now: datetime | None = None) -> list[Schedule]:
+        """See `Queue.schedules`."""
+        return await self._run(self.sync.schedules, now=now)
+
+    async def get_schedule(self, name: str, *, now: datetime | None = None) -> Schedule:
+        """See `Queue.get_schedule`."""
+        return await self._run(self.sync.get_schedule, name, now=now)
+
+    async def run_schedule_now(self, name: str, *, now: datetime | None = None) -> int:
+        """See `Queue.run_schedule_now`."""
+        return await self._run(self.sync.run_schedule_now, name, now=now)
 
 
 def _conforms(queue: Queue, async_queue: AsyncQueue) -> tuple[QueueAPI, AsyncQueueAPI]:

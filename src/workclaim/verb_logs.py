@@ -19,7 +19,7 @@ from workclaim.backends import NewItem
 from workclaim.config import Settings
 from workclaim.errors import LeaseLost
 from workclaim.logs import EVENTS, HOT, NOTABLE
-from workclaim.models import Lease, QueuePolicy, Status
+from workclaim.models import Lease, QueuePolicy, Schedule, Status
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -163,6 +163,50 @@ def _policy_changed(settings: Settings, policy: QueuePolicy, *_: object, **__: o
     )
 
 
+def _scheduled(settings: Settings, schedule: Schedule, *_: object, **__: object) -> None:
+    """`schedule`: the schedule as it now stands."""
+    logs.event(
+        NOTABLE,
+        "schedule",
+        item_id=None,
+        queue=schedule.queue,
+        outcome="enabled" if schedule.enabled else "disabled",
+        schedule=schedule.name,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        version=schedule.version,
+    )
+
+
+def _unscheduled(settings: Settings, existed: bool, name: str, **_: object) -> None:
+    logs.event(
+        NOTABLE,
+        "unschedule",
+        item_id=None,
+        queue=None,
+        outcome="removed" if existed else "absent",
+        schedule=name,
+    )
+
+
+def _fired(
+    settings: Settings, item_id: int | None, name: str, *, slot: object, **_: object
+) -> None:
+    """A slot offered by a scheduler: `enqueued` by this one, or `taken` (another scheduler
+    wrote it first, or the schedule changed) at DEBUG."""
+    if item_id is None and not EVENTS.isEnabledFor(HOT):
+        return
+    logs.event(
+        NOTABLE if item_id is not None else HOT,
+        "fire",
+        item_id=item_id,
+        queue=None,
+        outcome="enqueued" if item_id is not None else "taken",
+        schedule=name,
+        slot=str(slot),
+    )
+
+
 # -- the table: per-item verbs of the hot path at DEBUG, what an operator looks for at INFO ---
 ENQUEUE = Verb("enqueue", HOT, _enqueued)
 CLAIM = Verb("claim", HOT, _claimed)
@@ -176,3 +220,6 @@ REQUEUE = Verb("requeue", NOTABLE, _requeued)
 PURGE = Verb("purge", NOTABLE, _purged)
 PRUNE = Verb("prune", NOTABLE, _pruned)
 POLICY = Verb("policy", NOTABLE, _policy_changed)
+SCHEDULE = Verb("schedule", NOTABLE, _scheduled)
+UNSCHEDULE = Verb("unschedule", NOTABLE, _unscheduled)
+FIRE = Verb("fire", NOTABLE, _fired)

@@ -13,6 +13,8 @@ from workclaim.backends.base import (
     Leasing,
     Lifecycle,
     NewItem,
+    NewSchedule,
+    Scheduling,
     TransactionalEnqueue,
 )
 from workclaim.config import Settings
@@ -25,6 +27,8 @@ __all__ = [
     "Leasing",
     "Lifecycle",
     "NewItem",
+    "NewSchedule",
+    "Scheduling",
     "TransactionalEnqueue",
     "open_backend",
 ]

@@ -1,9 +1,10 @@
 """The Backend protocol: the storage verbs every backend implements, each docstring its contract.
 
-The verbs come in four groups a reader can take one at a time: `Leasing` (claim ... fail,
+The verbs come in five groups a reader can take one at a time: `Leasing` (claim ... fail,
 complete_and_claim), `Inspection` (get ... next_due), `Administration` (enqueue, cancel, requeue,
-purge) and `Lifecycle` (schema, clock, wake-ups, close); `Backend` is all four. Transactional
-enqueue is an optional capability of its own, `TransactionalEnqueue`, checked with `isinstance`.
+purge, policies), `Scheduling` (schedules and firing a slot) and `Lifecycle` (schema, clock,
+wake-ups, close); `Backend` is all five. Transactional enqueue is an optional capability of its
+own, `TransactionalEnqueue`, checked with `isinstance`.
 
 `Queue` validates arguments, applies policy (default attempts, backoff, retention) and calls these
 verbs; a backend only stores. Every verb is one atomic transaction or script. `now=None` means the
@@ -27,6 +28,7 @@ from workclaim.models import (
     Lease,
     QueuePolicy,
     QueueStats,
+    Schedule,
     Status,
 )
 
@@ -258,6 +260,72 @@ class Administration(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class NewSchedule:
+    """A schedule to store, already validated: `payload` is encoded JSON text, `cron` and
+    `timezone` parse (workclaim.schedules.Cron), `catch_up` is one of the `CatchUp` values."""
+
+    name: str
+    queue: str
+    cron: str
+    payload: str
+    timezone: str
+    priority: int
+    max_attempts: int | None
+    group: str | None
+    catch_up: str
+    enabled: bool
+
+
+@runtime_checkable
+class Scheduling(Protocol):
+    """Schedules kept in the store, and the one verb that enqueues a slot exactly once."""
+
+    def set_schedule(self, schedule: NewSchedule, *, now: datetime | None = None) -> Schedule:
+        """Create or replace the schedule named `schedule.name`; returns it as stored.
+
+        A new schedule gets version 1, `set_at = now` and no last slot. Replacing it with
+        different settings (any field) bumps the version and sets `set_at = now`, keeping
+        `last_slot` and `last_item_id`, so slots that came before the change are never
+        enqueued; replacing it with identical settings changes nothing (not even `set_at`), so
+        an application that declares its schedules at every start loses no slot. Wakes the
+        schedulers (the store's wake-up signal).
+        """
+        ...
+
+    def remove_schedule(self, name: str) -> bool:
+        """Delete the schedule; True if it existed. Items it enqueued are left alone."""
+        ...
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule, by name (`next_slot` left None: `Queue` computes it)."""
+        ...
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        """The schedule, or None if there is none by that name."""
+        ...
+
+    def fire_schedule(
+        self,
+        name: str,
+        *,
+        version: int,
+        slot: datetime,
+        item: NewItem,
+        now: datetime | None = None,
+    ) -> int | None:
+        """Enqueue `item` into the schedule's queue for `slot`, exactly once, in one transaction
+        or script; returns the new item's id, or None and changes nothing.
+
+        It writes only if the schedule exists, is enabled, still has `version`, and `slot` is
+        after both its `set_at` and its `last_slot`; then it stores the item (as `enqueue`
+        would, dedupe key included) and sets `last_slot = slot`, `last_item_id = id`. So any
+        number of schedulers may offer the same slot: the first write wins and every other is
+        refused, and a slot older than one already fired is refused too.
+        """
+        ...
+
+
 @runtime_checkable
 class Lifecycle(Protocol):
     """Schema, clock, wake-ups and closing: what `Queue` needs around the verbs."""
@@ -285,7 +353,7 @@ class Lifecycle(Protocol):
 
 
 @runtime_checkable
-class Backend(Leasing, Inspection, Administration, Lifecycle, Protocol):
+class Backend(Leasing, Inspection, Administration, Scheduling, Lifecycle, Protocol):
     """What a store must do to be a workclaim backend (SQLite, PostgreSQL, Redis): every group."""
 
 
