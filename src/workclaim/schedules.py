@@ -90,7 +90,13 @@ class Cron:
 
 
 def _expand(expression: str) -> str:
-    return ALIASES.get(expression.lower(), expression)
+    """The expression as cronsim reads it: an alias spelled out, and a six-field expression's
+    seconds (ours last, as croniter and the contract have them) moved first, where cronsim
+    reads them (left as they are, `* * * * * */15` would fire every second of every Sunday)."""
+    fields = ALIASES.get(expression.lower(), expression).split()
+    if len(fields) == 6:
+        fields = [fields[5], *fields[:5]]
+    return " ".join(fields)
 
 
 def _whole_second(moment: datetime) -> datetime:
