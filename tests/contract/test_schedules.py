@@ -513,11 +513,29 @@ def test_catch_up_none_fires_no_missed_slot(
     with caplog.at_level(logging.WARNING, logger="workclaim.scheduler"):
         assert Scheduler(direct, clock=lambda: OUTAGE_END).tick() == at(2400)
     assert keys(queue) == []
-    assert "catch_up=none enqueues 0 due slot(s) and leaves out at least 1" in caplog.text
+    assert "catch_up=none enqueues 0 due slot(s) and leaves out at least 2" in caplog.text
     got = queue.get_schedule("s", now=OUTAGE_END)
     assert (got.last_slot, got.next_slot) == (None, at(2400))
     drive(direct, at(2405), at(2405))
     assert keys(queue) == slot_keys("s", at(2400))
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "fired", "left_out"), [("latest", 1, 0), ("none", 0, 1)], ids=["latest", "none"]
+)
+def test_the_warning_counts_a_single_missed_slot_exactly(
+    queue: Any,
+    direct: Queue,
+    caplog: pytest.LogCaptureFixture,
+    catch_up: str,
+    fired: int,
+    left_out: int,
+) -> None:
+    queue.schedule("s", "jobs", "*/10 * * * *", catch_up=catch_up, now=at(1500))
+    with caplog.at_level(logging.WARNING, logger="workclaim.scheduler"):
+        Scheduler(direct, clock=lambda: OUTAGE_END).tick()  # only 12:30 came, 5 minutes ago
+    assert keys(queue) == slot_keys("s", at(1800))[:fired]
+    assert f"enqueues {fired} due slot(s) and leaves out {left_out}\n" in caplog.text
 
 
 def test_catch_up_all_fires_every_missed_slot_oldest_first(
