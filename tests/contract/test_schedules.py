@@ -29,9 +29,9 @@ from workclaim import (
 from workclaim.scheduler import Scheduler
 
 
-def utc(*parts: int) -> datetime:
-    """A UTC instant from year, month, day, hour, minute[, second]."""
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    """A UTC instant to the minute."""
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -374,12 +374,13 @@ def test_run_now_enqueues_and_leaves_the_slots_alone(queue: Any, direct: Queue) 
 def drive(direct: Queue, start: datetime, end: datetime, *, late: float = 5.0) -> None:
     """Run the scheduler as its loop does, by an injected clock: a pass at `start`, then each
     pass `late` seconds after the earliest next slot the previous pass returned, until `end`."""
-    now = start
+    clock = [start]
+    scheduler = Scheduler(direct, clock=lambda: clock[0])
     for _ in range(1000):
-        earliest = Scheduler(direct, clock=lambda: now).tick()
+        earliest = scheduler.tick()
         if earliest is None or earliest > end:
             return
-        now = earliest + timedelta(seconds=late)
+        clock[0] = earliest + timedelta(seconds=late)
     raise AssertionError("the scheduler did not reach the end")
 
 
