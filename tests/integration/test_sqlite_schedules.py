@@ -1,5 +1,6 @@
 """SQLite schedules beyond the contract: a version 3 database upgrades in place (its items kept,
-no schedules), and the slot's conditional update finds the row by its primary key."""
+no schedules), the slot's conditional update finds the row by its primary key, and declaring,
+removing and firing wake this process's waiters (a scheduler sleeping until its next slot)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,17 @@ def test_a_slot_finds_its_schedule_by_the_primary_key(tmp_path: Path) -> None:
     params = {"name": "s", "version": 1, "slot": 1, "now": 1}
     plan = " ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + S["take_slot"], params))
     assert "USING PRIMARY KEY (name=?)" in plan, plan
+
+
+def test_declaring_removing_and_firing_wake_the_waiters(tmp_path: Path) -> None:
+    with Queue(f"sqlite:///{tmp_path / 'w.db'}") as q:
+        wakeup = q.backend.wakeup()
+        before = wakeup.generation()
+        made = q.schedule("s", "a", "*/10 * * * *", now=T0)
+        assert wakeup.generation() > before
+        before = wakeup.generation()
+        q.fire_slot(made, T0 + timedelta(minutes=10), now=T0 + timedelta(minutes=10))
+        assert wakeup.generation() > before
+        before = wakeup.generation()
+        assert q.unschedule("s")
+        assert wakeup.generation() > before
