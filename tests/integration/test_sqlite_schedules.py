@@ -1,14 +1,18 @@
 """SQLite schedules beyond the contract: a version 3 database upgrades in place (its items kept,
 no schedules), the slot's conditional update finds the row by its primary key, and declaring,
-removing and firing wake this process's waiters (a scheduler sleeping until its next slot)."""
+removing and firing wake this process's waiters (a scheduler sleeping until its next slot), and
+`AsyncQueue` has the schedule verbs too."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from workclaim import Queue, Status
+import pytest
+
+from workclaim import AsyncQueue, Queue, ScheduleNotFound, Status
 from workclaim._time import to_micros
 from workclaim.backends._queryfile import load_text
 from workclaim.backends.sqlite.backend import _PACKAGE
@@ -68,3 +72,18 @@ def test_declaring_removing_and_firing_wake_the_waiters(tmp_path: Path) -> None:
         before = wakeup.generation()
         assert q.unschedule("s")
         assert wakeup.generation() > before
+
+
+def test_the_async_queue_declares_reads_runs_and_removes(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with AsyncQueue(f"sqlite:///{tmp_path / 'w.db'}") as q:
+            made = await q.schedule("s", "a", "@hourly", payload=[1], now=T0)
+            assert (await q.get_schedule("s", now=T0)) == made
+            assert (await q.schedules(now=T0)) == [made]
+            item_id = await q.run_schedule_now("s", now=T0)
+            assert (await q.get(item_id)).payload == [1]
+            assert await q.unschedule("s")
+            with pytest.raises(ScheduleNotFound):
+                await q.get_schedule("s")
+
+    asyncio.run(main())
