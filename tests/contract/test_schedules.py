@@ -394,7 +394,6 @@ def test_run_now_enqueues_and_leaves_the_slots_alone(queue: Any, direct: Queue) 
             "g",
             4,
         )
-    assert queue.get_schedule("s", now=at(31)) == queue.get_schedule("s", now=at(31))
     got = queue.get_schedule("s", now=at(31))
     assert (got.version, got.set_at, got.last_slot, got.last_item_id) == (1, at(0), None, None)
     assert got.next_slot == made.next_slot == at(600)
