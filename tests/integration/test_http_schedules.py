@@ -199,9 +199,7 @@ def test_the_schedule_routes_need_the_admin_scope(api: Api) -> None:
         {**DAILY, "version": 3},
     ],
 )
-def test_a_bad_schedule_is_a_422_problem_and_stores_nothing(
-    api: Api, body: dict[str, Any]
-) -> None:
+def test_a_bad_schedule_is_a_422_problem_and_stores_nothing(api: Api, body: dict[str, Any]) -> None:
     with api.http("root") as root:
         problem(root.put("/schedules/bad-body", json=body), 422, "validation-error")
         problem(root.get("/schedules/bad-body"), 404, "schedule-not-found")
@@ -266,15 +264,18 @@ def test_the_client_speaks_schedules(api: Api) -> None:
         with pytest.raises(ScheduleNotFound):
             root.run_schedule_now("c-hourly")
         # Checked before sending, as `Queue` checks them.
-        for bad in (
-            lambda: root.schedule("c-bad", "c-queue", "nope"),
-            lambda: root.schedule("c-bad", "c-queue", "* * * * *", timezone="Nowhere/City"),
-            lambda: root.schedule("c-bad", "c-queue", "* * * * *", catch_up="some"),
-            lambda: root.schedule("c-bad", "c-queue", "* * * * *", enabled=1),  # type: ignore[arg-type]
-            lambda: root.get_schedule("x" * 81),
-        ):
+        bad_options: list[dict[str, Any]] = [
+            {"cron": "nope"},
+            {"timezone": "Nowhere/City"},
+            {"catch_up": "some"},
+            {"enabled": 1},
+            {"name": "x" * 81},
+        ]
+        for options in bad_options:
             with pytest.raises(ValidationError):
-                bad()
+                root.schedule(**{"name": "c-bad", "queue": "q", "cron": "* * * * *", **options})
+        with pytest.raises(ValidationError):
+            root.get_schedule("x" * 81)
 
 
 def test_the_async_client_speaks_schedules(api: Api) -> None:
