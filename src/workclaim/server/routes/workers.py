@@ -32,6 +32,7 @@ from workclaim.server.schemas import (
     CompleteAndClaimOut,
     CompleteIn,
     FailIn,
+    FailOut,
     HeartbeatIn,
     HeartbeatOut,
     LeaseRef,
@@ -134,11 +135,11 @@ def _lease(ref: LeaseRef, worker: str, attempt: int = 1) -> Lease:
     )
 
 
-def _outcome(item_id: int, status: Status) -> Response:
+def _outcome(item_id: int, status: Status, **more: object) -> Response:
     """An `OutcomeOut` answer, encoded by orjson without building the model (the lease-ending
     calls are half of the single-item claim loop)."""
     return Response(
-        fastjson.dumps({"id": item_id, "status": status}), media_type="application/json"
+        fastjson.dumps({"id": item_id, "status": status, **more}), media_type="application/json"
     )
 
 
@@ -182,7 +183,7 @@ async def release(body: ReleaseIn, st: St, caller: Caller, now: Now) -> Response
     return _outcome(body.id, Status.QUEUED)
 
 
-@router.post("/worker/fail", response_model=OutcomeOut, responses=LEASE)
+@router.post("/worker/fail", response_model=FailOut, responses=LEASE)
 async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> Response:
     """Record a failure: queued again after a backoff while attempts remain, else dead."""
     with _counting_lease_lost(st):
@@ -197,7 +198,9 @@ async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> Response:
     with _counting_lease_lost(st):
         status = await st.queue.fail(lease, body.error, retry=body.retry, now=now)
     st.metrics.failures.inc()
-    return _outcome(body.id, status)
+    retried = body.retry and status is Status.QUEUED  # the worker logs the delay it was given
+    delay = st.queue.sync.retry_delay(attempt) if retried else None
+    return _outcome(body.id, status, retry_delay=delay)
 
 
 @router.post(
