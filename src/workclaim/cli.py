@@ -27,7 +27,7 @@ from rich.markup import escape
 from workclaim import logs
 from workclaim._version import __version__
 from workclaim.api import QueueAPI
-from workclaim.backends import durability, open_backend
+from workclaim.backends import open_backend
 from workclaim.config import Settings
 from workclaim.errors import BackendUnavailable, ValidationError, WorkclaimError
 from workclaim.models import QueuePolicy, Rate
@@ -214,17 +214,22 @@ def _main(
     """workclaim: many workers, one queue, each item held by exactly one of them."""
     long_running = ctx.invoked_subcommand in LONG_RUNNING
     try:
-        logs.setup(
+        handler = logs.setup(
             fmt="json" if log_json else None,
             level=log_level,
             default_level="info" if long_running else "warning",
         )
     except WorkclaimError as exc:
         fail(str(exc), 2)
+        return
     if not long_running and ctx.invoked_subcommand != "migrate":
-        # A store's weak persistence is said by serve, worker and migrate; a quick command run
-        # again and again would repeat it every time (it stays at INFO: --log-level info).
-        durability.warn_at(logging.INFO)
+        handler.addFilter(_quiet_durability)
+
+
+def _quiet_durability(record: logging.LogRecord) -> bool:
+    """A store's weak persistence is said by serve, worker and migrate; a quick command run again
+    and again (stats, enqueue, ...) says it only at `--log-level info` or lower."""
+    return not getattr(record, "durability", False) or logging.getLogger().level <= logging.INFO
 
 
 @app.command()

@@ -202,8 +202,8 @@ def setup(
     level: str | None = None,
     default_level: str = "warning",
     environ: Mapping[str, str] | None = None,
-) -> None:
-    """Send every log record to stderr as text or JSON lines, redacted.
+) -> logging.Handler:
+    """Send every log record to stderr as text or JSON lines, redacted; returns the handler.
 
     `fmt` and `level` win over WORKCLAIM_LOG_FORMAT (text|json) and WORKCLAIM_LOG_LEVEL
     (debug|info|warning|error), which win over the defaults. Idempotent.
@@ -228,6 +228,7 @@ def setup(
     if numeric > logging.DEBUG:
         for chatty in ("httpx", "httpcore"):  # a line per request
             logging.getLogger(chatty).setLevel(logging.WARNING)
+    return handler
 
 
 def current() -> tuple[str, str]:

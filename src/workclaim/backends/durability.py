@@ -17,14 +17,6 @@ log = logging.getLogger("workclaim")
 
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
-_level = logging.WARNING
-
-
-def warn_at(level: int) -> None:
-    """Log this process's durability warnings at `level` (the CLI's quick commands use INFO, so
-    `workclaim stats` run every minute does not repeat it; serve and worker keep WARNING)."""
-    global _level
-    _level = level
 
 
 def enforce(store: str, loses: str | None, *, fix: str, strict: bool) -> None:
@@ -44,4 +36,5 @@ def enforce(store: str, loses: str | None, *, fix: str, strict: bool) -> None:
         if (store, loses) in _warned:
             return
         _warned.add((store, loses))
-    log.log(_level, "%s: %s (%s for the full promise)", store, loses, fix)
+    # `durability=True` marks the record, so a handler can leave it out (the CLI's quick commands)
+    log.warning("%s: %s (%s for the full promise)", store, loses, fix, extra={"durability": True})
