@@ -353,16 +353,12 @@ class Queue:
         """Record a failure: retried after a backoff while attempts remain (`retry=True`), else
         `dead`. Returns the item's new status."""
         _check_lease_arg(lease)
-        delay = self.retry_delay(lease.attempt) if retry else None
+        delay = self.settings.backoff.delay(lease.attempt) if retry else None
         check_due(now, delay or 0.0, "retry backoff")
         text = clip_error(error)
         return logged(
             FAIL, self.settings, self.backend.fail, lease, error=text, retry_delay=delay, now=now
         )
-
-    def retry_delay(self, attempt: int) -> float:
-        """Seconds before an item that failed its `attempt` is retried (the backoff)."""
-        return self.settings.backoff.delay(attempt)
 
     @claim_renamed
     def complete_and_claim(

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
 from workclaim import fastjson
-from workclaim._time import from_micros
-from workclaim.errors import ItemNotFound, LeaseLost
+from workclaim._time import from_micros, utcnow
+from workclaim.errors import ItemNotFound, LeaseLost, WorkclaimError
 from workclaim.models import Lease, Status
 from workclaim.server import claiming, renamed
 from workclaim.server.auth import Principal
@@ -198,9 +199,20 @@ async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> Response:
     with _counting_lease_lost(st):
         status = await st.queue.fail(lease, body.error, retry=body.retry, now=now)
     st.metrics.failures.inc()
-    retried = body.retry and status is Status.QUEUED  # the worker logs the delay it was given
-    delay = st.queue.sync.retry_delay(attempt) if retried else None
+    delay = await _retry_delay(st, body.id, now) if status is Status.QUEUED else None
     return _outcome(body.id, status, retry_delay=delay)
+
+
+async def _retry_delay(st: State, item_id: int, now: datetime | None) -> float | None:
+    """Seconds until a failed item's retry, read back from its `run_at` (the backoff drew a
+    jittered delay inside `fail`), for the worker's log line; None when it cannot be read."""
+    try:
+        item = await st.queue.get(item_id)
+    except WorkclaimError:
+        return None
+    if item.status is not Status.QUEUED:  # claimed or cancelled meanwhile
+        return None
+    return round(max(0.0, (item.run_at - (now or utcnow())).total_seconds()), 3)
 
 
 @router.post(
