@@ -12,9 +12,11 @@ import contextlib
 import importlib
 import importlib.util
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -124,8 +126,18 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _explained(url: str, token: str | None, exc: WorkclaimError) -> str:
+    """The error's message, saying how to pass a token when a server refused a call made
+    without one."""
+    if token is None and is_server_url(url) and getattr(exc, "status", None) == 401:
+        return f"{exc} (the server wants a bearer token: pass --token or set WORKCLAIM_TOKEN)"
+    return str(exc)
+
+
 @contextlib.contextmanager
-def _guarded(url: str, open_it: Callable[[], QueueAPI]) -> Iterator[QueueAPI]:
+def _guarded(
+    url: str, open_it: Callable[[], QueueAPI], token: str | None = None
+) -> Iterator[QueueAPI]:
     """What `open_it` opens on `url`, closed afterwards; its errors, opening or in use, become
     one line and an exit code."""
     try:
@@ -134,14 +146,14 @@ def _guarded(url: str, open_it: Callable[[], QueueAPI]) -> Iterator[QueueAPI]:
         fail(f"{shown_url(url)}: {exc}", EXIT_UNREACHABLE)
         raise AssertionError("unreachable") from exc
     except WorkclaimError as exc:
-        fail(str(exc))
+        fail(_explained(url, token, exc))
         raise AssertionError("unreachable") from exc
     try:
         yield opened
     except BackendUnavailable as exc:
         fail(f"{shown_url(url)}: {exc}", EXIT_UNREACHABLE)
     except WorkclaimError as exc:
-        fail(str(exc))
+        fail(_explained(url, token, exc))
     finally:
         opened.close()
 
@@ -151,7 +163,7 @@ def reading(
 ) -> contextlib.AbstractContextManager[QueueAPI]:
     """The source `stats` and `top` read (a server when --server or an http(s) --db is given)."""
     url = server or db
-    return _guarded(url, lambda: open_source(url, token=token))
+    return _guarded(url, lambda: open_source(url, token=token), token)
 
 
 def writing(
@@ -168,7 +180,7 @@ def writing(
             return Client(url, token=token, timeout=10.0)
         return open_queue(url)
 
-    return _guarded(url, open_target)
+    return _guarded(url, open_target, token)
 
 
 def _version(value: bool) -> None:
@@ -200,11 +212,24 @@ def _main(
     ] = None,
 ) -> None:
     """workclaim: many workers, one queue, each item held by exactly one of them."""
-    default = "info" if ctx.invoked_subcommand in LONG_RUNNING else "warning"
+    long_running = ctx.invoked_subcommand in LONG_RUNNING
     try:
-        logs.setup(fmt="json" if log_json else None, level=log_level, default_level=default)
+        handler = logs.setup(
+            fmt="json" if log_json else None,
+            level=log_level,
+            default_level="info" if long_running else "warning",
+        )
     except WorkclaimError as exc:
         fail(str(exc), 2)
+        return
+    if not long_running and ctx.invoked_subcommand != "migrate":
+        handler.addFilter(_quiet_durability)
+
+
+def _quiet_durability(record: logging.LogRecord) -> bool:
+    """A store's weak persistence is said by serve, worker and migrate; a quick command run again
+    and again (stats, enqueue, ...) says it only at `--log-level info` or lower."""
+    return not getattr(record, "durability", False) or logging.getLogger().level <= logging.INFO
 
 
 @app.command()
@@ -214,6 +239,15 @@ def enqueue(
     db: DbOption = DEFAULT_DB,
     priority: Annotated[int, typer.Option(help="Lower runs first.")] = 0,
     delay: Annotated[float, typer.Option(help="Seconds before it may run.")] = 0.0,
+    run_at: Annotated[
+        str | None,
+        typer.Option(
+            "--run-at",
+            metavar="ISO-TIME",
+            help="When it may run, e.g. 2030-01-01T09:00:00+02:00 (UTC unless it names an "
+            "offset). Not with --delay.",
+        ),
+    ] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Executions allowed.")] = None,
     dedupe_key: Annotated[str | None, typer.Option(help="Skip if a live item has it.")] = None,
     group: Annotated[
@@ -236,6 +270,7 @@ def enqueue(
     options: dict[str, Any] = {
         "priority": priority,
         "delay": delay,
+        "run_at": None if run_at is None else parse_time(run_at, "--run-at"),
         "max_attempts": max_attempts,
         "group": group,
     }
@@ -248,6 +283,16 @@ def enqueue(
         print(json.dumps({"ids": ids}))
     else:
         console.print(f"enqueued {len(ids)} item(s) on [bold]{queue}[/]: {ids}")
+
+
+def parse_time(value: str, what: str) -> datetime:
+    """An ISO 8601 time (`Z` or an offset; none means UTC)."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        fail(f"{what} must be an ISO time such as 2030-01-01T09:00:00Z, got {value!r}", 2)
+        raise AssertionError("unreachable") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 @app.command()
@@ -264,9 +309,18 @@ def stats(
     """Counts per status (and expired leases) for every queue, or the ones named."""
     from workclaim.top import COUNTS, queue_table
 
+    named = [*(queues or ()), *(queue or ())]
     with reading(db, server, token) as source:
-        snap = snapshot(source, [*(queues or ()), *(queue or ())])
+        snap = snapshot(source, named)
         policies = [source.policy(r.queue) for r in snap.stats]
+        known = set(source.queues()) if named else set()
+    for name in dict.fromkeys(named):
+        if name not in known:
+            err_console.print(
+                f"note: queue {name!r} is unknown here: it holds no item (a typo?)",
+                highlight=False,
+                soft_wrap=True,
+            )
     if as_json:
         shown: dict[str, dict[str, Any]] = {}
         for row, policy in zip(snap.stats, policies, strict=True):
@@ -320,6 +374,105 @@ def top(
             dead=dead,
             console=console,
         )
+
+
+# -- one item: `workclaim item|history|requeue|cancel ID` -------------------------------------
+ItemArgument = Annotated[int, typer.Argument(help="The item's id.")]
+ItemTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="WORKCLAIM_TOKEN",
+        help="Bearer token for a server (item, history, cancel: enqueue or work on the item's "
+        "queue; requeue: admin).",
+    ),
+]
+
+
+def _json_line(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+@app.command()
+def item(
+    item_id: ItemArgument,
+    db: DbOption = DEFAULT_DB,
+    server: WriteServerOption = None,
+    token: ItemTokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one item: status, attempts, payload, result and its last error (with newlines)."""
+    with reading(db, server, token) as source:
+        found = source.get(item_id)
+    fields = asdict(found)
+    if as_json:
+        print(_json_line(fields))
+        return
+    error = fields.pop("last_error")
+    print(f"item {found.id} on {found.queue}: {found.status.value}")
+    for name, value in fields.items():
+        if name not in {"id", "queue", "status"} and value is not None:
+            shown = _json_line(value) if name in {"payload", "result"} else value
+            print(f"  {name}: {shown}")
+    if error:
+        print("  last_error:")
+        for line in str(error).splitlines():
+            print(f"    {line}")
+
+
+@app.command()
+def history(
+    item_id: ItemArgument,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Most events shown.")] = 100,
+    newest: Annotated[bool, typer.Option("--newest", help="Newest first.")] = False,
+    db: DbOption = DEFAULT_DB,
+    server: WriteServerOption = None,
+    token: ItemTokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The item's attempt history: one line per claim, heartbeat, failure, expiry, ..."""
+    with reading(db, server, token) as source:
+        events = source.history(item_id, limit=limit, newest_first=newest)
+    if as_json:
+        print(_json_line([asdict(e) for e in events]))
+        return
+    if not events:
+        print(f"item {item_id}: no history (its queue keeps none, or it was never touched)")
+    for e in events:
+        line = f"{e.at.isoformat(timespec='milliseconds')} {e.kind.value} attempt={e.attempt}"
+        line += f" status={e.status.value}"
+        line += "".join(f" {k}={v}" for k, v in (("worker", e.worker), ("token", e.token)) if v)
+        if e.error:
+            line += f" error={_json_line(logs.clip(e.error.partition(chr(10))[0]))}"
+        print(line)
+
+
+@app.command()
+def requeue(
+    item_id: ItemArgument,
+    max_attempts: Annotated[
+        int | None, typer.Option(help="Executions allowed from now (default: as before).")
+    ] = None,
+    db: DbOption = DEFAULT_DB,
+    server: WriteServerOption = None,
+    token: ItemTokenOption = None,
+) -> None:
+    """Move a dead item back to queued with fresh attempts."""
+    with writing(db, server, token) as q:
+        q.requeue(item_id, max_attempts=max_attempts)
+    print(f"item {item_id}: queued")
+
+
+@app.command()
+def cancel(
+    item_id: ItemArgument,
+    db: DbOption = DEFAULT_DB,
+    server: WriteServerOption = None,
+    token: ItemTokenOption = None,
+) -> None:
+    """Cancel a queued item (a claimed or finished one is refused)."""
+    with writing(db, server, token) as q:
+        q.cancel(item_id)
+    print(f"item {item_id}: cancelled")
 
 
 # -- flow control: `workclaim queue policy|pause|resume` --------------------------------------

@@ -2,7 +2,8 @@
 
 `Queue` writes one record per state change to `workclaim.events`, with the fields `event`,
 `item_id`, `queue`, `token` (the fencing token, an integer), `worker` and `outcome` as record
-attributes (`extra=`), so a JSON formatter emits them as keys and a text one as `key=value`.
+attributes (`extra=`), so a JSON formatter emits them as keys; the text line shows the same
+fields as `key=value` (a failure's `error` as its first line, clipped, and `attempt=n/max`).
 Per-item verbs on the hot path (enqueue, claim, heartbeat, complete, complete_and_claim) log at
 DEBUG; the rarer changes an operator looks for (release, fail, a refused stale lease, cancel,
 requeue, purge) at INFO. Payloads and results are logged only when `Settings.log_payloads` is on.
@@ -32,8 +33,9 @@ FORMAT_ENV: Final = "WORKCLAIM_LOG_FORMAT"
 LEVEL_ENV: Final = "WORKCLAIM_LOG_LEVEL"
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-_EVENT_MESSAGE = "%s item=%s queue=%s token=%s worker=%s outcome=%s"
+_EVENT_MESSAGE = "%s item=%s queue=%s token=%s worker=%s outcome=%s%s"
 _MAX_ERROR = 200
+_NEEDS_QUOTES = re.compile(r"[\s\"=]")
 
 # workclaim's own tokens, `Authorization: Bearer ...`, and a token in a query string; each with
 # the substrings one of which must be in the lower-cased text for the pattern to be worth running.
@@ -85,7 +87,30 @@ def event(
         "outcome": outcome,
         **more,
     }
-    EVENTS.log(level, _EVENT_MESSAGE, name, item_id, queue, token, worker, outcome, extra=fields)
+    tail = _text_fields(more)
+    EVENTS.log(
+        level, _EVENT_MESSAGE, name, item_id, queue, token, worker, outcome, tail, extra=fields
+    )
+
+
+def _text_fields(more: Mapping[str, Any]) -> str:
+    """The extra fields as ` key=value` pairs for the text line (None left out, `attempt` with
+    its `max_attempts` as `n/max`, `error` as its first line, clipped, quoted when needed)."""
+    parts = []
+    text: str
+    for key, value in more.items():
+        if value is None or key == "max_attempts":
+            continue
+        if key == "attempt" and more.get("max_attempts"):
+            text = f"{value}/{more['max_attempts']}"
+        elif key == "error":
+            text = clip(str(value).partition("\n")[0])
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+        if _NEEDS_QUOTES.search(text):
+            text = json.dumps(text, ensure_ascii=False)
+        parts.append(f" {key}={text}")
+    return "".join(parts)
 
 
 def lease_event(
@@ -103,6 +128,7 @@ def lease_event(
         worker=lease.worker,
         outcome=outcome,
         attempt=lease.attempt,
+        max_attempts=lease.max_attempts,
         **more,
     )
 
@@ -176,8 +202,8 @@ def setup(
     level: str | None = None,
     default_level: str = "warning",
     environ: Mapping[str, str] | None = None,
-) -> None:
-    """Send every log record to stderr as text or JSON lines, redacted.
+) -> logging.Handler:
+    """Send every log record to stderr as text or JSON lines, redacted; returns the handler.
 
     `fmt` and `level` win over WORKCLAIM_LOG_FORMAT (text|json) and WORKCLAIM_LOG_LEVEL
     (debug|info|warning|error), which win over the defaults. Idempotent.
@@ -202,6 +228,7 @@ def setup(
     if numeric > logging.DEBUG:
         for chatty in ("httpx", "httpcore"):  # a line per request
             logging.getLogger(chatty).setLevel(logging.WARNING)
+    return handler
 
 
 def current() -> tuple[str, str]:

@@ -101,9 +101,14 @@ def _failed(
     retry_delay: float | None,
     **_: object,
 ) -> None:
-    logs.lease_event(
-        NOTABLE, "fail", lease, status.value, error=logs.clip(error), retry_delay=retry_delay
-    )
+    failed(status, lease, error, retry_delay)
+
+
+def failed(status: Status, lease: Lease, error: str, retry_delay: float | None) -> None:
+    """A failure with its error, attempt and retry delay (none when the item is dead: it will
+    not be retried). The HTTP client writes the same record with the server's answer."""
+    more = {} if status is Status.DEAD or retry_delay is None else {"retry_delay": retry_delay}
+    logs.lease_event(NOTABLE, "fail", lease, status.value, error=logs.clip(error), **more)
 
 
 def _completed_and_claimed(

@@ -25,7 +25,7 @@ from workclaim.server.auth import new_token, token_line, write_private
 
 pytestmark = pytest.mark.timeout(180)
 
-HOSTILE = "<img src=x onerror=\"document.title='pwned'\"> boom & </td>"
+HOSTILE = "<img src=x onerror=\"document.title='pwned'\"> boom & </td>\nTraceback: line two"
 
 
 @dataclass
@@ -129,6 +129,11 @@ def test_counts_match_the_database_and_user_data_stays_text(
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
     assert site.root not in page.url
+    # The item page shows the stored error with its newlines (a traceback stays readable).
+    page.goto(f"{site.base}/ui/items/{site.ids['dead'][0]}")
+    stored = page.locator('td[data-field="last_error"]')
+    expect(stored).to_be_visible()
+    assert stored.inner_text() == HOSTILE
 
 
 def test_requeue_from_the_dead_list_moves_the_item_back_to_queued(page: Any, site: Site) -> None:

@@ -295,7 +295,9 @@ def test_answers_become_models() -> None:
         later
     )
     failed = Calls.fail(LEASE, "x", retry=False, now=None)
-    assert failed.parse(httpx.Response(200, json={"status": "dead"})) is Status.DEAD
+    assert failed.parse(httpx.Response(200, json={"status": "dead"})) == (Status.DEAD, None)
+    queued = {"status": "queued", "retry_delay": 2.5}
+    assert failed.parse(httpx.Response(200, json=queued)) == (Status.QUEUED, 2.5)
 
 
 def test_complete_and_claim_reads_which_finished_leases_were_refused() -> None:

@@ -125,3 +125,21 @@ def test_the_thread_beats_only_working_leases_that_are_due_and_not_lost() -> Non
         hb.stop()
     assert set(source.beats) == {1}
     assert due.phase is WORKING
+
+
+def test_a_beat_far_past_its_time_is_warned_about_once_per_lease(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = time.monotonic()
+    late = Running(ctx=Context(lease=lease(1, seconds=8.0)), next_beat=now - 6.0)
+    on_time = Running(ctx=Context(lease=lease(2, seconds=8.0)), next_beat=now - 3.0)
+    source = FakeSource()
+    hb, _ = beats(source, late, on_time)
+    with caplog.at_level("WARNING", logger="workclaim.worker"):
+        hb.tick()
+        late.next_beat = time.monotonic() - 6.0  # late again: no second warning
+        hb.tick()
+    assert sorted(source.beats) == [1, 1, 2]
+    [warning] = caplog.records
+    assert warning.getMessage().startswith("item 1: heartbeat ran 6.")
+    assert "s late (lease 8.0 s); is the handler holding the GIL?" in warning.getMessage()

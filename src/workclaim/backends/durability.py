@@ -36,4 +36,5 @@ def enforce(store: str, loses: str | None, *, fix: str, strict: bool) -> None:
         if (store, loses) in _warned:
             return
         _warned.add((store, loses))
-    log.warning("%s: %s (%s for the full promise)", store, loses, fix)
+    # `durability=True` marks the record, so a handler can leave it out (the CLI's quick commands)
+    log.warning("%s: %s (%s for the full promise)", store, loses, fix, extra={"durability": True})

@@ -17,9 +17,11 @@ from datetime import datetime
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
+from workclaim import verb_logs
 from workclaim._deprecated import CLAIM_RENAMES, renamed
 from workclaim.client._wire import Calls, Options, Plan, claim_pause, exchange
 from workclaim.errors import ScheduleNotFound
+from workclaim.logs import EVENTS, NOTABLE
 from workclaim.models import (
     GroupLeases,
     HistoryEvent,
@@ -31,6 +33,7 @@ from workclaim.models import (
     Schedule,
     Status,
 )
+from workclaim.validation import clip_error
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -169,7 +172,10 @@ def fail(
     now: datetime | None = None,
 ) -> Plan[Status]:
     """See `Queue.fail`."""
-    return exchange(options, Calls.fail(lease, error, retry=retry, now=now))
+    status, delay = yield from exchange(options, Calls.fail(lease, error, retry=retry, now=now))
+    if EVENTS.isEnabledFor(NOTABLE):  # the worker's own log line, as `Queue.fail` writes it
+        verb_logs.failed(status, lease, clip_error(error), delay)
+    return status
 
 
 def get(options: Options, item_id: int) -> Plan[Item]:

@@ -233,6 +233,11 @@ def _leases(response: httpx.Response) -> list[Lease]:
     return [lease_of(x) for x in fastjson.loads(response.content)["leases"]]
 
 
+def _failed(response: httpx.Response) -> tuple[Status, float | None]:
+    data = fastjson.loads(response.content)
+    return Status(data["status"]), data.get("retry_delay")
+
+
 def _none(response: httpx.Response) -> None:
     return None
 
@@ -460,12 +465,16 @@ class Calls:
         )
 
     @staticmethod
-    def fail(lease: Lease, error: object, *, retry: bool, now: datetime | None) -> Call[Status]:
+    def fail(
+        lease: Lease, error: object, *, retry: bool, now: datetime | None
+    ) -> Call[tuple[Status, float | None]]:
+        """The item's new status, and the retry delay the server chose (None: dead, or a
+        server too old to say)."""
         body = _lease_body(lease) | {"error": clip_error(error), "retry": bool(retry)}
         return Call(
             "POST",
             "/worker/fail",
-            lambda r: Status(fastjson.loads(r.content)["status"]),
+            _failed,
             body=body,
             idempotent=True,
             now=now,

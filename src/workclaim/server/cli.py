@@ -187,6 +187,14 @@ def token_create(
         str | None,
         typer.Option(help="Make the token expire after this long: 90m, 12h, 30d, 2w."),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print only the token (for TOKEN=$(...); use with --append-to).",
+        ),
+    ] = False,
 ) -> None:
     """Print a new token (shown once) and the tokens-file line that holds only its hash."""
     from workclaim.server.auth import new_token, parse_duration, token_line, write_private
@@ -207,6 +215,9 @@ def token_create(
         except (OSError, UnicodeDecodeError) as exc:
             _fail(f"cannot write {append_to}: {exc}")
             return
+    if quiet:
+        print(token)
+        return
     print(f"token: {token}")
     print(f"tokens file line: {line}")
     print("The token is shown once; the server stores only its hash.", file=sys.stderr)

@@ -225,6 +225,12 @@ class OutcomeOut(BaseModel):
     status: Status
 
 
+class FailOut(OutcomeOut):
+    """The item's status after a failure, and the seconds before its retry (null when dead)."""
+
+    retry_delay: float | None = None
+
+
 class EnqueueIn(_In):
     """One item (`payload`) or a batch (`payloads`, all or none), with shared options."""
 

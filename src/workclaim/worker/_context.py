@@ -55,3 +55,4 @@ class Running:
     next_beat: float = 0.0
     phase: LeasePhase = WORKING
     result: Any = None
+    warned_late: bool = False  # a late heartbeat was warned about (once per lease)

@@ -2,7 +2,9 @@
 
 One thread per `Worker.run()`, ticking a quarter of the heartbeat interval (at most a second),
 renews each working lease when its next beat is due. A refused heartbeat marks the lease lost
-(the handler sees `ctx.lost`) unless the runtime itself ended the lease meanwhile.
+(the handler sees `ctx.lost`) unless the runtime itself ended the lease meanwhile. A beat that
+runs more than half a lease after it was due (this thread got no CPU: a handler holding the GIL,
+an overloaded host) is warned about once per lease, with how late it ran.
 """
 
 from __future__ import annotations
@@ -60,15 +62,20 @@ class Heartbeats:
     def _loop(self) -> None:
         tick = min(self.every / 4, 1.0)
         while not self._ended.wait(tick):
-            with self.cond:
-                now = time.monotonic()
-                due = [
-                    r
-                    for r in self.running.values()
-                    if r.phase is WORKING and not r.ctx.lost.is_set() and r.next_beat <= now
-                ]
-            for running in due:
-                self.beat(running)
+            self.tick()
+
+    def tick(self) -> None:
+        """Renew every lease whose beat is due, warning first about one that is far overdue."""
+        with self.cond:
+            now = time.monotonic()
+            due = [
+                r
+                for r in self.running.values()
+                if r.phase is WORKING and not r.ctx.lost.is_set() and r.next_beat <= now
+            ]
+        for running in due:
+            _warn_if_late(running, now)
+            self.beat(running)
 
     def beat(self, running: Running) -> None:
         """Renew one lease; its handler's deadline counts from when the request was sent."""
@@ -92,3 +99,19 @@ class Heartbeats:
             ctx._deadline = started + renewed.lease_seconds  # from the request, not the reply
             ctx.lease = renewed  # after the deadline: a handler seeing it sees the new deadline
         running.next_beat = started + self.every
+
+
+def _warn_if_late(running: Running, now: float) -> None:
+    """Warn (once per lease) when a beat runs more than half the lease after it was due."""
+    late = now - running.next_beat
+    lease = running.ctx.lease
+    if running.warned_late or late <= lease.lease_seconds / 2:
+        return
+    running.warned_late = True
+    log.warning(
+        "item %d: heartbeat ran %.1f s late (lease %.1f s); is the handler holding the GIL? "
+        "run CPU-bound work in a process pool (docs/worker.md) or use a longer lease",
+        lease.id,
+        late,
+        lease.lease_seconds,
+    )

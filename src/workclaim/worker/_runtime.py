@@ -16,7 +16,6 @@ import signal
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
@@ -33,6 +32,7 @@ from workclaim.validation import (
     check_queues,
     check_wait,
 )
+from workclaim.worker import _handlers
 from workclaim.worker._batching import BLOCKED, GO, BatchSizer
 from workclaim.worker._context import Context, Handler, Running
 from workclaim.worker._heartbeats import Heartbeats
@@ -112,7 +112,9 @@ class Worker:
 
     # -- wiring ----------------------------------------------------------------------------
     def handler(self, fn: Handler) -> Handler:
-        """Decorator: make `fn(ctx)` this worker's handler (sync or `async def`)."""
+        """Decorator: make `fn(ctx)` this worker's handler (sync or `async def`). Refuses a
+        handler that cannot take the one Context argument."""
+        _handlers.check(fn)
         self._handler = fn
         return fn
 
@@ -141,6 +143,7 @@ class Worker:
         """Work until `stop()` (or SIGTERM/SIGINT, when called from the main thread), then
         shut down gracefully and return."""
         if fn is not None:
+            _handlers.check(fn)
             self._handler = fn
         if self._handler is None:
             raise ValidationError("no handler: pass one to run() or decorate it with @handler")
@@ -164,7 +167,7 @@ class Worker:
             thread.start()
         log.info(
             "worker %s: claiming from %s, concurrency %d, %s",
-            self.name,
+            self.name if self._claim_as is not None else "named after its token (over HTTP)",
             ",".join(self.queues),
             self.concurrency,
             f"fused (batch up to {self.max_batch})" if self.fused else "claim + complete",
@@ -350,8 +353,8 @@ class Worker:
         try:
             outcome: tuple[str, Any] = ("complete", self._call(ctx))
         except Exception as exc:
-            text = "".join(traceback.format_exception(exc))
-            outcome = ("fail", f"{type(exc).__name__}: {exc}\n{text}")
+            assert self._handler is not None
+            outcome = ("fail", _handlers.error_text(self._handler, exc))
         with self._cond:
             if running.phase is RELEASED or ctx.lost.is_set():
                 log.info("item %d: lease lost or released; result dropped", ctx.lease.id)

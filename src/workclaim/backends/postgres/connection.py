@@ -55,6 +55,7 @@ DEFAULT_POOL_SIZE = 10
 # `workclaim_<schema>` stays within PostgreSQL's 63-byte identifier limit.
 SCHEMA_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _OPTIONS = ("schema", "pool_size", "pgbouncer", "direct_url")
+_MISSING_DATABASE = re.compile(r'database "([^"]*)" does not exist')  # libpq's FATAL at connect
 # A pooled connection idle longer than this is pinged before use; one in steady use is not
 # (a ping is a round trip, as much as a claim's own), and if it broke anyway, calls that are
 # safe to repeat run again once on a fresh connection.
@@ -191,6 +192,12 @@ class Connections:
                     "PgBouncer; add pgbouncer=transaction to the URL (see docs/deployment.md)"
                 ) from exc
             reason = " ".join(str(exc).split())
+            missing = _MISSING_DATABASE.search(reason)
+            if missing is not None:  # a typo in the URL, not an outage: retrying cannot help
+                raise ConfigError(
+                    f"PostgreSQL has no database {missing.group(1)!r} (check the URL's database "
+                    "name; workclaim creates its tables, not the database)"
+                ) from exc
             raise BackendUnavailable(
                 f"cannot connect to PostgreSQL ({reason}); is the server up and the URL right?"
             ) from exc

@@ -24,8 +24,9 @@ def translate(exc: Exception) -> BackendError:
         return BackendUnavailable("this queue is closed")
     if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
         return SchemaMismatch(
-            f"the workclaim tables are missing ({exc.sqlstate}: {exc}); run `workclaim migrate` "
-            "or open the Queue with auto_migrate on"
+            f"no workclaim store here (a typo in ?schema=?): the workclaim tables are missing "
+            f"({exc.sqlstate}: {exc}); to create them, run `workclaim migrate` or open the "
+            "Queue with auto_migrate on"
         )
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         return BackendError(

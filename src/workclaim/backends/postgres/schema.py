@@ -65,8 +65,13 @@ class Schema:
 
     def verify(self, current: int | None) -> None:
         """`SchemaMismatch` unless `current` (from `version`) is this version's schema."""
+        if current is None:
+            raise SchemaMismatch(
+                f"no workclaim store here: schema {self.name!r} has no workclaim tables (a typo "
+                "in ?schema=?); to create one, run `workclaim migrate`"
+            )
         if current != SCHEMA_VERSION:
-            found = "missing" if current is None else f"at version {current}"
+            found = f"at version {current}"
             raise SchemaMismatch(
                 f"schema {self.name!r} is {found}; this workclaim needs version "
                 f"{SCHEMA_VERSION}: run `workclaim migrate`"

@@ -39,7 +39,13 @@ def migrate(store: Connections) -> None:
 def verify(store: Connections) -> None:
     """`SchemaMismatch` unless the layout is exactly this version's."""
     raw = _stored_version(store)
-    current = 0 if raw is None else int(raw)
+    if raw is None:
+        raise SchemaMismatch(
+            f"no workclaim store here: no workclaim keys under prefix {store.prefix!r} in this "
+            "Redis database (a typo in ?prefix= or the database number?); to create one, run "
+            "`workclaim migrate`"
+        )
+    current = int(raw)
     if current != SCHEMA_VERSION:
         raise SchemaMismatch(
             f"the Redis keys under prefix {store.prefix!r} have layout version {current}, "

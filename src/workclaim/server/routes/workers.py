@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
 from workclaim import fastjson
-from workclaim._time import from_micros
-from workclaim.errors import ItemNotFound, LeaseLost
+from workclaim._time import from_micros, utcnow
+from workclaim.errors import ItemNotFound, LeaseLost, WorkclaimError
 from workclaim.models import Lease, Status
 from workclaim.server import claiming, renamed
 from workclaim.server.auth import Principal
@@ -32,6 +33,7 @@ from workclaim.server.schemas import (
     CompleteAndClaimOut,
     CompleteIn,
     FailIn,
+    FailOut,
     HeartbeatIn,
     HeartbeatOut,
     LeaseRef,
@@ -134,11 +136,11 @@ def _lease(ref: LeaseRef, worker: str, attempt: int = 1) -> Lease:
     )
 
 
-def _outcome(item_id: int, status: Status) -> Response:
+def _outcome(item_id: int, status: Status, **more: object) -> Response:
     """An `OutcomeOut` answer, encoded by orjson without building the model (the lease-ending
     calls are half of the single-item claim loop)."""
     return Response(
-        fastjson.dumps({"id": item_id, "status": status}), media_type="application/json"
+        fastjson.dumps({"id": item_id, "status": status, **more}), media_type="application/json"
     )
 
 
@@ -182,7 +184,7 @@ async def release(body: ReleaseIn, st: St, caller: Caller, now: Now) -> Response
     return _outcome(body.id, Status.QUEUED)
 
 
-@router.post("/worker/fail", response_model=OutcomeOut, responses=LEASE)
+@router.post("/worker/fail", response_model=FailOut, responses=LEASE)
 async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> Response:
     """Record a failure: queued again after a backoff while attempts remain, else dead."""
     with _counting_lease_lost(st):
@@ -197,7 +199,20 @@ async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> Response:
     with _counting_lease_lost(st):
         status = await st.queue.fail(lease, body.error, retry=body.retry, now=now)
     st.metrics.failures.inc()
-    return _outcome(body.id, status)
+    delay = await _retry_delay(st, body.id, now) if status is Status.QUEUED else None
+    return _outcome(body.id, status, retry_delay=delay)
+
+
+async def _retry_delay(st: State, item_id: int, now: datetime | None) -> float | None:
+    """Seconds until a failed item's retry, read back from its `run_at` (the backoff drew a
+    jittered delay inside `fail`), for the worker's log line; None when it cannot be read."""
+    try:
+        item = await st.queue.get(item_id)
+    except WorkclaimError:
+        return None
+    if item.status is not Status.QUEUED:  # claimed or cancelled meanwhile
+        return None
+    return round(max(0.0, (item.run_at - (now or utcnow())).total_seconds()), 3)
 
 
 @router.post(

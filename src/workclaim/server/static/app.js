@@ -578,7 +578,8 @@
             "tr",
             {},
             el("th", { text: f }),
-            el("td", { "data-field": f, text: fieldText(item, f) })
+            // the stored error keeps its newlines (the traceback): shown pre-wrapped
+            el("td", { "data-field": f, className: f === "last_error" ? "error-text" : "", text: fieldText(item, f) })
           )
         )
       )
