@@ -19,6 +19,7 @@ import pytest
 from tests.contract.helpers import at
 from workclaim import (
     CatchUp,
+    GroupLeases,
     Queue,
     Schedule,
     ScheduleNotFound,
@@ -29,9 +30,9 @@ from workclaim import (
 from workclaim.scheduler import Scheduler
 
 
-def utc(*parts: int) -> datetime:
-    """A UTC instant from year, month, day, hour, minute[, second]."""
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    """A UTC instant to the minute."""
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -278,6 +279,36 @@ def test_a_slot_enqueues_the_schedules_item(queue: Any, direct: Queue) -> None:
     assert (lease.id, lease.payload, lease.group) == (item_id, item.payload, "tenant-9")
 
 
+def test_a_slots_item_is_under_the_queues_flow_control(queue: Any, direct: Queue) -> None:
+    queue.set_policy("jobs", concurrency=1)
+    made = queue.schedule("s", "jobs", "*/10 * * * *", group="tenant-1", now=at(0))
+    first = direct.fire_slot(made, at(600), now=at(600))
+    second = direct.fire_slot(queue.get_schedule("s", now=at(600)), at(1200), now=at(1200))
+    leases = queue.claim("jobs", worker="w1", limit=5, now=at(1200))
+    assert [(lease.id, lease.group) for lease in leases] == [(first, "tenant-1")]
+    assert queue.live_leases_by_group("jobs", now=at(1200)) == [GroupLeases("tenant-1", 1)]
+    queue.complete(leases[0], now=at(1201))
+    assert [lease.id for lease in queue.claim("jobs", worker="w1", now=at(1201))] == [second]
+
+
+def test_a_slot_fires_into_a_paused_queue(queue: Any, direct: Queue) -> None:
+    queue.pause("jobs")
+    made = queue.schedule("s", "jobs", "*/10 * * * *", now=at(0))
+    item_id = direct.fire_slot(made, at(600), now=at(600))
+    assert queue.claim("jobs", worker="w1", now=at(600)) == []
+    queue.resume("jobs")
+    assert [lease.id for lease in queue.claim("jobs", worker="w1", now=at(601))] == [item_id]
+
+
+def test_a_live_item_holding_the_slots_key_is_the_slots_item(queue: Any, direct: Queue) -> None:
+    made = queue.schedule("s", "jobs", "*/10 * * * *", now=at(0))
+    holder = queue.enqueue("jobs", "mine", dedupe_key="schedule:s:20300101T121000Z", now=at(1))
+    assert direct.fire_slot(made, at(600), now=at(600)) == holder  # as enqueue would
+    got = queue.get_schedule("s", now=at(600))
+    assert (got.last_slot, got.last_item_id) == (at(600), holder)
+    assert queue.stats("jobs", now=at(600)).queued == 1
+
+
 def test_a_slot_without_max_attempts_gets_the_queues_default(queue: Any, direct: Queue) -> None:
     made = queue.schedule("s", "jobs", "*/10 * * * *", now=at(0))
     plain = queue.get(queue.enqueue("jobs", 0, now=at(0))).max_attempts
@@ -363,7 +394,6 @@ def test_run_now_enqueues_and_leaves_the_slots_alone(queue: Any, direct: Queue) 
             "g",
             4,
         )
-    assert queue.get_schedule("s", now=at(31)) == queue.get_schedule("s", now=at(31))
     got = queue.get_schedule("s", now=at(31))
     assert (got.version, got.set_at, got.last_slot, got.last_item_id) == (1, at(0), None, None)
     assert got.next_slot == made.next_slot == at(600)
@@ -371,15 +401,23 @@ def test_run_now_enqueues_and_leaves_the_slots_alone(queue: Any, direct: Queue) 
 
 
 # -- the scheduler across daylight saving (2026) ----------------------------------------------
-def drive(direct: Queue, start: datetime, end: datetime, *, late: float = 5.0) -> None:
+def drive(
+    direct: Queue, start: datetime, end: datetime, *, late: float = 5.0, most: float = 1200.0
+) -> None:
     """Run the scheduler as its loop does, by an injected clock: a pass at `start`, then each
-    pass `late` seconds after the earliest next slot the previous pass returned, until `end`."""
-    now = start
-    for _ in range(1000):
-        earliest = Scheduler(direct, clock=lambda: now).tick()
-        if earliest is None or earliest > end:
+    pass `late` seconds after the earliest next slot the previous pass returned, or `most`
+    seconds after the previous pass if that is sooner (so passes also land between slots, in a
+    repeated hour's second pass too), until `end`."""
+    clock = [start]
+    scheduler = Scheduler(direct, clock=lambda: clock[0])
+    for _ in range(2000):
+        earliest = scheduler.tick()
+        if clock[0] >= end:
             return
-        now = earliest + timedelta(seconds=late)
+        step = clock[0] + timedelta(seconds=most)
+        if earliest is not None:
+            step = min(step, earliest + timedelta(seconds=late))
+        clock[0] = min(step, end)
     raise AssertionError("the scheduler did not reach the end")
 
 
@@ -513,11 +551,29 @@ def test_catch_up_none_fires_no_missed_slot(
     with caplog.at_level(logging.WARNING, logger="workclaim.scheduler"):
         assert Scheduler(direct, clock=lambda: OUTAGE_END).tick() == at(2400)
     assert keys(queue) == []
-    assert "catch_up=none enqueues 0 due slot(s) and leaves out at least 1" in caplog.text
+    assert "catch_up=none enqueues 0 due slot(s) and leaves out at least 2" in caplog.text
     got = queue.get_schedule("s", now=OUTAGE_END)
     assert (got.last_slot, got.next_slot) == (None, at(2400))
     drive(direct, at(2405), at(2405))
     assert keys(queue) == slot_keys("s", at(2400))
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "fired", "left_out"), [("latest", 1, 0), ("none", 0, 1)], ids=["latest", "none"]
+)
+def test_the_warning_counts_a_single_missed_slot_exactly(
+    queue: Any,
+    direct: Queue,
+    caplog: pytest.LogCaptureFixture,
+    catch_up: str,
+    fired: int,
+    left_out: int,
+) -> None:
+    queue.schedule("s", "jobs", "*/10 * * * *", catch_up=catch_up, now=at(1500))
+    with caplog.at_level(logging.WARNING, logger="workclaim.scheduler"):
+        Scheduler(direct, clock=lambda: OUTAGE_END).tick()  # only 12:30 came, 5 minutes ago
+    assert keys(queue) == slot_keys("s", at(1800))[:fired]
+    assert f"enqueues {fired} due slot(s) and leaves out {left_out}\n" in caplog.text
 
 
 def test_catch_up_all_fires_every_missed_slot_oldest_first(
