@@ -133,7 +133,9 @@ class Task(Generic[P, R]):
         source (`tasks.connect`); a non-JSON argument is refused before anything is written."""
         return self.enqueue_on(None, *args, **kwargs)
 
-    def enqueue_on(self, source: QueueAPI | None, *args: Any, **kwargs: Any) -> Handle[R]:
+    def enqueue_on(
+        self, source: QueueAPI | None, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Handle[R]:
         """`enqueue` on the given source (None: the connected one)."""
         queue = sync_source(source)
         payload = self.payload(args, kwargs)
