@@ -244,7 +244,7 @@ def test_a_result_that_is_not_json_fails_only_its_item(tmp_path: Path) -> None:
             worker.stop()
             thread.join(30)
         bad = q.get(ids[0])
-        assert bad.status is Status.QUEUED and bad.attempts == 1
+        assert bad.status is Status.DEAD and bad.attempts == 1  # not retried: it would repeat
         assert bad.last_error is not None and "refused" in bad.last_error
         assert [q.get(i).result for i in ids[1:]] == [1, 2, 3, 4, 5]
         assert (worker.completed, worker.failed, worker.lost) == (5, 1, 0)

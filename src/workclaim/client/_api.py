@@ -169,10 +169,13 @@ def fail(
     error: object,
     *,
     retry: bool = True,
+    retry_delay: float | None = None,
     now: datetime | None = None,
 ) -> Plan[Status]:
     """See `Queue.fail`."""
-    status, delay = yield from exchange(options, Calls.fail(lease, error, retry=retry, now=now))
+    status, delay = yield from exchange(
+        options, Calls.fail(lease, error, retry=retry, retry_delay=retry_delay, now=now)
+    )
     if EVENTS.isEnabledFor(NOTABLE):  # the worker's own log line, as `Queue.fail` writes it
         verb_logs.failed(status, lease, clip_error(error), delay)
     return status

@@ -466,11 +466,18 @@ class Calls:
 
     @staticmethod
     def fail(
-        lease: Lease, error: object, *, retry: bool, now: datetime | None
+        lease: Lease,
+        error: object,
+        *,
+        retry: bool,
+        retry_delay: float | None = None,
+        now: datetime | None = None,
     ) -> Call[tuple[Status, float | None]]:
         """The item's new status, and the retry delay the server chose (None: dead, or a
         server too old to say)."""
         body = _lease_body(lease) | {"error": clip_error(error), "retry": bool(retry)}
+        if retry_delay is not None:  # absent, the server's backoff decides (older servers too)
+            body["retry_delay"] = check_delay(retry_delay, "retry_delay")
         return Call(
             "POST",
             "/worker/fail",
