@@ -1,0 +1,1 @@
+"""Tasks: functions turned into queue items (see docs/tasks.md)."""
