@@ -1,0 +1,32 @@
+"""The test app's tasks, one of each kind the backend must run."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+try:
+    from django.tasks import TaskContext, task
+except ImportError:  # Django 5.2: the backport
+    from django_tasks import TaskContext, task  # type: ignore[assignment,no-redef]
+
+
+@task()
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task()
+def fail_always(message: str) -> None:
+    raise LookupError(message)
+
+
+@task()
+async def add_later(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    return a + b
+
+
+@task(takes_context=True)
+def whoami(context: TaskContext[Any, Any], label: str) -> dict[str, Any]:
+    return {"label": label, "id": context.task_result.id, "attempt": context.attempt}
