@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workclaim.django._compat import task_backends
@@ -46,13 +47,18 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        backend = task_backends[options["backend"]]
+        try:
+            backend = task_backends[options["backend"]]
+        except ImproperlyConfigured as exc:  # no such alias, or a backend that cannot load
+            raise CommandError(str(exc)) from exc
         if not isinstance(backend, WorkclaimBackend):
             raise CommandError(
                 f"TASKS[{options['backend']!r}] is {type(backend).__name__}, "
                 "not workclaim.django.WorkclaimBackend"
             )
         queues = options["queues"] or sorted(backend.queues)
+        if not queues:
+            raise CommandError("give --queue: this backend's QUEUES allows any queue name")
         try:
             worker = Worker(
                 backend.queue,
