@@ -29,7 +29,9 @@ class Site:
 
 
 @pytest.fixture(scope="session")
-def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
     """Django set up for the test project (once per process: Django's settings are global)."""
     require("django", "workclaim[django] is not installed")
     from tests.support import pgserver

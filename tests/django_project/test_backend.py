@@ -42,7 +42,9 @@ def run_until_done(alias: str, queue: str, count: int) -> None:
 
     q = backend(alias).queue
     worker = Worker(q, queues=[queue], wait=0.2, concurrency=2)
-    thread = threading.Thread(target=worker.run, args=(run_task,), kwargs={"install_signals": False})
+    thread = threading.Thread(
+        target=worker.run, args=(run_task,), kwargs={"install_signals": False}
+    )
     thread.start()
     try:
         for _ in range(600):
@@ -57,7 +59,9 @@ def run_until_done(alias: str, queue: str, count: int) -> None:
 
 
 @pytest.mark.parametrize("alias", STORES)
-def test_enqueue_stores_a_ready_item_naming_the_task(alias: str, shop: Any, queue_name: str) -> None:
+def test_enqueue_stores_a_ready_item_naming_the_task(
+    alias: str, shop: Any, queue_name: str
+) -> None:
     from workclaim.django._compat import TaskResultStatus
 
     result = shop.add.using(backend=alias, queue_name=queue_name).enqueue(1, b=2)
@@ -100,7 +104,7 @@ def test_a_claimed_item_is_running(alias: str, shop: Any, queue_name: str) -> No
     from workclaim.django._compat import TaskResultStatus
 
     result = shop.add.using(backend=alias, queue_name=queue_name).enqueue(1, 1)
-    [lease] = backend(alias).queue.claim(queue_name, worker="w-1")
+    [_lease] = backend(alias).queue.claim(queue_name, worker="w-1")
     running = shop.add.get_result(result.id)
     assert running.status == TaskResultStatus.RUNNING
     assert running.worker_ids == ["w-1"]

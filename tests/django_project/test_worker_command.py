@@ -19,8 +19,21 @@ def start_worker(site: Site, alias: str, queue: str) -> subprocess.Popen[str]:
     import os
 
     return subprocess.Popen(
-        [sys.executable, "manage.py", "workclaim_worker", "--backend", alias, "-q", queue]
-        + ["--wait", "0.5", "--concurrency", "2", "--grace", "5"],
+        [
+            sys.executable,
+            "manage.py",
+            "workclaim_worker",
+            "--backend",
+            alias,
+            "-q",
+            queue,
+            "--wait",
+            "0.5",
+            "--concurrency",
+            "2",
+            "--grace",
+            "5",
+        ],
         cwd=PROJECT,
         env={**os.environ, **site.env},
         stdout=subprocess.PIPE,
