@@ -195,3 +195,35 @@ def test_on_sqlite_the_item_is_written_at_once(site: Site, shop: Any, queue_name
         written = task.enqueue(1, 1)
         transaction.set_rollback(True)
     assert task.get_result(written.id).id == written.id
+
+
+@pytest.mark.parametrize("database", ["default", "pg"])
+def test_the_handler_closes_old_connections_after_a_task(
+    site: Site, shop: Any, queue_name: str, database: str
+) -> None:
+    """CONN_MAX_AGE is 0 (Django's default): a connection a task opened is closed when the task
+    ends, as at the end of a request, not left to the next task on the thread."""
+    from django.db import connections
+
+    from workclaim.django.runner import run_task
+    from workclaim.worker import Context
+
+    shop.touch_database.using(queue_name=queue_name).enqueue(database)
+    q = backend("default").queue
+    [lease] = q.claim(queue_name, worker="w-1")
+    assert run_task(Context(lease=lease)) == 1
+    assert connections[database].connection is None
+    q.complete(lease, result=1)
+
+
+def test_an_item_naming_no_task_ends_dead_with_a_clear_error(site: Site, queue_name: str) -> None:
+    from workclaim.django._compat import TaskResultDoesNotExist
+
+    q = backend("default").queue
+    item_id = q.enqueue(queue_name, {"task": "shop.tasks.nope", "args": [], "kwargs": {}})
+    run_until_done("default", queue_name, 1)
+    item = q.get(item_id)
+    assert item.status == "dead"
+    assert item.last_error is not None and "cannot import task 'shop.tasks.nope'" in item.last_error
+    with pytest.raises(TaskResultDoesNotExist):
+        backend("default").get_result(str(item_id))

@@ -30,3 +30,13 @@ async def add_later(a: int, b: int) -> int:
 @task(takes_context=True)
 def whoami(context: TaskContext[Any, Any], label: str) -> dict[str, Any]:
     return {"label": label, "id": context.task_result.id, "attempt": context.attempt}
+
+
+@task()
+def touch_database(alias: str) -> int:
+    """Open (or reuse) this thread's connection to Django's database `alias`."""
+    from django.db import connections
+
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        return int(cursor.fetchone()[0])
