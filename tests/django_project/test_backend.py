@@ -93,7 +93,8 @@ def test_results_follow_the_item_through_running_success_and_failure(
     bad.refresh()
     assert bad.status == TaskResultStatus.FAILED
     [error] = bad.errors
-    assert error.exception_class is LookupError
+    assert error.exception_class is shop.OutOfStock
+    assert error.exception_class_path == "shop.tasks.OutOfStock"
     assert "no such row" in error.traceback
     ctx.refresh()
     assert ctx.return_value == {"label": "me", "id": ctx.id, "attempt": 1}

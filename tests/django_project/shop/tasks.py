@@ -16,9 +16,13 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+class OutOfStock(LookupError):
+    """A failure of the app's own, to see its class come back in TaskResult.errors."""
+
+
 @task()
 def fail_always(message: str) -> None:
-    raise LookupError(message)
+    raise OutOfStock(message)
 
 
 @task()
