@@ -83,7 +83,13 @@ class QueueAPI(Protocol):
     def release(self, lease: Lease, *, delay: float = 0.0, now: datetime | None = None) -> None: ...
 
     def fail(
-        self, lease: Lease, error: object, *, retry: bool = True, now: datetime | None = None
+        self,
+        lease: Lease,
+        error: object,
+        *,
+        retry: bool = True,
+        retry_delay: float | None = None,
+        now: datetime | None = None,
     ) -> Status: ...
 
     def complete_and_claim(
@@ -217,7 +223,13 @@ class AsyncQueueAPI(Protocol):
     ) -> None: ...
 
     async def fail(
-        self, lease: Lease, error: object, *, retry: bool = True, now: datetime | None = None
+        self,
+        lease: Lease,
+        error: object,
+        *,
+        retry: bool = True,
+        retry_delay: float | None = None,
+        now: datetime | None = None,
     ) -> Status: ...
 
     async def complete_and_claim(

@@ -348,12 +348,24 @@ class Queue:
         logged(RELEASE, self.settings, self.backend.release, lease, delay_seconds=delay, now=now)
 
     def fail(
-        self, lease: Lease, error: object, *, retry: bool = True, now: datetime | None = None
+        self,
+        lease: Lease,
+        error: object,
+        *,
+        retry: bool = True,
+        retry_delay: float | None = None,
+        now: datetime | None = None,
     ) -> Status:
         """Record a failure: retried after a backoff while attempts remain (`retry=True`), else
-        `dead`. Returns the item's new status."""
+        `dead`. `retry_delay` replaces the backoff with exactly that many seconds (a handler's
+        `RetryAfter`, a task's own backoff). Returns the item's new status."""
         _check_lease_arg(lease)
-        delay = self.settings.backoff.delay(lease.attempt) if retry else None
+        if not retry:
+            delay = None
+        elif retry_delay is not None:
+            delay = check_delay(retry_delay, "retry_delay")
+        else:
+            delay = self.settings.backoff.delay(lease.attempt)
         check_due(now, delay or 0.0, "retry backoff")
         text = clip_error(error)
         return logged(
@@ -747,10 +759,18 @@ class AsyncQueue:
         await self._run(self.sync.release, lease, delay=delay, now=now)
 
     async def fail(
-        self, lease: Lease, error: object, *, retry: bool = True, now: datetime | None = None
+        self,
+        lease: Lease,
+        error: object,
+        *,
+        retry: bool = True,
+        retry_delay: float | None = None,
+        now: datetime | None = None,
     ) -> Status:
         """See `Queue.fail`."""
-        return await self._run(self.sync.fail, lease, error, retry=retry, now=now)
+        return await self._run(
+            self.sync.fail, lease, error, retry=retry, retry_delay=retry_delay, now=now
+        )
 
     @claim_renamed
     async def complete_and_claim(

@@ -180,6 +180,11 @@ def check_lease(value: object) -> float:
     )
 
 
+def check_timeout(value: object, what: str = "timeout") -> float:
+    """A handler's timeout: more than 0, at most a week (as a lease)."""
+    return check_seconds(value, what, low=0.0, high=MAX_LEASE_SECONDS, low_open=True)
+
+
 def check_delay(value: object, what: str = "delay") -> float:
     """A delay: zero or more seconds, at most 366 days."""
     return check_seconds(value, what, low=0.0, high=MAX_DELAY_SECONDS, low_open=False)

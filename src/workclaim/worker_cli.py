@@ -34,10 +34,55 @@ def _load(spec: str) -> Any:
     return target
 
 
+def _handler_and_queues(
+    ctx: typer.Context,
+    handler: str | None,
+    queues: list[str],
+    tasks: list[str] | None,
+    lease_seconds: float,
+) -> tuple[Any, list[str], float]:
+    """The handler to run, its queues and lease: `module:function` with --queue, or --tasks
+    (queues and lease from the tasks unless given)."""
+    if (handler is None) == (not tasks):
+        print(
+            "error: give a handler module:function or --tasks MODULE (one of them)", file=sys.stderr
+        )
+        raise typer.Exit(2)
+    if handler is not None:
+        if not queues:
+            print("error: give --queue (the queue(s) to work on)", file=sys.stderr)
+            raise typer.Exit(2)
+        return _load(handler), queues, lease_seconds
+    from workclaim.tasks.loading import task_worker
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        setup = task_worker(tasks or [], queues)
+    except WorkclaimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from exc
+    given = [ctx.get_parameter_source(n) for n in ("lease_seconds", "lease")]
+    if all(g is None or g.name == "DEFAULT" for g in given):
+        lease_seconds = setup.lease_seconds
+    return setup.handler, setup.queues, lease_seconds
+
+
 def worker(
     ctx: typer.Context,
-    handler: Annotated[str, typer.Argument(help="The handler, as module:function.")],
-    queue: Annotated[list[str], typer.Option("--queue", "-q", help="Queue(s) to work on.")],
+    handler: Annotated[
+        str | None, typer.Argument(help="The handler, as module:function (or use --tasks).")
+    ] = None,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Queue(s) to work on (with --tasks: their queues)."),
+    ] = None,
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tasks", help="Run the @task functions of this module or package (all submodules)."
+        ),
+    ] = None,
     db: Annotated[
         str | None, typer.Option("--db", envvar="WORKCLAIM_DB", help="Database URL.")
     ] = None,
@@ -80,7 +125,7 @@ def worker(
     if (db is None) == (server is None):
         print("error: give exactly one of --db URL or --server URL", file=sys.stderr)
         raise typer.Exit(2)
-    fn = _load(handler)
+    fn, queue, lease_seconds = _handler_and_queues(ctx, handler, queue or [], tasks, lease_seconds)
     source: QueueAPI
     try:
         if server is not None:

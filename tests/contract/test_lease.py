@@ -184,6 +184,17 @@ def test_fail_retries_with_backoff_until_attempts_run_out(queue: Any) -> None:
     assert queue.claim("jobs", worker="w1", now=at(10_000)) == []
 
 
+def test_fail_with_retry_delay_waits_exactly_that_long_within_max_attempts(queue: Any) -> None:
+    # settings fixture: backoff base 10 s; retry_delay replaces it, attempts still count
+    item_id = queue.enqueue("jobs", 1, max_attempts=2, now=at(0))
+    lease = claim_one(queue, t=0)
+    assert queue.fail(lease, "busy", retry_delay=3.5, now=at(1)) is Status.QUEUED
+    assert queue.get(item_id).run_at == at(4.5)
+    lease = claim_one(queue, t=4.5)
+    assert queue.fail(lease, "busy", retry_delay=3.5, now=at(5)) is Status.DEAD
+    assert queue.get(item_id).attempts == 2
+
+
 def test_fail_without_retry_goes_dead_at_once(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1, max_attempts=10, now=at(0))
     lease = claim_one(queue, t=0)

@@ -164,10 +164,13 @@ def fail(
     error: object,
     *,
     retry: bool = True,
+    retry_delay: float | None = None,
     now: datetime | None = None,
 ) -> Plan[Status]:
     """See `Queue.fail`."""
-    return exchange(options, Calls.fail(lease, error, retry=retry, now=now))
+    return exchange(
+        options, Calls.fail(lease, error, retry=retry, retry_delay=retry_delay, now=now)
+    )
 
 
 def get(options: Options, item_id: int) -> Plan[Item]:

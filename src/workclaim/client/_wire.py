@@ -424,8 +424,17 @@ class Calls:
         )
 
     @staticmethod
-    def fail(lease: Lease, error: object, *, retry: bool, now: datetime | None) -> Call[Status]:
+    def fail(
+        lease: Lease,
+        error: object,
+        *,
+        retry: bool,
+        retry_delay: float | None = None,
+        now: datetime | None = None,
+    ) -> Call[Status]:
         body = _lease_body(lease) | {"error": clip_error(error), "retry": bool(retry)}
+        if retry_delay is not None:  # absent, the server's backoff decides (older servers too)
+            body["retry_delay"] = check_delay(retry_delay, "retry_delay")
         return Call(
             "POST",
             "/worker/fail",

@@ -212,6 +212,9 @@ class FailIn(LeaseRef):
 
     error: Annotated[str, Field(max_length=MAX_ERROR_CHARS)]
     retry: StrictBool = True
+    retry_delay: Seconds | None = Field(
+        None, description="Retry after exactly this many seconds instead of the backoff."
+    )
 
 
 class OutcomeOut(BaseModel):

@@ -28,5 +28,15 @@ and returns.
 from workclaim.worker._batching import MAX_LINGER
 from workclaim.worker._context import Context, Handler
 from workclaim.worker._runtime import Worker, log
+from workclaim.worker._steering import HandlerTimeout, Permanent, RetryAfter
 
-__all__ = ["MAX_LINGER", "Context", "Handler", "Worker", "log"]
+__all__ = [
+    "MAX_LINGER",
+    "Context",
+    "Handler",
+    "HandlerTimeout",
+    "Permanent",
+    "RetryAfter",
+    "Worker",
+    "log",
+]

@@ -16,7 +16,6 @@ import signal
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
@@ -25,12 +24,14 @@ from workclaim._deprecated import renamed
 from workclaim.api import QueueAPI
 from workclaim.errors import LeaseLost, StorageFailed, ValidationError, WorkclaimError
 from workclaim.models import Lease
+from workclaim.retry import Backoff
 from workclaim.validation import (
     MAX_BATCH,
     check_batch,
     check_lease,
     check_name,
     check_queues,
+    check_timeout,
     check_wait,
 )
 from workclaim.worker._batching import BLOCKED, GO, BatchSizer
@@ -44,7 +45,16 @@ from workclaim.worker._state import (
     RUNNING,
     STOPPED,
     STOPPING,
+    WORKING,
     WorkerState,
+)
+from workclaim.worker._steering import (
+    Failure,
+    HandlerTimeout,
+    Limits,
+    bounded,
+    failure_of,
+    limits_for,
 )
 
 log = logging.getLogger("workclaim.worker")
@@ -67,6 +77,8 @@ class Worker:
         name: str | None = None,
         fused: bool | None = None,
         max_batch: int | None = None,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.source = source
         self.queues = check_queues(queues)
@@ -81,6 +93,10 @@ class Worker:
         if not 0.05 <= heartbeat_fraction <= 0.9:
             raise ValidationError("heartbeat_fraction must be between 0.05 and 0.9")
         self.heartbeat_every = self.lease_seconds * heartbeat_fraction
+        # Each run's bounds (a task dispatcher gives its own per item: see `limits_for`).
+        self.limits = Limits(
+            timeout=None if timeout is None else check_timeout(timeout), backoff=backoff
+        )
         # The fused path needs `complete_and_claim` (every Queue and Client has it).
         can_fuse = callable(getattr(source, "complete_and_claim", None))
         if fused and not can_fuse:
@@ -347,11 +363,15 @@ class Worker:
 
     def _work(self, running: Running) -> None:
         ctx = running.ctx
+        limits = limits_for(self._handler, ctx.lease, self.limits)
+        timer = self._arm_timeout(running, limits)
         try:
-            outcome: tuple[str, Any] = ("complete", self._call(ctx))
+            outcome: tuple[str, Any] = ("complete", self._call(ctx, limits.timeout))
         except Exception as exc:
-            text = "".join(traceback.format_exception(exc))
-            outcome = ("fail", f"{type(exc).__name__}: {exc}\n{text}")
+            outcome = ("fail", failure_of(exc, ctx.attempt, limits.backoff))
+        finally:
+            if timer is not None:
+                timer.cancel()
         with self._cond:
             if running.phase is RELEASED or ctx.lost.is_set():
                 log.info("item %d: lease lost or released; result dropped", ctx.lease.id)
@@ -371,11 +391,42 @@ class Worker:
                 self._running.pop(ctx.lease.id, None)
                 self._cond.notify_all()
 
-    def _call(self, ctx: Context) -> Any:
+    def _call(self, ctx: Context, timeout: float | None) -> Any:
         assert self._handler is not None
         if inspect.iscoroutinefunction(self._handler):
-            return asyncio.run(self._handler(ctx))
+            return asyncio.run(bounded(self._handler(ctx), timeout))
         return self._handler(ctx)
+
+    def _arm_timeout(self, running: Running, limits: Limits) -> threading.Timer | None:
+        """For a sync handler with a timeout: a timer that fails its item when the timeout
+        passes (async handlers are cancelled by `bounded` instead)."""
+        if limits.timeout is None or inspect.iscoroutinefunction(self._handler):
+            return None
+        timer = threading.Timer(limits.timeout, self._time_out, (running, limits))
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _time_out(self, running: Running, limits: Limits) -> None:
+        """A sync handler ran past its timeout. Python cannot stop a thread, so its thread
+        runs on (still counted against the concurrency) until the handler returns, and its
+        result is dropped; the item is failed now (retried while attempts remain), heartbeats
+        stop, and `ctx.stopping` and `ctx.lost` are set so a handler that checks them can quit."""
+        ctx = running.ctx
+        with self._cond:
+            if running.phase is not WORKING or ctx.lost.is_set():
+                return  # it finished, was released or was lost meanwhile
+            running.phase = RELEASED
+            ctx.stopping.set()
+            ctx.lost.set()
+        log.warning(
+            "item %d: the handler ran past its timeout of %g s; failing the item (the thread "
+            "runs on until the handler returns, its result dropped)",
+            ctx.lease.id,
+            limits.timeout,
+        )
+        exc = HandlerTimeout(f"the handler ran past its timeout of {limits.timeout:g} s")
+        self._finish(ctx, "fail", failure_of(exc, ctx.attempt, limits.backoff))
 
     def _finish(self, ctx: Context, kind: str, value: Any) -> None:
         """Complete or fail one item on its own (failures, and completions while the claimer
@@ -387,9 +438,13 @@ class Worker:
                     self.source.complete(lease, result=value)
                     self._count("completed")
                     return
-                except ValidationError as exc:  # the result is not JSON or too large
-                    value = f"the handler's result was refused: {exc}"
-            self.source.fail(lease, value)
+                except ValidationError as exc:  # the result is not JSON or too large: a
+                    # programming error another attempt would repeat, so the item is dead now
+                    value = Failure(f"the handler's result was refused: {exc}", retry=False)
+            failure: Failure = value
+            self.source.fail(
+                lease, failure.error, retry=failure.retry, retry_delay=failure.retry_delay
+            )
             self._count("failed")
         except LeaseLost:
             self._lose(ctx, f"before it could be {kind}d")

@@ -195,7 +195,9 @@ async def fail(body: FailIn, st: St, caller: Caller, now: Now) -> Response:
             attempt = 1  # the fenced call below answers lease-lost
     lease = _lease(body, worker, attempt)
     with _counting_lease_lost(st):
-        status = await st.queue.fail(lease, body.error, retry=body.retry, now=now)
+        status = await st.queue.fail(
+            lease, body.error, retry=body.retry, retry_delay=body.retry_delay, now=now
+        )
     st.metrics.failures.inc()
     return _outcome(body.id, status)
 
