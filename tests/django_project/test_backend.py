@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import threading
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -42,9 +43,8 @@ def run_until_done(alias: str, queue: str, count: int) -> None:
 
     q = backend(alias).queue
     worker = Worker(q, queues=[queue], wait=0.2, concurrency=2)
-    thread = threading.Thread(
-        target=worker.run, args=(run_task,), kwargs={"install_signals": False}
-    )
+    handler = partial(run_task, backend=alias)
+    thread = threading.Thread(target=worker.run, args=(handler,), kwargs={"install_signals": False})
     thread.start()
     try:
         for _ in range(600):
@@ -88,6 +88,9 @@ def test_results_follow_the_item_through_running_success_and_failure(
 
     ok.refresh()
     assert ok.status == TaskResultStatus.SUCCESSFUL
+    again = backend(alias).get_result(ok.id)  # its task knows its backend: refresh asks it
+    again.refresh()
+    assert (again.task.backend, again.return_value) == (alias, 5)
     assert ok.return_value == 5
     assert ok.attempts == 1 and ok.started_at is not None and ok.finished_at is not None
     bad.refresh()
@@ -212,7 +215,7 @@ def test_the_handler_closes_old_connections_after_a_task(
     shop.touch_database.using(queue_name=queue_name).enqueue(database)
     q = backend("default").queue
     [lease] = q.claim(queue_name, worker="w-1")
-    assert run_task(Context(lease=lease)) == 1
+    assert run_task(Context(lease=lease), backend="default") == 1
     assert connections[database].connection is None
     q.complete(lease, result=1)
 
@@ -228,3 +231,45 @@ def test_an_item_naming_no_task_ends_dead_with_a_clear_error(site: Site, queue_n
     assert item.last_error is not None and "cannot import task 'shop.tasks.nope'" in item.last_error
     with pytest.raises(TaskResultDoesNotExist):
         backend("default").get_result(str(item_id))
+
+
+@pytest.mark.parametrize("alias", STORES)
+def test_each_execution_sends_the_frameworks_signals(
+    alias: str, shop: Any, queue_name: str
+) -> None:
+    from workclaim.django._compat import TaskResultStatus, task_finished, task_started
+
+    seen: list[tuple[str, str, str, list[str]]] = []
+    lock = threading.Lock()
+
+    def record(signal: str) -> Any:
+        def receiver(sender: type, task_result: Any, **kwargs: Any) -> None:
+            with lock:
+                paths = [error.exception_class_path for error in task_result.errors]
+                seen.append((signal, task_result.id, str(task_result.status), paths))
+
+        return receiver
+
+    on_start, on_finish = record("started"), record("finished")
+    task_started.connect(on_start)
+    task_finished.connect(on_finish)
+    try:
+        ok = shop.add.using(backend=alias, queue_name=queue_name).enqueue(1, 2)
+        bad = shop.fail_always.using(backend=alias, queue_name=queue_name).enqueue("x")
+        run_until_done(alias, queue_name, 2)
+    finally:
+        task_started.disconnect(on_start)
+        task_finished.disconnect(on_finish)
+    running, done, failed = (
+        str(TaskResultStatus.RUNNING),
+        str(TaskResultStatus.SUCCESSFUL),
+        str(TaskResultStatus.FAILED),
+    )
+    assert sorted(seen) == sorted(
+        [
+            ("started", ok.id, running, []),
+            ("finished", ok.id, done, []),
+            ("started", bad.id, running, []),
+            ("finished", bad.id, failed, ["shop.tasks.OutOfStock"]),
+        ]
+    )

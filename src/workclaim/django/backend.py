@@ -170,6 +170,7 @@ class WorkclaimBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(f"{result_id}: cannot import {call.task}") from exc
         if not isinstance(task, Task):
             raise TaskResultDoesNotExist(f"{result_id}: {call.task} is not a Django task")
+        task = task.using(backend=self.alias, queue_name=item.queue)  # refresh() asks us
         return task_result(
             task,
             item,

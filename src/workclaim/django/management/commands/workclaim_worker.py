@@ -7,6 +7,7 @@ backend (`--backend`, default "default"; `--queue` narrows its QUEUES).
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -73,6 +74,6 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"workclaim worker {worker.name}: queues {','.join(queues)}")
             self.stdout.flush()
-            worker.run(run_task)
+            worker.run(partial(run_task, backend=options["backend"]))
         except WorkclaimError as exc:
             raise CommandError(str(exc)) from exc
