@@ -240,3 +240,19 @@ def test_enqueue_many_and_the_connected_source(store_url: str, settings: Setting
             connect(None)
         with running(worker_on(q)):
             assert [h.result(timeout=60) for h in [*handles, single]] == [3, 7, 11]
+
+
+def test_a_plain_handler_has_the_workers_timeout(source: QueueAPI) -> None:
+    item_id = source.enqueue("plain", {}, max_attempts=1)
+    stopped = threading.Event()
+
+    def handler(ctx: Context) -> None:
+        if ctx.stopping.wait(60):
+            stopped.set()
+
+    worker = Worker(source, queues=["plain"], wait=0.5, timeout=0.2)
+    worker.handler(handler)
+    with running(worker):
+        item = _wait_for(source, item_id, lambda i: i.status is Status.DEAD)
+        assert stopped.wait(30)
+    assert (item.last_error or "").startswith("HandlerTimeout: the handler ran past its timeout")
