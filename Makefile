@@ -9,10 +9,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LATEST := .venv-latest
+# Django 6 needs Python 3.12: a second environment from the same lock, for tests/django_project
+# (tests/django_project/test_django6.py runs them there). Found on PATH or in pyenv, never
+# downloaded; without one the Django 6 tests are missing (a failure under CI=true).
+VENV312 := .venv312
+PYTHON312 ?= $(shell for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 \
+	$$(command -v python3.12); do "$$p" -c "" 2>/dev/null && { echo "$$p"; break; }; done)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test soak lint install clean peers deps-upgrade test-latest model model-mutants
+.PHONY: demo test soak lint install venv312 clean peers deps-upgrade test-latest model model-mutants
 
 # uv itself, pinned, in a virtualenv of its own (it is not part of the project's environment).
 $(UV):
@@ -24,6 +30,11 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+venv312: | $(UV)
+	@if [ -n "$(PYTHON312)" ]; then \
+		UV_PROJECT_ENVIRONMENT=$(VENV312) $(UV) sync --quiet --frozen --extra dev --python $(PYTHON312); \
+	else echo "no python3.12 on PATH or in pyenv: the Django 6 tests will be missing"; fi
 
 demo: $(STAMP)
 	$(BIN)/workclaim demo
@@ -38,7 +49,7 @@ lint: $(STAMP)
 	$(BIN)/mypy tests
 	$(BIN)/lint-imports --no-cache
 
-test: $(STAMP)
+test: $(STAMP) venv312
 	$(BIN)/python -m pytest
 
 # Refresh both locks to the newest releases the ranges allow (then run `make test` and commit).
@@ -77,4 +88,4 @@ model-mutants: $(STAMP)
 	$(BIN)/python -m pytest tests/model/test_spin.py -k mutant -s -p no:cacheprovider -q
 
 clean:
-	rm -rf $(VENV) $(LATEST) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV312) $(LATEST) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
