@@ -1,0 +1,157 @@
+"""The schedule race on every backend: five scheduler OS processes fire ONE every-second schedule
+(catch_up="all") while the driver moves their shared store clock over 10,000 slots in jumps and
+SIGKILLs a scheduler every few jumps (many of them mid-fire), then restarts it. Read from the
+store at the end, every slot has exactly one item, there is no other item, `last_slot` is the
+final slot, and every slot a scheduler was told it won is that slot's item.
+
+The clock is injected (tests/support/schedule_runner.py): nothing sleeps through a slot. The
+driver lets the store fall at most `CATCH_UP_BOUND` slots behind the clock, so catch-up "all"
+covers every slot; jumps past 60 s make some slots "missed" (the catch-up path), the rest are on
+time. Waits have deadlines; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.contract.helpers import T0
+from tests.support.schedule_runner import FileClock
+from workclaim import Item, Queue, Status
+from workclaim.schedules import CATCH_UP_BOUND, slot_key
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+SLOTS = 10_000
+SCHEDULERS = 5
+JUMPS = (1, 90)  # seconds the clock moves at a time (uniform); past 60 s slots count as missed
+KILL_EVERY = 8  # jumps between SIGKILLs: about 27 over the run
+MIN_KILLS = 20
+DEADLINE = 60.0  # seconds any one wait for the store may take before the test fails
+POLL = 0.005
+
+
+class Schedulers:
+    """The scheduler processes, each with a record file of the slots it won."""
+
+    def __init__(self, url: str, clock: Path, records: Path) -> None:
+        self.url, self.clock, self.records = url, clock, records
+        records.mkdir()
+        self.started = 0
+        self.live = [self.spawn() for _ in range(SCHEDULERS)]
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        record = self.records / f"s{self.started}.txt"
+        self.started += 1
+        args = [sys.executable, "-m", "tests.support.schedule_runner", self.url]
+        return subprocess.Popen([*args, str(self.clock), str(record)])
+
+    def kill_one(self, rng: random.Random) -> None:
+        """SIGKILL a random scheduler and start a new one in its place."""
+        victim = self.live.pop(rng.randrange(len(self.live)))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+        self.live.append(self.spawn())
+
+    def crashed(self) -> list[int]:
+        """The exit codes of schedulers that ended by themselves (a loop must never end)."""
+        return [code for p in self.live if (code := p.poll()) is not None]
+
+    def kill_all(self) -> None:
+        for p in self.live:
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
+
+    def won(self) -> list[tuple[datetime, int]]:
+        """Every (slot, item id) a scheduler was told it won, from every record file."""
+        lines = [
+            line.split()
+            for path in sorted(self.records.glob("*.txt"))
+            for line in path.read_text().splitlines()
+        ]
+        return [(datetime.fromisoformat(slot), int(item)) for slot, item in lines]
+
+
+def wait_for(what: str, done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not done():
+        assert time.monotonic() < deadline, f"the schedulers stalled: {what}"
+        time.sleep(POLL)
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgres", "redis"])
+def test_every_slot_fires_exactly_once(store_url: str, tmp_path: Path) -> None:
+    rng = random.Random(7)
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    final = T0 + timedelta(seconds=SLOTS)
+    q = Queue(store_url)
+    clock = FileClock(tmp_path / "clock")
+    clock.set(T0)
+    q.schedule(name, name, "* * * * * *", payload={"n": name}, catch_up="all", now=T0)
+
+    def last_slot() -> datetime:
+        return q.get_schedule(name, now=T0).last_slot or T0
+
+    schedulers = Schedulers(store_url, tmp_path / "clock", tmp_path / "records")
+    kills = mid_fire = 0
+    try:
+        now, jumps = T0, 0
+        while now < final:
+            step = timedelta(seconds=rng.randint(*JUMPS))
+            now = min(final, now + step)
+            # At most the bound behind the clock: catch-up "all" then covers every due slot.
+            wait_for(f"{now} is too far ahead", lambda: now - last_slot() <= timedelta(seconds=CATCH_UP_BOUND))
+            before = last_slot()
+            clock.set(now)
+            jumps += 1
+            if jumps % KILL_EVERY == 0:
+                wait_for("no scheduler fired after a jump", lambda: last_slot() > before)
+                mid_fire += last_slot() < now  # the kill lands while slots are being fired
+                schedulers.kill_one(rng)
+                kills += 1
+        wait_for("the survivors did not catch up", lambda: last_slot() == final)
+        crashed = schedulers.crashed()
+    finally:
+        schedulers.kill_all()
+
+    assert crashed == []
+    assert kills >= MIN_KILLS and mid_fire >= 1, (kills, mid_fire)
+    items = _all_items(q, name)
+    keys = Counter(item.dedupe_key for item in items)
+    slots = [T0 + timedelta(seconds=s) for s in range(1, SLOTS + 1)]
+    missing = [slot for slot in slots if keys[slot_key(name, slot)] == 0]
+    assert missing == [], f"{len(missing)} slots never fired, first {missing[:3]}"
+    doubled = [key for key, count in keys.items() if count > 1]
+    assert doubled == [], f"{len(doubled)} slots fired more than once, first {doubled[:3]}"
+    assert len(items) == SLOTS  # and nothing else in the queue
+    schedule = q.get_schedule(name, now=final)
+    by_key = {item.dedupe_key: item.id for item in items}
+    assert schedule.last_slot == final
+    assert schedule.last_item_id == by_key[slot_key(name, final)]
+    won = schedulers.won()
+    assert len({slot for slot, _ in won}) == len(won), "two schedulers were told they won a slot"
+    assert all(by_key[slot_key(name, slot)] == item_id for slot, item_id in won)
+    assert len(won) >= SLOTS - kills  # a kill loses at most the record of the slot it ended
+    q.close()
+
+
+def _all_items(q: Queue, queue: str) -> list[Item]:
+    """Every item of `queue`, whatever its status, page by page."""
+    found: list[Item] = []
+    for status in Status:
+        page = q.items(queue, status, limit=1_000)
+        while page:
+            found += page
+            page = q.items(queue, status, limit=1_000, after=page[-1].id)
+    return found
