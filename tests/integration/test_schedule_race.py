@@ -39,6 +39,8 @@ KILL_EVERY = 8  # jumps between SIGKILLs: about 27 over the run
 MIN_KILLS = 20
 DEADLINE = 60.0  # seconds any one wait for the store may take before the test fails
 POLL = 0.005
+SECOND = timedelta(seconds=1)
+BOUND = CATCH_UP_BOUND * SECOND
 
 
 class Schedulers:
@@ -47,14 +49,17 @@ class Schedulers:
     def __init__(self, url: str, clock: Path, records: Path) -> None:
         self.url, self.clock, self.records = url, clock, records
         records.mkdir()
-        self.started = 0
+        self.everyone: list[subprocess.Popen[bytes]] = []  # the n-th writes s<n>.txt, s<n>.log
         self.live = [self.spawn() for _ in range(SCHEDULERS)]
 
     def spawn(self) -> subprocess.Popen[bytes]:
-        record = self.records / f"s{self.started}.txt"
-        self.started += 1
+        """A new scheduler; its log (catch-up warnings, any traceback) goes to `s<n>.log`."""
+        record = self.records / f"s{len(self.everyone)}.txt"
         args = [sys.executable, "-m", "tests.support.schedule_runner", self.url]
-        return subprocess.Popen([*args, str(self.clock), str(record)])
+        with open(record.with_suffix(".log"), "wb") as log:
+            process = subprocess.Popen([*args, str(self.clock), str(record)], stderr=log)
+        self.everyone.append(process)
+        return process
 
     def kill_one(self, rng: random.Random) -> None:
         """SIGKILL a random scheduler and start a new one in its place."""
@@ -63,9 +68,13 @@ class Schedulers:
         victim.wait(30)
         self.live.append(self.spawn())
 
-    def crashed(self) -> list[int]:
-        """The exit codes of schedulers that ended by themselves (a loop must never end)."""
-        return [code for p in self.live if (code := p.poll()) is not None]
+    def crashed(self) -> list[str]:
+        """The logs of schedulers that ended by themselves (a loop must never end)."""
+        return [
+            self.records.joinpath(f"s{n}.log").read_text()
+            for n, p in enumerate(self.everyone)
+            if p.poll() not in (None, -signal.SIGKILL)
+        ]
 
     def kill_all(self) -> None:
         for p in self.live:
@@ -83,11 +92,14 @@ class Schedulers:
         return [(datetime.fromisoformat(slot), int(item)) for slot, item in lines]
 
 
-def wait_for(what: str, done: Callable[[], bool]) -> None:
+def reach(last_slot: Callable[[], datetime], slot: datetime, what: str) -> datetime:
+    """Poll until the store's `last_slot()` is at least `slot`, and return it; fail after
+    `DEADLINE` s (the schedulers' logs say why)."""
     deadline = time.monotonic() + DEADLINE
-    while not done():
-        assert time.monotonic() < deadline, f"the schedulers stalled: {what}"
+    while (last := last_slot()) < slot:
+        assert time.monotonic() < deadline, f"the schedulers stalled at {last}: {what} (s*.log)"
         time.sleep(POLL)
+    return last
 
 
 @pytest.mark.parametrize("backend_name", ["sqlite", "postgres", "redis"])
@@ -111,16 +123,15 @@ def test_every_slot_fires_exactly_once(store_url: str, tmp_path: Path) -> None:
             step = timedelta(seconds=rng.randint(*JUMPS))
             now = min(final, now + step)
             # At most the bound behind the clock: catch-up "all" then covers every due slot.
-            wait_for(f"{now} is too far ahead", lambda: now - last_slot() <= timedelta(seconds=CATCH_UP_BOUND))
-            before = last_slot()
+            before = reach(last_slot, now - BOUND, "far behind the clock")
             clock.set(now)
             jumps += 1
             if jumps % KILL_EVERY == 0:
-                wait_for("no scheduler fired after a jump", lambda: last_slot() > before)
-                mid_fire += last_slot() < now  # the kill lands while slots are being fired
+                fired = reach(last_slot, before + SECOND, "no slot fired after a jump")
+                mid_fire += fired < now  # the kill lands while slots are being fired
                 schedulers.kill_one(rng)
                 kills += 1
-        wait_for("the survivors did not catch up", lambda: last_slot() == final)
+        reach(last_slot, final, "the survivors did not catch up")
         crashed = schedulers.crashed()
     finally:
         schedulers.kill_all()

@@ -4,7 +4,7 @@ It runs the real `Scheduler` loop on a store, with the store clock injected: `Fi
 the instant the test driver last wrote to a file, so the driver moves time for every scheduler
 at once and nothing sleeps through a slot. Every slot this process is told it won (`fire_slot`
 returned an id) is appended, flushed, to a record file of its own: the test checks those claims
-against the store. SIGTERM stops the loop; the test mostly SIGKILLs.
+against the store. The test ends it with SIGKILL (at any point: that is the point).
 
     python -m tests.support.schedule_runner STORE_URL CLOCK_FILE RECORD_FILE
 """
@@ -12,11 +12,9 @@ against the store. SIGTERM stops the loop; the test mostly SIGKILLs.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
 from workclaim import Queue
@@ -57,20 +55,12 @@ class RecordingQueue(Queue):
 
 
 def main(url: str, clock_file: str, record_file: str) -> None:
-    """Run a scheduler until SIGTERM: polls often (the injected clock never wakes anyone)."""
+    """Run a scheduler until killed; it polls often (the injected clock wakes no one)."""
     queue = RecordingQueue(url)
     with open(record_file, "a", encoding="utf-8") as record:
         queue.record = record
-        scheduler = Scheduler(
-            queue, clock=FileClock(Path(clock_file)).now, max_sleep=0.01, min_interval=0.0
-        )
-
-        def stop(signum: int, frame: FrameType | None) -> None:
-            scheduler.stop(timeout=0)
-
-        signal.signal(signal.SIGTERM, stop)
-        scheduler.run()
-    queue.close()
+        clock = FileClock(Path(clock_file))
+        Scheduler(queue, clock=clock.now, max_sleep=0.01, min_interval=0.0).run()
 
 
 if __name__ == "__main__":
