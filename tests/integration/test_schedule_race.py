@@ -1,4 +1,11 @@
-"""The schedule race on every backend: five scheduler OS processes fire ONE every-second schedule
+"""Exactly once under real races, on every backend.
+
+1. Offers: spawned processes, each with its own connection, released by a barrier, offer the
+same slots of one schedule to the store (`Queue.fire_slot`, the scheduler's one write) and
+record every answer; every slot must have been taken by exactly one process, and the store must
+hold exactly one item per slot, the one its taker was told.
+
+2. Schedulers: five scheduler OS processes fire ONE every-second schedule
 (catch_up="all") while the driver moves their shared store clock over 10,000 slots in jumps and
 SIGKILLs a scheduler every few jumps (many of them mid-fire), then restarts it. Read from the
 store at the end, every slot has exactly one item, there is no other item, `last_slot` is the
@@ -12,26 +19,95 @@ time. Waits have deadlines; nothing is timed.
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import random
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.contract.helpers import T0
 from tests.support.schedule_runner import FileClock
-from workclaim import Item, Queue, Status
+from workclaim import Item, Queue, Settings, Status
 from workclaim.schedules import CATCH_UP_BOUND, slot_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
+# -- 1. offers ------------------------------------------------------------------------------
+PROCESSES = 6
+OFFERED = 150
+
+
+def slot(n: int) -> datetime:
+    """The n-th slot of the schedule `* * * * * *` (one a second) after it was set at T0."""
+    return T0 + timedelta(seconds=n + 1)
+
+
+def offer_all(url: str, process: int, barrier: Any, history: str) -> None:
+    """One scheduler process: read the schedule, wait for the others, offer every slot in
+    order (as a scheduler does), and record each answer, one JSON line per offer."""
+    q = Queue(url, settings=Settings(auto_migrate=False))
+    try:
+        schedule = q.get_schedule("race", now=T0)
+        barrier.wait(timeout=60)
+        with open(history, "w", encoding="utf-8") as out:
+            for n in range(OFFERED):
+                item_id = q.fire_slot(schedule, slot(n), now=slot(n))
+                out.write(json.dumps({"process": process, "slot": n, "item_id": item_id}) + "\n")
+    finally:
+        q.close()
+
+
+def test_every_slot_is_enqueued_exactly_once_by_racing_schedulers(
+    store_url: str, tmp_path: Path
+) -> None:
+    with Queue(store_url) as q:
+        q.schedule("race", "jobs", "* * * * * *", payload={"x": 1}, now=T0)
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(PROCESSES)
+    files = [str(tmp_path / f"history-{p}.jsonl") for p in range(PROCESSES)]
+    procs = [
+        ctx.Process(target=offer_all, args=(store_url, p, barrier, files[p]))
+        for p in range(PROCESSES)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0] * PROCESSES
+
+    answers = [json.loads(line) for name in files for line in Path(name).read_text().splitlines()]
+    assert len(answers) == PROCESSES * OFFERED  # every process offered every slot
+    taken: dict[int, list[int]] = defaultdict(list)
+    for answer in answers:
+        if answer["item_id"] is not None:
+            taken[answer["slot"]].append(answer["item_id"])
+    assert sorted(taken) == list(range(OFFERED))  # every slot was taken...
+    assert all(len(ids) == 1 for ids in taken.values()), {  # ...by exactly one process
+        n: ids for n, ids in taken.items() if len(ids) > 1
+    }
+    takers = Counter(a["process"] for a in answers if a["item_id"] is not None)
+    assert sum(takers.values()) == OFFERED
+
+    with Queue(store_url) as q:
+        items = q.items("jobs", Status.QUEUED, limit=1000)
+        stored = {item.dedupe_key: item.id for item in items}
+        expected = {f"schedule:race:{slot(n):%Y%m%dT%H%M%SZ}": taken[n][0] for n in range(OFFERED)}
+        assert stored == expected  # one item per slot, the one its taker was told
+        last = q.get_schedule("race", now=slot(OFFERED))
+        assert (last.last_slot, last.last_item_id) == (slot(OFFERED - 1), taken[OFFERED - 1][0])
+
+
+# -- 2. schedulers --------------------------------------------------------------------------
 SLOTS = 10_000
 SCHEDULERS = 5
 JUMPS = (1, 90)  # seconds the clock moves at a time (uniform); past 60 s slots count as missed
@@ -89,7 +165,7 @@ class Schedulers:
             for path in sorted(self.records.glob("*.txt"))
             for line in path.read_text().splitlines()
         ]
-        return [(datetime.fromisoformat(slot), int(item)) for slot, item in lines]
+        return [(datetime.fromisoformat(at), int(item)) for at, item in lines]
 
 
 def reach(last_slot: Callable[[], datetime], slot: datetime, what: str) -> datetime:
@@ -153,8 +229,8 @@ def test_every_slot_fires_exactly_once(store_url: str, tmp_path: Path) -> None:
     assert schedule.last_slot == final
     assert schedule.last_item_id == by_key[slot_key(name, final)]
     won = schedulers.won()
-    assert len({slot for slot, _ in won}) == len(won), "two schedulers were told they won a slot"
-    assert all(by_key[slot_key(name, slot)] == item_id for slot, item_id in won)
+    assert len({at for at, _ in won}) == len(won), "two schedulers were told they won a slot"
+    assert all(by_key[slot_key(name, at)] == item_id for at, item_id in won)
     assert len(won) >= SLOTS - kills  # a kill loses at most the record of the slot it ended
     q.close()
 
