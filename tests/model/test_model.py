@@ -534,11 +534,15 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             if got is not None:
                 self.slot_fired(read, slot, got)
 
-        @rule(bound=st.sampled_from([3, CATCH_UP_BOUND]))
-        def scheduler_pass(self, bound: int) -> None:
-            """One pass of a scheduler at the model's time (`bound`: catch-up "all"'s most
-            slots per pass): it fires the reference's due slots, schedule by schedule (by
-            name), each slot's item in turn."""
+        @rule(
+            later=st.sampled_from([0.0, 5.0, 12.0, 61.0, 130.0]),
+            bound=st.sampled_from([3, CATCH_UP_BOUND]),
+        )
+        def scheduler_pass(self, later: float, bound: int) -> None:
+            """The clock moves `later` seconds, then one scheduler pass runs at the model's
+            time (`bound`: catch-up "all"'s most slots per pass): it fires the reference's due
+            slots, schedule by schedule (by name), each slot's item in turn."""
+            self.now += timedelta(seconds=later)
             plan: list[tuple[Schedule, datetime]] = []  # (as read, slot), in firing order
             earliest = None
             for name in sorted(self.schedules):
