@@ -1,7 +1,7 @@
 """The reference for schedules in the model test (tests/model/test_model.py), written from the
-contract (docs/contract.md "Schedules") without the library's cron code: its crons fire on
-whole seconds whose second is a multiple of `period` (5, 7 or 60), which plain arithmetic
-enumerates.
+contract (docs/contract.md "Schedules") without the library's cron code: its crons fire on the
+whole seconds whose second and minute are multiples of two steps (`CRONS`), which plain
+arithmetic enumerates.
 
 It says what declaring a schedule stores, which offered slot the store accepts, and which slots
 one scheduler pass fires: the `bound` most recent due slots; of those, "all" fires every one,
@@ -17,10 +17,24 @@ from typing import Any
 
 from workclaim import CatchUp, Schedule
 
-# The crons the model declares: the period of the second at which each fires -> expression.
-CRONS = {5: "* * * * * */5", 7: "* * * * * */7", 60: "* * * * *"}
+# The crons the model declares -> (step of the second, step of the minute) at which each fires:
+# every 5 s, at seconds 0, 7, ... 56 of each minute, every minute, every third minute (so the
+# most recent slot can be more than 60 s late).
+CRONS = {
+    "* * * * * */5": (5, 1),
+    "* * * * * */7": (7, 1),
+    "* * * * *": (60, 1),
+    "*/3 * * * *": (60, 3),
+}
+LONGEST_GAP = timedelta(minutes=3)
 ON_TIME = timedelta(seconds=60)
 SECOND = timedelta(seconds=1)
+
+
+def fires(cron: str, moment: datetime) -> bool:
+    """Whether `cron` (one of `CRONS`) fires at the whole second `moment`."""
+    second, minute = CRONS[cron]
+    return moment.second % second == 0 and moment.minute % minute == 0
 
 
 @dataclass(frozen=True)
@@ -28,7 +42,7 @@ class ScheduleSettings:
     """What a schedule is declared with (everything `schedule()` takes but its name)."""
 
     queue: str
-    period: int
+    cron: str
     payload: Any
     priority: int
     max_attempts: int | None
@@ -73,7 +87,7 @@ class RefSchedule:
         """The schedule's slots in (after, upto], ascending."""
         found, moment = [], after.replace(microsecond=0) + SECOND
         while moment <= upto:
-            if moment.second % self.settings.period == 0:
+            if fires(self.settings.cron, moment):
                 found.append(moment)
             moment += SECOND
         return found
@@ -83,7 +97,7 @@ class RefSchedule:
         if not self.settings.enabled:
             return None
         start = max(now, self.cursor())
-        return self.slots(start, start + timedelta(seconds=self.settings.period))[0]
+        return self.slots(start, start + LONGEST_GAP)[0]
 
     def due(self, now: datetime, bound: int) -> list[datetime]:
         """The slots one scheduler pass at `now` fires, ascending."""
@@ -104,7 +118,7 @@ class RefSchedule:
         return Schedule(
             name=self.name,
             queue=s.queue,
-            cron=CRONS[s.period],
+            cron=s.cron,
             payload=s.payload,
             timezone="UTC",
             priority=s.priority,

@@ -194,7 +194,7 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             stored = self.q.schedule(
                 name,
                 wanted.queue,
-                CRONS[wanted.period],
+                wanted.cron,
                 payload=wanted.payload,
                 priority=wanted.priority,
                 max_attempts=wanted.max_attempts,
@@ -459,7 +459,7 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
         @rule(
             target=schedule_reads,
             which=SCHEDULES,
-            period=st.sampled_from(sorted(CRONS)),
+            cron=st.sampled_from(sorted(CRONS)),
             payload=st.sampled_from([None, {"k": 1}, [1, 2]]),
             priority=st.integers(0, 1),
             max_attempts=st.sampled_from([None, 2]),
@@ -470,7 +470,7 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
         def declare_schedule(
             self,
             which: str,
-            period: int,
+            cron: str,
             payload: Any,
             priority: int,
             max_attempts: int | None,
@@ -481,9 +481,19 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             """Create or replace a schedule (replacing with the same settings is rarely drawn
             here: `redeclare_schedule` does it)."""
             wanted = ScheduleSettings(
-                self.name, period, payload, priority, max_attempts, group, catch_up, enabled
+                self.name, cron, payload, priority, max_attempts, group, catch_up, enabled
             )
             return self.declare(f"{self.name}-{which}", wanted)
+
+        @initialize(
+            target=schedule_reads,
+            cron=st.sampled_from(sorted(CRONS)),
+            catch_up=st.sampled_from(list(CatchUp)),
+        )
+        def first_schedule(self, cron: str, catch_up: CatchUp) -> Schedule:
+            """A schedule from the start, so most examples fire slots."""
+            wanted = ScheduleSettings(self.name, cron, None, 0, None, None, catch_up, True)
+            return self.declare(f"{self.name}-s1", wanted)
 
         @rule(target=schedule_reads, which=SCHEDULES, flip=st.booleans())
         def redeclare_schedule(self, which: str, flip: bool) -> Any:
@@ -518,7 +528,8 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             """A scheduler offers one slot of a schedule as it read it (maybe long ago): the
             next slot by its read or by the store's state now, the one after, the last one
             taken, one before the cursor."""
-            period = timedelta(seconds=next(p for p, c in CRONS.items() if c == read.cron))
+            second, minute = CRONS[read.cron]
+            period = timedelta(seconds=second * minute)  # about a slot's length
             marks = [read.next_slot, read.last_slot, read.set_at]
             current = self.schedules.get(read.name)
             if current is not None:
@@ -535,7 +546,7 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
                 self.slot_fired(read, slot, got)
 
         @rule(
-            later=st.sampled_from([0.0, 5.0, 12.0, 61.0, 130.0]),
+            later=st.sampled_from([0.0, 5.0, 12.0, 65.0, 130.0, 250.0]),
             bound=st.sampled_from([3, CATCH_UP_BOUND]),
         )
         def scheduler_pass(self, later: float, bound: int) -> None:
