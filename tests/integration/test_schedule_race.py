@@ -114,7 +114,7 @@ JUMPS = (1, 90)  # seconds the clock moves at a time (uniform); past 60 s slots 
 KILL_EVERY = 8  # jumps between SIGKILLs: about 27 over the run
 MIN_KILLS = 20
 DEADLINE = 60.0  # seconds any one wait for the store may take before the test fails
-POLL = 0.005
+POLL = 0.01
 SECOND = timedelta(seconds=1)
 BOUND = CATCH_UP_BOUND * SECOND
 
