@@ -5,6 +5,13 @@ fused with a claim), releases, failures, cancels, requeues, policy changes, paus
 clock moves (the clock is injected; nothing sleeps), and after every step checks that the store
 agrees with the model item by item, in its stats, its policy and its live leases per group. Claims
 are checked against the fair order and the limits of flow control (tests/model/flow_reference.py).
+
+Schedules ride along (tests/model/schedule_reference.py): declared, replaced, declared again
+unchanged, disabled, removed; slots offered by hand from schedules as read earlier (stale
+versions, old slots, slots already taken, slots not due yet) and fired by scheduler passes at the
+model's time; each offer must be accepted exactly when the reference says, its item must be the
+one the reference expects (a queue item like any other from then on), and `schedules()` must
+agree with the reference after every step.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from hypothesis.stateful import (
 
 from tests.contract.helpers import T0
 from tests.model.flow_reference import Candidate, admitted, fair_order
+from tests.model.schedule_reference import CRONS, RefSchedule, ScheduleSettings
 from workclaim import (
+    CatchUp,
     GroupLeases,
     InvalidState,
     Lease,
@@ -38,10 +47,14 @@ from workclaim import (
     Queue,
     QueuePolicy,
     Rate,
+    Schedule,
+    ScheduleNotFound,
     Settings,
     Status,
 )
 from workclaim.retry import Backoff
+from workclaim.scheduler import Scheduler
+from workclaim.schedules import CATCH_UP_BOUND, slot_key
 
 BACKOFF = Backoff(base=10.0, factor=2.0, cap=1_000.0, jitter=0.0)
 LIVE = (Status.QUEUED, Status.CLAIMED)
@@ -52,6 +65,7 @@ GROUPS = st.sampled_from([None, None, "a", "b", "c"])
 WINDOW = 10.0
 LIMITS = st.sampled_from([None, None, 1, 2, 3])
 COUNTS = st.sampled_from([1, 2, 4])
+SCHEDULES = st.sampled_from(["s1", "s2"])  # names within the example's own prefix
 
 
 @dataclass
@@ -78,6 +92,7 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
 
     class ContractModel(RuleBasedStateMachine):
         leases = Bundle("leases")
+        schedule_reads = Bundle("schedule_reads")  # schedules as some scheduler read them
 
         def __init__(self) -> None:
             super().__init__()
@@ -89,8 +104,11 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             self.rate_on = self.group_rate_on = False
             self.claims: list[tuple[datetime, str | None]] = []  # (time, group) per item claimed
             self.served: dict[str | None, int] = {}  # group -> greatest token issued
+            self.schedules: dict[str, RefSchedule] = {}
 
         def teardown(self) -> None:
+            for name in self.schedules:  # schedulers fire every schedule of the store
+                self.q.unschedule(name)
             self.q.close()
 
         # -- helpers ---------------------------------------------------------------------
@@ -170,6 +188,46 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
                 if key is not None and item.dedupe_key == key and item.status in LIVE:
                     return item.id
             return None
+
+        def declare(self, name: str, wanted: ScheduleSettings) -> Schedule:
+            """`schedule()` with `wanted`; the store must return what the reference stores."""
+            stored = self.q.schedule(
+                name,
+                wanted.queue,
+                wanted.cron,
+                payload=wanted.payload,
+                priority=wanted.priority,
+                max_attempts=wanted.max_attempts,
+                group=wanted.group,
+                catch_up=wanted.catch_up.value,
+                enabled=wanted.enabled,
+                now=self.now,
+            )
+            current = self.schedules.get(name)
+            if current is None:
+                self.schedules[name] = RefSchedule(name, wanted, 1, self.now)
+            else:
+                self.schedules[name] = current.declared(wanted, self.now)
+            assert stored == self.schedules[name].stored(self.now)
+            return stored
+
+        def slot_fired(self, read: Schedule, slot: datetime, item_id: int) -> None:
+            """The store accepted `slot` offered from `read` and says its item is `item_id`:
+            the live item holding the slot's dedupe key if any (enqueue's dedupe), else a new
+            item, enqueued from `read`'s settings at the model's time."""
+            key = slot_key(read.name, slot)
+            holder = self.holder_of(key)
+            self.schedules[read.name] = self.schedules[read.name].fired(slot, item_id)
+            if holder is not None:
+                assert item_id == holder
+                return
+            assert all(item_id > i for i in self.items)
+            stored = self.q.get(item_id)
+            assert (stored.dedupe_key, stored.payload) == (key, read.payload)
+            attempts = read.max_attempts or self.q.settings.max_attempts_for(self.name)
+            self.items[item_id] = ModelItem(
+                item_id, read.priority, self.now, attempts, key, group=read.group
+            )
 
         # -- rules -----------------------------------------------------------------------
         @rule(
@@ -393,9 +451,127 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
                 verb = self.q.pause if pause else self.q.resume
                 assert verb(self.name) == self.policy
 
-        @rule(seconds=st.sampled_from([1.0, 5.0, 10.0, 11.0, 31.0]))
+        @rule(seconds=st.sampled_from([1.0, 5.0, 10.0, 11.0, 31.0, 61.0, 130.0]))
         def advance_clock(self, seconds: float) -> None:
             self.now += timedelta(seconds=seconds)
+
+        # -- schedules ---------------------------------------------------------------------
+        @rule(
+            target=schedule_reads,
+            which=SCHEDULES,
+            cron=st.sampled_from(sorted(CRONS)),
+            payload=st.sampled_from([None, {"k": 1}, [1, 2]]),
+            priority=st.integers(0, 1),
+            max_attempts=st.sampled_from([None, 2]),
+            group=st.sampled_from([None, "a"]),
+            catch_up=st.sampled_from(list(CatchUp)),
+            enabled=st.sampled_from([True, True, False]),
+        )
+        def declare_schedule(
+            self,
+            which: str,
+            cron: str,
+            payload: Any,
+            priority: int,
+            max_attempts: int | None,
+            group: str | None,
+            catch_up: CatchUp,
+            enabled: bool,
+        ) -> Schedule:
+            """Create or replace a schedule (replacing with the same settings is rarely drawn
+            here: `redeclare_schedule` does it)."""
+            wanted = ScheduleSettings(
+                self.name, cron, payload, priority, max_attempts, group, catch_up, enabled
+            )
+            return self.declare(f"{self.name}-{which}", wanted)
+
+        @initialize(
+            target=schedule_reads,
+            cron=st.sampled_from(sorted(CRONS)),
+            catch_up=st.sampled_from(list(CatchUp)),
+        )
+        def first_schedule(self, cron: str, catch_up: CatchUp) -> Schedule:
+            """A schedule from the start, so most examples fire slots."""
+            wanted = ScheduleSettings(self.name, cron, None, 0, None, None, catch_up, True)
+            return self.declare(f"{self.name}-s1", wanted)
+
+        @rule(target=schedule_reads, which=SCHEDULES, flip=st.booleans())
+        def redeclare_schedule(self, which: str, flip: bool) -> Any:
+            """Declare a schedule again as it is (nothing changes, not even `set_at`), or with
+            `enabled` flipped (disable or enable: a new version)."""
+            current = self.schedules.get(f"{self.name}-{which}")
+            if current is None:
+                return multiple()
+            wanted = current.settings
+            if flip:
+                wanted = replace(wanted, enabled=not wanted.enabled)
+            return self.declare(current.name, wanted)
+
+        @rule(which=SCHEDULES)
+        def unschedule(self, which: str) -> None:
+            name = f"{self.name}-{which}"
+            assert self.q.unschedule(name) == (self.schedules.pop(name, None) is not None)
+
+        @rule(target=schedule_reads, which=SCHEDULES)
+        def read_schedule(self, which: str) -> Any:
+            name = f"{self.name}-{which}"
+            if name not in self.schedules:
+                with pytest.raises(ScheduleNotFound):
+                    self.q.get_schedule(name, now=self.now)
+                return multiple()
+            read = self.q.get_schedule(name, now=self.now)
+            assert read == self.schedules[name].stored(self.now)
+            return read
+
+        @rule(read=schedule_reads, data=st.data())
+        def offer_slot(self, read: Schedule, data: st.DataObject) -> None:
+            """A scheduler offers one slot of a schedule as it read it (maybe long ago): the
+            next slot by its read or by the store's state now, the one after, the last one
+            taken, one before the cursor."""
+            second, minute = CRONS[read.cron]
+            period = timedelta(seconds=second * minute)  # about a slot's length
+            marks = [read.next_slot, read.last_slot, read.set_at]
+            current = self.schedules.get(read.name)
+            if current is not None:
+                marks += [current.next_slot(self.now), current.last_slot, current.cursor()]
+                marks += [slot for slot in current.slots(current.cursor(), self.now)[:1]]
+            bases = sorted({m for m in marks if m is not None})
+            slot = data.draw(st.sampled_from(bases)) + data.draw(
+                st.sampled_from([timedelta(0), timedelta(0), period, -period])
+            )
+            accepted = current is not None and current.accepts(read.version, slot)
+            got = self.q.fire_slot(read, slot, now=self.now)
+            assert (got is not None) == accepted, (read, slot, current)
+            if got is not None:
+                self.slot_fired(read, slot, got)
+
+        @rule(
+            later=st.sampled_from([0.0, 5.0, 12.0, 65.0, 130.0, 250.0]),
+            bound=st.sampled_from([3, CATCH_UP_BOUND]),
+        )
+        def scheduler_pass(self, later: float, bound: int) -> None:
+            """The clock moves `later` seconds, then one scheduler pass runs at the model's
+            time (`bound`: catch-up "all"'s most slots per pass): it fires the reference's due
+            slots, schedule by schedule (by name), each slot's item in turn."""
+            self.now += timedelta(seconds=later)
+            plan: list[tuple[Schedule, datetime]] = []  # (as read, slot), in firing order
+            earliest = None
+            for name in sorted(self.schedules):
+                ref = self.schedules[name]
+                plan += [(ref.stored(self.now), slot) for slot in ref.due(self.now, bound)]
+                upcoming = ref.next_slot(self.now)
+                if upcoming is not None and (earliest is None or upcoming < earliest):
+                    earliest = upcoming
+            last = max(self.items) if self.items else None
+            assert Scheduler(self.q, clock=lambda: self.now, bound=bound).tick() == earliest
+            new = iter(self.q.items(self.name, Status.QUEUED, limit=1_000, after=last))
+            for read, slot in plan:
+                key = slot_key(read.name, slot)
+                holder = self.holder_of(key)
+                item = self.q.get(holder) if holder is not None else next(new, None)
+                assert item is not None and item.dedupe_key == key, (key, item)
+                self.slot_fired(read, slot, item.id)
+            assert next(new, None) is None  # no item but the slots'
 
         # -- invariants ------------------------------------------------------------------
         @invariant()
@@ -430,6 +606,11 @@ def make_machine(store_url: str) -> type[RuleBasedStateMachine]:
             busiest = sorted(live.items(), key=lambda gl: (-gl[1], gl[0] is not None, gl[0] or ""))
             expected = [GroupLeases(group, count) for group, count in busiest]
             assert self.q.live_leases_by_group(self.name, limit=10, now=self.now) == expected
+
+        @invariant()
+        def schedules_agree_with_model(self) -> None:
+            mine = [s for s in self.q.schedules(now=self.now) if s.name.startswith(self.name)]
+            assert mine == [ref.stored(self.now) for _, ref in sorted(self.schedules.items())]
 
     return ContractModel
 
