@@ -20,6 +20,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from workclaim import otel
 from workclaim._deprecated import claim_renamed
 from workclaim.api import AsyncQueueAPI, QueueAPI
 from workclaim.backends import Backend, NewItem, TransactionalEnqueue, open_backend
@@ -73,6 +74,7 @@ from workclaim.verb_logs import (
     PURGE,
     RELEASE,
     REQUEUE,
+    Logged,
     logged,
 )
 
@@ -139,6 +141,8 @@ class Queue:
         self.backend: Backend = backend or open_backend(url, self.settings)
         self._next_prune = 0.0
         self._prune_lock = threading.Lock()
+        self._otel: otel.Instrumentation | None = None
+        self._logged: Logged = logged
         try:
             if self.settings.auto_migrate:
                 self.backend.migrate()
@@ -149,10 +153,17 @@ class Queue:
                 with contextlib.suppress(Exception):  # the first error is the one to see
                     self.backend.close()
             raise
+        # OpenTelemetry, decided once here: without a configured provider the verbs call
+        # `logged` itself and nothing else.
+        self._otel = otel.instrument(self.stats)
+        if self._otel is not None:
+            self._logged = self._otel.wrap(logged)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         """Release the store's connections. Idempotent."""
+        if self._otel is not None:
+            self._otel.close()
         self.backend.close()
 
     def __enter__(self) -> Self:
@@ -234,7 +245,7 @@ class Queue:
         )
         text = encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
         items = [replace(template, payload=text)]
-        return logged(ENQUEUE, self.settings, self._store, queue, items, now, connection)[0]
+        return self._logged(ENQUEUE, self.settings, self._store, queue, items, now, connection)[0]
 
     def enqueue_many(
         self,
@@ -259,7 +270,7 @@ class Queue:
         if not texts:
             return []
         items = [replace(template, payload=text) for text in texts]
-        return logged(ENQUEUE, self.settings, self._store, queue, items, now, connection)
+        return self._logged(ENQUEUE, self.settings, self._store, queue, items, now, connection)
 
     def _store(
         self, queue: str, items: list[NewItem], now: datetime | None, connection: Any
@@ -307,12 +318,12 @@ class Queue:
             now=now,
         )
         if wait <= 0:
-            return logged(CLAIM, self.settings, claim)
+            return self._logged(CLAIM, self.settings, claim)
         wakeup = self.backend.wakeup()
         pauses = _Pauses(self.backend, names, wait, now)
         while True:
             generation = wakeup.generation()
-            leases = logged(CLAIM, self.settings, claim)
+            leases = self._logged(CLAIM, self.settings, claim)
             if leases:
                 return leases
             pause = pauses.next()
@@ -327,7 +338,7 @@ class Queue:
         lease. Raises `LeaseLost` if the lease is stale or already expired."""
         _check_lease_arg(lease)
         seconds = None if extend is None else check_lease(extend)
-        return logged(
+        return self._logged(
             HEARTBEAT, self.settings, self.backend.heartbeat, lease, extend_seconds=seconds, now=now
         )
 
@@ -338,14 +349,16 @@ class Queue:
         text = None
         if result is not None:
             text = encode_json(result, what="result", max_bytes=self.settings.max_payload_bytes)
-        logged(COMPLETE, self.settings, self.backend.complete, lease, result=text, now=now)
+        self._logged(COMPLETE, self.settings, self.backend.complete, lease, result=text, now=now)
 
     def release(self, lease: Lease, *, delay: float = 0.0, now: datetime | None = None) -> None:
         """Give the item back (after `delay` seconds) without using up an attempt."""
         _check_lease_arg(lease)
         delay = check_delay(delay)
         check_due(now, delay)
-        logged(RELEASE, self.settings, self.backend.release, lease, delay_seconds=delay, now=now)
+        self._logged(
+            RELEASE, self.settings, self.backend.release, lease, delay_seconds=delay, now=now
+        )
 
     def fail(
         self,
@@ -368,7 +381,7 @@ class Queue:
             delay = self.settings.backoff.delay(lease.attempt)
         check_due(now, delay or 0.0, "retry backoff")
         text = clip_error(error)
-        return logged(
+        return self._logged(
             FAIL, self.settings, self.backend.fail, lease, error=text, retry_delay=delay, now=now
         )
 
@@ -393,7 +406,7 @@ class Queue:
         limit = 0 if limit == 0 else check_batch(limit)
         pairs = [self._completion(entry) for entry in done]
         self._maybe_prune()
-        flags, leases = logged(
+        flags, leases = self._logged(
             COMPLETE_AND_CLAIM,
             self.settings,
             self.backend.complete_and_claim,
@@ -471,7 +484,7 @@ class Queue:
 
     def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
         """Cancel a queued item; a claimed or finished one raises `InvalidState`."""
-        logged(CANCEL, self.settings, self.backend.cancel, check_id(item_id), now=now)
+        self._logged(CANCEL, self.settings, self.backend.cancel, check_id(item_id), now=now)
 
     def requeue(
         self, item_id: int, *, max_attempts: int | None = None, now: datetime | None = None
@@ -479,7 +492,7 @@ class Queue:
         """Move a dead item back to queued with fresh attempts."""
         if max_attempts is not None:
             max_attempts = check_max_attempts(max_attempts)
-        logged(
+        self._logged(
             REQUEUE,
             self.settings,
             self.backend.requeue,
@@ -492,7 +505,7 @@ class Queue:
         """Delete the queue's finished items that finished more than `older_than` seconds ago."""
         queue = check_name(queue, "queue name")
         older_than = check_delay(older_than, "older_than")
-        return logged(
+        return self._logged(
             PURGE, self.settings, self.backend.purge, queue, older_than_seconds=older_than, now=now
         )
 
@@ -510,7 +523,7 @@ class Queue:
         every process obeys them; the paused flag is kept. `rate`: `(count, per_seconds)`, at
         most `count` claims in any window of `per_seconds`. Returns the stored policy."""
         policy = check_policy(queue, concurrency, group_concurrency, rate, group_rate)
-        return logged(POLICY, self.settings, self.backend.set_policy, policy)
+        return self._logged(POLICY, self.settings, self.backend.set_policy, policy)
 
     def policy(self, queue: str) -> QueuePolicy:
         """The queue's policy (no limits and not paused if none was set)."""
@@ -520,12 +533,12 @@ class Queue:
         """Stop claims from taking the queue's items; once this returns, none does. Leases
         already given run on and may complete. Returns the stored policy."""
         name = check_name(queue, "queue name")
-        return logged(POLICY, self.settings, self.backend.set_paused, name, True)
+        return self._logged(POLICY, self.settings, self.backend.set_paused, name, True)
 
     def resume(self, queue: str) -> QueuePolicy:
         """Let claims take the queue's items again (waiting claims wake)."""
         name = check_name(queue, "queue name")
-        return logged(POLICY, self.settings, self.backend.set_paused, name, False)
+        return self._logged(POLICY, self.settings, self.backend.set_paused, name, False)
 
     def live_leases_by_group(
         self, queue: str, *, limit: int = 10, now: datetime | None = None
@@ -552,7 +565,7 @@ class Queue:
         try:
             self._next_prune = clock + PRUNE_EVERY_SECONDS
             try:
-                logged(
+                self._logged(
                     PRUNE,
                     self.settings,
                     self.backend.purge,
