@@ -37,6 +37,7 @@ SYSTEM = "workclaim"
 SCOPE = "workclaim"
 MAX_DEPTH_QUEUES = 100  # queues a Queue reports in the depth gauge (bounded, like Prometheus)
 _BASE = {"messaging.system": SYSTEM}
+_METRIC_KEYS = frozenset({"messaging.system", "messaging.destination.name"})
 
 
 def _configured(provider: object) -> bool:
@@ -103,20 +104,24 @@ def _count(counter: Any, leases: Sequence[Lease]) -> None:
     per: dict[str, int] = {}
     for lease in leases:
         per[lease.queue] = per.get(lease.queue, 0) + 1
-    for queue, n in per.items():
-        counter.add(n, {**_BASE, "messaging.destination.name": queue})
+    for queue, n in per.items():  # a lease rebuilt from id and token names no queue
+        counter.add(n, {**_BASE, "messaging.destination.name": queue} if queue else _BASE)
 
 
 def _lease_attributes(operation: str, kind: str, lease: Lease) -> dict[str, Any]:
-    return {
+    """A span's attributes for one lease (a lease rebuilt from id and token, as the HTTP
+    service's settle calls are, names no queue: then the destination is left out)."""
+    out = {
         **_BASE,
         "messaging.operation.type": kind,
         "messaging.operation.name": operation,
-        "messaging.destination.name": lease.queue,
         "messaging.message.id": str(lease.id),
         "workclaim.token": lease.token,
         "workclaim.attempt": lease.attempt,
     }
+    if lease.queue:
+        out["messaging.destination.name"] = lease.queue
+    return out
 
 
 def _batch_attributes(operation: str, kind: str, leases: Sequence[Lease]) -> dict[str, Any]:
@@ -261,12 +266,13 @@ class Instrumentation:
     def _settle(self, operation: str, run: Callable[[], Any], args: tuple[Any, ...]) -> Any:
         lease: Lease = args[0]
         attrs = _lease_attributes(operation, "settle", lease)
-        with self._span(f"{operation} {lease.queue}", SpanKind.CLIENT, attrs) as span:
+        name = f"{operation} {lease.queue}" if lease.queue else operation
+        with self._span(name, SpanKind.CLIENT, attrs) as span:
             result = run()
             if span is not None and isinstance(result, Status):
                 span.set_attribute("workclaim.outcome", result.value)
         if self.instruments is not None:
-            where = {**_BASE, "messaging.destination.name": lease.queue}
+            where = {k: v for k, v in attrs.items() if k in _METRIC_KEYS}
             if operation == "complete":
                 self.instruments.completed.add(1, where)
             elif operation == "fail":

@@ -58,6 +58,7 @@ def test_a_web_request_its_task_and_the_handler_are_one_trace(
     require("opentelemetry.sdk", "the OpenTelemetry tests need the SDK (the dev extra)")
     report = scenario("traced", store_url, transport)
     assert report["result"] == "hello ada" and report["plain_status"] == "done"
+    assert report["boom_status"] == "dead"
     spans, task_id = report["spans"], str(report["task_id"])
 
     web = _one(spans, name="GET /signup", parent_id=None)
@@ -89,9 +90,11 @@ def test_a_web_request_its_task_and_the_handler_are_one_trace(
     # The store's side (the Queue's verbs; over HTTP, the server's): the enqueue under the
     # create span when the Queue is in this trace, and a receive span for what was claimed.
     sends = [s for s in spans if s["name"] == "send otel"]
+    boom_id = str(report["boom_id"])
     assert {s["attributes"]["messaging.message.id"] for s in sends} == {
         task_id,
         str(report["plain_id"]),
+        boom_id,
     }
     if transport == "direct":
         assert (
@@ -99,14 +102,25 @@ def test_a_web_request_its_task_and_the_handler_are_one_trace(
             == create["span_id"]
         )
     claimed = [s for s in spans if s["name"] == "receive otel"]
-    assert sum(s["attributes"]["messaging.batch.message_count"] for s in claimed) == 2
+    assert sum(s["attributes"]["messaging.batch.message_count"] for s in claimed) == 3
+
+    # A handler that raised: its span says so, and the failure is a settle span with its outcome.
+    boom = _one(spans, kind="CONSUMER", attributes={"messaging.message.id": boom_id})
+    assert boom["status"] == "ERROR"
+    failed = _one(
+        spans,
+        attributes={"messaging.message.id": boom_id, "messaging.operation.name": "fail"},
+    )
+    assert failed["attributes"]["messaging.operation.type"] == "settle"
+    assert failed["attributes"]["workclaim.outcome"] == "dead"
 
     points = {
         (m["name"], m["attributes"].get("workclaim.status")): m["value"] for m in report["metrics"]
     }
-    assert points[("workclaim.items.enqueued", None)] == 2
-    assert points[("workclaim.items.claimed", None)] == 2
+    assert points[("workclaim.items.enqueued", None)] == 3
+    assert points[("workclaim.items.claimed", None)] == 3
     assert points[("workclaim.items.completed", None)] == 2
+    assert points[("workclaim.items.failed", None)] == 1
     assert points[("workclaim.queue.depth", "queued")] == 0
     assert points[("workclaim.queue.depth", "claimed")] == 0
     durations = [m["value"] for m in report["metrics"] if m["name"] == "workclaim.claim.duration"]
@@ -124,6 +138,7 @@ def test_nothing_is_recorded_and_nothing_fails_without_a_provider(
 ) -> None:
     report = scenario(mode, store_url, transport)
     assert report["result"] == "hello ada" and report["plain_status"] == "done"
+    assert report["boom_status"] == "dead"
     assert "trace" not in report["task_payload"]  # nothing injected
     assert report["worker_traced"] is False  # the handler is called as it is
     assert report["queue_instrumented"] is False  # the verbs call `logged` itself

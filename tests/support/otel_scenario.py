@@ -9,7 +9,7 @@ and the test reads its output:
     python -m tests.support.otel_scenario no-extra STORE_URL TRANSPORT # opentelemetry hidden
 
 The scenario: a "web request" span enqueues a task (`greet`), a worker runs it and one plain
-`Queue.enqueue` item, both completed; then the spans, metric points and the stored task payload.
+`Queue.enqueue` item (completed) and one that raises (dead); then the spans, metric points and the stored task payload.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def main(mode: str, url: str, transport: str) -> None:
         def __call__(self, ctx: Context) -> Any:
             if isinstance(ctx.lease.payload, dict) and "task" in ctx.lease.payload:
                 return super().__call__(ctx)
+            if ctx.lease.payload.get("boom"):
+                raise RuntimeError("boom")
             return "plain"
 
     handle = Handle(registry)
@@ -115,6 +117,7 @@ def main(mode: str, url: str, transport: str) -> None:
         else:
             task_handle = greet.enqueue_on(source, "ada")
         plain_id = source.enqueue(QUEUE, {"n": 1})
+        boom_id = source.enqueue(QUEUE, {"boom": 1}, max_attempts=1)
         worker = Worker(source, queues=[QUEUE], concurrency=1, wait=0.2)
         thread = threading.Thread(
             target=worker.run, kwargs={"fn": handle, "install_signals": False}
@@ -123,7 +126,7 @@ def main(mode: str, url: str, transport: str) -> None:
         try:
             report["result"] = task_handle.result(timeout=60)
             for _ in range(600):
-                if source.get(plain_id).status.value == "done":
+                if {source.get(i).status.value for i in (plain_id, boom_id)} == {"done", "dead"}:
                     break
                 threading.Event().wait(0.05)
         finally:
@@ -133,6 +136,8 @@ def main(mode: str, url: str, transport: str) -> None:
         report["task_payload"] = source.get(task_handle.id).payload
         report["task_id"] = task_handle.id
         report["plain_id"] = plain_id
+        report["boom_id"] = boom_id
+        report["boom_status"] = source.get(boom_id).status.value
         report["worker_traced"] = worker._run_handler != worker._call
         report["queue_instrumented"] = getattr(source, "_otel", None) is not None
         if recorded is not None:
