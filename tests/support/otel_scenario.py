@@ -8,8 +8,9 @@ and the test reads its output:
     python -m tests.support.otel_scenario bare STORE_URL TRANSPORT     # no provider
     python -m tests.support.otel_scenario no-extra STORE_URL TRANSPORT # opentelemetry hidden
 
-The scenario: a "web request" span enqueues a task (`greet`), a worker runs it and one plain
-`Queue.enqueue` item (completed) and one that raises (dead); then the spans, metric points and the stored task payload.
+The scenario: a "web request" span enqueues a task (`greet`); a worker runs it, one plain
+`Queue.enqueue` item (completed) and one that raises (dead); then it prints the spans, the metric
+points and the stored task payload.
 """
 
 from __future__ import annotations
