@@ -144,9 +144,9 @@ def test_a_payload_that_is_not_a_task_call_is_dead_at_once(source: QueueAPI) -> 
 
 def test_non_json_arguments_are_refused_and_nothing_is_written(source: QueueAPI) -> None:
     with pytest.raises(ValidationError, match=r"argument args\[1\] is not JSON"):
-        add.enqueue_on(source, 1, {1, 2})
+        add.enqueue_on(source, 1, {1, 2})  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="missing a required argument"):
-        add.enqueue_on(source, 1)
+        add.enqueue_on(source, 1)  # type: ignore[call-arg]
     assert source.items(queue=QUEUE) == []
 
 

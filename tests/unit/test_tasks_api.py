@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from workclaim import Backoff, ConfigError, Lease, ValidationError
-from workclaim.tasks import Registry, TaskHandler, connect, task
+from workclaim.tasks import REGISTRY, Handle, Registry, TaskHandler, connect, task
 from workclaim.worker import Context, HandlerTimeout, Permanent, RetryAfter
 from workclaim.worker._steering import Limits, failure_of, limits_for
 
@@ -107,3 +107,31 @@ def test_each_task_brings_its_own_limits() -> None:
     assert limits(slow_async.payload((), {})) == Limits(timeout=None)  # cancelled in the call
     assert limits({"not": "a task"}) == default
     assert limits({"task": "gone", "args": [], "kwargs": {}}) == default
+
+
+def test_types_follow_the_function() -> None:
+    """Checked by mypy (`make lint`): an async task's result is what its coroutine returns, and
+    a leading `ctx` is not part of `enqueue`."""
+    reg = Registry()
+
+    @task(registry=reg)
+    def plain(a: int, b: str = "") -> int:
+        return a
+
+    @task(registry=reg)
+    async def coro(ctx: Context, a: int) -> str:
+        return str(a)
+
+    @task
+    def bare(ctx: Context) -> bool:
+        return True
+
+    REGISTRY.remove(bare.name)
+
+    def typed_only() -> None:  # never run: mypy checks these calls and results
+        sent: Handle[int] = plain.enqueue(1, b="x")
+        text: Handle[str] = coro.enqueue(1)
+        flag: Handle[bool] = bare.enqueue()
+        print(sent, text, flag)
+
+    assert (plain.wants_context, coro.wants_context, bare.wants_context) == (False, True, True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from workclaim import otel
 from workclaim.api import AsyncQueueAPI, QueueAPI
@@ -31,6 +31,7 @@ from workclaim.validation import (
     check_priority,
     check_timeout,
 )
+from workclaim.worker import Context
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -77,7 +78,7 @@ class Task(Generic[P, R]):
     """A registered function. Call it directly to run it here; `enqueue` to run it on a
     worker (returns a `Handle`), `aenqueue` from async code (an `AsyncHandle`)."""
 
-    def __init__(self, fn: Callable[P, R], name: str, defaults: TaskOptions) -> None:
+    def __init__(self, fn: Callable[..., Any], name: str, defaults: TaskOptions) -> None:
         self.fn = fn
         self.name = check_task_name(name)
         self.defaults = defaults
@@ -85,7 +86,8 @@ class Task(Generic[P, R]):
         self.wants_context = CONTEXT_PARAMETER in self.signature.parameters
         self.is_async = inspect.iscoroutinefunction(fn)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function here and now (a coroutine for an `async def` task)."""
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -138,7 +140,9 @@ class Task(Generic[P, R]):
         source (`tasks.connect`); a non-JSON argument is refused before anything is written."""
         return self.enqueue_on(None, *args, **kwargs)
 
-    def enqueue_on(self, source: QueueAPI | None, *args: Any, **kwargs: Any) -> Handle[R]:
+    def enqueue_on(
+        self, source: QueueAPI | None, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Handle[R]:
         """`enqueue` on the given source (None: the connected one)."""
         queue = sync_source(source)
         with otel.task_enqueue(self.defaults.queue, self.name) as carrier:
@@ -214,6 +218,40 @@ class Task(Generic[P, R]):
         return out
 
 
+class Decorator:
+    """What `@task(...)` with options returns: applied to a function, registers it.
+
+    The overloads give a task the types `enqueue` and `result` really have: an `async def`
+    task's result is what its coroutine returns, and a leading `ctx: Context` parameter is
+    given by the worker, so it is not part of `enqueue`'s signature."""
+
+    def __init__(self, name: str | None, defaults: TaskOptions, registry: Registry) -> None:
+        self.name = name
+        self.defaults = defaults
+        self.registry = registry
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Context, P], Awaitable[R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Context, P], R], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    def __call__(self, fn: Callable[..., Any], /) -> Task[Any, Any]:
+        made: Task[Any, Any] = Task(
+            fn, self.name or f"{fn.__module__}.{fn.__qualname__}", self.defaults
+        )
+        self.registry.add(made)
+        return made
+
+
+@overload
+def task(fn: Callable[Concatenate[Context, P], Awaitable[R]], /) -> Task[P, R]: ...
+@overload
+def task(fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+@overload
+def task(fn: Callable[Concatenate[Context, P], R], /) -> Task[P, R]: ...
 @overload
 def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
@@ -228,9 +266,9 @@ def task(
     timeout: float | None = None,
     backoff: Backoff | None = None,
     registry: Registry | None = None,
-) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+) -> Decorator: ...
 def task(
-    fn: Callable[P, R] | None = None,
+    fn: Callable[..., Any] | None = None,
     /,
     *,
     queue: str = "default",
@@ -242,7 +280,7 @@ def task(
     timeout: float | None = None,
     backoff: Backoff | None = None,
     registry: Registry | None = None,
-) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+) -> Task[Any, Any] | Decorator:
     """Turn a function (sync or `async def`) into a registered `Task`, named `module.qualname`
     unless `name` is given. `timeout` bounds one run, `backoff` spaces its retries (None: the
     store's), `max_attempts` counts every run, `lease` is the lease the worker asks for."""
@@ -255,10 +293,5 @@ def task(
         timeout=timeout,
         backoff=backoff,
     )
-
-    def wrap(f: Callable[P, R]) -> Task[P, R]:
-        made = Task(f, name or f"{f.__module__}.{f.__qualname__}", defaults)
-        (registry or REGISTRY).add(made)  # type: ignore[arg-type]
-        return made
-
-    return wrap if fn is None else wrap(fn)
+    decorator = Decorator(name, defaults, registry or REGISTRY)
+    return decorator if fn is None else decorator(fn)

@@ -449,9 +449,12 @@ class Worker:
                     # programming error another attempt would repeat, so the item is dead now
                     value = Failure(f"the handler's result was refused: {exc}", retry=False)
             failure: Failure = value
-            self.source.fail(
-                lease, failure.error, retry=failure.retry, retry_delay=failure.retry_delay
-            )
+            if failure.retry_delay is None:  # a source written before retry_delay still works
+                self.source.fail(lease, failure.error, retry=failure.retry)
+            else:
+                self.source.fail(
+                    lease, failure.error, retry=failure.retry, retry_delay=failure.retry_delay
+                )
             self._count("failed")
         except LeaseLost:
             self._lose(ctx, f"before it could be {kind}d")
