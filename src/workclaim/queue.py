@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -623,10 +624,18 @@ class AsyncQueue:
     ) -> None:
         self._executor = ThreadPoolExecutor(max_threads, thread_name_prefix="workclaim")
         self.sync = Queue(url, settings=settings, backend=backend)
+        # Traced: each call runs in a copy of the caller's context (as `asyncio.to_thread`
+        # does), so its span is a child of the caller's; untraced, the plain call.
+        self._run = self._run_in_context if self.sync._otel is not None else self._run_plain
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _run_plain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def _run_in_context(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, partial(context.run, fn, *args, **kwargs))
 
     async def close(self) -> None:
         """Release connections and the thread pool."""

@@ -62,7 +62,7 @@ def test_a_web_request_its_task_and_the_handler_are_one_trace(
     spans, task_id = report["spans"], str(report["task_id"])
 
     web = _one(spans, name="GET /signup", parent_id=None)
-    create = _one(spans, name="create otel", kind="PRODUCER")
+    create = _one(spans, name="create otel", attributes={"messaging.message.id": task_id})
     process = _one(spans, kind="CONSUMER", attributes={"messaging.message.id": task_id})
     # One trace: web request -> create (the task's enqueue) -> process (the worker's handler).
     assert create["trace_id"] == web["trace_id"] and create["parent_id"] == web["span_id"]
@@ -81,6 +81,19 @@ def test_a_web_request_its_task_and_the_handler_are_one_trace(
     traceparent = report["task_payload"]["trace"]["traceparent"]
     assert traceparent.split("-")[1:3] == [web["trace_id"], create["span_id"]]
 
+    # From async code (`aenqueue` on a connected AsyncQueue; direct only), the same chain.
+    extra = 0
+    if transport == "direct":
+        extra, async_id = 1, str(report["async_task_id"])
+        request = _one(spans, name="GET /async", parent_id=None)
+        made = _one(spans, name="create otel", attributes={"messaging.message.id": async_id})
+        ran = _one(spans, kind="CONSUMER", attributes={"messaging.message.id": async_id})
+        assert made["trace_id"] == ran["trace_id"] == request["trace_id"] != web["trace_id"]
+        assert (made["parent_id"], ran["parent_id"]) == (request["span_id"], made["span_id"])
+        # AsyncQueue's thread runs the store call in the caller's context: `send` under `create`.
+        sent = _one(spans, name="send otel", attributes={"messaging.message.id": async_id})
+        assert sent["parent_id"] == made["span_id"]
+
     # A plain payload is not rewritten: its handler span starts a trace of its own.
     plain = _one(
         spans, kind="CONSUMER", attributes={"messaging.message.id": str(report["plain_id"])}
@@ -95,6 +108,7 @@ def test_a_web_request_its_task_and_the_handler_are_one_trace(
         task_id,
         str(report["plain_id"]),
         boom_id,
+        *([str(report["async_task_id"])] if extra else []),
     }
     if transport == "direct":
         assert (
@@ -102,7 +116,7 @@ def test_a_web_request_its_task_and_the_handler_are_one_trace(
             == create["span_id"]
         )
     claimed = [s for s in spans if s["name"] == "receive otel"]
-    assert sum(s["attributes"]["messaging.batch.message_count"] for s in claimed) == 3
+    assert sum(s["attributes"]["messaging.batch.message_count"] for s in claimed) == 3 + extra
 
     # A handler that raised: its span says so, and the failure is a settle span with its outcome.
     boom = _one(spans, kind="CONSUMER", attributes={"messaging.message.id": boom_id})
@@ -117,9 +131,9 @@ def test_a_web_request_its_task_and_the_handler_are_one_trace(
     points = {
         (m["name"], m["attributes"].get("workclaim.status")): m["value"] for m in report["metrics"]
     }
-    assert points[("workclaim.items.enqueued", None)] == 3
-    assert points[("workclaim.items.claimed", None)] == 3
-    assert points[("workclaim.items.completed", None)] == 2
+    assert points[("workclaim.items.enqueued", None)] == 3 + extra
+    assert points[("workclaim.items.claimed", None)] == 3 + extra
+    assert points[("workclaim.items.completed", None)] == 2 + extra
     assert points[("workclaim.items.failed", None)] == 1
     assert points[("workclaim.queue.depth", "queued")] == 0
     assert points[("workclaim.queue.depth", "claimed")] == 0

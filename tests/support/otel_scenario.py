@@ -15,6 +15,7 @@ points and the stored task payload.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -81,6 +82,20 @@ def _metrics(reader: Any) -> list[dict[str, Any]]:
     return out
 
 
+async def _aenqueue(greet: Any, url: str) -> int:
+    """`greet.aenqueue` through a connected `AsyncQueue` on the same store; the item's id."""
+    from workclaim import AsyncQueue
+    from workclaim.tasks import connect
+
+    async with AsyncQueue(url) as queue:
+        connect(queue)
+        try:
+            handle = await greet.aenqueue("bob")
+        finally:
+            connect(None)
+        return int(handle.id)
+
+
 def main(mode: str, url: str, transport: str) -> None:
     recorded = _setup(mode)
     from tests.support.transports import TRANSPORTS
@@ -115,6 +130,9 @@ def main(mode: str, url: str, transport: str) -> None:
             web = trace.get_tracer("tests.web")
             with web.start_as_current_span("GET /signup", kind=SpanKind.SERVER):
                 task_handle = greet.enqueue_on(source, "ada")
+            if transport == "direct":  # and from async code, in a second request
+                with web.start_as_current_span("GET /async", kind=SpanKind.SERVER):
+                    report["async_task_id"] = asyncio.run(_aenqueue(greet, url))
         else:
             task_handle = greet.enqueue_on(source, "ada")
         plain_id = source.enqueue(QUEUE, {"n": 1})
@@ -126,8 +144,10 @@ def main(mode: str, url: str, transport: str) -> None:
         thread.start()
         try:
             report["result"] = task_handle.result(timeout=60)
+            want = {plain_id: "done", boom_id: "dead", report.get("async_task_id"): "done"}
+            want.pop(None, None)
             for _ in range(600):
-                if {source.get(i).status.value for i in (plain_id, boom_id)} == {"done", "dead"}:
+                if all(source.get(i).status.value == v for i, v in want.items() if i):
                     break
                 threading.Event().wait(0.05)
         finally:
