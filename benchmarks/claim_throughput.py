@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.raw import module_for
 
 QUEUE = "bench"
+OTEL_ENV = "WORKCLAIM_BENCH_OTEL"  # "sdk": the worker processes set up OpenTelemetry
 
 
 @dataclass
@@ -177,6 +178,10 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
     reported as such, so the driver never waits for a worker that died.
     """
     logging.getLogger("workclaim").setLevel(logging.ERROR)  # a line per process otherwise
+    if os.environ.get(OTEL_ENV) == "sdk":  # before the Queue: it decides once, when made
+        from benchmarks.otel_overhead import configure
+
+        configure("sdk")
     latencies: list[float] = []
     got: list[tuple[int, int]] = []
     retries = 0
@@ -413,9 +418,16 @@ def main(argv: list[str] | None = None) -> int:
         default="on",
         help="workclaim's per-item attempt history (default on, as in Settings)",
     )
+    parser.add_argument(
+        "--otel",
+        choices=("off", "sdk"),
+        default="off",
+        help="sdk: each worker process sets up the OpenTelemetry SDK (spans and metrics)",
+    )
     parser.add_argument("--markdown", default="bench-results/claim_throughput.md")
     parser.add_argument("--json", default="bench-results/claim_throughput.json")
     args = parser.parse_args(argv)
+    os.environ[OTEL_ENV] = args.otel  # the spawned workers read it
     logging.getLogger("workclaim").setLevel(logging.ERROR)
     urls = args.url or [
         f"sqlite:///{Path(tempfile.gettempdir()) / 'workclaim-bench.db'}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from workclaim import otel
 from workclaim._deprecated import claim_renamed
 from workclaim.api import AsyncQueueAPI, QueueAPI
 from workclaim.backends import Backend, NewItem, NewSchedule, TransactionalEnqueue, open_backend
@@ -80,6 +82,7 @@ from workclaim.verb_logs import (
     REQUEUE,
     SCHEDULE,
     UNSCHEDULE,
+    Logged,
     logged,
 )
 
@@ -146,6 +149,8 @@ class Queue:
         self.backend: Backend = backend or open_backend(url, self.settings)
         self._next_prune = 0.0
         self._prune_lock = threading.Lock()
+        self._otel: otel.Instrumentation | None = None
+        self._logged: Logged = logged
         try:
             if self.settings.auto_migrate:
                 self.backend.migrate()
@@ -156,10 +161,17 @@ class Queue:
                 with contextlib.suppress(Exception):  # the first error is the one to see
                     self.backend.close()
             raise
+        # OpenTelemetry, decided once here: without a configured provider the verbs call
+        # `logged` itself and nothing else.
+        self._otel = otel.instrument(self.stats)
+        if self._otel is not None:
+            self._logged = self._otel.wrap(logged)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         """Release the store's connections. Idempotent."""
+        if self._otel is not None:
+            self._otel.close()
         self.backend.close()
 
     def __enter__(self) -> Self:
@@ -241,7 +253,7 @@ class Queue:
         )
         text = encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
         items = [replace(template, payload=text)]
-        return logged(ENQUEUE, self.settings, self._store, queue, items, now, connection)[0]
+        return self._logged(ENQUEUE, self.settings, self._store, queue, items, now, connection)[0]
 
     def enqueue_many(
         self,
@@ -266,7 +278,7 @@ class Queue:
         if not texts:
             return []
         items = [replace(template, payload=text) for text in texts]
-        return logged(ENQUEUE, self.settings, self._store, queue, items, now, connection)
+        return self._logged(ENQUEUE, self.settings, self._store, queue, items, now, connection)
 
     def _store(
         self, queue: str, items: list[NewItem], now: datetime | None, connection: Any
@@ -314,12 +326,12 @@ class Queue:
             now=now,
         )
         if wait <= 0:
-            return logged(CLAIM, self.settings, claim)
+            return self._logged(CLAIM, self.settings, claim)
         wakeup = self.backend.wakeup()
         pauses = _Pauses(self.backend, names, wait, now)
         while True:
             generation = wakeup.generation()
-            leases = logged(CLAIM, self.settings, claim)
+            leases = self._logged(CLAIM, self.settings, claim)
             if leases:
                 return leases
             pause = pauses.next()
@@ -334,7 +346,7 @@ class Queue:
         lease. Raises `LeaseLost` if the lease is stale or already expired."""
         _check_lease_arg(lease)
         seconds = None if extend is None else check_lease(extend)
-        return logged(
+        return self._logged(
             HEARTBEAT, self.settings, self.backend.heartbeat, lease, extend_seconds=seconds, now=now
         )
 
@@ -345,14 +357,16 @@ class Queue:
         text = None
         if result is not None:
             text = encode_json(result, what="result", max_bytes=self.settings.max_payload_bytes)
-        logged(COMPLETE, self.settings, self.backend.complete, lease, result=text, now=now)
+        self._logged(COMPLETE, self.settings, self.backend.complete, lease, result=text, now=now)
 
     def release(self, lease: Lease, *, delay: float = 0.0, now: datetime | None = None) -> None:
         """Give the item back (after `delay` seconds) without using up an attempt."""
         _check_lease_arg(lease)
         delay = check_delay(delay)
         check_due(now, delay)
-        logged(RELEASE, self.settings, self.backend.release, lease, delay_seconds=delay, now=now)
+        self._logged(
+            RELEASE, self.settings, self.backend.release, lease, delay_seconds=delay, now=now
+        )
 
     def fail(
         self,
@@ -375,7 +389,7 @@ class Queue:
             delay = self.settings.backoff.delay(lease.attempt)
         check_due(now, delay or 0.0, "retry backoff")
         text = clip_error(error)
-        return logged(
+        return self._logged(
             FAIL, self.settings, self.backend.fail, lease, error=text, retry_delay=delay, now=now
         )
 
@@ -400,7 +414,7 @@ class Queue:
         limit = 0 if limit == 0 else check_batch(limit)
         pairs = [self._completion(entry) for entry in done]
         self._maybe_prune()
-        flags, leases = logged(
+        flags, leases = self._logged(
             COMPLETE_AND_CLAIM,
             self.settings,
             self.backend.complete_and_claim,
@@ -478,7 +492,7 @@ class Queue:
 
     def cancel(self, item_id: int, *, now: datetime | None = None) -> None:
         """Cancel a queued item; a claimed or finished one raises `InvalidState`."""
-        logged(CANCEL, self.settings, self.backend.cancel, check_id(item_id), now=now)
+        self._logged(CANCEL, self.settings, self.backend.cancel, check_id(item_id), now=now)
 
     def requeue(
         self, item_id: int, *, max_attempts: int | None = None, now: datetime | None = None
@@ -486,7 +500,7 @@ class Queue:
         """Move a dead item back to queued with fresh attempts."""
         if max_attempts is not None:
             max_attempts = check_max_attempts(max_attempts)
-        logged(
+        self._logged(
             REQUEUE,
             self.settings,
             self.backend.requeue,
@@ -499,7 +513,7 @@ class Queue:
         """Delete the queue's finished items that finished more than `older_than` seconds ago."""
         queue = check_name(queue, "queue name")
         older_than = check_delay(older_than, "older_than")
-        return logged(
+        return self._logged(
             PURGE, self.settings, self.backend.purge, queue, older_than_seconds=older_than, now=now
         )
 
@@ -517,7 +531,7 @@ class Queue:
         every process obeys them; the paused flag is kept. `rate`: `(count, per_seconds)`, at
         most `count` claims in any window of `per_seconds`. Returns the stored policy."""
         policy = check_policy(queue, concurrency, group_concurrency, rate, group_rate)
-        return logged(POLICY, self.settings, self.backend.set_policy, policy)
+        return self._logged(POLICY, self.settings, self.backend.set_policy, policy)
 
     def policy(self, queue: str) -> QueuePolicy:
         """The queue's policy (no limits and not paused if none was set)."""
@@ -527,12 +541,12 @@ class Queue:
         """Stop claims from taking the queue's items; once this returns, none does. Leases
         already given run on and may complete. Returns the stored policy."""
         name = check_name(queue, "queue name")
-        return logged(POLICY, self.settings, self.backend.set_paused, name, True)
+        return self._logged(POLICY, self.settings, self.backend.set_paused, name, True)
 
     def resume(self, queue: str) -> QueuePolicy:
         """Let claims take the queue's items again (waiting claims wake)."""
         name = check_name(queue, "queue name")
-        return logged(POLICY, self.settings, self.backend.set_paused, name, False)
+        return self._logged(POLICY, self.settings, self.backend.set_paused, name, False)
 
     def live_leases_by_group(
         self, queue: str, *, limit: int = 10, now: datetime | None = None
@@ -578,13 +592,13 @@ class Queue:
         )
         parsed = Cron.parse(cron, timezone)
         spec = replace(spec, cron=parsed.expression, timezone=parsed.timezone)
-        stored = logged(SCHEDULE, self.settings, self.backend.set_schedule, spec, now=now)
+        stored = self._logged(SCHEDULE, self.settings, self.backend.set_schedule, spec, now=now)
         return self._with_next(stored, now)
 
     def unschedule(self, name: str) -> bool:
         """Delete the schedule `name` (items it enqueued stay); True if it existed."""
         name = check_schedule_name(name)
-        return logged(UNSCHEDULE, self.settings, self.backend.remove_schedule, name)
+        return self._logged(UNSCHEDULE, self.settings, self.backend.remove_schedule, name)
 
     def schedules(self, *, now: datetime | None = None) -> list[Schedule]:
         """Every schedule, by name, each with its next slot."""
@@ -634,7 +648,7 @@ class Queue:
                 schedule.payload, what="payload", max_bytes=self.settings.max_payload_bytes
             ),
         )
-        return logged(
+        return self._logged(
             FIRE,
             self.settings,
             self.backend.fire_schedule,
@@ -666,7 +680,7 @@ class Queue:
         try:
             self._next_prune = clock + PRUNE_EVERY_SECONDS
             try:
-                logged(
+                self._logged(
                     PRUNE,
                     self.settings,
                     self.backend.purge,
@@ -724,10 +738,18 @@ class AsyncQueue:
     ) -> None:
         self._executor = ThreadPoolExecutor(max_threads, thread_name_prefix="workclaim")
         self.sync = Queue(url, settings=settings, backend=backend)
+        # Traced: each call runs in a copy of the caller's context (as `asyncio.to_thread`
+        # does), so its span is a child of the caller's; untraced, the plain call.
+        self._run = self._run_in_context if self.sync._otel is not None else self._run_plain
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _run_plain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def _run_in_context(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, partial(context.run, fn, *args, **kwargs))
 
     async def close(self) -> None:
         """Release connections and the thread pool."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from workclaim import logs
 from workclaim.backends import NewItem
@@ -37,6 +37,21 @@ class Verb:
     level: int
     write: Writer
     fenced: bool = False  # the call's first argument is a Lease; `LeaseLost` is logged
+
+
+class Logged(Protocol):
+    """`logged`'s shape: what a `Queue` calls its verbs through (`logged` itself, or
+    `workclaim.otel`'s wrapper of it when a provider is configured)."""
+
+    def __call__(
+        self,
+        verb: Verb,
+        settings: Settings,
+        call: Callable[P, R],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
 
 
 def logged(

@@ -9,6 +9,7 @@ through `limits_for`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from workclaim.models import Lease
@@ -54,6 +55,12 @@ class TaskHandler:
             return None
         timeout = None if found.is_async else found.defaults.timeout
         return Limits(timeout=timeout, backoff=found.defaults.backoff)
+
+    def trace_context(self, lease: Lease) -> Mapping[str, str] | None:
+        """The trace context the item's envelope carries (W3C `traceparent`), for the worker's
+        handler span; None for an item that is not a task call or carries none."""
+        call = decode_call(lease.payload)
+        return None if call is None else call.trace
 
     def __call__(self, ctx: Context) -> Any:
         call, found = self._resolve(ctx.lease)

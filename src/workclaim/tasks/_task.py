@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
+from workclaim import otel
 from workclaim.api import AsyncQueueAPI, QueueAPI
 from workclaim.errors import ValidationError
 from workclaim.retry import Backoff
@@ -105,8 +106,14 @@ class Task(Generic[P, R]):
         return copy
 
     # -- producing ---------------------------------------------------------------------------
-    def payload(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """The item payload for a call, once the arguments fit the function's signature."""
+    def payload(
+        self,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        trace: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The item payload for a call, once the arguments fit the function's signature
+        (`trace`: the W3C trace context to carry to the worker, from `workclaim.otel`)."""
         if CONTEXT_PARAMETER in kwargs and self.wants_context:
             raise ValidationError(f"task {self.name}: `ctx` is given by the worker, not enqueued")
         shown = self.signature.replace(
@@ -116,7 +123,7 @@ class Task(Generic[P, R]):
             shown.bind(*args, **kwargs)
         except TypeError as exc:
             raise ValidationError(f"task {self.name}: {exc}") from None
-        return encode_call(self.name, args, kwargs)
+        return encode_call(self.name, args, kwargs, trace=trace)
 
     def _enqueue_options(self) -> dict[str, Any]:
         o = self.defaults
@@ -138,13 +145,15 @@ class Task(Generic[P, R]):
     ) -> Handle[R]:
         """`enqueue` on the given source (None: the connected one)."""
         queue = sync_source(source)
-        payload = self.payload(args, kwargs)
-        item_id = queue.enqueue(
-            self.defaults.queue,
-            payload,
-            dedupe_key=self.defaults.dedupe_key,
-            **self._enqueue_options(),
-        )
+        with otel.task_enqueue(self.defaults.queue, self.name) as carrier:
+            payload = self.payload(args, kwargs, carrier())
+            item_id = queue.enqueue(
+                self.defaults.queue,
+                payload,
+                dedupe_key=self.defaults.dedupe_key,
+                **self._enqueue_options(),
+            )
+            otel.created([item_id])
         return Handle(queue, item_id)
 
     def enqueue_many(
@@ -156,20 +165,24 @@ class Task(Generic[P, R]):
         """Store one item per call, all or none: a tuple is a call's positional arguments, a
         dict its keyword arguments (`[("a@x",), {"to": "b@x"}]`)."""
         queue = sync_source(source)
-        payloads = self._payloads(calls)
-        ids = queue.enqueue_many(self.defaults.queue, payloads, **self._enqueue_options())
+        with otel.task_enqueue(self.defaults.queue, self.name) as carrier:
+            payloads = self._payloads(calls, carrier())
+            ids = queue.enqueue_many(self.defaults.queue, payloads, **self._enqueue_options())
+            otel.created(ids)
         return [Handle(queue, i) for i in ids]
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> AsyncHandle[R]:
         """`enqueue` from async code, on the connected async source."""
         queue = async_source(None)
-        payload = self.payload(args, kwargs)
-        item_id = await queue.enqueue(
-            self.defaults.queue,
-            payload,
-            dedupe_key=self.defaults.dedupe_key,
-            **self._enqueue_options(),
-        )
+        with otel.task_enqueue(self.defaults.queue, self.name) as carrier:
+            payload = self.payload(args, kwargs, carrier())
+            item_id = await queue.enqueue(
+                self.defaults.queue,
+                payload,
+                dedupe_key=self.defaults.dedupe_key,
+                **self._enqueue_options(),
+            )
+            otel.created([item_id])
         return AsyncHandle(queue, item_id)
 
     async def aenqueue_many(
@@ -180,19 +193,23 @@ class Task(Generic[P, R]):
     ) -> list[AsyncHandle[R]]:
         """`enqueue_many` from async code."""
         queue = async_source(source)
-        payloads = self._payloads(calls)
-        ids = await queue.enqueue_many(self.defaults.queue, payloads, **self._enqueue_options())
+        with otel.task_enqueue(self.defaults.queue, self.name) as carrier:
+            payloads = self._payloads(calls, carrier())
+            ids = await queue.enqueue_many(self.defaults.queue, payloads, **self._enqueue_options())
+            otel.created(ids)
         return [AsyncHandle(queue, i) for i in ids]
 
-    def _payloads(self, calls: Iterable[Arguments]) -> list[Any]:
+    def _payloads(
+        self, calls: Iterable[Arguments], trace: Mapping[str, str] | None = None
+    ) -> list[Any]:
         if self.defaults.dedupe_key is not None:
             raise ValidationError("enqueue_many takes no dedupe_key (one key names one item)")
         out = []
         for n, call in enumerate(calls):
             if isinstance(call, tuple):
-                out.append(self.payload(call, {}))
+                out.append(self.payload(call, {}, trace))
             elif isinstance(call, Mapping):
-                out.append(self.payload((), call))
+                out.append(self.payload((), call, trace))
             else:
                 raise ValidationError(
                     f"task {self.name}: call #{n} must be a tuple of positional arguments or a "

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+from workclaim import otel
 from workclaim._deprecated import renamed
 from workclaim.api import QueueAPI
 from workclaim.errors import LeaseLost, StorageFailed, ValidationError, WorkclaimError
@@ -112,6 +113,7 @@ class Worker:
         over_http = str(getattr(source, "url", "")).startswith(("http://", "https://"))
         self._claim_as: Any = None if over_http and name is None else self.name
         self._handler: Handler | None = None
+        self._run_handler: otel.Call = self._call  # in a span once `run` finds a tracer
         self._running: dict[int, Running] = {}
         self._done: list[Running] = []  # finished, for the claimer's next fused call
         self._polling = False  # the claimer is in a long poll: handlers report their own items
@@ -164,6 +166,11 @@ class Worker:
             self._handler = fn
         if self._handler is None:
             raise ValidationError("no handler: pass one to run() or decorate it with @handler")
+        # Traced or not is decided once per run: the handler's span takes its parent from the
+        # trace context an item carries, when the handler can read one (`trace_context`).
+        self._run_handler = otel.handler_tracing(
+            self._call, getattr(self._handler, "trace_context", None)
+        )
         restore = self._install_signals() if install_signals else {}
         with self._cond:  # after stop(), or a second time: no claims, straight to shutdown
             if self._state is READY:
@@ -370,7 +377,7 @@ class Worker:
         limits = limits_for(self._handler, ctx.lease, self.limits)
         timer = self._arm_timeout(running, limits)
         try:
-            outcome: tuple[str, Any] = ("complete", self._call(ctx, limits.timeout))
+            outcome: tuple[str, Any] = ("complete", self._run_handler(ctx, limits.timeout))
         except Exception as exc:
             assert self._handler is not None
             error = _handlers.error_text(self._handler, exc)
