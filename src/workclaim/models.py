@@ -38,7 +38,9 @@ class Lease:
 
     `token` is a fencing token: unique in the store and strictly increasing for the item
     across its claims, so side effects can refuse a writer holding an older one. `group` is the
-    item's flow-control group (None: the queue's default group).
+    item's flow-control group (None: the queue's default group). `enqueued_at` is the store
+    time the item was enqueued (its `Item.created_at`), so a handler can measure its pickup
+    latency; None only for a lease built by hand.
     """
 
     id: int
@@ -51,6 +53,7 @@ class Lease:
     worker: str
     lease_seconds: float
     group: str | None = None
+    enqueued_at: datetime | None = None
 
     def time_left(self, now: datetime | None = None) -> float:
         """Seconds until the lease expires by the given clock (default: this host's)."""
@@ -77,6 +80,11 @@ class Item:
     created_at: datetime
     updated_at: datetime
     group: str | None = None
+
+    @property
+    def enqueued_at(self) -> datetime:
+        """The store time the item was enqueued (its `created_at`), as leases carry it."""
+        return self.created_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -155,3 +156,21 @@ def test_bad_claim_arguments_are_refused(queue: Any, options: dict[str, Any], ma
 def test_claim_needs_at_least_one_queue(queue: Any) -> None:
     with pytest.raises(ValidationError):
         queue.claim([], worker="w1")
+
+
+def test_a_lease_carries_the_time_its_item_was_enqueued(queue: Any) -> None:
+    """Every way of claiming (plain, several queues, grouped, the fused turn) gives the item's
+    enqueue time, the store time of its enqueue (= `Item.created_at`), not after the claim."""
+    plain = queue.enqueue("jobs", "p", now=at(1))
+    other = queue.enqueue("other", "o", now=at(2))
+    grouped = queue.enqueue("grouped", "g", group="a", now=at(3))
+    nxt = queue.enqueue("jobs", "n", now=at(4))
+    first = claim_one(queue, t=10)
+    merged = queue.claim(["other", "nothing"], worker="w1", now=at(11))
+    flow = queue.claim("grouped", worker="w1", now=at(12))
+    _, fused = queue.complete_and_claim([(first, None)], "jobs", worker="w1", now=at(13))
+    leases = [first, *merged, *flow, *fused]
+    assert [x.id for x in leases] == [plain, other, grouped, nxt]
+    assert [x.enqueued_at for x in leases] == [at(1), at(2), at(3), at(4)]
+    assert all(queue.get(x.id).enqueued_at == x.enqueued_at for x in leases)
+    assert all(x.enqueued_at <= x.expires_at - timedelta(seconds=x.lease_seconds) for x in leases)

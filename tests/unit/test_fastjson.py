@@ -15,7 +15,12 @@ from workclaim.models import Lease, Status
 from workclaim.server.schemas import ClaimOut, CompleteAndClaimOut, LeaseOut
 
 
-def lease(payload: Any, expires_at: datetime, lease_seconds: float = 30.0) -> Lease:
+def lease(
+    payload: Any,
+    expires_at: datetime,
+    lease_seconds: float = 30.0,
+    enqueued_at: datetime | None = None,
+) -> Lease:
     return Lease(
         id=7,
         queue="jobs",
@@ -26,11 +31,16 @@ def lease(payload: Any, expires_at: datetime, lease_seconds: float = 30.0) -> Le
         expires_at=expires_at,
         worker="w-1",
         lease_seconds=lease_seconds,
+        enqueued_at=enqueued_at,
     )
 
 
 LEASES = [
-    lease({"a": [1, 2.5, 1e20, None, True, "é\u2028"]}, datetime(2026, 1, 2, 3, 4, 5, 123, UTC)),
+    lease(
+        {"a": [1, 2.5, 1e20, None, True, "é\u2028"]},
+        datetime(2026, 1, 2, 3, 4, 5, 123, UTC),
+        enqueued_at=datetime(2026, 1, 2, 3, 3, 59, 7, UTC),
+    ),
     lease("text", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), lease_seconds=30),
     lease(None, datetime(2026, 1, 2, 3, 4, 5, 120_000, tzinfo=UTC), lease_seconds=0.25),
 ]

@@ -133,6 +133,7 @@ def lease_of(data: dict[str, Any]) -> Lease:
         worker=data["worker"],
         lease_seconds=float(data["lease_seconds"]),
         group=data.get("group"),  # absent from a server older than flow control
+        enqueued_at=_dt(data["enqueued_at"]) if data.get("enqueued_at") else None,
     )
 
 

@@ -130,6 +130,11 @@ class LeaseOut(BaseModel):
     worker: str
     lease_seconds: float
     group: str | None = Field(description=GROUP_DESCRIPTION)
+    enqueued_at: datetime | None = Field(
+        None,
+        description="The store time the item was enqueued (its `created_at`): pickup latency "
+        "is the handler's start less this. Null only where the server did not read it.",
+    )
 
     @classmethod
     def of(cls, lease: Lease) -> LeaseOut:
@@ -146,6 +151,7 @@ class LeaseOut(BaseModel):
             worker=lease.worker,
             lease_seconds=lease.lease_seconds,
             group=lease.group,
+            enqueued_at=lease.enqueued_at,
         )
 
     @staticmethod
@@ -163,6 +169,7 @@ class LeaseOut(BaseModel):
             "worker": lease.worker,
             "lease_seconds": float(lease.lease_seconds),
             "group": lease.group,
+            "enqueued_at": lease.enqueued_at,
         }
 
 
@@ -276,6 +283,10 @@ class ItemOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     group: str | None = Field(description=GROUP_DESCRIPTION)
+    enqueued_at: datetime = Field(
+        description="The store time the item was enqueued: the same as `created_at`, under the "
+        "name leases use."
+    )
 
     model_config = ConfigDict(from_attributes=True)
 

@@ -76,14 +76,15 @@ class PostgresBackend(Connections):
     def migrate(self) -> None:
         self.migrate_to(SCHEMA_VERSION)
 
-    def migrate_to(self, target: int) -> None:
-        """Apply the migrations up to `target` (see `Schema.migrate`). With a `direct_url` the
-        version is read through the pool and only a migration that has work opens a direct
-        session (see `Connections._call_direct`): hundreds of processes starting together on
-        a migrated schema open no direct connection."""
+    def migrate_to(self, target: int, *, analyze: bool = True) -> None:
+        """Apply the migrations up to `target` (see `Schema.migrate`; `analyze=False` leaves
+        the tables unanalyzed, for tests). With a `direct_url` the version is read through the
+        pool and only a migration that has work opens a direct session (see
+        `Connections._call_direct`): hundreds of processes starting together on a migrated
+        schema open no direct connection."""
         if self.direct_conninfo is not None and self._call(self._schema.version) == target:
             return
-        self._call_direct(lambda conn: self._schema.migrate(conn, target))
+        self._call_direct(lambda conn: self._schema.migrate(conn, target, analyze=analyze))
 
     def migration_sql(self, name: str) -> str:
         """A migration file with the schema name filled in."""
@@ -441,7 +442,23 @@ class PostgresBackend(Connections):
             "now": now,
         }
         row = self._one("purge", params)
-        return 0 if row is None else int(row[0])
+        purged = 0 if row is None else int(row[0])
+        if purged:
+            self._analyze_if_due()
+        return purged
+
+    def _analyze_if_due(self) -> None:
+        """ANALYZE after a purge once items or history changed a lot since their last ANALYZE
+        (see `analyze_due`): where autovacuum is off, the retention pass keeps the statistics
+        current. ANALYZE reads a sample of fixed size, so its cost does not grow with the
+        table, and the threshold runs it at most once per tenth of the table changed."""
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            due = conn.execute(self._q["analyze_due"], {"schema": self.schema}).fetchone()
+            if due and due[0]:
+                conn.execute(self._q["analyze"])
+
+        self._call(run)
 
     def next_due(self, queues: Sequence[str], *, now: datetime | None = None) -> datetime | None:
         row = self._one("next_due", {"queues": list(queues), "now": now})

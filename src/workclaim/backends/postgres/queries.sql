@@ -37,17 +37,33 @@ SELECT pg_advisory_xact_lock(hashtextextended('workclaim.migrate.' || %(schema)s
 -- name: create_schema
 CREATE SCHEMA IF NOT EXISTS {schema}
 
+-- name: analyze
+-- Statistics for every workclaim table (after migrations, and from purge when many rows
+-- changed): where autovacuum is off nothing else gathers them. Plans on the hot path do not
+-- need them (migration 0008), but every other statement and ad-hoc queries do.
+ANALYZE {schema}.items, {schema}.history, {schema}.finished_counts, {schema}.groups,
+        {schema}.policies, {schema}.claim_log
+
+-- name: analyze_due
+-- Whether items or history changed by more than a tenth of their rows (at least 10,000) since
+-- their last ANALYZE (manual or automatic), as the server's cumulative statistics count it;
+-- also true for a table never analyzed. One read of two rows of pg_stat_user_tables.
+SELECT coalesce(bool_or(s.n_mod_since_analyze > greatest(10000, 0.1 * c.reltuples)), false)
+FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid
+WHERE s.schemaname = %(schema)s AND s.relname IN ('items', 'history')
+
 -- name: claim
 -- The bounded reap of expired leases and the SKIP LOCKED claim, one statement: the function
--- `claim` of migration 0002 says why it is a function and how it walks the index.
-SELECT id, queue, payload, token, attempts, max_attempts, expires_at, grp
+-- `claim` of migration 0002 says why it is a function and how it walks the index (0008: its
+-- plans do not depend on statistics; it returns the items' enqueue times).
+SELECT id, queue, payload, token, attempts, max_attempts, expires_at, grp, enqueued_at
 FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,
                     %(now)s::timestamptz, %(reap_limit)s::integer)
 
 -- name: complete_and_claim
--- The fused turn (migrations 0004, 0006): rows with a NULL queue are the completions that count
--- as done, the others the new leases.
-SELECT id, queue, payload, token, attempts, max_attempts, expires_at, grp
+-- The fused turn (migrations 0004, 0006, 0008): rows with a NULL queue are the completions that
+-- count as done, the others the new leases.
+SELECT id, queue, payload, token, attempts, max_attempts, expires_at, grp, enqueued_at
 FROM {schema}.complete_and_claim(
     %(ids)s::bigint[], %(tokens)s::bigint[], %(workers)s::text[], %(results)s::text[],
     %(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,

@@ -22,11 +22,12 @@ def item(row: tuple[Any, ...]) -> Item:
 
 def leases(rows: list[tuple[Any, ...]], worker: str, lease_seconds: float) -> list[Lease]:
     """Leases from the claim function's rows (id, queue, payload, token, attempt, max_attempts,
-    expires_at, group), in claim order (tokens follow it; RETURNING has no order)."""
+    expires_at, group, enqueued_at), in claim order (tokens follow it; RETURNING has no
+    order)."""
     rows.sort(key=lambda r: r[3])
     return [
-        Lease(i, q, payload, tok, att, most, exp, worker, lease_seconds, group)
-        for i, q, payload, tok, att, most, exp, group in rows
+        Lease(i, q, payload, tok, att, most, exp, worker, lease_seconds, group, enqueued)
+        for i, q, payload, tok, att, most, exp, group, enqueued in rows
     ]
 
 

@@ -41,12 +41,25 @@ class Schema:
         text = load_text(PACKAGE, f"migrations/{name}")
         return sql.SQL(text).format(schema=self._ident).as_string(None)
 
-    def migrate(self, conn: psycopg.Connection[Any], target: int) -> None:
+    def migrate(self, conn: psycopg.Connection[Any], target: int, *, analyze: bool = True) -> None:
         """Apply the migrations up to `target` under an advisory lock (one migrator per schema
         at a time, so many processes starting together are safe), each recorded with its
-        version in `schema_migrations`, all in one transaction."""
+        version in `schema_migrations`, all in one transaction; then (with `analyze`, when
+        `target` is this version, whose tables the ANALYZE names) ANALYZE the tables, so that a
+        server without autovacuum has statistics from the start."""
         if self.version(conn) == target:
             return  # the common case: nothing to do, no lock, no DDL
+        self._apply(conn, target)
+        if analyze and target == SCHEMA_VERSION:
+            self.analyze(conn)
+
+    def analyze(self, conn: psycopg.Connection[Any]) -> None:
+        """ANALYZE every workclaim table: a sample of fixed size per table (300 x
+        `default_statistics_target` rows), so the cost does not grow with the table. Outside
+        the migration's transaction: it blocks no reader or writer, and holds no lock long."""
+        conn.execute(self._q["analyze"])
+
+    def _apply(self, conn: psycopg.Connection[Any], target: int) -> None:
         with conn.transaction():
             conn.execute(self._q["migration_lock"], {"schema": self.name})
             conn.execute(self._q["create_schema"])

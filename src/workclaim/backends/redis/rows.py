@@ -22,15 +22,28 @@ from workclaim.models import (
     Status,
 )
 
-LEASE_FIELDS = 8  # id, queue, payload, token, attempt, max_attempts, expires_at, group
+# id, queue, payload, token, attempt, max_attempts, expires_at, group, created_at
+LEASE_FIELDS = 9
 
 
 def leases(r: Sequence[Any], worker: str, lease_seconds: float) -> list[Lease]:
     """Leases from a claim script's flat reply (`LEASE_FIELDS` values per lease)."""
     loads = json.loads
     return [
-        Lease(i, q, loads(p), tok, att, most, from_micros(exp), worker, lease_seconds, g or None)
-        for i, q, p, tok, att, most, exp, g in zip(*[iter(r)] * LEASE_FIELDS, strict=True)
+        Lease(
+            i,
+            q,
+            loads(p),
+            tok,
+            att,
+            most,
+            from_micros(exp),
+            worker,
+            lease_seconds,
+            g or None,
+            from_micros(int(created)),
+        )
+        for i, q, p, tok, att, most, exp, g, created in zip(*[iter(r)] * LEASE_FIELDS, strict=True)
     ]
 
 

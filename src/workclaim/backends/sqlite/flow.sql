@@ -185,7 +185,7 @@ SET status     = 'claimed',
     updated_at = :now
 FROM (SELECT value AS id, key + 1 AS rn FROM json_each(:ids)) AS c
 WHERE i.id = c.id
-RETURNING id, queue, payload, token, attempts, max_attempts, expires_at, grp
+RETURNING id, queue, payload, token, attempts, max_attempts, expires_at, grp, created_at
 
 -- name: live_by_group
 -- The busiest groups of a queue by live leases (the dashboard), from the leases index.

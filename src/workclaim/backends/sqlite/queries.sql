@@ -74,7 +74,7 @@ FROM (
     )
 ) AS c
 WHERE i.id = c.id
-RETURNING id, queue, payload, token, attempts, max_attempts, expires_at
+RETURNING id, queue, payload, token, attempts, max_attempts, expires_at, created_at
 
 -- name: claim_many_queues
 -- The same over several queues (:queues is a JSON array of names).
@@ -98,7 +98,7 @@ FROM (
     )
 ) AS c
 WHERE i.id = c.id
-RETURNING id, queue, payload, token, attempts, max_attempts, expires_at
+RETURNING id, queue, payload, token, attempts, max_attempts, expires_at, created_at
 
 -- name: advance_token
 -- Move the token counter past the tokens the claim just handed out.

@@ -55,22 +55,45 @@ def item(row: tuple[Any, ...]) -> Item:
 
 
 def leases(rows: list[tuple[Any, ...]], worker: str, lease_seconds: float) -> list[Lease]:
-    """Leases from claim rows (id, queue, payload, token, attempt, max_attempts, expires_at),
-    in token order: tokens were given in claim order, RETURNING has none. The plain claim's
-    rows are of the default group; flow-control claims add the group ('' for the default)."""
+    """Leases from claim rows (id, queue, payload, token, attempt, max_attempts, expires_at,
+    created_at), in token order: tokens were given in claim order, RETURNING has none. The
+    plain claim's rows are of the default group; flow-control claims add the group ('' for the
+    default) before created_at."""
     if len(rows) > 1:
         rows.sort(key=lambda r: cast(int, r[3]))
     loads = json.loads
-    if rows and len(rows[0]) > 7:
+    if rows and len(rows[0]) > 8:
         return [
             Lease(
-                i, q, loads(p), tok, att, most, from_micros(exp), worker, lease_seconds, grp or None
+                i,
+                q,
+                loads(p),
+                tok,
+                att,
+                most,
+                from_micros(exp),
+                worker,
+                lease_seconds,
+                grp or None,
+                from_micros(created),
             )
-            for i, q, p, tok, att, most, exp, grp in rows
+            for i, q, p, tok, att, most, exp, grp, created in rows
         ]
     return [
-        Lease(i, q, loads(p), tok, att, most, from_micros(exp), worker, lease_seconds)
-        for i, q, p, tok, att, most, exp in rows
+        Lease(
+            i,
+            q,
+            loads(p),
+            tok,
+            att,
+            most,
+            from_micros(exp),
+            worker,
+            lease_seconds,
+            None,
+            from_micros(created),
+        )
+        for i, q, p, tok, att, most, exp, created in rows
     ]
 
 

@@ -87,12 +87,13 @@ end
 -- Lease one ready item of `queue`'s `group` ('' = default) with the next token: `member` is its
 -- entry in the group's ready zset (nil: popped already); `flow`: the queue has limits (the
 -- item is marked so that its lease's end wakes waiting claims). Appends the claim reply's values for
--- it to `out` (id, queue, payload, token, attempt, max_attempts, expires_at_us, group) and
--- returns the token.
+-- it to `out` (id, queue, payload, token, attempt, max_attempts, expires_at_us, group,
+-- created_at_us) and returns the token.
 local function take(now, a, out, id, member, queue, group, flow)
   local sid = int(id)
   local ik = key('item', sid)
-  local f = redis.call('HMGET', ik, 'payload', 'attempts', 'max_attempts', 'history')
+  local f = redis.call('HMGET', ik, 'payload', 'attempts', 'max_attempts', 'history',
+    'created_at')
   local token = redis.call('INCR', key('tokens'))
   local attempt = tonumber(f[2]) + 1
   local expires = now + a.lease_us
@@ -114,6 +115,7 @@ local function take(now, a, out, id, member, queue, group, flow)
   out[j + 6] = tonumber(f[3])
   out[j + 7] = expires
   out[j + 8] = group
+  out[j + 9] = f[5]
   return token
 end
 

@@ -6,8 +6,9 @@
 -- KEYS: none (keys derive from the prefix, see keys.py).
 -- ARGV: prefix, now_us ('' = TIME), worker, lease_us, limit, reap_limit, promote_limit,
 --       queue count, queue names...
--- Reply: a flat array, 8 values per lease in claim order:
---        id, queue, payload, token, attempt, max_attempts, expires_at_us, group ('' = default)
+-- Reply: a flat array, 9 values per lease in claim order:
+--        id, queue, payload, token, attempt, max_attempts, expires_at_us, group ('' = default),
+--        created_at_us (the enqueue time)
 --@include _claim.lua
 --@include _flow.lua
 local now = clock()
