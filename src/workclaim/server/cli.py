@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import sys
 from datetime import UTC, datetime
@@ -87,6 +88,14 @@ def serve(
             help="Server processes on this port (each with its own limits); see deployment.md.",
         ),
     ] = 1,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler",
+            help="Also fire the store's schedules (one scheduler, in the serving process or, "
+            "with --processes, the supervising one).",
+        ),
+    ] = False,
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn)."""
     try:
@@ -94,6 +103,7 @@ def serve(
 
         from workclaim import logs
         from workclaim.queue import Queue
+        from workclaim.scheduler import scheduler_on
         from workclaim.server.app import create_app
         from workclaim.server.processes import Recipe, run_processes
         from workclaim.server.transport import protocol_for
@@ -161,12 +171,19 @@ def serve(
         timeout_graceful_shutdown=5,
         server_header=False,
     )
-    if processes > 1:
-        if not run_processes(recipe, processes, **options):
-            raise typer.Exit(1)
-        return
-    # httptools with header/body deadlines and caps
-    uvicorn.run(app, http=protocol_for(config), **options)
+    # One scheduler for the whole service: this process, which supervises the children when
+    # there are several (they are spawned, so its threads and connections never cross a fork).
+    beside = scheduler_on(db, config.settings) if scheduler else contextlib.nullcontext()
+    try:
+        with beside:
+            if processes > 1:
+                if not run_processes(recipe, processes, **options):
+                    raise typer.Exit(1)
+                return
+            # httptools with header/body deadlines and caps
+            uvicorn.run(app, http=protocol_for(config), **options)
+    except WorkclaimError as exc:  # the scheduler's store could not be opened
+        _fail(str(exc))
 
 
 token_app = typer.Typer(help="Bearer tokens for the HTTP service.", no_args_is_help=True)
