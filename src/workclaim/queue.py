@@ -48,6 +48,7 @@ from workclaim.validation import (
     check_batch,
     check_delay,
     check_due,
+    check_flag,
     check_group,
     check_id,
     check_int,
@@ -561,7 +562,7 @@ class Queue:
             max_attempts=None if max_attempts is None else check_max_attempts(max_attempts),
             group=check_group(group),
             catch_up=check_catch_up(catch_up).value,
-            enabled=_check_flag(enabled, "enabled"),
+            enabled=check_flag(enabled, "enabled"),
         )
         parsed = Cron.parse(cron, timezone)
         spec = replace(spec, cron=parsed.expression, timezone=parsed.timezone)
@@ -669,12 +670,6 @@ class Queue:
                 )
         finally:
             self._prune_lock.release()
-
-
-def _check_flag(value: object, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValidationError(f"invalid {what} {value!r}: give true or false")
-    return value
 
 
 def _check_claim(

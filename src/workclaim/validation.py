@@ -67,6 +67,13 @@ def check_group(value: object) -> str | None:
     return None if value is None else check_name(value, "group")
 
 
+def check_flag(value: object, what: str) -> bool:
+    """A flag: exactly True or False (not 1, "yes" or None)."""
+    if not isinstance(value, bool):
+        raise ValidationError(f"invalid {what} {value!r}: give true or false")
+    return value
+
+
 def check_limit(value: object, what: str) -> int | None:
     """A concurrency limit: None (no limit) or 1 or more (pause a queue to stop it instead)."""
     return None if value is None else check_int(value, what, low=1, high=MAX_LIMIT)

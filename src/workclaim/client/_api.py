@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, Ty
 
 from workclaim._deprecated import CLAIM_RENAMES, renamed
 from workclaim.client._wire import Calls, Options, Plan, claim_pause, exchange
+from workclaim.errors import ScheduleNotFound
 from workclaim.models import (
     GroupLeases,
     HistoryEvent,
@@ -27,6 +28,7 @@ from workclaim.models import (
     QueuePolicy,
     QueueStats,
     Rate,
+    Schedule,
     Status,
 )
 
@@ -290,6 +292,63 @@ def live_leases_by_group(
     return exchange(options, Calls.live_leases_by_group(queue, limit=limit, now=now))
 
 
+def schedule(
+    options: Options,
+    name: str,
+    queue: str,
+    cron: str,
+    *,
+    payload: Any = None,
+    timezone: str = "UTC",
+    priority: int = 0,
+    max_attempts: int | None = None,
+    group: str | None = None,
+    catch_up: str = "latest",
+    enabled: bool = True,
+    now: datetime | None = None,
+) -> Plan[Schedule]:
+    """See `Queue.schedule` (admin)."""
+    call = Calls.schedule(
+        name,
+        queue,
+        cron,
+        payload=payload,
+        timezone=timezone,
+        priority=priority,
+        max_attempts=max_attempts,
+        group=group,
+        catch_up=catch_up,
+        enabled=enabled,
+        now=now,
+    )
+    return exchange(options, call)
+
+
+def unschedule(options: Options, name: str) -> Plan[bool]:
+    """See `Queue.unschedule` (admin)."""
+    call = Calls.unschedule(name)
+    try:
+        yield from exchange(options, call)
+    except ScheduleNotFound:
+        return False
+    return True
+
+
+def schedules(options: Options, *, now: datetime | None = None) -> Plan[list[Schedule]]:
+    """See `Queue.schedules` (admin)."""
+    return exchange(options, Calls.schedules(now=now))
+
+
+def get_schedule(options: Options, name: str, *, now: datetime | None = None) -> Plan[Schedule]:
+    """See `Queue.get_schedule` (admin)."""
+    return exchange(options, Calls.get_schedule(name, now=now))
+
+
+def run_schedule_now(options: Options, name: str, *, now: datetime | None = None) -> Plan[int]:
+    """See `Queue.run_schedule_now` (admin)."""
+    return exchange(options, Calls.run_schedule_now(name, now=now))
+
+
 class Method(Generic[P, T]):
     """One entry of `Methods`: a plan that `Client` runs as a method returning its result, and
     `AsyncClient` as a coroutine method. The overloads tell the type checker which is which;
@@ -355,6 +414,11 @@ class Methods:
     pause = Method(pause)
     resume = Method(resume)
     live_leases_by_group = Method(live_leases_by_group)
+    schedule = Method(schedule)
+    unschedule = Method(unschedule)
+    schedules = Method(schedules)
+    get_schedule = Method(get_schedule)
+    run_schedule_now = Method(run_schedule_now)
 
 
 def describe(method: Callable[..., Any], plan: Callable[..., Any], owner: str) -> None:

@@ -29,10 +29,12 @@ from workclaim.errors import (
     ItemNotFound,
     LeaseLost,
     PayloadTooLarge,
+    ScheduleNotFound,
     ValidationError,
     WorkclaimError,
 )
 from workclaim.models import (
+    CatchUp,
     EventKind,
     GroupLeases,
     HistoryEvent,
@@ -41,12 +43,15 @@ from workclaim.models import (
     QueuePolicy,
     QueueStats,
     Rate,
+    Schedule,
     Status,
 )
+from workclaim.schedules import Cron, check_catch_up, check_schedule_name
 from workclaim.validation import (
     MAX_ID,
     check_batch,
     check_delay,
+    check_flag,
     check_group,
     check_id,
     check_int,
@@ -193,6 +198,35 @@ def event_of(data: dict[str, Any]) -> HistoryEvent:
     )
 
 
+def _dt_or_none(value: Any) -> datetime | None:
+    return None if value is None else _dt(value)
+
+
+def schedule_of(data: dict[str, Any]) -> Schedule:
+    """A `Schedule` from its JSON form."""
+    return Schedule(
+        name=data["name"],
+        queue=data["queue"],
+        cron=data["cron"],
+        payload=data["payload"],
+        timezone=data["timezone"],
+        priority=data["priority"],
+        max_attempts=data["max_attempts"],
+        group=data["group"],
+        catch_up=CatchUp(data["catch_up"]),
+        enabled=bool(data["enabled"]),
+        version=data["version"],
+        set_at=_dt_or_none(data["set_at"]),
+        last_slot=_dt_or_none(data["last_slot"]),
+        last_item_id=data["last_item_id"],
+        next_slot=_dt_or_none(data["next_slot"]),
+    )
+
+
+def _schedule(response: httpx.Response) -> Schedule:
+    return schedule_of(fastjson.loads(response.content))
+
+
 def _leases(response: httpx.Response) -> list[Lease]:
     if response.status_code == 204:
         return []
@@ -221,6 +255,8 @@ def error_for(call: Call[Any], response: httpx.Response) -> WorkclaimError:
         return InvalidState(detail)
     if slug == "item-not-found" and call.item_id is not None:
         return ItemNotFound(call.item_id)
+    if slug == "schedule-not-found":
+        return ScheduleNotFound(detail)
     if slug == "invalid-state" or status == 409:
         return InvalidState(detail)
     if status == 413:
@@ -579,6 +615,73 @@ class Calls:
             params={"limit": check_batch(limit, "limit")},
             idempotent=True,
             now=now,
+        )
+
+    @staticmethod
+    def schedule(
+        name: str,
+        queue: str,
+        cron: str,
+        *,
+        payload: Any,
+        timezone: str,
+        priority: int,
+        max_attempts: int | None,
+        group: str | None,
+        catch_up: str,
+        enabled: bool,
+        now: datetime | None,
+    ) -> Call[Schedule]:
+        name = check_schedule_name(name)
+        body: dict[str, Any] = {
+            "queue": check_name(queue, "queue name"),
+            "payload": _payload(payload, "payload"),
+            "priority": check_priority(priority),
+            "max_attempts": None if max_attempts is None else check_max_attempts(max_attempts),
+            "group": check_group(group),
+            "catch_up": check_catch_up(catch_up).value,
+            "enabled": check_flag(enabled, "enabled"),
+        }
+        parsed = Cron.parse(cron, timezone)
+        body |= {"cron": parsed.expression, "timezone": parsed.timezone}
+        return Call(
+            "PUT",
+            f"/schedules/{name}",
+            _schedule,
+            body=body,
+            idempotent=True,  # it replaces the whole schedule; the same one again changes nothing
+            now=now,
+        )
+
+    @staticmethod
+    def unschedule(name: str) -> Call[None]:
+        name = check_schedule_name(name)
+        # Not repeated: a repeat after a lost answer would say "there was none" (404).
+        return Call("DELETE", f"/schedules/{name}", _none)
+
+    @staticmethod
+    def schedules(*, now: datetime | None) -> Call[list[Schedule]]:
+        return Call(
+            "GET",
+            "/schedules",
+            lambda r: [schedule_of(x) for x in fastjson.loads(r.content)["schedules"]],
+            idempotent=True,
+            now=now,
+        )
+
+    @staticmethod
+    def get_schedule(name: str, *, now: datetime | None) -> Call[Schedule]:
+        name = check_schedule_name(name)
+        return Call("GET", f"/schedules/{name}", _schedule, idempotent=True, now=now)
+
+    @staticmethod
+    def run_schedule_now(name: str, *, now: datetime | None) -> Call[int]:
+        name = check_schedule_name(name)
+        return Call(
+            "POST",
+            f"/schedules/{name}/run",
+            lambda r: int(fastjson.loads(r.content)["id"]),
+            now=now,  # not repeated: a repeat would enqueue a second item
         )
 
 

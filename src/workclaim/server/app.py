@@ -28,7 +28,7 @@ from workclaim.server.guards import BrowserGuard
 from workclaim.server.limits import BodyLimit, LongPollLimiter
 from workclaim.server.longpoll import LongPolls
 from workclaim.server.metrics import Metrics
-from workclaim.server.routes import admin, flow, operations, producers, workers
+from workclaim.server.routes import admin, flow, operations, producers, schedules, workers
 
 log = logging.getLogger("workclaim.server")
 
@@ -43,8 +43,10 @@ only be ended by the worker whose bearer token claimed it. The dashboard is at `
 comes from `/dashboard`, and scripts can list with `/queues`, `/queues/{queue}/items` and
 `/items/{id}/history`. Flow control (admin): a queue's limits with `GET`/`PUT
 /queues/{queue}/policy`, `POST /queues/{queue}/pause` and `/resume`, its busiest groups with
-`GET /queues/{queue}/groups`; an item's `group` is given when it is enqueued. Every error is
-`application/problem+json` (RFC 9457) with a stable `type` (`urn:workclaim:problem:<slug>`).
+`GET /queues/{queue}/groups`; an item's `group` is given when it is enqueued. Schedules (admin):
+`GET /schedules`, `GET`/`PUT`/`DELETE /schedules/{name}`, `POST /schedules/{name}/run`. Every
+error is `application/problem+json` (RFC 9457) with a stable `type`
+(`urn:workclaim:problem:<slug>`).
 """
 
 
@@ -132,7 +134,7 @@ def create_app(queue_or_url: str | AsyncQueue, config: ServerConfig | None = Non
     )
     app.state.workclaim = state
     problems.install(app)
-    for audience in (workers, producers, admin, flow, operations):
+    for audience in (workers, producers, admin, flow, schedules, operations):
         app.include_router(audience.router)
     app.include_router(dashboard_router)
     app.add_middleware(FastPath, fastapi=app, state=state)  # innermost of ours

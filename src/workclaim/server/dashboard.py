@@ -20,7 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from workclaim.errors import ItemNotFound
-from workclaim.models import EventKind, Item, Status
+from workclaim.models import EventKind, Item, Schedule, Status
 from workclaim.queue import AsyncQueue
 from workclaim.server import problems
 from workclaim.server.activity import LATENCY_WINDOW, Activity, Latency
@@ -35,6 +35,7 @@ from workclaim.server.schemas import (
     PolicyOut,
     QueuePanelOut,
     RatePoint,
+    ScheduleRowOut,
     StatsOut,
 )
 from workclaim.validation import MAX_ID
@@ -43,6 +44,7 @@ PANEL_QUEUES = 50  # queues shown; `truncated` says when there are more
 LEASE_ROWS = 20  # live leases listed per queue (page further with /queues/{q}/items)
 DEAD_ROWS = 10  # dead items listed per queue, oldest id first
 GROUP_ROWS = 10  # the busiest groups listed per queue (more with /queues/{q}/groups)
+SCHEDULE_ROWS = 50  # schedules shown, by name (all of them with GET /schedules)
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -170,18 +172,47 @@ async def _panel(
     )
 
 
+async def _last_status(queue: AsyncQueue, schedule: Schedule) -> Status | None:
+    """The status of the schedule's last item (None without one, or once it was purged)."""
+    if schedule.last_item_id is None:
+        return None
+    try:
+        return (await queue.get(schedule.last_item_id)).status
+    except ItemNotFound:
+        return None
+
+
+async def _schedule_rows(
+    queue: AsyncQueue, now: datetime | None
+) -> tuple[list[ScheduleRowOut], bool]:
+    """The first `SCHEDULE_ROWS` schedules with their last item's status; and whether there
+    were more."""
+    found = await queue.schedules(now=now)
+    shown = found[:SCHEDULE_ROWS]
+    statuses = await asyncio.gather(*(_last_status(queue, s) for s in shown))
+    rows = [
+        ScheduleRowOut.of(s).model_copy(update={"last_status": status})
+        for s, status in zip(shown, statuses, strict=True)
+    ]
+    return rows, len(found) > SCHEDULE_ROWS
+
+
 @router.get("/dashboard", response_model=DashboardOut, responses=COMMON, tags=["admin"])
 async def dashboard(st: St, caller: Caller, now: Now) -> DashboardOut:
     """Per queue (the first 50 by name): counts by status and expired leases, claimed and
     completed items/s over the last minutes, this server's claim latency p50/p95, up to 20 live
     leases, up to 10 dead items, the flow-control policy (limits, paused) and the up to 10
-    groups holding the most live leases (admin). 503 while the database is unreachable."""
+    groups holding the most live leases (admin); then the first 50 schedules by name, each
+    with its last item's status. 503 while the database is unreachable."""
     require_admin(caller)
     names = await st.queue.queues()
     panels = [await _panel(st.queue, st.activity, n, now) for n in names[:PANEL_QUEUES]]
+    schedules, more = await _schedule_rows(st.queue, now)
     return DashboardOut(
         now=now or datetime.now(UTC),
         sample_seconds=st.activity.every,
         queues=panels,
         truncated=len(names) > PANEL_QUEUES,
+        schedules=schedules,
+        schedules_truncated=more,
     )

@@ -18,6 +18,7 @@ from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from workclaim.queue import AsyncQueue
+from workclaim.schedules import MAX_SCHEDULE_NAME
 from workclaim.server.activity import Activity
 from workclaim.server.auth import ANONYMOUS, Principal, TokensUnavailable
 from workclaim.server.config import ServerConfig
@@ -106,6 +107,9 @@ Now = Annotated[datetime | None, Depends(clock)]
 St = Annotated[State, Depends(state)]
 QueuePath = Annotated[str, Path(pattern=NAME_REGEX, max_length=128, description="Queue name.")]
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Item id.")]
+SchedulePath = Annotated[
+    str, Path(pattern=NAME_REGEX, max_length=MAX_SCHEDULE_NAME, description="Schedule name.")
+]
 
 
 def require_admin(caller: Principal) -> None:

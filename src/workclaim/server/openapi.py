@@ -32,6 +32,7 @@ COMMON: Responses = {
 }
 LEASE = COMMON | {409: problem("Lease lost: stale, expired or another worker's")}
 ITEM = COMMON | {404: problem("No such item (or not visible to this token)")}
+SCHEDULE = COMMON | {404: problem("No such schedule")}
 CLAIM = COMMON | {
     200: {"description": "Leases, in claim order"},
     204: {"description": "Nothing claimable (within the wait)"},

@@ -22,6 +22,7 @@ from workclaim.errors import (
     ItemNotFound,
     LeaseLost,
     PayloadTooLarge,
+    ScheduleNotFound,
     ValidationError,
     WorkclaimError,
 )
@@ -39,6 +40,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "forbidden": (403, "The token does not allow this"),
     "not-found": (404, "No such resource"),
     "item-not-found": (404, "No such item"),
+    "schedule-not-found": (404, "No such schedule"),
     "method-not-allowed": (405, "Method not allowed"),
     "request-timeout": (408, "The request did not arrive in time"),
     "lease-lost": (409, "The lease is stale, expired or another worker's"),
@@ -115,6 +117,8 @@ def for_error(exc: WorkclaimError) -> tuple[str, str, dict[str, str]]:
         return "lease-lost", str(exc), {}
     if isinstance(exc, ItemNotFound):
         return "item-not-found", str(exc), {}
+    if isinstance(exc, ScheduleNotFound):
+        return "schedule-not-found", str(exc), {}
     if isinstance(exc, PayloadTooLarge):
         return "payload-too-large", str(exc), {}
     if isinstance(exc, ValidationError):

@@ -21,6 +21,7 @@ from pydantic import (
 
 from workclaim.errors import ValidationError
 from workclaim.models import (
+    CatchUp,
     EventKind,
     GroupLeases,
     HistoryEvent,
@@ -29,6 +30,7 @@ from workclaim.models import (
     QueuePolicy,
     QueueStats,
     Rate,
+    Schedule,
     Status,
 )
 from workclaim.server.renamed import RENAMED, both_given
@@ -58,6 +60,8 @@ Priority = Annotated[StrictInt, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 MaxAttempts = Annotated[StrictInt, Field(ge=1, le=MAX_ATTEMPTS_LIMIT)]
 Limit = Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)]
 GROUP_DESCRIPTION = "The flow-control group (null: the queue's default group)."
+MAX_CRON_CHARS = 200  # the longest sensible six-field expression is far shorter
+MAX_TIMEZONE_CHARS = 64  # the longest IANA name is about half of it
 
 
 DEPRECATED: dict[str, Any] = {"deprecated": True}  # an OpenAPI field's `deprecated: true`
@@ -502,6 +506,79 @@ class GroupsOut(BaseModel):
     groups: list[GroupLeasesOut]
 
 
+class ScheduleIn(_In):
+    """A schedule to create or replace: `payload` is enqueued into `queue` once per slot of
+    `cron` in `timezone`. Every field left out takes its default, as in `Queue.schedule`;
+    declaring the same schedule again changes nothing."""
+
+    queue: Name = Field(description="The queue each slot's item goes to.")
+    cron: Annotated[str, Field(min_length=1, max_length=MAX_CRON_CHARS)] = Field(
+        description="Five fields (minute hour day month weekday), an optional sixth for "
+        "seconds, or @yearly, @monthly, @weekly, @daily, @midnight, @hourly."
+    )
+    payload: Any = Field(None, description="The JSON payload of every item it enqueues.")
+    timezone: Annotated[str, Field(min_length=1, max_length=MAX_TIMEZONE_CHARS)] = Field(
+        "UTC", description="The IANA time zone the expression is read in."
+    )
+    priority: Priority = 0
+    max_attempts: MaxAttempts | None = None
+    group: Name | None = Field(None, description=GROUP_DESCRIPTION)
+    catch_up: CatchUp = Field(
+        CatchUp.LATEST,
+        description="Slots missed while no scheduler ran: enqueue the latest, none, or all.",
+    )
+    enabled: StrictBool = True
+
+
+class ScheduleOut(BaseModel):
+    """A schedule as stored, with its next slot (null when disabled) and the last slot it
+    enqueued and that slot's item. `version` grows with every change; `set_at` is when the
+    current version was set (store clock): no slot before it is ever enqueued."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    queue: str
+    cron: str
+    payload: Any
+    timezone: str
+    priority: int
+    max_attempts: int | None
+    group: str | None = Field(description=GROUP_DESCRIPTION)
+    catch_up: CatchUp
+    enabled: bool
+    version: int
+    set_at: datetime | None
+    last_slot: datetime | None
+    last_item_id: int | None
+    next_slot: datetime | None
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> Self:
+        """From a library schedule, field by field by attribute name."""
+        return cls.model_validate(schedule)
+
+
+class SchedulesOut(BaseModel):
+    """Every schedule, by name."""
+
+    schedules: list[ScheduleOut]
+
+
+class ScheduleRunOut(BaseModel):
+    """The item a schedule enqueued when run now."""
+
+    name: str
+    id: int
+
+
+class ScheduleRowOut(ScheduleOut):
+    """A schedule as the dashboard lists it: with its last item's status (null when it has
+    none, or the item was purged)."""
+
+    last_status: Status | None = None
+
+
 class RatePoint(BaseModel):
     """Items per second over one sampling interval ending at `at`."""
 
@@ -570,3 +647,7 @@ class DashboardOut(BaseModel):
     sample_seconds: float
     queues: list[QueuePanelOut]
     truncated: bool = Field(description="True when there were more queues than shown.")
+    schedules: list[ScheduleRowOut] = Field(
+        description="The schedules (the first 50 by name) with their last item's status."
+    )
+    schedules_truncated: bool = Field(description="True when there were more schedules.")

@@ -2,7 +2,8 @@
 
 This module holds the verbs; the connections, their URL options and the transaction runners are
 in connection.py, driver errors are translated in errors.py, rows become values in rows.py, the
-schema is in schema.py (and migrations/), and the wake-up poller in listener.py.
+schema is in schema.py (and migrations/), the wake-up poller in listener.py, flow control in
+flow.py and schedules in schedules.py.
 
 The attempt history is written by a trigger (migrations/0002_history.sql) fired by the
 `last_event` column that every state-changing statement sets, so the event is part of the very
@@ -22,14 +23,24 @@ from typing import Any
 
 from workclaim._time import from_micros, seconds_to_micros, to_micros
 from workclaim.backends._queryfile import load_queries
-from workclaim.backends.base import Backend, NewItem
+from workclaim.backends.base import Backend, NewItem, NewSchedule
 from workclaim.backends.sqlite import flow, rows, schema
+from workclaim.backends.sqlite import schedules as sched
 from workclaim.backends.sqlite.connection import Connections
 from workclaim.backends.sqlite.listener import Listener
 from workclaim.backends.wakeup import Wakeup
 from workclaim.config import Settings
 from workclaim.errors import InvalidState, ItemNotFound, LeaseLost
-from workclaim.models import GroupLeases, HistoryEvent, Item, Lease, QueuePolicy, QueueStats, Status
+from workclaim.models import (
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    QueueStats,
+    Schedule,
+    Status,
+)
 
 _PACKAGE = schema.PACKAGE
 Q = load_queries(_PACKAGE, "queries.sql")
@@ -59,45 +70,7 @@ class SqliteBackend(Connections):
     def enqueue(
         self, queue: str, items: Sequence[NewItem], *, now: datetime | None = None
     ) -> list[int]:
-        def insert(conn: sqlite3.Connection, now_us: int) -> list[int]:
-            ids: list[int] = []
-            if any(item.group is not None for item in items):
-                flow.set_grouped(conn, queue)
-            managed = flow.is_managed(conn, queue)
-            for item in items:
-                if item.dedupe_key is not None:
-                    row = conn.execute(
-                        Q["find_dedupe"], {"queue": queue, "dedupe_key": item.dedupe_key}
-                    ).fetchone()
-                    if row is not None:
-                        ids.append(int(row[0]))
-                        continue
-                run_at = (
-                    to_micros(item.run_at)
-                    if item.run_at is not None
-                    else now_us + seconds_to_micros(item.delay)
-                )
-                row = conn.execute(
-                    Q["insert_item"],
-                    {
-                        "queue": queue,
-                        "payload": item.payload,
-                        "priority": item.priority,
-                        "run_at": run_at,
-                        "max_attempts": item.max_attempts,
-                        "dedupe_key": item.dedupe_key,
-                        "history": 1 if item.history else 0,
-                        "now": now_us,
-                        "grp": item.group or "",
-                        "flow": 1 if managed else 0,
-                    },
-                ).fetchone()
-                ids.append(int(row[0]))
-            if managed:
-                flow.activate(conn, queue, [item.group or "" for item in items])
-            return ids
-
-        ids = self._write(insert, now)
+        ids = self._write(lambda conn, now_us: insert_items(conn, queue, items, now_us), now)
         self._wakeup.notify()
         return ids
 
@@ -404,6 +377,41 @@ class SqliteBackend(Connections):
         found = self._read(lambda c: c.execute(flow.F["live_by_group"], params).fetchall())
         return [GroupLeases(grp or None, int(n)) for grp, n in found]
 
+    # -- schedules (schedules.py) -----------------------------------------------------------
+    def set_schedule(self, schedule: NewSchedule, *, now: datetime | None = None) -> Schedule:
+        stored = self._write(lambda c, now_us: sched.put(c, schedule, now_us), now)
+        self._wakeup.notify()  # a scheduler's next slot may have moved
+        return stored
+
+    def remove_schedule(self, name: str) -> bool:
+        existed = self._write(lambda c, _now_us: sched.remove(c, name))
+        self._wakeup.notify()
+        return existed
+
+    def schedules(self) -> list[Schedule]:
+        return self._read(sched.every)
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        return self._read(lambda c: sched.get(c, name))
+
+    def fire_schedule(
+        self,
+        name: str,
+        *,
+        version: int,
+        slot: datetime,
+        item: NewItem,
+        now: datetime | None = None,
+    ) -> int | None:
+        slot_us = to_micros(slot)
+        item_id = self._write(
+            lambda c, now_us: sched.fire(c, insert_items, name, version, slot_us, item, now_us),
+            now,
+        )
+        if item_id is not None:
+            self._wakeup.notify()
+        return item_id
+
     def close(self) -> None:
         if self._closed:
             return
@@ -412,6 +420,50 @@ class SqliteBackend(Connections):
             self._listener.stop()
         self._close_connections()
         self._wakeup.notify()
+
+
+def insert_items(
+    conn: sqlite3.Connection, queue: str, items: Sequence[NewItem], now_us: int
+) -> list[int]:
+    """`enqueue`'s statements inside its transaction (also a schedule's slot, schedules.py): a
+    live item holding an item's dedupe key is returned instead of a new one; the group and the
+    queue's flow-control bookkeeping are kept as for every item."""
+    ids: list[int] = []
+    if any(item.group is not None for item in items):
+        flow.set_grouped(conn, queue)
+    managed = flow.is_managed(conn, queue)
+    for item in items:
+        if item.dedupe_key is not None:
+            row = conn.execute(
+                Q["find_dedupe"], {"queue": queue, "dedupe_key": item.dedupe_key}
+            ).fetchone()
+            if row is not None:
+                ids.append(int(row[0]))
+                continue
+        run_at = (
+            to_micros(item.run_at)
+            if item.run_at is not None
+            else now_us + seconds_to_micros(item.delay)
+        )
+        row = conn.execute(
+            Q["insert_item"],
+            {
+                "queue": queue,
+                "payload": item.payload,
+                "priority": item.priority,
+                "run_at": run_at,
+                "max_attempts": item.max_attempts,
+                "dedupe_key": item.dedupe_key,
+                "history": 1 if item.history else 0,
+                "now": now_us,
+                "grp": item.group or "",
+                "flow": 1 if managed else 0,
+            },
+        ).fetchone()
+        ids.append(int(row[0]))
+    if managed:
+        flow.activate(conn, queue, [item.group or "" for item in items])
+    return ids
 
 
 WorkclaimStateError = ItemNotFound | InvalidState

@@ -1,4 +1,5 @@
-"""The one mapping from SQLite rows to workclaim values (`Item`, `Lease`, `HistoryEvent`).
+"""The one mapping from SQLite rows to workclaim values (`Item`, `Lease`, `HistoryEvent`,
+`Schedule`).
 
 Rows are plain tuples (the fastest the driver gives); each function names their columns by
 unpacking them in the order the queries in `queries.sql` select them.
@@ -10,7 +11,7 @@ import json
 from typing import Any, cast
 
 from workclaim._time import from_micros
-from workclaim.models import EventKind, HistoryEvent, Item, Lease, Status
+from workclaim.models import CatchUp, EventKind, HistoryEvent, Item, Lease, Schedule, Status
 
 
 def item(row: tuple[Any, ...]) -> Item:
@@ -78,4 +79,41 @@ def event(row: tuple[Any, ...]) -> HistoryEvent:
     item_id, kind, at, attempt, status, token, worker, error = row
     return HistoryEvent(
         item_id, EventKind(kind), from_micros(at), attempt, Status(status), token, worker, error
+    )
+
+
+def schedule(row: tuple[Any, ...]) -> Schedule:
+    """A Schedule from a get_schedule / list_schedules row (schedules.sql); `next_slot` is left
+    None (`Queue` computes it)."""
+    (
+        name,
+        queue,
+        cron,
+        payload,
+        timezone,
+        priority,
+        max_attempts,
+        grp,
+        catch_up,
+        enabled,
+        version,
+        set_at,
+        last_slot,
+        last_item_id,
+    ) = row
+    return Schedule(
+        name=name,
+        queue=queue,
+        cron=cron,
+        payload=json.loads(payload),
+        timezone=timezone,
+        priority=priority,
+        max_attempts=max_attempts,
+        group=grp,
+        catch_up=CatchUp(catch_up),
+        enabled=bool(enabled),
+        version=version,
+        set_at=from_micros(set_at),
+        last_slot=None if last_slot is None else from_micros(last_slot),
+        last_item_id=last_item_id,
     )
