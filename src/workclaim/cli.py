@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from workclaim import logs
 from workclaim._version import __version__
@@ -111,6 +112,12 @@ def open_queue(db: str, **settings_overrides: Any) -> Queue:
     if settings_overrides:
         settings = settings.with_changes(**settings_overrides)
     return Queue(db, settings=settings)
+
+
+def print_wide(table: Table) -> None:
+    """Print a table whole, even wider than the terminal (or than 80 columns into a pipe)."""
+    wanted = console.measure(table, options=console.options.update_width(10_000)).maximum
+    Console(width=max(console.width, wanted)).print(table)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
@@ -289,7 +296,7 @@ def stats(
         if policy.limited:
             print(f"{policy.queue}: {policy_text(policy)}")
     if schedules:
-        console.print(schedule_table(schedules))
+        print_wide(schedule_table(schedules))
 
 
 @app.command()
@@ -572,7 +579,7 @@ def schedule_add(
     if as_json:
         print(json.dumps(schedule_json(stored)))
     else:
-        console.print(schedule_table([stored]))
+        print_wide(schedule_table([stored]))
 
 
 @schedule_app.command("list")
@@ -591,7 +598,7 @@ def schedule_list(
     if as_json:
         print(json.dumps([schedule_json(s) for s in found]))
     elif found:
-        console.print(schedule_table(found))
+        print_wide(schedule_table(found))
     else:
         console.print("no schedules")
 
@@ -645,9 +652,10 @@ def scheduler(db: DbOption = DEFAULT_DB) -> None:
             log.info("scheduler: firing the schedules of %s", shown_url(db))
             while running.is_alive() and not stopping:
                 time.sleep(0.2)
+            if stopping:
+                log.info("signal %d: stopping", stopping[0])
         if not stopping:
-            fail("the scheduler stopped: the store failed (see the log above)")
-        log.info("signal %d: scheduler stopped, %d item(s) enqueued", stopping[0], running.enqueued)
+            fail("the scheduler ended: the store failed (see the log above)")
     except BackendUnavailable as exc:
         fail(f"{shown_url(db)}: {exc}", EXIT_UNREACHABLE)
     except WorkclaimError as exc:

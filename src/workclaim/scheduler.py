@@ -155,6 +155,7 @@ class Scheduler:
         self.queue.backend.wakeup().notify()
         if self._thread is not None:
             self._thread.join(timeout)
+        log.info("scheduler stopped: %d item(s) enqueued", self.enqueued)
 
 
 @contextlib.contextmanager

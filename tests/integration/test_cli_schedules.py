@@ -157,7 +157,8 @@ def test_bad_input_is_one_clear_line_exit_1_and_stores_nothing(
     result = workclaim("schedule", "add", "s", "--queue", "q", *args, "--db", db)
     assert result.returncode == 1, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
-    assert json.loads(workclaim("schedule", "list", "--db", db, "--json").stdout) == []
+    with Queue(db) as q:
+        assert q.schedules() == []
 
 
 def test_stats_lists_the_schedules(db: str) -> None:
@@ -222,14 +223,17 @@ def test_two_schedulers_enqueue_each_slot_once(db: str, tmp_path: Path) -> None:
     """Two `workclaim scheduler` processes on one store: every slot's item exists once."""
     add_every_second(db)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    with running("scheduler", "--db", db, log=logs[0]) as a, running(
-        "scheduler", "--db", db, log=logs[1]
-    ) as b:
+    with (
+        running("scheduler", "--db", db, log=logs[0]) as a,
+        running("scheduler", "--db", db, log=logs[1]) as b,
+    ):
 
         def three_fired() -> bool:
             with Queue(db) as q:
                 return q.stats("ticks").total >= 3
 
+        for proc, log in zip((a, b), logs, strict=True):  # both up (SIGTERM is theirs now)
+            wait_until(lambda log=log: "firing the schedules" in log.read_text(), proc, log)
         wait_until(three_fired, a, logs[0])
         stop(a, logs[0])
         stop(b, logs[1])
@@ -257,5 +261,7 @@ def test_serve_scheduler_fires_and_an_http_worker_runs_none(db: str, tmp_path: P
         with running(*WORKER, "--server", url, log=worker_log) as worker:
             wait_until(lambda: "claiming from" in worker_log.read_text(), worker, worker_log)
             said = stop(worker, worker_log)
-        stop(server, serve_log)
+        server.send_signal(signal.SIGTERM)  # serve ends as uvicorn does: by the signal
+        assert server.wait(60) in (0, -signal.SIGTERM), serve_log.read_text()
     assert "no scheduler (over HTTP" in said
+    assert "scheduler stopped" in serve_log.read_text()  # before the process ended

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import ssl
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +22,43 @@ DEFAULT_DB = "sqlite:///workclaim.db"
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(1)
+
+
+class _Signalled(Exception):
+    """SIGTERM or SIGINT reached `serve` outside uvicorn's own handlers."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _scheduler_beside(db: str, settings: Any) -> Iterator[None]:
+    """A scheduler thread for the block, stopped before the process ends.
+
+    uvicorn shuts down on SIGTERM/SIGINT, then puts back the handlers it found and raises the
+    signal again to end the process; the handler here turns that signal (or one that comes
+    before uvicorn starts) into an exception, so the scheduler stops, and then passes the signal
+    on with the handlers of before: `serve` ends as it would without `--scheduler`.
+    """
+    from workclaim.scheduler import scheduler_on
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise _Signalled(signum)
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+    caught: int | None = None
+    try:
+        with scheduler_on(db, settings):
+            yield
+    except _Signalled as exc:
+        caught = exc.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught is not None:
+        signal.raise_signal(caught)
 
 
 def serve(
@@ -103,7 +143,6 @@ def serve(
 
         from workclaim import logs
         from workclaim.queue import Queue
-        from workclaim.scheduler import scheduler_on
         from workclaim.server.app import create_app
         from workclaim.server.processes import Recipe, run_processes
         from workclaim.server.transport import protocol_for
@@ -173,7 +212,7 @@ def serve(
     )
     # One scheduler for the whole service: this process, which supervises the children when
     # there are several (they are spawned, so its threads and connections never cross a fork).
-    beside = scheduler_on(db, config.settings) if scheduler else contextlib.nullcontext()
+    beside = _scheduler_beside(db, config.settings) if scheduler else contextlib.nullcontext()
     try:
         with beside:
             if processes > 1:
