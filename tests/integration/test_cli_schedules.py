@@ -8,12 +8,15 @@ a `* * * * * *` (every second) schedule enqueues to appear in the store.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -220,28 +223,35 @@ def test_workclaim_scheduler_fires_and_sigterm_stops_it(db: str, tmp_path: Path)
 
 @pytest.mark.timeout(120)
 def test_two_schedulers_enqueue_each_slot_once(db: str, tmp_path: Path) -> None:
-    """Two `workclaim scheduler` processes on one store: every slot's item exists once."""
+    """Two `workclaim scheduler` processes on one store: every slot between the first and the
+    last fired has one item, and the items the two say they enqueued add up to those."""
     add_every_second(db)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     with (
         running("scheduler", "--db", db, log=logs[0]) as a,
         running("scheduler", "--db", db, log=logs[1]) as b,
     ):
-
-        def three_fired() -> bool:
-            with Queue(db) as q:
-                return q.stats("ticks").total >= 3
-
-        for proc, log in zip((a, b), logs, strict=True):  # both up (SIGTERM is theirs now)
-            wait_until(lambda log=log: "firing the schedules" in log.read_text(), proc, log)
-        wait_until(three_fired, a, logs[0])
-        stop(a, logs[0])
-        stop(b, logs[1])
+        for proc, log in ((a, logs[0]), (b, logs[1])):  # both up (SIGTERM is theirs now)
+            wait_until(partial(said, log, "firing the schedules"), proc, log)
+        wait_until(partial(items_at_least, db, 5), a, logs[0])
+        outputs = [stop(a, logs[0]), stop(b, logs[1])]
     with Queue(db) as q:
-        items = [q.get(i) for i in range(1, q.stats("ticks").total + 1)]
-    keys = [item.dedupe_key for item in items]
-    assert len(keys) == len(set(keys)), keys
-    assert all((k or "").startswith("schedule:tick:") for k in keys)
+        total = q.stats("ticks").total
+        keys = sorted(q.get(i).dedupe_key or "" for i in range(1, total + 1))
+    slots = [datetime.strptime(k.rpartition(":")[2], "%Y%m%dT%H%M%SZ") for k in keys]
+    assert all(k.startswith("schedule:tick:") for k in keys), keys
+    assert slots == [slots[0] + timedelta(seconds=n) for n in range(len(slots))], keys
+    enqueued = [int(re.findall(r"scheduler stopped: (\d+) item", o)[-1]) for o in outputs]
+    assert sum(enqueued) == total, (enqueued, total)
+
+
+def said(log: Path, text: str) -> bool:
+    return text in log.read_text()
+
+
+def items_at_least(db: str, count: int) -> bool:
+    with Queue(db) as q:
+        return q.stats("ticks").total >= count
 
 
 def test_scheduler_refuses_a_server_url() -> None:
