@@ -82,7 +82,7 @@ class Scheduler:
                 schedule.name,
                 schedule.catch_up.value,
                 len(due.slots),
-                "at least " if due.skipped else "",
+                "at least " if due.partial else "",
                 due.skipped,
             )
         for slot in due.slots:

@@ -90,7 +90,13 @@ class Cron:
 
 
 def _expand(expression: str) -> str:
-    return ALIASES.get(expression.lower(), expression)
+    """The expression as cronsim reads it: an alias spelled out, and a six-field expression's
+    seconds (ours last, as croniter and the contract have them) moved first, where cronsim
+    reads them (left as they are, `* * * * * */15` would fire every second of every Sunday)."""
+    fields = ALIASES.get(expression.lower(), expression).split()
+    if len(fields) == 6:
+        fields = [fields[5], *fields[:5]]
+    return " ".join(fields)
 
 
 def _whole_second(moment: datetime) -> datetime:
@@ -116,12 +122,13 @@ def next_slot(schedule: Schedule, now: datetime) -> datetime | None:
 class Due:
     """What one pass of a scheduler fires for a schedule: `slots` ascending; `missed`: whether
     some due slot was more than `ON_TIME_SECONDS` late (no scheduler ran then), so the
-    schedule's catch-up decided; `skipped`: how many due slots it leaves out (a lower bound:
-    the walk back stops early)."""
+    schedule's catch-up decided; `skipped`: how many due slots it leaves out, a lower bound
+    when `partial` (the walk back stopped before the cursor, as no older slot would fire)."""
 
     slots: list[datetime]
     missed: bool = False
     skipped: int = 0
+    partial: bool = False
 
 
 def due_slots(schedule: Schedule, now: datetime, *, bound: int = CATCH_UP_BOUND) -> Due:
@@ -141,18 +148,15 @@ def due_slots(schedule: Schedule, now: datetime, *, bound: int = CATCH_UP_BOUND)
     for slot in Cron(schedule.cron, schedule.timezone).until(now):
         if start is not None and slot <= start:
             break
-        if len(on_time) + len(missed) == bound:
-            more = True
+        if len(on_time) + len(missed) == bound or (missed and schedule.catch_up is not CatchUp.ALL):
+            more = True  # a due slot left out; older ones are not fired: no need to walk to them
             break
         if (now - slot).total_seconds() <= ON_TIME_SECONDS:
             on_time.append(slot)
         else:
             missed.append(slot)
-            if schedule.catch_up is not CatchUp.ALL:
-                more = True  # older missed slots are not fired; no need to walk to them
-                break
     if not missed:
-        return Due(sorted(on_time), skipped=int(more))
+        return Due(sorted(on_time), skipped=int(more), partial=more)
     if schedule.catch_up is CatchUp.ALL:
         fired = on_time + missed
     elif schedule.catch_up is CatchUp.LATEST and not on_time:
@@ -160,7 +164,7 @@ def due_slots(schedule: Schedule, now: datetime, *, bound: int = CATCH_UP_BOUND)
     else:
         fired = on_time
     skipped = len(on_time) + len(missed) - len(fired) + int(more)
-    return Due(sorted(fired), missed=True, skipped=skipped)
+    return Due(sorted(fired), missed=True, skipped=skipped, partial=more)
 
 
 def slot_key(name: str, slot: datetime) -> str:

@@ -242,6 +242,36 @@
     });
   }
 
+  function runScheduleButton(name) {
+    return el("button", {
+      type: "button",
+      className: "action",
+      "data-action": "run",
+      text: "Run now",
+      onclick: () =>
+        act(
+          "Enqueue the item of schedule " + name + " now, outside its slots?",
+          "POST",
+          "schedules/" + encodeURIComponent(name) + "/run"
+        ),
+    });
+  }
+
+  function removeScheduleButton(name) {
+    return el("button", {
+      type: "button",
+      className: "action danger",
+      "data-action": "unschedule",
+      text: "Remove",
+      onclick: () =>
+        act(
+          "Remove schedule " + name + "? No slot of it fires afterwards; the items it enqueued stay.",
+          "DELETE",
+          "schedules/" + encodeURIComponent(name)
+        ),
+    });
+  }
+
   // -- the dashboard ------------------------------------------------------------------------
   // A group key as shown: the default group (null) is "(default)".
   function groupName(group) {
@@ -447,6 +477,64 @@
     return section;
   }
 
+  // A slot as shown: its UTC time and how far it is from now.
+  function slotText(iso) {
+    if (iso === null || iso === undefined) return "–";
+    const delta = Date.parse(iso) - serverNow();
+    return when(iso) + (delta >= 0 ? " (in " + duration(delta) + ")" : " (" + duration(delta) + " ago)");
+  }
+
+  // The last slot's item: a link to it and its status (none once it was purged).
+  function lastItemCell(s) {
+    if (s.last_item_id === null) return el("td", { "data-field": "last_item", text: "–" });
+    const status = s.last_status === null ? "purged" : s.last_status;
+    return el(
+      "td",
+      { "data-field": "last_item" },
+      itemLink(s.last_item_id),
+      " ",
+      el("span", { className: "status " + status, "data-status": status, text: status })
+    );
+  }
+
+  function schedulesTable(data) {
+    const rows = data.schedules.map((s) =>
+      el(
+        "tr",
+        { "data-schedule": s.name },
+        el("td", { "data-field": "name", text: s.name }),
+        el("td", { "data-field": "queue", text: s.queue }),
+        el("td", { "data-field": "cron" }, el("code", { text: s.cron }), " " + s.timezone),
+        el(
+          "td",
+          { "data-field": "enabled" },
+          el("span", {
+            className: "state " + (s.enabled ? "active" : "paused"),
+            "data-enabled": s.enabled ? "true" : "false",
+            text: s.enabled ? "enabled" : "disabled",
+          })
+        ),
+        el("td", { "data-field": "next_slot", text: slotText(s.next_slot) }),
+        el("td", { "data-field": "last_slot", text: slotText(s.last_slot) }),
+        lastItemCell(s),
+        el("td", { className: "actions" }, runScheduleButton(s.name), removeScheduleButton(s.name))
+      )
+    );
+    const section = table(
+      "schedules",
+      "Schedules",
+      ["name", "queue", "cron", "state", "next slot", "last slot", "last item", ""],
+      rows,
+      "No schedule is declared."
+    );
+    if (data.schedules_truncated) {
+      section.append(
+        el("p", { className: "muted", text: `The first ${data.schedules.length} schedules by name are listed (GET /schedules lists all).` })
+      );
+    }
+    return section;
+  }
+
   function table(id, title, columns, rows, empty) {
     const body = rows.length
       ? el("tbody", {}, ...rows)
@@ -465,7 +553,7 @@
     const parts = [grid];
     if (data.queues.length === 0) parts.unshift(el("p", { className: "muted", text: "No queue holds an item yet." }));
     if (data.truncated) parts.push(el("p", { className: "muted", text: "Only the first 50 queues are shown." }));
-    parts.push(leasesTable(data.queues), deadTable(data.queues));
+    parts.push(schedulesTable(data), leasesTable(data.queues), deadTable(data.queues));
     main.replaceChildren(...parts);
   }
 
