@@ -74,10 +74,15 @@ class Cron:
         return cls(expression, timezone)
 
     def after(self, moment: datetime) -> Iterator[datetime]:
-        """The slots strictly after `moment`, ascending, in UTC."""
+        """The slots strictly after `moment`, ascending, in UTC. Inside a repeated hour's second
+        pass cronsim first yields the fixed-hour slot of the first pass, an instant already
+        gone (02:30 CEST when it is 02:10 CET): it is left out, as `until` leaves out the
+        instants after its moment."""
         zone = ZoneInfo(self.timezone)
         for slot in CronSim(_expand(self.expression), moment.astimezone(zone)):
-            yield slot.astimezone(UTC)
+            utc = slot.astimezone(UTC)
+            if utc > moment:
+                yield utc
 
     def until(self, moment: datetime) -> Iterator[datetime]:
         """The slots at or before `moment`, descending, in UTC."""
