@@ -19,7 +19,7 @@ from psycopg import sql
 
 from workclaim._time import seconds_to_micros
 from workclaim.backends._queryfile import load_queries
-from workclaim.backends.base import Backend, NewItem, TransactionalEnqueue
+from workclaim.backends.base import Backend, NewItem, NewSchedule, TransactionalEnqueue
 from workclaim.backends.postgres import rows
 from workclaim.backends.postgres.connection import Connections
 from workclaim.backends.postgres.errors import translate
@@ -36,6 +36,7 @@ from workclaim.models import (
     QueuePolicy,
     QueueStats,
     Rate,
+    Schedule,
     Status,
 )
 
@@ -503,6 +504,78 @@ class PostgresBackend(Connections):
     ) -> list[GroupLeases]:
         found = self._all("live_by_group", {"queue": queue, "limit": limit, "now": now})
         return [GroupLeases(group, int(n)) for group, n in found]
+
+    # -- schedules (migration 0007) ---------------------------------------------------------
+    def set_schedule(self, schedule: NewSchedule, *, now: datetime | None = None) -> Schedule:
+        params = {
+            "name": schedule.name,
+            "queue": schedule.queue,
+            "cron": schedule.cron,
+            "timezone": schedule.timezone,
+            "payload": schedule.payload,
+            "priority": schedule.priority,
+            "max_attempts": schedule.max_attempts,
+            "group": schedule.group,
+            "catch_up": schedule.catch_up,
+            "enabled": schedule.enabled,
+            "now": now,
+            "channel": self.channel,
+        }
+
+        def run(conn: psycopg.Connection[Any]) -> tuple[tuple[Any, ...], bool]:
+            with conn.transaction():
+                row = conn.execute(self._q["set_schedule"], params).fetchone()
+                if row is not None:
+                    return row, True
+                same = conn.execute(self._q["get_schedule"], params).fetchone()
+            assert same is not None  # the upsert found the row (and left it as it was)
+            return same, False
+
+        row, changed = self._call(run)  # the same write again changes nothing more
+        if changed:
+            self._wakeup.notify()
+        return rows.schedule(row)
+
+    def remove_schedule(self, name: str) -> bool:
+        removed = self._one("remove_schedule", {"name": name, "channel": self.channel})
+        if removed is not None:
+            self._wakeup.notify()
+        return removed is not None
+
+    def schedules(self) -> list[Schedule]:
+        return [rows.schedule(row) for row in self._all("list_schedules", {})]
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        row = self._one("get_schedule", {"name": name})
+        return None if row is None else rows.schedule(row)
+
+    def fire_schedule(
+        self,
+        name: str,
+        *,
+        version: int,
+        slot: datetime,
+        item: NewItem,
+        now: datetime | None = None,
+    ) -> int | None:
+        """See `Scheduling.fire_schedule`: take the slot (take_slot) and, only if that took it,
+        insert the item as `enqueue` does (its groups, dedupe key, history and notification)
+        and record its id, all in one transaction."""
+        params = {"name": name, "version": version, "slot": slot, "now": now}
+
+        def run(conn: psycopg.Connection[Any]) -> int | None:
+            with conn.transaction():
+                taken = conn.execute(self._q["take_slot"], params).fetchone()
+                if taken is None:
+                    return None
+                item_id = self._insert_any(conn, str(taken[0]), [item], now)[0]
+                conn.execute(self._q["slot_item"], {"name": name, "item_id": item_id})
+                return item_id
+
+        item_id = self._call(run, retry=False)  # a repeat after a commit would be refused
+        if item_id is not None:
+            self._wakeup.notify()
+        return item_id
 
     def close(self) -> None:
         if self._closed:

@@ -483,3 +483,71 @@ LIMIT %(limit)s
 
 -- name: store_now
 SELECT clock_timestamp()
+
+-- name: set_schedule
+-- Create the schedule (version 1, set at now) or replace it: different settings bump the version
+-- and set set_at to now, keeping last_slot and last_item_id; identical settings (jsonb payloads
+-- compared as values) change nothing and return no row, and the caller reads the row with
+-- get_schedule in the same transaction (a statement of its own: it sees a row another session
+-- inserted meanwhile, which this statement's snapshot cannot). Schedulers are notified (at
+-- commit) when something changed.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
+upserted AS (
+    INSERT INTO {schema}.schedules AS s
+        (name, queue, cron, timezone, payload, priority, max_attempts, grp, catch_up, enabled,
+         version, set_at, created_at, updated_at)
+    SELECT %(name)s, %(queue)s, %(cron)s, %(timezone)s, %(payload)s::jsonb, %(priority)s,
+           %(max_attempts)s::integer, %(group)s::text, %(catch_up)s, %(enabled)s, 1, clock.now,
+           clock.now, clock.now
+    FROM clock
+    ON CONFLICT (name) DO UPDATE
+    SET queue = excluded.queue, cron = excluded.cron, timezone = excluded.timezone,
+        payload = excluded.payload, priority = excluded.priority,
+        max_attempts = excluded.max_attempts, grp = excluded.grp, catch_up = excluded.catch_up,
+        enabled = excluded.enabled, version = s.version + 1, set_at = excluded.set_at,
+        updated_at = excluded.updated_at
+    WHERE (s.queue, s.cron, s.timezone, s.payload, s.priority, s.max_attempts, s.grp,
+           s.catch_up, s.enabled)
+          IS DISTINCT FROM
+          (excluded.queue, excluded.cron, excluded.timezone, excluded.payload, excluded.priority,
+           excluded.max_attempts, excluded.grp, excluded.catch_up, excluded.enabled)
+    RETURNING s.name, s.queue, s.cron, s.payload, s.timezone, s.priority, s.max_attempts, s.grp,
+              s.catch_up, s.enabled, s.version, s.set_at, s.last_slot, s.last_item_id
+)
+SELECT u.*, pg_notify(%(channel)s, '')::text FROM upserted AS u
+
+-- name: get_schedule
+-- One schedule, its columns in Schedule's order (rows.schedule).
+SELECT name, queue, cron, payload, timezone, priority, max_attempts, grp, catch_up, enabled,
+       version, set_at, last_slot, last_item_id
+FROM {schema}.schedules WHERE name = %(name)s
+
+-- name: list_schedules
+-- Every schedule by name (byte order, as the other backends sort).
+SELECT name, queue, cron, payload, timezone, priority, max_attempts, grp, catch_up, enabled,
+       version, set_at, last_slot, last_item_id
+FROM {schema}.schedules ORDER BY name COLLATE "C"
+
+-- name: remove_schedule
+-- Returns a row (and notifies schedulers, at commit) when the schedule existed.
+WITH gone AS (DELETE FROM {schema}.schedules WHERE name = %(name)s RETURNING name)
+SELECT gone.name, pg_notify(%(channel)s, '')::text FROM gone
+
+-- name: take_slot
+-- The first half of fire_schedule: the slot becomes the schedule's last_slot only while the
+-- schedule is enabled, still at the version the scheduler read, and the slot is after both set_at
+-- and last_slot. The row lock it takes is held to commit, so a concurrent offer of the same slot
+-- waits, then finds last_slot = slot and takes nothing. Returns the queue to insert the item
+-- into (the caller then inserts it as enqueue does and records its id with slot_item).
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+UPDATE {schema}.schedules AS s
+SET last_slot = %(slot)s::timestamptz, updated_at = clock.now
+FROM clock
+WHERE s.name = %(name)s AND s.enabled AND s.version = %(version)s
+  AND %(slot)s::timestamptz > s.set_at
+  AND (s.last_slot IS NULL OR %(slot)s::timestamptz > s.last_slot)
+RETURNING s.queue
+
+-- name: slot_item
+-- The second half of fire_schedule: the item the slot enqueued.
+UPDATE {schema}.schedules SET last_item_id = %(item_id)s WHERE name = %(name)s

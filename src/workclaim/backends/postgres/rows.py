@@ -1,4 +1,5 @@
-"""The one mapping from PostgreSQL rows to workclaim values (`Item`, `Lease`, `HistoryEvent`).
+"""The one mapping from PostgreSQL rows to workclaim values (`Item`, `Lease`, `HistoryEvent`,
+`Schedule`).
 
 Rows are plain tuples (psycopg's `class_row`/`dict_row` cost more per row); jsonb and
 timestamptz columns arrive as Python values, so each function names the columns by unpacking
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workclaim.models import EventKind, HistoryEvent, Item, Lease, Status
+from workclaim.models import CatchUp, EventKind, HistoryEvent, Item, Lease, Schedule, Status
 
 
 def item(row: tuple[Any, ...]) -> Item:
@@ -37,3 +38,27 @@ def events(item_id: int, rows: list[tuple[Any, ...]]) -> list[HistoryEvent]:
         for kind, at, attempt, status, token, worker, error in rows
         if kind is not None
     ]
+
+
+def schedule(row: tuple[Any, ...]) -> Schedule:
+    """A Schedule from a get_schedule / list_schedules / set_schedule row: its fields in order,
+    from `name` to `last_item_id` (jsonb payload decoded by psycopg); `next_slot` is left to
+    `Queue`."""
+    name, queue, cron, payload, timezone, priority, most, group, catch_up, enabled = row[:10]
+    version, set_at, last_slot, last_item_id = row[10:14]
+    return Schedule(
+        name,
+        queue,
+        cron,
+        payload,
+        timezone,
+        priority,
+        most,
+        group,
+        CatchUp(catch_up),
+        enabled,
+        version,
+        set_at,
+        last_slot,
+        last_item_id,
+    )

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from workclaim._time import from_micros, seconds_to_micros, to_micros
-from workclaim.backends.base import Backend, NewItem
+from workclaim.backends.base import Backend, NewItem, NewSchedule
 from workclaim.backends.redis import rows, schema
 from workclaim.backends.redis.connection import Connections
 from workclaim.backends.redis.durability import check_durability, read_durability
@@ -25,7 +25,16 @@ from workclaim.backends.redis.listener import Listener
 from workclaim.backends.wakeup import Wakeup
 from workclaim.config import Settings
 from workclaim.errors import InvalidState, ItemNotFound, LeaseLost
-from workclaim.models import GroupLeases, HistoryEvent, Item, Lease, QueuePolicy, QueueStats, Status
+from workclaim.models import (
+    GroupLeases,
+    HistoryEvent,
+    Item,
+    Lease,
+    QueuePolicy,
+    QueueStats,
+    Schedule,
+    Status,
+)
 
 REAP_LIMIT: Final = 100  # expired leases returned per claim
 PROMOTE_LIMIT: Final = 1_000  # due delayed items made ready per queue per claim
@@ -65,16 +74,7 @@ class RedisBackend(Connections):
     ) -> list[int]:
         args: list[object] = [queue, len(items)]
         for item in items:
-            args += (
-                item.payload,
-                item.priority,
-                "" if item.run_at is None else to_micros(item.run_at),
-                seconds_to_micros(item.delay),
-                item.max_attempts,
-                item.dedupe_key or "",
-                "1" if item.history else "0",
-                item.group or "",
-            )
+            args += _item_args(item)
         ids = [int(i) for i in self._run("enqueue", now, *args)]
         self._wakeup.notify()
         return ids
@@ -303,6 +303,55 @@ class RedisBackend(Connections):
     ) -> list[GroupLeases]:
         return rows.group_leases(self._run("live_leases", now, queue, limit, write=False))
 
+    # -- schedules (schedule:<name>, schedules; see keys.py) -------------------------------
+    def set_schedule(self, schedule: NewSchedule, *, now: datetime | None = None) -> Schedule:
+        changed, flat = self._run(
+            "set_schedule",
+            now,
+            schedule.name,
+            schedule.queue,
+            schedule.cron,
+            schedule.timezone,
+            schedule.payload,
+            schedule.priority,
+            "" if schedule.max_attempts is None else schedule.max_attempts,
+            schedule.group or "",
+            schedule.catch_up,
+            "1" if schedule.enabled else "0",
+        )
+        if int(changed):
+            self._wakeup.notify()
+        return rows.schedule(schedule.name, flat)
+
+    def remove_schedule(self, name: str) -> bool:
+        removed = bool(int(self._run("remove_schedule", None, name)))
+        if removed:
+            self._wakeup.notify()
+        return removed
+
+    def schedules(self) -> list[Schedule]:
+        flat = self._run("schedules", None, "", write=False)
+        return [rows.schedule(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        flat = self._run("schedules", None, name, write=False)
+        return rows.schedule(name, flat[1]) if flat else None
+
+    def fire_schedule(
+        self,
+        name: str,
+        *,
+        version: int,
+        slot: datetime,
+        item: NewItem,
+        now: datetime | None = None,
+    ) -> int | None:
+        reply = self._run("fire_schedule", now, name, version, to_micros(slot), *_item_args(item))
+        if reply is None:
+            return None
+        self._wakeup.notify()
+        return int(reply)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -313,6 +362,20 @@ class RedisBackend(Connections):
             listener.stop()
         self._close_connections()
         self._wakeup.notify()
+
+
+def _item_args(item: NewItem) -> tuple[object, ...]:
+    """An item's eight script arguments, as enqueue.lua and fire_schedule.lua read them."""
+    return (
+        item.payload,
+        item.priority,
+        "" if item.run_at is None else to_micros(item.run_at),
+        seconds_to_micros(item.delay),
+        item.max_attempts,
+        item.dedupe_key or "",
+        "1" if item.history else "0",
+        item.group or "",
+    )
 
 
 def _conforms(backend: RedisBackend) -> Backend:

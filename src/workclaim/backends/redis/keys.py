@@ -40,6 +40,14 @@ ready:<queue>). An item of a named group has a `group` field; none means the def
     rate:<queue>      zset     the queue's claims while it has a rate: score time, member token
     grate:<qg>        zset     the same per group while the queue has a group rate
     rwake:<queue>     zset     group -> when its full rate window moves on (next_due)
+
+Schedules (docs/contract.md, "Schedules"; layout 4):
+
+    schedule:<name>   hash     the settings as given (queue, cron, timezone, payload, priority,
+                               max_attempts and group, '' for none, catch_up, enabled '1'/'0'),
+                               version, set_at, created_at, updated_at (us), and once a slot
+                               fired last_slot (us) and last_item_id
+    schedules         zset     every schedule's name, score 0 (so by name)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The one mapping from the Redis scripts' replies to workclaim values (`Item`, `Lease`,
-`HistoryEvent`, `QueuePolicy`, `GroupLeases`): an item's hash by field name, a claim's flat
-reply, an event's stored text, a policy's hash."""
+`HistoryEvent`, `QueuePolicy`, `GroupLeases`, `Schedule`): an item's hash by field name, a
+claim's flat reply, an event's stored text, a policy's or a schedule's hash."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from workclaim._time import from_micros
 from workclaim.models import (
+    CatchUp,
     EventKind,
     GroupLeases,
     HistoryEvent,
@@ -17,6 +18,7 @@ from workclaim.models import (
     Lease,
     QueuePolicy,
     Rate,
+    Schedule,
     Status,
 )
 
@@ -93,4 +95,27 @@ def event(item_id: int, text: str) -> HistoryEvent:
         token=int(token) if token else None,
         worker=worker or None,
         error=error or None,
+    )
+
+
+def schedule(name: str, flat: Sequence[str]) -> Schedule:
+    """A schedule from its hash as a flat field/value array (set_schedule, schedules);
+    `next_slot` is left to `Queue`."""
+    f: dict[str, str] = dict(zip(flat[::2], flat[1::2], strict=True))
+    last_slot, last_item = f.get("last_slot"), f.get("last_item_id")
+    return Schedule(
+        name=name,
+        queue=f["queue"],
+        cron=f["cron"],
+        payload=json.loads(f["payload"]),
+        timezone=f["timezone"],
+        priority=int(f["priority"]),
+        max_attempts=int(f["max_attempts"]) if f["max_attempts"] else None,
+        group=f["group"] or None,
+        catch_up=CatchUp(f["catch_up"]),
+        enabled=f["enabled"] == "1",
+        version=int(f["version"]),
+        set_at=from_micros(int(f["set_at"])),
+        last_slot=from_micros(int(last_slot)) if last_slot else None,
+        last_item_id=int(last_item) if last_item else None,
     )

@@ -11,8 +11,11 @@ from workclaim.backends.redis.keys import key
 from workclaim.errors import SchemaMismatch
 
 # 2: ids:<status>:<queue> indexes, history:<id> lists; 3: flow control (groups, policies), whose
-# keys are made as they are used: 2 -> 3 only stamps the version (items keep the default group)
-SCHEMA_VERSION: Final = 3
+# keys are made as they are used: 2 -> 3 only stamps the version (items keep the default group);
+# 4: schedules (schedule:<name>, schedules), new keys made as they are used: 3 -> 4 only stamps
+# the version, as 2 -> 3 did (and PostgreSQL's schema goes to 7), so a workclaim that knows no
+# schedules refuses the store instead of running beside it without ever firing them
+SCHEMA_VERSION: Final = 4
 MIGRATE_BATCH: Final = 10_000  # index entries written per script when upgrading layout 1
 
 
