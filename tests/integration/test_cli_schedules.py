@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.http_process import free_port
@@ -268,19 +269,43 @@ def test_scheduler_refuses_a_server_url() -> None:
     assert result.returncode == 1 and "serve --scheduler" in result.stderr
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_serve_scheduler_fires_and_an_http_worker_runs_none(db: str, tmp_path: Path) -> None:
-    add_every_second(db)
+    """`serve --scheduler` fires a schedule declared through it (`schedule add --server`); the
+    schedule commands work over HTTP; a worker over HTTP runs no scheduler and says so."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve_log, worker_log = tmp_path / "serve.log", tmp_path / "worker.log"
     serve = ("serve", "--db", db, "--no-auth", "--port", str(port), "--scheduler")
+    over_http = ("--server", url)
     with running(*serve, log=serve_log) as server:
+        wait_until(partial(ready, url), server, serve_log)
+        added = workclaim(
+            "schedule", "add", "tick", "-q", "ticks", "--cron", EVERY_SECOND, *over_http
+        )
+        assert added.returncode == 0, added.stderr
         wait_until(lambda: fired(db) is not None, server, serve_log)
+        listed = workclaim("schedule", "list", "--json", *over_http)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout)[0]["last_item_id"] is not None
+        now = workclaim("schedule", "run-now", "tick", *over_http)
+        assert now.returncode == 0, now.stderr
+        with Queue(db) as q:
+            assert q.get(int(now.stdout)).payload is None
+        assert workclaim("schedule", "remove", "tick", *over_http).returncode == 0
+        gone = workclaim("schedule", "remove", "tick", *over_http)
+        assert gone.returncode == 1 and "no schedule named 'tick'" in gone.stderr
         with running(*WORKER, "--server", url, log=worker_log) as worker:
-            wait_until(lambda: "claiming from" in worker_log.read_text(), worker, worker_log)
-            said = stop(worker, worker_log)
+            wait_until(partial(said, worker_log, "claiming from"), worker, worker_log)
+            output = stop(worker, worker_log)
         server.send_signal(signal.SIGTERM)  # serve ends as uvicorn does: by the signal
         assert server.wait(60) in (0, -signal.SIGTERM), serve_log.read_text()
-    assert "no scheduler (over HTTP" in said
+    assert "no scheduler (over HTTP" in output
     assert "scheduler stopped" in serve_log.read_text()  # before the process ended
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
