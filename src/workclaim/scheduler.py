@@ -67,8 +67,16 @@ class Scheduler:
         given = now if self.clock is not None else None
         earliest: datetime | None = None
         for schedule in self.queue.backend.schedules():
-            self._fire_due(schedule, now, given)
-            upcoming = next_slot(schedule, now)
+            try:
+                self._fire_due(schedule, now, given)
+                upcoming = next_slot(schedule, now)
+            except BackendError:
+                raise  # the store failed: `run` retries the whole pass
+            except Exception:
+                # This process cannot fire it (a payload over its cap, a time zone its tzdata
+                # lacks): the others must still fire, and the thread must not end.
+                log.exception("schedule %s: not fired this pass", schedule.name)
+                continue
             if upcoming is not None and (earliest is None or upcoming < earliest):
                 earliest = upcoming
         return earliest

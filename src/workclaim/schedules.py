@@ -59,7 +59,7 @@ class Cron:
         expression = " ".join(expression.split())
         try:
             zone = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "America", a folder
             raise ValidationError(
                 f"unknown time zone {timezone!r}: give an IANA name such as 'Europe/Berlin'"
             ) from exc

@@ -19,6 +19,7 @@ import pytest
 from tests.contract.helpers import at
 from workclaim import (
     CatchUp,
+    GroupLeases,
     Queue,
     Schedule,
     ScheduleNotFound,
@@ -278,6 +279,36 @@ def test_a_slot_enqueues_the_schedules_item(queue: Any, direct: Queue) -> None:
     assert (lease.id, lease.payload, lease.group) == (item_id, item.payload, "tenant-9")
 
 
+def test_a_slots_item_is_under_the_queues_flow_control(queue: Any, direct: Queue) -> None:
+    queue.set_policy("jobs", concurrency=1)
+    made = queue.schedule("s", "jobs", "*/10 * * * *", group="tenant-1", now=at(0))
+    first = direct.fire_slot(made, at(600), now=at(600))
+    second = direct.fire_slot(queue.get_schedule("s", now=at(600)), at(1200), now=at(1200))
+    leases = queue.claim("jobs", worker="w1", limit=5, now=at(1200))
+    assert [(lease.id, lease.group) for lease in leases] == [(first, "tenant-1")]
+    assert queue.live_leases_by_group("jobs", now=at(1200)) == [GroupLeases("tenant-1", 1)]
+    queue.complete(leases[0], now=at(1201))
+    assert [lease.id for lease in queue.claim("jobs", worker="w1", now=at(1201))] == [second]
+
+
+def test_a_slot_fires_into_a_paused_queue(queue: Any, direct: Queue) -> None:
+    queue.pause("jobs")
+    made = queue.schedule("s", "jobs", "*/10 * * * *", now=at(0))
+    item_id = direct.fire_slot(made, at(600), now=at(600))
+    assert queue.claim("jobs", worker="w1", now=at(600)) == []
+    queue.resume("jobs")
+    assert [lease.id for lease in queue.claim("jobs", worker="w1", now=at(601))] == [item_id]
+
+
+def test_a_live_item_holding_the_slots_key_is_the_slots_item(queue: Any, direct: Queue) -> None:
+    made = queue.schedule("s", "jobs", "*/10 * * * *", now=at(0))
+    holder = queue.enqueue("jobs", "mine", dedupe_key="schedule:s:20300101T121000Z", now=at(1))
+    assert direct.fire_slot(made, at(600), now=at(600)) == holder  # as enqueue would
+    got = queue.get_schedule("s", now=at(600))
+    assert (got.last_slot, got.last_item_id) == (at(600), holder)
+    assert queue.stats("jobs", now=at(600)).queued == 1
+
+
 def test_a_slot_without_max_attempts_gets_the_queues_default(queue: Any, direct: Queue) -> None:
     made = queue.schedule("s", "jobs", "*/10 * * * *", now=at(0))
     plain = queue.get(queue.enqueue("jobs", 0, now=at(0))).max_attempts
@@ -363,7 +394,6 @@ def test_run_now_enqueues_and_leaves_the_slots_alone(queue: Any, direct: Queue) 
             "g",
             4,
         )
-    assert queue.get_schedule("s", now=at(31)) == queue.get_schedule("s", now=at(31))
     got = queue.get_schedule("s", now=at(31))
     assert (got.version, got.set_at, got.last_slot, got.last_item_id) == (1, at(0), None, None)
     assert got.next_slot == made.next_slot == at(600)

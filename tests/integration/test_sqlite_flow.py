@@ -51,8 +51,8 @@ def test_a_version_2_database_upgrades_in_place_into_the_default_group(tmp_path:
     path = tmp_path / "w.db"
     _v2_database(path)
     with Queue(f"sqlite:///{path}") as q:
-        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
-        assert SCHEMA_VERSION == 3
+        version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+        assert version == SCHEMA_VERSION >= 3  # 3: flow control (later versions add more)
         q.backend.verify_schema()
         assert [q.get(i).group for i in (1, 2, 3)] == [None, None, None]
         assert q.policy("a").concurrency is None
