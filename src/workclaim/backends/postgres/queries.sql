@@ -486,8 +486,8 @@ SELECT clock_timestamp()
 
 -- name: set_schedule
 -- Create the schedule (version 1, set at now) or replace it: different settings bump the version
--- and set set_at to now, keeping last_slot and last_item_id; identical settings (jsonb payloads
--- compared as values) change nothing and return no row, and the caller reads the row with
+-- and set set_at to now, keeping last_slot and last_item_id; identical settings (the payload's
+-- JSON text too) change nothing and return no row, and the caller reads the row with
 -- get_schedule in the same transaction (a statement of its own: it sees a row another session
 -- inserted meanwhile, which this statement's snapshot cannot). Schedulers are notified (at
 -- commit) when something changed.
@@ -496,7 +496,7 @@ upserted AS (
     INSERT INTO {schema}.schedules AS s
         (name, queue, cron, timezone, payload, priority, max_attempts, grp, catch_up, enabled,
          version, set_at, created_at, updated_at)
-    SELECT %(name)s, %(queue)s, %(cron)s, %(timezone)s, %(payload)s::jsonb, %(priority)s,
+    SELECT %(name)s, %(queue)s, %(cron)s, %(timezone)s, %(payload)s::json, %(priority)s,
            %(max_attempts)s::integer, %(group)s::text, %(catch_up)s, %(enabled)s, 1, clock.now,
            clock.now, clock.now
     FROM clock
@@ -506,11 +506,12 @@ upserted AS (
         max_attempts = excluded.max_attempts, grp = excluded.grp, catch_up = excluded.catch_up,
         enabled = excluded.enabled, version = s.version + 1, set_at = excluded.set_at,
         updated_at = excluded.updated_at
-    WHERE (s.queue, s.cron, s.timezone, s.payload, s.priority, s.max_attempts, s.grp,
+    WHERE (s.queue, s.cron, s.timezone, s.payload::text, s.priority, s.max_attempts, s.grp,
            s.catch_up, s.enabled)
           IS DISTINCT FROM
-          (excluded.queue, excluded.cron, excluded.timezone, excluded.payload, excluded.priority,
-           excluded.max_attempts, excluded.grp, excluded.catch_up, excluded.enabled)
+          (excluded.queue, excluded.cron, excluded.timezone, excluded.payload::text,
+           excluded.priority, excluded.max_attempts, excluded.grp, excluded.catch_up,
+           excluded.enabled)
     RETURNING s.name, s.queue, s.cron, s.payload, s.timezone, s.priority, s.max_attempts, s.grp,
               s.catch_up, s.enabled, s.version, s.set_at, s.last_slot, s.last_item_id
 )

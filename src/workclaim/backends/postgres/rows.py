@@ -42,7 +42,7 @@ def events(item_id: int, rows: list[tuple[Any, ...]]) -> list[HistoryEvent]:
 
 def schedule(row: tuple[Any, ...]) -> Schedule:
     """A Schedule from a get_schedule / list_schedules / set_schedule row: its fields in order,
-    from `name` to `last_item_id` (jsonb payload decoded by psycopg); `next_slot` is left to
+    from `name` to `last_item_id` (the json payload decoded by psycopg); `next_slot` is left to
     `Queue`."""
     name, queue, cron, payload, timezone, priority, most, group, catch_up, enabled = row[:10]
     version, set_at, last_slot, last_item_id = row[10:14]

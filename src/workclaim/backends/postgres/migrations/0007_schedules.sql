@@ -12,8 +12,10 @@ CREATE TABLE {schema}.schedules (
     queue         text        NOT NULL,
     cron          text        NOT NULL,
     timezone      text        NOT NULL,
-    -- jsonb: declaring the same payload again (any key order or spacing) is "identical settings".
-    payload       jsonb       NOT NULL,
+    -- json (not jsonb), as items.payload: the exact text `schedule` was given, compared as text,
+    -- so "identical settings" and the slot's item's payload are the same as on SQLite and Redis
+    -- (jsonb would reorder keys: a payload differing only in key order would be "identical").
+    payload       json        NOT NULL,
     priority      integer     NOT NULL,
     max_attempts  integer,
     grp           text,
