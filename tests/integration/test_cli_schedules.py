@@ -255,6 +255,33 @@ def test_two_schedulers_enqueue_each_slot_once(store_url: str, tmp_path: Path) -
     assert sum(enqueued) == total, (enqueued, total)
 
 
+@pytest.mark.timeout(120)
+def test_a_scheduler_killed_mid_run_loses_and_doubles_no_slot(db: str, tmp_path: Path) -> None:
+    """SIGKILL a `workclaim scheduler` while it fires ten schedules, start another: the slots it
+    missed meanwhile are on time (under 60 s late) and fire, none fires twice."""
+    names = [f"tick{n}" for n in range(10)]
+    for name in names:
+        add_every_second(db, name)
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    with running("scheduler", "--db", db, log=first) as proc:
+        wait_until(partial(items_at_least, db, 25), proc, first)
+        proc.kill()
+        proc.wait(30)
+    with Queue(db) as q:
+        before = q.stats("ticks").total
+    with running("scheduler", "--db", db, log=second) as proc:
+        wait_until(partial(items_at_least, db, before + 25), proc, second)
+        stop(proc, second)
+    with Queue(db) as q:
+        total = q.stats("ticks").total
+        keys = sorted(item.dedupe_key or "" for item in q.items("ticks", limit=1000))
+    assert len(keys) == total and len(set(keys)) == total, keys
+    for name in names:
+        mine = [k.rpartition(":")[2] for k in keys if k.startswith(f"schedule:{name}:")]
+        slots = [datetime.strptime(k, "%Y%m%dT%H%M%SZ") for k in mine]
+        assert slots == [slots[0] + timedelta(seconds=n) for n in range(len(slots))], name
+
+
 def said(log: Path, text: str) -> bool:
     return text in log.read_text()
 
