@@ -1,5 +1,5 @@
-"""The `workclaim` command: enqueue, stats, top, migrate, `queue policy|pause|resume`, and the
-commands its parts register.
+"""The `workclaim` command: enqueue, stats, top, migrate, `queue policy|pause|resume`,
+`schedule add|list|remove|run-now`, `scheduler`, and the commands its parts register.
 
 Parts that live elsewhere (the benchmark, the HTTP service, the worker runtime) each have a
 module with `register(app)`; this file only wires them in, so each part owns its commands.
@@ -13,16 +13,20 @@ import importlib
 import importlib.util
 import json
 import logging
+import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from workclaim import logs
 from workclaim._version import __version__
@@ -30,7 +34,7 @@ from workclaim.api import QueueAPI
 from workclaim.backends import open_backend
 from workclaim.config import Settings
 from workclaim.errors import BackendUnavailable, ValidationError, WorkclaimError
-from workclaim.models import QueuePolicy, Rate
+from workclaim.models import QueuePolicy, Rate, Schedule
 from workclaim.monitor import is_server_url, open_source, snapshot
 from workclaim.queue import Queue
 
@@ -82,7 +86,7 @@ EXIT_ERROR = 1
 EXIT_UNREACHABLE = 3
 
 # Commands that run for long and log as they go (INFO by default); others log warnings only.
-LONG_RUNNING = frozenset({"serve", "worker"})
+LONG_RUNNING = frozenset({"serve", "worker", "scheduler"})
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,12 @@ def open_queue(db: str, **settings_overrides: Any) -> Queue:
     if settings_overrides:
         settings = settings.with_changes(**settings_overrides)
     return Queue(db, settings=settings)
+
+
+def print_wide(table: Table) -> None:
+    """Print a table whole, even wider than the terminal (or than 80 columns into a pipe)."""
+    wanted = console.measure(table, options=console.options.update_width(10_000)).maximum
+    Console(width=max(console.width, wanted)).print(table)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
@@ -205,8 +215,8 @@ def _main(
         typer.Option(
             "--log-level",
             envvar=logs.LEVEL_ENV,
-            help="workclaim's log level: debug, info, warning or error (default: info for serve "
-            "and worker, else warning); debug adds a record per claim and completion. "
+            help="workclaim's log level: debug, info, warning or error (default: info for serve, "
+            "worker and scheduler, else warning); debug adds a record per claim and completion. "
             "(`serve --log-level` is uvicorn's own.)",
         ),
     ] = None,
@@ -307,13 +317,14 @@ def stats(
     as_json: JsonOption = False,
 ) -> None:
     """Counts per status (and expired leases) for every queue, or the ones named."""
-    from workclaim.top import COUNTS, queue_table
+    from workclaim.top import COUNTS, queue_table, schedule_table
 
     named = [*(queues or ()), *(queue or ())]
     with reading(db, server, token) as source:
         snap = snapshot(source, named)
         policies = [source.policy(r.queue) for r in snap.stats]
         known = set(source.queues()) if named else set()
+        schedules = [] if as_json else source.schedules()
     for name in dict.fromkeys(named):
         if name not in known:
             err_console.print(
@@ -321,7 +332,7 @@ def stats(
                 highlight=False,
                 soft_wrap=True,
             )
-    if as_json:
+    if as_json:  # the counts-per-queue shape of before; `schedule list --json` has schedules
         shown: dict[str, dict[str, Any]] = {}
         for row, policy in zip(snap.stats, policies, strict=True):
             shown[row.queue] = {f: getattr(row, f) for f in COUNTS}
@@ -336,6 +347,8 @@ def stats(
     for policy in policies:
         if policy.limited:
             print(f"{policy.queue}: {policy_text(policy)}")
+    if schedules:
+        print_wide(schedule_table(schedules))
 
 
 @app.command()
@@ -627,6 +640,180 @@ def queue_resume(
     """Let claims take the queue's items again."""
     with writing(db, server, token) as q:
         _show_policy(q.resume(queue), as_json)
+
+
+# -- schedules: `workclaim schedule add|list|remove|run-now`, `workclaim scheduler` -----------
+schedule_app = typer.Typer(
+    name="schedule",
+    help="Periodic items: a cron expression enqueues an item per slot (docs/schedules.md).",
+    no_args_is_help=True,
+)
+app.add_typer(schedule_app)
+ScheduleArgument = Annotated[str, typer.Argument(help="Schedule name.")]
+
+
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    """A schedule for scripts (times as ISO 8601 UTC)."""
+
+    def iso(moment: datetime | None) -> str | None:
+        return None if moment is None else moment.isoformat()
+
+    return {
+        "name": schedule.name,
+        "queue": schedule.queue,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "payload": schedule.payload,
+        "priority": schedule.priority,
+        "max_attempts": schedule.max_attempts,
+        "group": schedule.group,
+        "catch_up": schedule.catch_up.value,
+        "enabled": schedule.enabled,
+        "version": schedule.version,
+        "set_at": iso(schedule.set_at),
+        "next_slot": iso(schedule.next_slot),
+        "last_slot": iso(schedule.last_slot),
+        "last_item_id": schedule.last_item_id,
+    }
+
+
+@schedule_app.command("add")
+def schedule_add(
+    name: ScheduleArgument,
+    queue: Annotated[str, typer.Option("--queue", "-q", help="The queue its items go to.")],
+    cron: Annotated[
+        str,
+        typer.Option(
+            help="Cron expression: 'min hour day month weekday' (a sixth field: seconds), or "
+            "@hourly, @daily, @weekly, @monthly, @yearly."
+        ),
+    ],
+    payload: Annotated[str, typer.Option(help="The items' JSON payload.")] = "null",
+    tz: Annotated[str, typer.Option("--tz", help="IANA time zone the expression is in.")] = "UTC",
+    priority: Annotated[int, typer.Option(help="The items' priority (lower runs first).")] = 0,
+    max_attempts: Annotated[int | None, typer.Option(help="The items' executions allowed.")] = None,
+    group: Annotated[str | None, typer.Option(help="The items' flow-control group.")] = None,
+    catch_up: Annotated[
+        str,
+        typer.Option(
+            metavar="latest|none|all",
+            help="Slots missed while no scheduler ran: enqueue the latest, none, or all.",
+        ),
+    ] = "latest",
+    disabled: Annotated[bool, typer.Option("--disabled", help="Store it, but fire none.")] = False,
+    db: DbOption = DEFAULT_DB,
+    server: WriteServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create or replace the schedule NAME (declaring the same one again changes nothing)."""
+    from workclaim.top import schedule_table
+
+    try:
+        value = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        fail(f"--payload is not valid JSON: {exc}")
+        return
+    with writing(db, server, token) as q:
+        stored = q.schedule(
+            name,
+            queue,
+            cron,
+            payload=value,
+            timezone=tz,
+            priority=priority,
+            max_attempts=max_attempts,
+            group=group,
+            catch_up=catch_up,
+            enabled=not disabled,
+        )
+    if as_json:
+        print(json.dumps(schedule_json(stored)))
+    else:
+        print_wide(schedule_table([stored]))
+
+
+@schedule_app.command("list")
+def schedule_list(
+    db: DbOption = DEFAULT_DB,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every schedule: its queue, cron, time zone, whether enabled, next and last slot (UTC)
+    and the last item it enqueued."""
+    from workclaim.top import schedule_table
+
+    with reading(db, server, token) as source:
+        found = source.schedules()
+    if as_json:
+        print(json.dumps([schedule_json(s) for s in found]))
+    elif found:
+        print_wide(schedule_table(found))
+    else:
+        console.print("no schedules")
+
+
+@schedule_app.command("remove")
+def schedule_remove(
+    name: ScheduleArgument,
+    db: DbOption = DEFAULT_DB,
+    server: WriteServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Delete the schedule NAME (the items it enqueued stay)."""
+    with writing(db, server, token) as q:
+        existed = q.unschedule(name)
+    if not existed:
+        fail(f"no schedule named {name!r}")
+    console.print(f"removed schedule {escape(name)}")
+
+
+@schedule_app.command("run-now")
+def schedule_run_now(
+    name: ScheduleArgument,
+    db: DbOption = DEFAULT_DB,
+    server: WriteServerOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Enqueue the schedule's item once now, outside its slots; prints the item's id."""
+    with writing(db, server, token) as q:
+        item_id = q.run_schedule_now(name)
+    print(json.dumps({"id": item_id}) if as_json else item_id)
+
+
+@app.command()
+def scheduler(db: DbOption = DEFAULT_DB) -> None:
+    """Fire the store's schedules until SIGTERM or SIGINT, with no worker (any number of
+    schedulers may run: each slot is enqueued once)."""
+    from workclaim.scheduler import scheduler_on
+
+    if is_server_url(db):
+        fail("a scheduler needs the store (--db URL); the service runs one: serve --scheduler")
+    stopping: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.append(signum)  # only a flag: the main thread stops the scheduler
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log = logging.getLogger("workclaim.scheduler")
+    try:
+        with scheduler_on(db, Settings.from_env()) as running:
+            log.info("scheduler: firing the schedules of %s", shown_url(db))
+            while running.is_alive() and not stopping:
+                time.sleep(0.2)
+            if stopping:
+                log.info("signal %d: stopping", stopping[0])
+        if not stopping:
+            fail("the scheduler ended: the store failed (see the log above)")
+    except BackendUnavailable as exc:
+        fail(f"{shown_url(db)}: {exc}", EXIT_UNREACHABLE)
+    except WorkclaimError as exc:
+        fail(str(exc))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command()

@@ -12,12 +12,16 @@ touches the claim path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from types import TracebackType
+from typing import Self
 
+from workclaim.config import Settings
 from workclaim.errors import BackendError, StorageFailed
 from workclaim.models import Schedule
 from workclaim.queue import Queue
@@ -130,11 +134,28 @@ class Scheduler:
         self._thread.start()
         return self._thread
 
+    def is_alive(self) -> bool:
+        """Whether its thread runs (False once stopped, or ended by a failed disk)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def _run_logged(self) -> None:
         try:
             self.run()
         except Exception:
             log.exception("scheduler thread ended")
+
+    def __enter__(self) -> Self:
+        """`with Scheduler(queue):` runs it in its thread for the block (a worker, a service)."""
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop the loop (at its next wake) and wait for the thread."""
@@ -142,3 +163,16 @@ class Scheduler:
         self.queue.backend.wakeup().notify()
         if self._thread is not None:
             self._thread.join(timeout)
+        log.info("scheduler stopped: %d item(s) enqueued", self.enqueued)
+
+
+@contextlib.contextmanager
+def scheduler_on(url: str, settings: Settings | None = None) -> Iterator[Scheduler]:
+    """A scheduler on a `Queue` of its own for `url`, running in its thread for the block and
+    closed after it (`workclaim scheduler`, `workclaim serve --scheduler`)."""
+    queue = Queue(url, settings=settings)
+    try:
+        with Scheduler(queue) as scheduler:
+            yield scheduler
+    finally:
+        queue.close()

@@ -24,7 +24,7 @@ from rich.text import Text
 
 from workclaim.api import QueueAPI
 from workclaim.errors import WorkclaimError
-from workclaim.models import QueueStats
+from workclaim.models import QueueStats, Schedule
 from workclaim.monitor import Rates, Snapshot, rates, snapshot
 
 try:  # POSIX only; elsewhere Ctrl-C is the way out
@@ -64,6 +64,38 @@ def _table(*headers: str, title: str) -> Table:
         pad_edge=False,
         show_edge=False,
     )
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
+def schedule_table(schedules: Sequence[Schedule]) -> Table:
+    """What fires where: each schedule's queue, cron, time zone, whether it is enabled, its next
+    and last slot (UTC) and the last item it enqueued."""
+    table = _table(
+        "schedule",
+        "queue",
+        "cron",
+        "tz",
+        "on",
+        "next (UTC)",
+        "last (UTC)",
+        "item",
+        title="schedules",
+    )
+    for s in schedules:
+        table.add_row(
+            s.name,
+            s.queue,
+            s.cron,
+            s.timezone,
+            "yes" if s.enabled else "no",
+            _when(s.next_slot),
+            _when(s.last_slot),
+            "-" if s.last_item_id is None else str(s.last_item_id),
+        )
+    return table
 
 
 def queue_table(snap: Snapshot, speed: dict[str, Rates] | None) -> Table:

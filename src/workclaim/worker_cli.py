@@ -110,6 +110,13 @@ def worker(
         int | None,
         typer.Option(help="Most items one claim takes (default: the concurrency)."),
     ] = None,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            help="Fire the store's schedules in a thread beside the claimer (--db only: a worker "
+            "over HTTP runs none; `serve --scheduler` does)."
+        ),
+    ] = True,
     lease: Annotated[float | None, typer.Option("--lease", hidden=True)] = None,
 ) -> None:
     """Run HANDLER over items of the queue(s) until SIGTERM or SIGINT, then stop gracefully."""
@@ -149,6 +156,7 @@ def worker(
                 name=name,
                 fused=None if fused else False,
                 max_batch=max_batch,
+                scheduler=scheduler,
             )
             runtime.run(fn)
         finally:

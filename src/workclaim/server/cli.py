@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import ssl
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +22,43 @@ DEFAULT_DB = "sqlite:///workclaim.db"
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(1)
+
+
+class _Signalled(Exception):
+    """SIGTERM or SIGINT reached `serve` outside uvicorn's own handlers."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _scheduler_beside(db: str, settings: Any) -> Iterator[None]:
+    """A scheduler thread for the block, stopped before the process ends.
+
+    uvicorn shuts down on SIGTERM/SIGINT, then puts back the handlers it found and raises the
+    signal again to end the process; the handler here turns that signal (or one that comes
+    before uvicorn starts) into an exception, so the scheduler stops, and then passes the signal
+    on with the handlers of before: `serve` ends as it would without `--scheduler`.
+    """
+    from workclaim.scheduler import scheduler_on
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise _Signalled(signum)
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+    caught: int | None = None
+    try:
+        with scheduler_on(db, settings):
+            yield
+    except _Signalled as exc:
+        caught = exc.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught is not None:
+        signal.raise_signal(caught)
 
 
 def serve(
@@ -87,6 +128,14 @@ def serve(
             help="Server processes on this port (each with its own limits); see deployment.md.",
         ),
     ] = 1,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler",
+            help="Also fire the store's schedules (one scheduler, in the serving process or, "
+            "with --processes, the supervising one).",
+        ),
+    ] = False,
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn)."""
     try:
@@ -161,12 +210,19 @@ def serve(
         timeout_graceful_shutdown=5,
         server_header=False,
     )
-    if processes > 1:
-        if not run_processes(recipe, processes, **options):
-            raise typer.Exit(1)
-        return
-    # httptools with header/body deadlines and caps
-    uvicorn.run(app, http=protocol_for(config), **options)
+    # One scheduler for the whole service: this process, which supervises the children when
+    # there are several (they are spawned, so its threads and connections never cross a fork).
+    beside = _scheduler_beside(db, config.settings) if scheduler else contextlib.nullcontext()
+    try:
+        with beside:
+            if processes > 1:
+                if not run_processes(recipe, processes, **options):
+                    raise typer.Exit(1)
+                return
+            # httptools with header/body deadlines and caps
+            uvicorn.run(app, http=protocol_for(config), **options)
+    except WorkclaimError as exc:  # the scheduler's store could not be opened
+        _fail(str(exc))
 
 
 token_app = typer.Typer(help="Bearer tokens for the HTTP service.", no_args_is_help=True)

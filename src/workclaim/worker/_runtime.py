@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from types import FrameType
 from typing import Any
 
@@ -25,7 +26,9 @@ from workclaim._deprecated import renamed
 from workclaim.api import QueueAPI
 from workclaim.errors import LeaseLost, StorageFailed, ValidationError, WorkclaimError
 from workclaim.models import Lease
+from workclaim.queue import Queue
 from workclaim.retry import Backoff
+from workclaim.scheduler import Scheduler
 from workclaim.validation import (
     MAX_BATCH,
     check_batch,
@@ -63,7 +66,8 @@ log = logging.getLogger("workclaim.worker")
 
 
 class Worker:
-    """Runs a handler over items claimed from `queues`, `concurrency` at a time."""
+    """Runs a handler over items claimed from `queues`, `concurrency` at a time; with
+    `scheduler=True` and a `Queue` source, also fires the store's schedules while it claims."""
 
     @renamed(lease="lease_seconds")
     def __init__(
@@ -81,8 +85,13 @@ class Worker:
         max_batch: int | None = None,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        scheduler: bool = False,
     ) -> None:
         self.source = source
+        # A scheduler fires the store's schedules beside the claimer; it needs the store itself,
+        # so a worker over HTTP runs none (the service does, with `serve --scheduler`).
+        self.scheduler = bool(scheduler) and isinstance(source, Queue)
+        self._scheduler_asked = bool(scheduler)
         self.queues = check_queues(queues)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError(f"concurrency must be a positive integer, got {concurrency!r}")
@@ -190,14 +199,16 @@ class Worker:
         for thread in pool:
             thread.start()
         log.info(
-            "worker %s: claiming from %s, concurrency %d, %s",
+            "worker %s: claiming from %s, concurrency %d, %s, %s",
             self.name if self._claim_as is not None else "named after its token (over HTTP)",
             ",".join(self.queues),
             self.concurrency,
             f"fused (batch up to {self.max_batch})" if self.fused else "claim + complete",
+            self._scheduler_text(),
         )
         try:
-            self._claim_loop()
+            with self._scheduler_beside():  # fires slots while the worker claims
+                self._claim_loop()
             self._shutdown()
         finally:
             self._advance(STOPPED)
@@ -208,6 +219,20 @@ class Worker:
                 signal.signal(sig, previous)
         if self._fatal is not None:
             raise self._fatal
+
+    def _scheduler_beside(self) -> AbstractContextManager[object]:
+        """The scheduler thread for the run (stopped with the worker), or nothing."""
+        if not self.scheduler:
+            return nullcontext()
+        assert isinstance(self.source, Queue)
+        return Scheduler(self.source)
+
+    def _scheduler_text(self) -> str:
+        if self.scheduler:
+            return "scheduler on"
+        if self._scheduler_asked:  # but the worker has no store access
+            return "no scheduler (over HTTP; the service runs one with `serve --scheduler`)"
+        return "no scheduler"
 
     def _storage_failed(self, exc: StorageFailed) -> None:
         """The store's disk failed a write or sync: its queue refuses every later call, so this
