@@ -72,5 +72,7 @@ def test_a_wrong_database_fails_at_once_with_the_reason(
 ) -> None:
     base = postgres_url(request, tmp_path)
     parts = base.split("?")[0].rsplit("/", 1)[0]
-    with pytest.raises(BackendUnavailable, match="wc_no_such_db"):
+    # A database that does not exist is a wrong URL, not an outage: ConfigError, not
+    # BackendUnavailable ("retry later"), and at once, not after the 30 s timeout.
+    with pytest.raises(ConfigError, match="wc_no_such_db"):
         Queue(f"{parts}/wc_no_such_db", settings=Settings(timeout=30))
