@@ -27,7 +27,7 @@ from typing import Any
 from workclaim.models import Lease, QueueStats, Status
 
 try:  # once, at import: the extra is optional
-    from opentelemetry import metrics, propagate, trace
+    from opentelemetry import metrics, trace
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.trace import Span, SpanKind
 except ImportError:  # pragma: no cover - exercised by the no-extra subprocess test
@@ -327,6 +327,8 @@ def _no_carrier() -> None:
 
 
 def _carrier() -> dict[str, str] | None:
+    from opentelemetry import propagate  # here: its import loads the propagators (~0.1 s)
+
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier or None
@@ -344,6 +346,7 @@ def handler_tracing(call: Call, trace_of: TraceOf | None) -> Call:
     if not _tracer_configured():
         return call
     tracer = trace.get_tracer(SCOPE)
+    from opentelemetry import propagate  # only once tracing is on (its import loads plugins)
 
     def traced(ctx: Any, timeout: float | None) -> Any:
         lease: Lease = ctx.lease
