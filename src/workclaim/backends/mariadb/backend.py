@@ -52,6 +52,9 @@ Q = {
 }
 REAP_LIMIT = 100
 NO_LIMIT = 2**62  # purge's LIMIT when none is given
+# An enqueue's items go in multi-row INSERTs of about this many bytes at most (max_allowed_packet
+# is 16 MiB by default; a payload may be up to max_payload_bytes, 1 MiB by default).
+STATEMENT_BYTES = 4 * 1024 * 1024
 _DUPLICATE_KEY = 1062
 
 
@@ -545,30 +548,37 @@ def insert_items(cur: Cursor, queue: str, items: Sequence[NewItem], now_us: int)
     if any(item.group is not None for item in items):
         flow.set_grouped(cur, queue)
     managed = flow.is_managed(cur, queue)
-    sql = Q["insert_item"]
-    for item in items:
+    row_sql, flag = Q["insert_row"], 1 if managed else 0
+    batch: list[Any] = []
+    size = 0
+    for index, item in enumerate(items):
         run_at = (
             to_micros(item.run_at)
             if item.run_at is not None
             else now_us + seconds_to_micros(item.delay)
         )
-        cur.execute(
-            sql,
-            {
-                "queue": queue,
-                "payload": item.payload,
-                "priority": item.priority,
-                "run_at": run_at,
-                "max_attempts": item.max_attempts,
-                "dedupe_key": item.dedupe_key,
-                "history": 1 if item.history else 0,
-                "now": now_us,
-                "grp": item.group or "",
-                "flow": 1 if managed else 0,
-            },
+        batch.extend(
+            (
+                queue,
+                item.payload,
+                item.priority,
+                run_at,
+                item.max_attempts,
+                item.dedupe_key,
+                1 if item.history else 0,
+                now_us,
+                now_us,
+                item.group or "",
+                flag,
+            )
         )
-        cur.nextset()
-        ids.append(int(cur.fetchone()[0]))
+        size += 4 * len(item.payload) + 256  # utf8mb4 and escaping: at most 4 bytes a char
+        if size >= STATEMENT_BYTES or index == len(items) - 1:
+            rows_in = len(batch) // 11
+            sql = Q["insert_items"].replace("ROWS", ", ".join([row_sql] * rows_in))
+            cur.execute(sql, batch)
+            ids.extend(int(row[0]) for row in cur.fetchall())
+            batch, size = [], 0
     if managed:
         flow.activate(cur, queue, [item.group or "" for item in items])
     return ids
