@@ -14,6 +14,7 @@ one autocommit statement, plus a read of the session variable it set, in one rou
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -291,6 +292,22 @@ class MariadbBackend(Connections):
         limit: int,
         now: datetime | None = None,
     ) -> tuple[list[bool], list[Lease]]:
+        names = tuple(dict.fromkeys(queues))
+        if len(names) == 1:
+            # The hot path: one autocommit CALL is the whole turn (one round trip).
+            done_json = json.dumps(
+                [[lease.id, lease.token, lease.worker, result] for lease, result in done],
+                ensure_ascii=False,
+            )
+            args = (done_json, names[0], worker, seconds_to_micros(lease_seconds), limit)
+            fixed = None if now is None else to_micros(now)
+            turn = self._read(lambda cur: _call_fused(cur, (*args, fixed, REAP_LIMIT)))
+            if turn is not None:
+                flags_text, freed_flag, taken = turn
+                if freed_flag:
+                    self._wakeup.notify()
+                flags = [flag == "1" for flag in flags_text]
+                return flags, rows.leases(taken, worker, lease_seconds)
         complete, lease_end = Q["complete"], Q["lease_end"]
         freed = False  # whether a completion freed a slot of a managed queue
 
@@ -599,6 +616,26 @@ def _call(cur: Cursor, procedure: str, args: tuple[Any, ...]) -> list[tuple[Any,
     while cur.nextset():
         pass
     return found
+
+
+def _call_fused(
+    cur: Cursor, args: tuple[Any, ...]
+) -> tuple[str, int, list[tuple[Any, ...]]] | None:
+    """CALL workclaim_complete_and_claim: (flags as '0'/'1' text, whether a slot was freed, the
+    leases); None when the queue is managed (nothing was done). Every result is drained."""
+    marks = ", ".join(["%s"] * len(args))
+    cur.execute(f"CALL workclaim_complete_and_claim({marks})", args)
+    flags_text, freed = cur.fetchone()
+    taken: list[tuple[Any, ...]] = []
+    if flags_text is None:
+        while cur.nextset():
+            pass
+        return None
+    if cur.nextset() and cur.description is not None:
+        taken = list(cur.fetchall())
+    while cur.nextset():
+        pass
+    return _text(flags_text), int(freed), taken
 
 
 def _managed(found: list[tuple[Any, ...]]) -> bool:
