@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.faults.harness import FaultRun
-from tests.faults.servers import durable_redis, fault_url, pg_server
+from tests.faults.servers import durable_redis, fault_url, mariadb_server, pg_server
 from tests.support import crashpoints
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
-__all__ = ["durable_redis", "fault_url", "pg_server"]
+__all__ = ["durable_redis", "fault_url", "mariadb_server", "pg_server"]
 
 # A killed holder's item must be claimable again within its lease plus this much.
 RECLAIM_SLACK = 3.0
