@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import mariadbserver, pgserver
+from tests.support import pgserver
 from tests.support.missing import require, unavailable
 
 
@@ -65,9 +65,9 @@ def durable_redis() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def mariadb_server() -> Iterator[Any]:
     """A `mariadbd` of this module's own, on a free port (never the shared one on 3306)."""
+    mariadbserver = require("tests.support.mariadbserver", "throwaway MariaDB needs `mariadb`")
     if mariadbserver.binaries() is None:
         unavailable("MariaDB server binaries (mariadbd, mariadb-install-db) are not installed")
-    require("MySQLdb", "throwaway MariaDB needs the `mariadb` extra")
     server = mariadbserver.MariadbServer.create()
     try:
         yield server

@@ -1,10 +1,13 @@
-"""Throwaway MariaDB servers for tests: `mariadb-install-db` in a temp dir, a free loopback port,
-a socket of its own, root without a password.
+"""The test MariaDB: whether the shared server answers and a database of each test's own on it;
+and throwaway servers, `mariadb-install-db` in a temp dir on a free loopback port with a socket of
+its own and root without a password, for the tests that crash, restart or cut off a server, which
+must never touch the shared one on 3306.
 
-For the tests that crash, restart or cut off a server, which must never touch the shared one on
-3306. `crash()` is a SIGKILL (InnoDB recovers on the next start); `start()` again reuses the same
-data directory. When the tests run as root the server runs as the `mysql` OS user, which the
-Debian package creates (mariadbd refuses root unless told otherwise).
+Tests talk to the servers with MySQLdb directly (root, by default without a password), never
+through workclaim, so a broken backend cannot hide a broken fixture. A throwaway's `crash()` is a
+SIGKILL (InnoDB recovers on the next start); `start()` again reuses the same data directory. When
+the tests run as root it runs as the `mysql` OS user, which the Debian package creates (mariadbd
+refuses root unless told otherwise).
 """
 
 from __future__ import annotations
@@ -19,8 +22,52 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
-from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import MySQLdb
+from MySQLdb.connections import Connection
+
+
+def _connect(url: str) -> Connection:
+    parts = urlsplit(url)
+    return MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
+def check(url: str) -> tuple[str | None, str]:
+    """(url, "") when the server answers, else (None, why not)."""
+    try:
+        with closing(_connect(url)) as conn:
+            conn.ping()
+    except MySQLdb.MySQLError as exc:
+        return None, f"MariaDB is not available at {urlsplit(url).netloc} ({exc})"
+    return url, ""
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` naming database `name` instead of its own."""
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def create_database(url: str, name: str) -> None:
+    """Create the (new, empty) database `name`."""
+    with closing(_connect(url)) as conn, closing(conn.cursor()) as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+
+
+def drop_database(url: str, name: str) -> None:
+    """Drop database `name` (after its test; gone already is fine)."""
+    with closing(_connect(url)) as conn, closing(conn.cursor()) as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
 
 MARIADBD = "/usr/sbin/mariadbd"
 _READY_SECONDS = 60.0
@@ -41,9 +88,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _connect(port: int, timeout: int = 2) -> Any:
-    import MySQLdb
-
+def _connect_root(port: int, timeout: int = 2) -> Connection:
     return MySQLdb.connect(
         host="127.0.0.1", port=port, user="root", connect_timeout=timeout, autocommit=True
     )
@@ -116,9 +161,9 @@ class MariadbServer:
         deadline = time.monotonic() + _READY_SECONDS
         while True:
             try:
-                _connect(self.port, timeout=1).close()
+                _connect_root(self.port, timeout=1).close()
                 return
-            except Exception:
+            except MySQLdb.MySQLError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.kill()
                     raise RuntimeError(
@@ -163,15 +208,11 @@ class MariadbServer:
 
     def execute(self, sql: str) -> int:
         """Run one statement as root (autocommit); returns the affected row count."""
-        conn = _connect(self.port, timeout=5)
-        try:
-            with conn.cursor() as cur:
-                return int(cur.execute(sql))
-        finally:
-            conn.close()
+        with closing(_connect_root(self.port, timeout=5)) as conn, closing(conn.cursor()) as cur:
+            return int(cur.execute(sql))
 
     def database_url(self) -> str:
         """The URL of a fresh database of its own on this server (`wcf_<hex>`)."""
         name = f"wcf_{secrets.token_hex(4)}"
-        self.execute(f"CREATE DATABASE {name}")
-        return self.url.rsplit("/", 1)[0] + f"/{name}"
+        create_database(self.url, name)
+        return with_database(self.url, name)
