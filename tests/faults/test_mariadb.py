@@ -5,8 +5,10 @@ drain and the checker (the same scenarios and sizes as test_postgres.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -64,23 +66,20 @@ def _kill_loop(server: Any, database: str, stop: threading.Event, every: float) 
             )
         except MySQLdb.Error:
             continue
-        try:
-            with conn.cursor() as cur:
+        with closing(conn), closing(conn.cursor()) as cur:
+            try:
                 cur.execute(
                     "SELECT id FROM information_schema.PROCESSLIST "
                     "WHERE db = %s AND id <> CONNECTION_ID()",
                     (database,),
                 )
-                for (session,) in cur.fetchall():
-                    try:
-                        cur.execute(f"KILL CONNECTION {int(session)}")
-                        killed += 1
-                    except MySQLdb.Error:
-                        pass  # it ended by itself meanwhile
-        except MySQLdb.Error:
-            continue
-        finally:
-            conn.close()
+                sessions = [int(row[0]) for row in cur.fetchall()]
+            except MySQLdb.Error:
+                continue
+            for session in sessions:
+                with contextlib.suppress(MySQLdb.Error):  # it may have ended by itself meanwhile
+                    cur.execute(f"KILL CONNECTION {session}")
+                    killed += 1
     return killed
 
 

@@ -161,8 +161,8 @@ class MariadbServer:
         deadline = time.monotonic() + _READY_SECONDS
         while True:
             try:
-                _connect_root(self.port, timeout=1).close()
-                return
+                with closing(_connect_root(self.port, timeout=1)):
+                    return
             except MySQLdb.MySQLError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.kill()
