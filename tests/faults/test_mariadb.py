@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.faults import report
-from tests.faults.harness import FaultRun, call_seconds, start_workers
+from tests.faults.harness import POLL, QUEUE, FaultRun, call_seconds, start_workers
 from tests.faults.servers import mariadb_server, proxied
 from tests.support.faultproxy import FaultProxy
 from workclaim.bench.history import load_history
@@ -30,6 +30,15 @@ def _assert_clean(outcome: Any) -> None:
     assert outcome.violations == 0, outcome.describe()
 
 
+def _until_done(run: FaultRun, done: int, seconds: float = 60.0) -> None:
+    """Wait (bounded) until the workers have finished `done` items: spawned workers take a while
+    to start on a busy machine, and a fault before any of them works would test nothing."""
+    deadline = time.monotonic() + seconds
+    while run.admin.stats(QUEUE).done < done:
+        assert time.monotonic() < deadline, f"the workers did not finish {done} items in {seconds}s"
+        time.sleep(POLL)  # polling the store's counts: there is no event to wait on
+
+
 @pytest.mark.parametrize("crashes", [2, pytest.param(8, marks=pytest.mark.soak)])
 def test_crash_restart_under_load(
     mariadb_server: Any, tmp_path: Path, runs: list[FaultRun], crashes: int
@@ -41,8 +50,8 @@ def test_crash_restart_under_load(
     runs.append(run)
     run.enqueue(300 * crashes)
     workers = start_workers(run, "m", 4)
-    for _ in range(crashes):
-        time.sleep(1.0)  # let work flow before the next crash
+    for crash in range(crashes):
+        _until_done(run, 100 * (crash + 1))  # work flows before each crash
         mariadb_server.crash()
         run.faults += 1
         time.sleep(0.5)  # the outage
@@ -52,6 +61,7 @@ def test_crash_restart_under_load(
     assert all(w.is_alive() for w in workers), "a worker died instead of riding out the restart"
     outcome = run.finish(recovery_from_ns=heal)
     _assert_clean(outcome)
+    assert outcome.indeterminate > 0, "no call was in flight at a crash: nothing was tested"
 
 
 def _kill_loop(server: Any, database: str, stop: threading.Event, every: float) -> int:
@@ -95,6 +105,7 @@ def test_kill_connection_loop(
     runs.append(run)
     run.enqueue(int(150 * seconds))
     workers = start_workers(run, "m", 4)
+    _until_done(run, 50)  # every worker has its sessions open before the killing starts
     stop = threading.Event()
     result: list[int] = []
     killer = threading.Thread(
@@ -107,7 +118,7 @@ def test_kill_connection_loop(
     killer.join(30)
     heal = time.monotonic_ns()
     run.faults += result[0] if result else 0
-    assert run.faults > 0, "the loop killed no session: it did not find the workers'"
+    assert run.faults >= 5, f"the loop killed {run.faults} sessions: it missed the workers'"
     assert run.wait_until_finished(120)
     assert all(w.is_alive() for w in workers), "a worker died instead of reconnecting"
     outcome = run.finish(recovery_from_ns=heal)
@@ -153,6 +164,7 @@ def test_network_faults_respect_deadlines(
     run.enqueue(400)
     with FaultProxy("127.0.0.1", mariadb_server.port) as proxy:
         workers = start_workers(run, "m", 3, url=proxied(url, proxy.port))
+        _until_done(run, 30)  # the workers are through the proxy before its faults start
         _proxy_schedule(proxy, run, blackhole)
         heal = time.monotonic_ns()
         assert run.wait_until_finished(120)
