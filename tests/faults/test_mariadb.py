@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.faults import report
-from tests.faults.harness import POLL, QUEUE, FaultRun, call_seconds, start_workers
+from tests.faults.harness import FaultRun, call_seconds, start_workers
 from tests.faults.servers import mariadb_server, proxied
 from tests.support.faultproxy import FaultProxy
 from workclaim.bench.history import load_history
@@ -30,15 +30,6 @@ def _assert_clean(outcome: Any) -> None:
     assert outcome.violations == 0, outcome.describe()
 
 
-def _until_done(run: FaultRun, done: int, seconds: float = 60.0) -> None:
-    """Wait (bounded) until the workers have finished `done` items: spawned workers take a while
-    to start on a busy machine, and a fault before any of them works would test nothing."""
-    deadline = time.monotonic() + seconds
-    while run.admin.stats(QUEUE).done < done:
-        assert time.monotonic() < deadline, f"the workers did not finish {done} items in {seconds}s"
-        time.sleep(POLL)  # polling the store's counts: there is no event to wait on
-
-
 @pytest.mark.parametrize("crashes", [2, pytest.param(8, marks=pytest.mark.soak)])
 def test_crash_restart_under_load(
     mariadb_server: Any, tmp_path: Path, runs: list[FaultRun], crashes: int
@@ -51,7 +42,7 @@ def test_crash_restart_under_load(
     run.enqueue(300 * crashes)
     workers = start_workers(run, "m", 4)
     for crash in range(crashes):
-        _until_done(run, 100 * (crash + 1))  # work flows before each crash
+        run.wait_until_done(100 * (crash + 1))  # work flows before each crash
         mariadb_server.crash()
         run.faults += 1
         time.sleep(0.5)  # the outage
@@ -107,7 +98,7 @@ def test_kill_connection_loop(
     runs.append(run)
     run.enqueue(int(150 * seconds))
     workers = start_workers(run, "m", 4)
-    _until_done(run, 50)  # every worker has its sessions open before the killing starts
+    run.wait_until_done(50)  # every worker has its sessions open before the killing starts
     stop = threading.Event()
     result: list[int] = []
     killer = threading.Thread(
@@ -166,7 +157,7 @@ def test_network_faults_respect_deadlines(
     run.enqueue(400)
     with FaultProxy("127.0.0.1", mariadb_server.port) as proxy:
         workers = start_workers(run, "m", 3, url=proxied(url, proxy.port))
-        _until_done(run, 30)  # the workers are through the proxy before its faults start
+        run.wait_until_done(30)  # the workers are through the proxy before its faults start
         _proxy_schedule(proxy, run, blackhole)
         heal = time.monotonic_ns()
         assert run.wait_until_finished(120)
