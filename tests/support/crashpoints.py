@@ -3,8 +3,7 @@ looks like to its parent) the n-th time it reaches the point named in `WORKCLAIM
 
 `WORKCLAIM_CRASH_AT=point[:n]` (n defaults to 1). Points:
 - `before_commit`: inside the claim's transaction, after its UPDATE ran, as COMMIT starts
-  (SQLite and MariaDB, whose claims are several statements in a client-side transaction; a
-  PostgreSQL or Redis claim is one atomic statement or script);
+  (SQLite only: a PostgreSQL or Redis claim is one atomic statement or script);
 - `after_commit`: the claim committed, before the leases reach the caller;
 - `mid_job`: the worker holds the lease and is working;
 - `after_effect`: the job's side effect is written, `complete` not yet sent.
@@ -76,25 +75,6 @@ def install(queue: Any) -> None:
     backend.claim = claim
     if type(backend).__name__ == "SqliteBackend":
         _install_sqlite(backend)
-    elif type(backend).__name__ == "MariadbBackend":
-        _install_mariadb(backend)
-
-
-def _install_mariadb(backend: Any) -> None:
-    """Wrap the transaction runner: once a claim's statements ran in its open transaction and
-    leased something, crash before the runner sends COMMIT (the server must roll it back)."""
-    real_write = backend._write
-
-    def write(fn: Callable[[Any, int], Any], now: Any = None, **options: Any) -> Any:
-        def body(cur: Any, now_us: int) -> Any:
-            out = fn(cur, now_us)
-            if getattr(_state, "in_claim", False) and out:
-                reached("before_commit")
-            return out
-
-        return real_write(body, now, **options)
-
-    backend._write = write
 
 
 def _install_sqlite(backend: Any) -> None:
