@@ -233,6 +233,14 @@ class FaultRun:
             return None
         return stats.queued, stats.claimed
 
+    def wait_until_done(self, done: int, seconds: float = 60.0) -> None:
+        """Wait (bounded) until the workers have finished `done` items: spawned workers take a
+        while to start on a busy machine, and a fault before any of them works tests nothing."""
+        deadline = time.monotonic() + seconds
+        while self.admin.stats(QUEUE).done < done:
+            assert time.monotonic() < deadline, f"the workers did not finish {done} items"
+            time.sleep(POLL)  # polling the store's counts: there is no event to wait on
+
     def wait_until_finished(self, seconds: float) -> bool:
         """Wait (bounded) until nothing is queued or claimed; True when that happened."""
         deadline = time.monotonic() + seconds

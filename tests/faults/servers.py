@@ -1,5 +1,6 @@
 """Throwaway servers for the fault scenarios that crash, restart or cut off a server; never the
-shared ones. The binaries come with the PostgreSQL and Redis packages (.ci/services.sh)."""
+shared ones. The binaries come with the PostgreSQL, Redis and MariaDB server packages
+(.ci/services.sh)."""
 
 from __future__ import annotations
 
@@ -61,16 +62,31 @@ def durable_redis() -> Iterator[Any]:
         server.close()
 
 
-FAULT_BACKENDS = ("sqlite", "postgres", "redis")
+@pytest.fixture(scope="module")
+def mariadb_server() -> Iterator[Any]:
+    """A `mariadbd` of this module's own, on a free port (never the shared one on 3306)."""
+    mariadbserver = require("tests.support.mariadbserver", "throwaway MariaDB needs `mariadb`")
+    if mariadbserver.binaries() is None:
+        unavailable("MariaDB server binaries (mariadbd, mariadb-install-db) are not installed")
+    server = mariadbserver.MariadbServer.create()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+FAULT_BACKENDS = ("sqlite", "postgres", "redis", "mariadb")
 
 
 @pytest.fixture(params=FAULT_BACKENDS)
 def fault_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """A store isolated for this test on each backend; PostgreSQL and Redis are this module's
-    throwaway servers, so storms of killed clients never touch the shared ones."""
+    """A store isolated for this test on each backend; PostgreSQL, Redis and MariaDB are this
+    module's throwaway servers, so storms of killed clients never touch the shared ones."""
     name = str(request.param)
     if name == "sqlite":
         return f"sqlite:///{tmp_path / 'workclaim.db'}"
     if name == "postgres":
         return pg_schema_url(request.getfixturevalue("pg_server").url)
+    if name == "mariadb":
+        return str(request.getfixturevalue("mariadb_server").database_url())
     return redis_prefixed(request.getfixturevalue("durable_redis").url)

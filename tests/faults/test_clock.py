@@ -1,6 +1,6 @@
 """Clock steps (libfaketime) under load. SQLite's clock is its host's: one worker's clock, or
-every worker's, is stepped back and forward by minutes while others run. PostgreSQL and Redis use
-their server's clock: workers whose clocks are hours off change nothing.
+every worker's, is stepped back and forward by minutes while others run. PostgreSQL, Redis and
+MariaDB use their server's clock: workers whose clocks are hours off change nothing.
 
 What is promised (docs/guarantees.md): a step back of one process's clock shortens no lease and
 lengthens none (the SQLite store's clock never goes back, backends/sqlite/clock.py); a step
@@ -19,10 +19,16 @@ import pytest
 
 from tests.faults.fakeclock import FakeClock
 from tests.faults.harness import FaultRun
-from tests.faults.servers import durable_redis, pg_schema_url, pg_server, redis_prefixed
+from tests.faults.servers import (
+    durable_redis,
+    mariadb_server,
+    pg_schema_url,
+    pg_server,
+    redis_prefixed,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
-__all__ = ["durable_redis", "pg_server"]
+__all__ = ["durable_redis", "mariadb_server", "pg_server"]
 
 STEP = 300.0  # five minutes
 SKEW = 3 * 3600.0  # three hours
@@ -105,12 +111,14 @@ def test_sqlite_clock_step(
     assert all(w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
 
 
-@pytest.mark.parametrize("backend", ["postgres", "redis"])
+@pytest.mark.parametrize("backend", ["postgres", "redis", "mariadb"])
 def test_client_clock_skew_changes_nothing(
     backend: str, tmp_path: Path, runs: list[FaultRun], request: pytest.FixtureRequest
 ) -> None:
     if backend == "postgres":
         url = pg_schema_url(request.getfixturevalue("pg_server").url)
+    elif backend == "mariadb":
+        url = request.getfixturevalue("mariadb_server").database_url()
     else:
         url = redis_prefixed(request.getfixturevalue("durable_redis").url)
     run = FaultRun(f"{backend}: worker clocks +-3 h", url, tmp_path)
