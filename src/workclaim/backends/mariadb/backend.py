@@ -140,7 +140,10 @@ class MariadbBackend(Connections):
         now: datetime | None = None,
     ) -> list[Lease]:
         claimed = self._write(
-            lambda cur, now_us: self._take(cur, queues, worker, lease_seconds, limit, now_us), now
+            lambda cur, now_us: self._take(
+                cur, queues, worker, lease_seconds, limit, now_us, clock=now is None
+            ),
+            now,
         )
         return rows.leases(claimed, worker, lease_seconds)
 
@@ -152,6 +155,8 @@ class MariadbBackend(Connections):
         lease_seconds: float,
         limit: int,
         now_us: int,
+        *,
+        clock: bool,
     ) -> list[tuple[Any, ...]]:
         """The claim's statements inside its transaction: reap bounded batches of expired
         leases, then lease up to `limit` items (by flow.py when a queue is managed: a policy, a
@@ -164,7 +169,7 @@ class MariadbBackend(Connections):
             cur.execute(Q["reap_expired_of"], reap)
             cur.execute(Q["reap_expired_any"], reap)
         if flow.any_managed(cur, names):
-            return flow.take(cur, names, worker, lease_us, limit, now_us)
+            return flow.take(cur, names, worker, lease_us, limit, now_us, clock=clock)
         candidates: list[tuple[int, int, int]] = []
         for name in names:
             cur.execute(Q["claim_select"], {"queue": name, "now": now_us, "limit": limit})
@@ -296,7 +301,9 @@ class MariadbBackend(Connections):
                 flags.append(row is not None and row[0] == lease.token and row[1] == "complete")
             if limit <= 0:
                 return flags, []
-            return flags, self._take(cur, queues, worker, lease_seconds, limit, now_us)
+            return flags, self._take(
+                cur, queues, worker, lease_seconds, limit, now_us, clock=now is None
+            )
 
         flags, claimed = self._write(run, now)
         if freed:
@@ -454,12 +461,23 @@ class MariadbBackend(Connections):
         return self._read(lambda cur: flow.read_policy(cur, queue))
 
     def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
-        stored = self._write(lambda cur, _now_us: flow.set_policy(cur, policy))
-        self._wakeup.notify()  # a raised limit may free slots
+        def run(cur: Cursor, _now_us: int) -> QueuePolicy:
+            stored = flow.set_policy(cur, policy)
+            signal(cur)  # a raised limit may free slots: other processes' claims look again
+            return stored
+
+        stored = self._write(run)
+        self._wakeup.notify()
         return stored
 
     def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
-        stored = self._write(lambda cur, _now_us: flow.set_paused(cur, queue, paused))
+        def run(cur: Cursor, _now_us: int) -> QueuePolicy:
+            stored = flow.set_paused(cur, queue, paused)
+            if not paused:
+                signal(cur)  # resume wakes other processes' waiting claims too
+            return stored
+
+        stored = self._write(run)
         if not paused:
             self._wakeup.notify()
         return stored
