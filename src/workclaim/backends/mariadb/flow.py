@@ -9,8 +9,10 @@ claimed queues' policy rows (`SELECT ... FOR UPDATE`, in queue order, so two cla
 deadlock on them). Every managed queue has a row, so the claims of a managed queue run one at a
 time from that lock to their commit, and each statement after the lock reads the newest commits:
 the live leases and the claims in a rate window it counts include every lease the claims before
-it gave, so two racing claims never both take the last free slot. The claim's time is read after
-that lock too (unless the caller gave one), so it follows every end of a lease its counts saw.
+it gave, so two racing claims never both take the last free slot. The time the leases start is
+read after the counts (unless the caller gave one), so it follows every end of a lease they saw;
+the counts themselves use the transaction's earlier time, which only counts more leases as live
+and more claims as inside a rate window than at the later one.
 `set_paused` writes the same row, so it waits for the claims holding it, and a claim that starts
 after it returns reads the flag it wrote: pause is linearisable.
 
@@ -413,13 +415,10 @@ def take(
     """The claim of queues of which at least one is managed (expired leases already reaped):
     lease up to `limit` items in the fair order within the policies; rows as the plain claim's
     plus the group. `clock`: `now_us` was read from the store's clock (not given by the caller),
-    so it is read again once the policy rows are locked (see the module docstring)."""
+    so the leases' time is read again after the counts (see the module docstring)."""
     # The lock that makes the limits exact and the pause linearisable (module docstring): a
     # claim without it could count the same free slot as another claim running beside it.
     rows = _all(cur, "lock_policies", {"queues": tuple(sorted(set(queues)))})
-    if clock:
-        cur.execute(f"SELECT {CLOCK_SQL}")
-        now_us = max(now_us, int(cur.fetchone()[0]))
     by_queue = {row[0]: row for row in rows}
     claim = _Claim(cur, now_us, limit)
     limits = [_Limits.of(q, by_queue.get(q)) for q in queues]
@@ -431,6 +430,12 @@ def take(
         priority = claim.next_priority(limits, priority)
     if not claim.chosen:
         return []
+    if clock:
+        # The claim's time, read after every count it made: each lease end those counts saw
+        # committed before they ran, so it came before this time (a lease the checker sees
+        # ending after this claim began was counted as live).
+        cur.execute(f"SELECT {CLOCK_SQL}")
+        now_us = max(now_us, int(cur.fetchone()[0]))
     ids = tuple(item_id for item_id, _ in claim.chosen)
     locked = {int(row[0]) for row in _all(cur, "lock_items", {"ids": ids})}
     chosen = [(item_id, group) for item_id, group in claim.chosen if item_id in locked]

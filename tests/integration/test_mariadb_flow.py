@@ -1,0 +1,134 @@
+"""MariaDB flow control beyond the contract suite: claimers in many processes arriving together
+at one free slot (the policy row lock), groups that ran dry leaving the walk and coming back,
+and an enqueue in flight keeping its group in the walk."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from datetime import UTC, datetime, timedelta
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+import MySQLdb
+import pytest
+
+from tests.support.servers import mariadb_url
+from workclaim import Queue
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return mariadb_url(request, tmp_path)
+
+
+def _sql(url: str, statement: str) -> list[tuple[Any, ...]]:
+    """One statement on a session of the test's own (autocommit)."""
+    with Queue(url) as q:
+        target = q.backend.target  # type: ignore[attr-defined]
+    conn = MySQLdb.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        database=target.database,
+        autocommit=True,
+    )
+    try:
+        cur = conn.cursor()
+        cur.execute(statement)
+        return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def _claim_in_rounds(
+    url: str, queues: list[str], barrier: Barrier, out: mp.Queue[tuple[str, list[int]]], who: str
+) -> None:
+    taken: list[int] = []
+    with Queue(url) as q:
+        for queue in queues:
+            barrier.wait()
+            taken.append(len(q.claim(queue, worker=who, limit=3, lease_seconds=600)))
+    out.put((who, taken))
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("limit", ["concurrency", "group_concurrency"])
+def test_claimers_arriving_together_at_one_free_slot_take_exactly_one_item(
+    url: str, limit: str
+) -> None:
+    """Each round, PROCESSES claimers in their own processes claim together from a queue whose
+    limit of 2 has one slot left (the other held by a live lease): exactly one item is given
+    per round, whatever the interleaving of their transactions (fails without the policy row
+    lock: two claims both count the free slot)."""
+    rounds, processes = 12, 6
+    queues = [f"jobs-{n}" for n in range(rounds)]
+    with Queue(url) as q:
+        for queue in queues:
+            q.enqueue_many(queue, list(range(10)), group="tenant")
+            if limit == "concurrency":
+                q.set_policy(queue, concurrency=2)
+            else:
+                q.set_policy(queue, group_concurrency=2)
+            assert len(q.claim(queue, worker="holder", lease_seconds=300, limit=1)) == 1
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_claim_in_rounds, args=(url, queues, barrier, out, f"w{n}"))
+        for n in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=200) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    per_round = [sum(taken[r] for _, taken in results) for r in range(rounds)]
+    assert per_round == [1] * rounds
+    with Queue(url) as q:
+        assert [q.stats(queue).claimed for queue in queues] == [2] * rounds
+
+
+def _active(url: str) -> set[str]:
+    rows = _sql(url, "SELECT grp FROM workclaim_groups WHERE queue = 'a' AND active = 1")
+    return {str(row[0]) for row in rows}
+
+
+def test_a_claim_skips_groups_that_ran_dry(url: str) -> None:
+    """A named group a claim finds without queued items leaves the served-order walk until an
+    item of it is queued again; the default group never leaves it."""
+    with Queue(url) as q:
+        for n in range(20):
+            q.enqueue("a", n, group=f"g{n}", now=at(0))
+        for lease in q.claim("a", worker="w", limit=100, now=at(1)):
+            q.complete(lease, now=at(1))
+        assert len(_active(url)) == 21  # their last items were taken: not yet seen dry
+        q.enqueue("a", "again", group="g7", now=at(3))
+        assert [x.group for x in q.claim("a", worker="w", limit=100, now=at(4))] == ["g7"]
+        assert _active(url) <= {"g7", ""}  # the walk met the others dry and dropped them
+        q.enqueue("a", "more", group="g9", now=at(5))
+        [lease] = q.claim("a", worker="w", now=at(6))
+        q.release(lease, now=at(6))  # a group holding a lease stays in the walk
+        assert "g9" in _active(url)
+        assert [x.group for x in q.claim("a", worker="w", now=at(7))] == ["g9"]
+
+
+def test_a_requeued_item_brings_its_dry_group_back_into_the_walk(url: str) -> None:
+    with Queue(url) as q:
+        dead = q.enqueue("a", "x", group="d", max_attempts=1, now=at(0))
+        [lease] = q.claim("a", worker="w", now=at(1))
+        q.fail(lease, "boom", retry=False, now=at(1))
+        q.enqueue("a", "y", group="e", now=at(2))
+        [other] = q.claim("a", worker="w", limit=10, now=at(3))  # meets "d" dry
+        assert other.group == "e"
+        assert "d" not in _active(url)
+        q.requeue(dead, now=at(4))
+        assert [x.id for x in q.claim("a", worker="w", limit=10, now=at(5))] == [dead]
