@@ -10,11 +10,11 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-import MySQLdb
 import pytest
 
 from tests.support.servers import mariadb_url
-from workclaim import Queue
+from workclaim import Queue, Settings
+from workclaim.backends.mariadb.connection import connect, cursor, parse_url
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -30,18 +30,9 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def _sql(url: str, statement: str) -> list[tuple[Any, ...]]:
     """One statement on a session of the test's own (autocommit)."""
-    with Queue(url) as q:
-        target = q.backend.target  # type: ignore[attr-defined]
-    conn = MySQLdb.connect(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        database=target.database,
-        autocommit=True,
-    )
+    conn = connect(parse_url(url, Settings()))
     try:
-        cur = conn.cursor()
+        cur = cursor(conn)
         cur.execute(statement)
         return list(cur.fetchall())
     finally:
