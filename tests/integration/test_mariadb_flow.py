@@ -10,11 +10,12 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
+import MySQLdb
 import pytest
 
 from tests.support.servers import mariadb_url
 from workclaim import Queue, Settings
-from workclaim.backends.mariadb.connection import connect, cursor, parse_url
+from workclaim.backends.mariadb.connection import connect, cursor, parse_url, session
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -123,3 +124,35 @@ def test_a_requeued_item_brings_its_dry_group_back_into_the_walk(url: str) -> No
         assert "d" not in _active(url)
         q.requeue(dead, now=at(4))
         assert [x.id for x in q.claim("a", worker="w", limit=10, now=at(5))] == [dead]
+
+
+def test_an_enqueue_in_flight_keeps_its_group_in_the_walk(url: str) -> None:
+    """A claim that meets a named group dry while an enqueue into it has not committed yet (a
+    caller's transaction) leaves the group in the walk: once the enqueue commits, its item is
+    claimed (fails when the enqueue reads its groups' rows without the shared lock: the claim
+    then takes the group out of the walk under the item)."""
+    target = parse_url(url, Settings())
+    with Queue(url) as q:
+        q.enqueue("a", "x", group="g", now=at(0))
+        [lease] = q.claim("a", worker="w", now=at(1))
+        q.complete(lease, now=at(1))
+        q.enqueue("a", "y", group="h", now=at(2))
+        raw = MySQLdb.connect(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            database=target.database,
+            charset="utf8mb4",
+            autocommit=False,
+        )
+        caller = session(raw)
+        try:
+            [late] = q.enqueue_many("a", ["z"], group="g", connection=raw, now=at(3))
+            claimed = q.claim("a", worker="w", limit=10, now=at(4))  # meets "g" dry
+            assert [x.group for x in claimed] == ["h"]
+            assert "g" in _active(url)
+            caller.commit()
+        finally:
+            caller.close()
+        assert [x.id for x in q.claim("a", worker="w", limit=10, now=at(5))] == [late]
