@@ -60,3 +60,30 @@ CREATE TABLE IF NOT EXISTS workclaim_claims (
     PRIMARY KEY (queue, grp, at, token),
     KEY workclaim_claims_queue (queue, at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Whether claims of a queue take flow control's path (version 1's stand-in answered never): the
+-- claim procedures of version 1 read it and send a managed queue's claim back to flow.py.
+DELIMITER //
+CREATE OR REPLACE FUNCTION workclaim_managed(p_queue VARCHAR(128)) RETURNS TINYINT
+    READS SQL DATA
+BEGIN
+    RETURN COALESCE((SELECT managed FROM workclaim_policies WHERE queue = p_queue), 0);
+END
+//
+DELIMITER ;
+
+-- A lease of a managed queue (flow = 1) that ends done or dead may free a slot: bump the
+-- wake-up signal so other processes' claims waiting on the queue's limits look again (an item
+-- that becomes queued bumps it already, by workclaim_items_update). Leases of other queues
+-- bump nothing.
+DELIMITER //
+CREATE OR REPLACE TRIGGER workclaim_items_slot_freed
+AFTER UPDATE ON workclaim_items FOR EACH ROW
+BEGIN
+    IF NEW.flow = 1 AND OLD.status = 'claimed' AND NEW.status IN ('done', 'dead') THEN
+        INSERT INTO workclaim_signals (slot, n) VALUES (CONNECTION_ID() % 16, 1)
+        ON DUPLICATE KEY UPDATE n = n + 1;
+    END IF;
+END
+//
+DELIMITER ;
