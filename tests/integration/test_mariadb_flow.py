@@ -5,6 +5,7 @@ and an enqueue in flight keeping its group in the walk."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -156,3 +157,55 @@ def test_an_enqueue_in_flight_keeps_its_group_in_the_walk(url: str) -> None:
         finally:
             caller.close()
         assert [x.id for x in q.claim("a", worker="w", limit=10, now=at(5))] == [late]
+
+
+def _free_the_slot(q: Queue, lease: Any, how: str) -> None:
+    """End `lease` (or lift the limit) in one of the ways that free a slot."""
+    if how == "complete":
+        q.complete(lease)
+    elif how == "fail":
+        q.fail(lease, "no", retry=False)
+    elif how == "complete_and_claim":
+        assert q.complete_and_claim([lease], "jobs", worker=lease.worker, limit=0) == ([], [])
+    elif how == "set_policy":
+        q.set_policy("jobs", concurrency=2)
+    else:
+        assert how == "resume"
+        q.resume("jobs")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["complete", "fail", "complete_and_claim", "set_policy", "resume"])
+def test_a_freed_slot_wakes_a_claim_waiting_on_a_limited_queue(url: str, how: str) -> None:
+    """A claim waits on a queue at its concurrency limit (the one lease lasts far longer than the
+    wait and the test): the slot freed through another Queue (another backend: no in-process
+    wake-up) wakes it through the change signal its poller reads."""
+    with Queue(url) as waiter_q, Queue(url) as other:
+        other.set_policy("jobs", concurrency=1)
+        first, second = other.enqueue_many("jobs", [1, 2])
+        [lease] = other.claim("jobs", worker="w1", lease_seconds=900)
+        if how == "resume":
+            other.complete(lease)
+            other.pause("jobs")
+        parked = threading.Event()
+        # Start the waiter's poller first and let its first look pass, so that only a moved
+        # signal can end the wait below.
+        wakeup = waiter_q.backend.wakeup()
+        before = wakeup.generation()
+        waiter_q.claim("warm-up", worker="w2", wait=0.01)
+        while wakeup.generation() == before:
+            parked.wait(0.01)
+
+        def free_once_waiting() -> None:
+            while wakeup.waiting == 0:
+                parked.wait(0.01)
+            _free_the_slot(other, lease, how)
+
+        helper = threading.Thread(target=free_once_waiting)
+        helper.start()
+        try:
+            leases = waiter_q.claim("jobs", worker="w2", wait=600)
+        finally:
+            helper.join()
+    assert [le.id for le in leases] == [second]
+    assert lease.id == first
