@@ -480,9 +480,10 @@ class MariadbBackend(Connections):
 
     def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
         def run(cur: Cursor, _now_us: int) -> QueuePolicy:
-            stored = flow.set_policy(cur, policy)
-            signal(cur)  # a raised limit may free slots: other processes' claims look again
-            return stored
+            # A raised limit may free slots: other processes' claims look again. The signal
+            # first: a claim that reaped holds a signal row when it waits for the policy row.
+            signal(cur)
+            return flow.set_policy(cur, policy)
 
         stored = self._write(run)
         self._wakeup.notify()
@@ -490,10 +491,9 @@ class MariadbBackend(Connections):
 
     def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
         def run(cur: Cursor, _now_us: int) -> QueuePolicy:
-            stored = flow.set_paused(cur, queue, paused)
             if not paused:
-                signal(cur)  # resume wakes other processes' waiting claims too
-            return stored
+                signal(cur)  # resume wakes other processes' claims too (first: see set_policy)
+            return flow.set_paused(cur, queue, paused)
 
         stored = self._write(run)
         if not paused:

@@ -62,12 +62,19 @@ CREATE TABLE IF NOT EXISTS workclaim_claims (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Whether claims of a queue take flow control's path (version 1's stand-in answered never): the
--- claim procedures of version 1 read it and send a managed queue's claim back to flow.py.
+-- claim procedures of version 1 read it and send a managed queue's claim back to flow.py. A
+-- SELECT ... INTO, not a subquery in RETURN: the latter, evaluated in a procedure's IF, reads
+-- the policy row with a shared lock held to the commit, and two claims holding it then deadlock
+-- when each asks flow.py's exclusive lock on the same row. MAX: always one row (no NOT FOUND
+-- condition for the caller's handler).
 DELIMITER //
 CREATE OR REPLACE FUNCTION workclaim_managed(p_queue VARCHAR(128)) RETURNS TINYINT
     READS SQL DATA
 BEGIN
-    RETURN COALESCE((SELECT managed FROM workclaim_policies WHERE queue = p_queue), 0);
+    DECLARE v_managed TINYINT DEFAULT 0;
+    SELECT COALESCE(MAX(managed), 0) INTO v_managed FROM workclaim_policies
+    WHERE queue = p_queue;
+    RETURN v_managed;
 END
 //
 DELIMITER ;
