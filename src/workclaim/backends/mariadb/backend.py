@@ -31,7 +31,7 @@ from workclaim.backends.mariadb import flow, schema
 from workclaim.backends.mariadb import schedules as sched
 from workclaim.backends.mariadb.connection import CLOCK_SQL, Connections, Cursor, cursor, session
 from workclaim.backends.mariadb.errors import code_of, translate
-from workclaim.backends.mariadb.listener import Listener
+from workclaim.backends.mariadb.listener import Listener, bump
 from workclaim.backends.wakeup import Wakeup
 from workclaim.config import Settings
 from workclaim.errors import InvalidState, ItemNotFound, LeaseLost, ValidationError
@@ -154,7 +154,10 @@ class MariadbBackend(Connections):
             if not _managed(found):
                 return rows.leases(found, worker, lease_seconds)
         claimed = self._write(
-            lambda cur, now_us: self._take(cur, names, worker, lease_seconds, limit, now_us), now
+            lambda cur, now_us: self._take(
+                cur, names, worker, lease_seconds, limit, now_us, clock=now is None
+            ),
+            now,
         )
         return rows.leases(claimed, worker, lease_seconds)
 
@@ -166,6 +169,8 @@ class MariadbBackend(Connections):
         lease_seconds: float,
         limit: int,
         now_us: int,
+        *,
+        clock: bool,
     ) -> list[tuple[Any, ...]]:
         """The claim's statements inside its transaction: reap bounded batches of expired
         leases, then lease up to `limit` items (by flow.py when a queue is managed: a policy, a
@@ -186,7 +191,7 @@ class MariadbBackend(Connections):
             cur.execute(Q["reap_expired_of"], reap)
             cur.execute(Q["reap_expired_any"], reap)
         if flow.any_managed(cur, names):
-            return flow.take(cur, names, worker, lease_us, limit, now_us)
+            return flow.take(cur, names, worker, lease_us, limit, now_us, clock=clock)
         candidates: list[tuple[int, int, int]] = []
         for name in names:
             cur.execute(Q["claim_select"], {"queue": name, "now": now_us, "limit": limit})
@@ -334,7 +339,9 @@ class MariadbBackend(Connections):
                 flags.append(row is not None and row[0] == lease.token and row[1] == "complete")
             if limit <= 0:
                 return flags, []
-            return flags, self._take(cur, queues, worker, lease_seconds, limit, now_us)
+            return flags, self._take(
+                cur, queues, worker, lease_seconds, limit, now_us, clock=now is None
+            )
 
         flags, claimed = self._write(run, now)
         if freed:
@@ -492,12 +499,23 @@ class MariadbBackend(Connections):
         return self._read(lambda cur: flow.read_policy(cur, queue))
 
     def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
-        stored = self._write(lambda cur, _now_us: flow.set_policy(cur, policy))
-        self._wakeup.notify()  # a raised limit may free slots
+        def run(cur: Cursor, _now_us: int) -> QueuePolicy:
+            # A raised limit may free slots: other processes' claims look again. The signal
+            # first: a claim that reaped holds a signal row when it waits for the policy row.
+            bump(cur)
+            return flow.set_policy(cur, policy)
+
+        stored = self._write(run)
+        self._wakeup.notify()
         return stored
 
     def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
-        stored = self._write(lambda cur, _now_us: flow.set_paused(cur, queue, paused))
+        def run(cur: Cursor, _now_us: int) -> QueuePolicy:
+            if not paused:
+                bump(cur)  # resume wakes other processes' claims too (first: see set_policy)
+            return flow.set_paused(cur, queue, paused)
+
+        stored = self._write(run)
         if not paused:
             self._wakeup.notify()
         return stored
