@@ -1,8 +1,8 @@
 """A program with its own SIGTERM handling that runs a `Worker` in one of its threads, as
 docs/worker.md shows: `python -m tests.support.embedded_worker DB_URL`. It prints `ready` (and
-the SIGTERM handler in force) once items finish and the slow one runs, then, on SIGTERM, its own handler prints
-`program: SIGTERM`, asks the worker to stop and lets the thread return; the last line is a JSON
-summary of the worker's counters and what the completion hook saw."""
+the SIGTERM handler in force) once items finish and the slow one runs; then, on SIGTERM, its
+own handler prints `program: SIGTERM`, asks the worker to stop and lets the thread return; the
+last line is a JSON summary of the worker's counters and what the completion hook saw."""
 
 from __future__ import annotations
 
