@@ -8,6 +8,7 @@ import contextlib
 import multiprocessing as mp
 import random
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +206,38 @@ def test_stats_count_rows_a_concurrent_fold_holds(url: str) -> None:
             assert q.stats("a").queued == 3
             other.commit()
         assert q.stats("a").queued == 3
+
+
+def test_an_enqueue_in_an_open_transaction_holds_no_lock_a_claimer_waits_for(url: str) -> None:
+    """A caller's transaction that enqueued and stays open (transactional enqueue) must not
+    stall claims, even from a server process of the same counter shard (pid % 64): inserts
+    append rows to queued_added instead of updating a shared counter (migration 0009)."""
+    with Queue(url) as q:
+        q.enqueue_many("a", [1, 2])
+        backend: Any = q.backend
+        with connect(url) as producer:
+            q.enqueue("a", "pending", connection=producer)  # not committed yet
+            shard = producer.info.backend_pid % 64
+            claimer = None
+            for _ in range(1000):  # a server process of the same shard
+                conn = connect(url)
+                if conn.info.backend_pid % 64 == shard:
+                    claimer = conn
+                    break
+                conn.close()
+            assert claimer is not None
+            with claimer:
+                claimer.autocommit = True
+                claimer.execute("SET lock_timeout = '5s'")  # a wait fails the test, not hangs
+                params = {
+                    "queues": ["a"],
+                    "worker": "w",
+                    "lease": timedelta(minutes=5),
+                    "limit": 5,
+                    "now": None,
+                    "reap_limit": 10,
+                }
+                assert len(claimer.execute(backend._q["claim"], params).fetchall()) == 2
+            assert q.stats("a").queued == 0  # the open enqueue is not counted yet
+            producer.commit()
+        assert q.stats("a").queued == 1
