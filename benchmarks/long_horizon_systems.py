@@ -13,12 +13,32 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any, Protocol
 
 QUEUE = "horizon"
+STOP_POLL_SECONDS = 0.2  # how often an async peer's loop looks at the harness's stop event
 
 Picked = Callable[[float], None]
+
+
+async def serve_until(
+    stop: threading.Event,
+    serve: Coroutine[Any, Any, Any],
+    shut_down: Callable[[asyncio.Task[Any]], None],
+) -> None:
+    """Run an async peer's worker (`serve`, its main coroutine) until the harness sets `stop`,
+    then ask it to shut down (`shut_down(task)`: set its shutdown event, or cancel the task,
+    as that peer's docs say) and wait for it to finish. A worker that ends or fails first ends
+    the wait at once (its error is raised here)."""
+    task = asyncio.ensure_future(serve)
+    while not stop.is_set() and not task.done():
+        await asyncio.sleep(STOP_POLL_SECONDS)
+    if not task.done():
+        shut_down(task)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class System(Protocol):
@@ -109,11 +129,18 @@ class Workclaim:
 
 
 class PGQueuer:
-    """PGQueuer's `QueueManager` on asyncpg, continuous mode, batch 25 (its guide's figure for
-    short jobs)."""
+    """PGQueuer's `QueueManager` on asyncpg, continuous mode, configured as its performance
+    guide (docs/guides/performance-tuning.md) says for short jobs: batches of up to 25, a
+    `dequeue_timeout` of 10 s (the polling fallback behind NOTIFY), its recommended autovacuum
+    settings (`pgq autovac`). Each process runs at most `concurrency` jobs at once through
+    `max_concurrent_tasks` (a per-process cap, which must be at least twice the batch, so the
+    batch is at most half of it). Not the entrypoint's `concurrency_limit`: that one is enforced
+    across the whole fleet in SQL, so it held every process together to one process's share and
+    added its capacity gate to every dequeue."""
 
     name = "pgqueuer"
-    batch_size = 25
+    max_batch = 25
+    dequeue_timeout = timedelta(seconds=10)
 
     async def _connect(self, url: str, schema: str) -> Any:
         import asyncpg
@@ -127,7 +154,9 @@ class PGQueuer:
             from pgqueuer import AsyncpgDriver, Queries
 
             conn = await self._connect(url, schema)
-            await Queries(AsyncpgDriver(conn)).install()
+            queries = Queries(AsyncpgDriver(conn))
+            await queries.install()
+            await queries.optimize_autovacuum()  # `pgq autovac`, its guide's checklist
             await conn.close()
 
         asyncio.run(install())
@@ -165,25 +194,28 @@ class PGQueuer:
             conn = await self._connect(url, schema)
             qm = QueueManager(Queries(AsyncpgDriver(conn)))
 
-            @qm.entrypoint(QUEUE, concurrency_limit=concurrency)
+            @qm.entrypoint(QUEUE)
             async def handle(job: Job) -> None:
                 picked(float(job.payload or b"0"))
                 await asyncio.sleep(job_seconds)
 
-            async def stopper() -> None:
-                while not stop.is_set():
-                    await asyncio.sleep(0.2)
-                qm.shutdown.set()
-
-            task = asyncio.create_task(stopper())
-            await qm.run(batch_size=self.batch_size)
-            await task
+            batch = max(1, min(self.max_batch, concurrency // 2))
+            run = qm.run(
+                batch_size=batch,
+                dequeue_timeout=self.dequeue_timeout,
+                max_concurrent_tasks=max(concurrency, 2 * batch),
+            )
+            await serve_until(stop, run, lambda task: qm.shutdown.set())
 
         asyncio.run(run())
 
 
 class Procrastinate:
-    """procrastinate's `run_worker_async` on its psycopg connector, LISTEN/NOTIFY on."""
+    """procrastinate's `run_worker_async` on its psycopg connector, as its docs configure an
+    async worker: `concurrency` jobs at once (its knob for async tasks), LISTEN/NOTIFY on (the
+    default; polling is only the fallback), a pool of `concurrency` + 2 connections (one per
+    running job, the listener, the fetch), its own signal handlers off (the harness stops it, by
+    cancelling the task: its documented graceful stop)."""
 
     name = "procrastinate"
 
@@ -241,14 +273,13 @@ class Procrastinate:
             app = self._app(url, schema, concurrency + 2)
             self._task(app, picked, job_seconds)
             async with app.open_async():
-                worker = asyncio.create_task(
-                    app.run_worker_async(queues=[QUEUE], concurrency=concurrency, wait=True)
+                run = app.run_worker_async(
+                    queues=[QUEUE],
+                    concurrency=concurrency,
+                    wait=True,
+                    install_signal_handlers=False,
                 )
-                while not stop.is_set():
-                    await asyncio.sleep(0.2)
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+                await serve_until(stop, run, lambda task: task.cancel())
 
         asyncio.run(run())
 

@@ -193,7 +193,9 @@ def test_a_freed_slot_wakes_a_claim_waiting_on_a_limited_queue(url: str, how: st
         # so that only a NOTIFY can end the wait below.
         wakeup = waiter_q.backend.wakeup()
         before = wakeup.generation()
-        waiter_q.claim("warm-up", worker="w2", wait=0.01)
+        # The wait must outlast the claim's first look, or it never waits and starts no
+        # listener (a first look slower than 10 ms, on a loaded machine, hung this test).
+        waiter_q.claim("warm-up", worker="w2", wait=0.5)
         while wakeup.generation() == before:
             parked.wait(0.01)
 

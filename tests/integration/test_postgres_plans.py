@@ -289,3 +289,43 @@ def test_no_hot_statement_walks_a_big_table_before_the_first_analyze(
         scenario(p, 2)
 
     assert p.seq_scans == {}, f"big tables read whole, by statement: {p.seq_scans}"
+
+
+ITEM_READ = re.compile(
+    r"(Seq Scan on items\b|(?:Index|Index Only) Scan(?: Backward)? using (\w+) on items\b"
+    r"|Bitmap Index Scan on (items\w*))"
+)
+
+
+def item_reads(plan: str) -> set[str]:
+    """How a plan reads items: "Seq Scan", or the name of each index it walks."""
+    return {
+        "Seq Scan" if m.group(1).startswith("Seq") else (m.group(2) or m.group(3))
+        for m in ITEM_READ.finditer(plan)
+    }
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["never-analyzed", "analyzed"])
+def test_stats_reads_no_queued_item(
+    url: str, never_analyzed: PostgresBackend, analyzed: bool
+) -> None:
+    """stats() with thousands of queued items in its queue (of 100,000 rows) reads items only
+    through items_leases (the leases in flight): the queued count comes from the counters
+    (migration 0009), so its cost does not grow with the queue's depth. Checked with statistics
+    and without, and so is the fold that stats runs first."""
+    schema = never_analyzed.schema
+    populate(url, schema, ROWS)
+    with connect(url) as conn:
+        conn.autocommit = True
+        if analyzed:
+            conn.execute(never_analyzed._q["analyze"])
+        p = Plans(conn, never_analyzed)
+        p.run("fold_queued", "fold_queued", queue="q0")
+        fold_plans = [m for m in p.logged if "Query Text:" in m]
+        rows = p.run("stats", "stats", queue="q0", now=None)
+        plans = [m for m in p.logged if "Query Text:" in m]
+    assert set().union(*map(item_reads, fold_plans)) == set(), fold_plans
+    assert set().union(*map(item_reads, plans)) == {"items_leases"}, plans
+    queued = {status: n for status, n, _ in rows}["queued"]
+    expected = sum(1 for g in range(1, ROWS + 1) if g % 4 != 3 and g % 3 == 0 and 6 <= g % 10 < 9)
+    assert queued == expected > 5_000  # POPULATE's queued items of q0

@@ -86,7 +86,13 @@ def test_a_fresh_schema_equals_one_migrated_step_by_step(
     assert "WHERE (status = 'queued'::text)" in indexes["items_claimable"]
     assert "(queue, priority, run_at, id)" in indexes["items_claimable"]
     assert {row[0]: row[4] for row in a["sequences"]}["token_seq"] == 1  # CACHE 1
-    assert [row[0] for row in a["functions"]] == ["claim", "claim_flow", "complete_and_claim"]
+    assert [row[0] for row in a["functions"]] == [
+        "claim",
+        "claim_flow",
+        "complete_and_claim",
+        "count_changed",
+        "count_inserted",
+    ]
 
 
 def test_a_version_2_store_with_items_migrates_with_its_counts(url: str) -> None:

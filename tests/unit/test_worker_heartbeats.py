@@ -50,9 +50,10 @@ class Lost:
     def __init__(self) -> None:
         self.calls: list[tuple[int, str]] = []
 
-    def __call__(self, ctx: Context, when: str) -> None:
+    def __call__(self, ctx: Context, when: str) -> bool:
         ctx.lost.set()
         self.calls.append((ctx.lease.id, when))
+        return True
 
 
 def beats(source: FakeSource, *held: Running, every: float = 10.0) -> tuple[Heartbeats, Lost]:

@@ -28,6 +28,7 @@ and returns.
 from workclaim.worker._batching import MAX_LINGER
 from workclaim.worker._context import Context, Handler
 from workclaim.worker._runtime import Worker, log
+from workclaim.worker._state import Outcome
 from workclaim.worker._steering import HandlerTimeout, Permanent, RetryAfter
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Context",
     "Handler",
     "HandlerTimeout",
+    "Outcome",
     "Permanent",
     "RetryAfter",
     "Worker",

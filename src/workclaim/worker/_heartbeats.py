@@ -32,7 +32,8 @@ class Renews(Protocol):
 class Heartbeats:
     """Keeps the leases in `running` (shared with the runtime, guarded by `cond`) alive.
 
-    `lose(ctx, when)` marks a lease lost and counts it (called under `cond`)."""
+    `lose(ctx, when)` marks a lease lost and counts it (called under `cond`), True the first
+    time; `lost(lease)` is then called once the lock is released (the `on_finished` hook)."""
 
     def __init__(
         self,
@@ -40,13 +41,15 @@ class Heartbeats:
         running: dict[int, Running],
         cond: threading.Condition,
         every: float,
-        lose: Callable[[Context, str], None],
+        lose: Callable[[Context, str], bool],
+        lost: Callable[[Lease], None] = lambda lease: None,
     ) -> None:
         self.source = source
         self.running = running
         self.cond = cond
         self.every = every
         self.lose = lose
+        self.lost = lost
         self._ended = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="workclaim-heartbeat", daemon=True)
 
@@ -87,7 +90,10 @@ class Heartbeats:
             with self.cond:
                 if running.phase is not WORKING:  # we ended the lease: not a loss
                     return
-                self.lose(ctx, "(heartbeat refused)")  # under the lock: the handler sees it set
+                # Under the lock: the handler sees it set.
+                newly = self.lose(ctx, "(heartbeat refused)")
+            if newly:
+                self.lost(ctx.lease)
             return
         except WorkclaimError as exc:
             log.warning("item %d: heartbeat failed (%s)", ctx.lease.id, type(exc).__name__)

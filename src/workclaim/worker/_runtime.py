@@ -51,6 +51,7 @@ from workclaim.worker._state import (
     STOPPED,
     STOPPING,
     WORKING,
+    Outcome,
     WorkerState,
 )
 from workclaim.worker._steering import (
@@ -86,8 +87,11 @@ class Worker:
         timeout: float | None = None,
         backoff: Backoff | None = None,
         scheduler: bool = False,
+        on_finished: Callable[[Lease, Outcome], None] | None = None,
     ) -> None:
         self.source = source
+        # Called once per lease after the store acknowledged how it ended (see `_finished`).
+        self.on_finished = on_finished
         # A scheduler fires the store's schedules beside the claimer; it needs the store itself,
         # so a worker over HTTP runs none (the service does, with `serve --scheduler`).
         self.scheduler = bool(scheduler) and isinstance(source, Queue)
@@ -185,7 +189,14 @@ class Worker:
             if self._state is READY:
                 self._state = RUNNING
         self._jobs = queue_module.SimpleQueue()  # a fresh one: abandoned threads keep the old
-        beats = Heartbeats(self.source, self._running, self._cond, self.heartbeat_every, self._lose)
+        beats = Heartbeats(
+            self.source,
+            self._running,
+            self._cond,
+            self.heartbeat_every,
+            self._mark_lost,
+            lambda lease: self._finished(lease, Outcome.LOST),
+        )
         beats.start()
         pool = [
             threading.Thread(
@@ -364,12 +375,16 @@ class Worker:
         with self._cond:
             for running in done:
                 lease = running.ctx.lease
-                if (lease.id, lease.token) in refused:
-                    self._lose(running.ctx, "before it could be completed")
-                else:
+                if (lease.id, lease.token) not in refused:
                     self.completed += 1
                 self._running.pop(lease.id, None)
             self._cond.notify_all()
+        for running in done:  # the hooks run outside the lock
+            lease = running.ctx.lease
+            if (lease.id, lease.token) in refused:
+                self._lose(running.ctx, "before it could be completed")
+            else:
+                self._finished(lease, Outcome.COMPLETED)
         return list(leases)
 
     def _report_alone(self, running: Running) -> None:
@@ -474,7 +489,7 @@ class Worker:
             if kind == "complete":
                 try:
                     self.source.complete(lease, result=value)
-                    self._count("completed")
+                    self._count(lease, Outcome.COMPLETED)
                     return
                 except ValidationError as exc:  # the result is not JSON or too large: a
                     # programming error another attempt would repeat, so the item is dead now
@@ -486,26 +501,48 @@ class Worker:
                 self.source.fail(
                     lease, failure.error, retry=failure.retry, retry_delay=failure.retry_delay
                 )
-            self._count("failed")
+            self._count(lease, Outcome.FAILED)
         except LeaseLost:
             self._lose(ctx, f"before it could be {kind}d")
         except WorkclaimError as exc:
             log.warning("item %d: could not %s (%s)", lease.id, kind, type(exc).__name__)
 
-    def _count(self, outcome: str) -> None:
-        """Add one to a counter (handler threads finish items concurrently)."""
+    def _count(self, lease: Lease, outcome: Outcome) -> None:
+        """Add one to the outcome's counter (handler threads finish items concurrently), then
+        tell the hook."""
         with self._cond:
-            setattr(self, outcome, getattr(self, outcome) + 1)
+            setattr(self, outcome.value, getattr(self, outcome.value) + 1)
+        self._finished(lease, outcome)
+
+    def _finished(self, lease: Lease, outcome: Outcome) -> None:
+        """Call `on_finished(lease, outcome)`, never under the worker's lock. The store has
+        already acknowledged the outcome, so an exception in the hook is logged and changes
+        nothing: the item stays as the store recorded it and the worker goes on."""
+        if self.on_finished is None:
+            return
+        try:
+            self.on_finished(lease, outcome)
+        except Exception:
+            log.exception(
+                "item %d: on_finished raised (the item stays %s)", lease.id, outcome.value
+            )
 
     def _lose(self, ctx: Context, when: str) -> None:
         """Mark a lease lost and count it in `lost`: once per lease, whichever of heartbeat,
-        completion, failure or release finds out first."""
+        completion, failure or release finds out first; then tell the hook (not under a lock:
+        the heartbeats, which hold it, use `_mark_lost` and call the hook after)."""
+        if self._mark_lost(ctx, when):
+            self._finished(ctx.lease, Outcome.LOST)
+
+    def _mark_lost(self, ctx: Context, when: str) -> bool:
+        """Mark and count a lost lease; True the first time."""
         with self._cond:
             if ctx.lost.is_set():
-                return
+                return False
             ctx.lost.set()
             self.lost += 1
         log.info("item %d: lease lost %s", ctx.lease.id, when)
+        return True
 
     # -- shutdown --------------------------------------------------------------------------
     def _shutdown(self) -> None:
@@ -556,7 +593,7 @@ class Worker:
         lease = ctx.lease
         try:
             self.source.release(lease)
-            self._count("released")
+            self._count(lease, Outcome.RELEASED)
         except LeaseLost:
             self._lose(ctx, "before it could be released")
         except WorkclaimError as exc:

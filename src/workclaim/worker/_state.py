@@ -7,7 +7,7 @@ against those, which is a plain global read where `WorkerState.RUNNING` is an en
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class WorkerState(Enum):
@@ -26,6 +26,16 @@ class LeasePhase(Enum):
     WORKING = "working"  # the handler runs; heartbeats keep the lease
     FINISHING = "finishing"  # the handler returned: completion or failure on its way
     RELEASED = "released"  # shutdown released it: the handler's outcome is dropped
+
+
+class Outcome(StrEnum):
+    """How a lease ended, as `Worker(on_finished=...)` hears it: after the store acknowledged a
+    completion, failure (retried or dead) or release, or once the lease was found lost."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RELEASED = "released"
+    LOST = "lost"
 
 
 READY = WorkerState.READY

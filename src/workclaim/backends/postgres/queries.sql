@@ -42,7 +42,7 @@ CREATE SCHEMA IF NOT EXISTS {schema}
 -- changed): where autovacuum is off nothing else gathers them. Plans on the hot path do not
 -- need them (migration 0008), but every other statement and ad-hoc queries do.
 ANALYZE {schema}.items, {schema}.history, {schema}.finished_counts, {schema}.groups,
-        {schema}.policies, {schema}.claim_log
+        {schema}.policies, {schema}.claim_log, {schema}.queued_counts, {schema}.queued_added
 
 -- name: analyze_due
 -- Whether items or history changed by more than a tenth of their rows (at least 10,000) since
@@ -261,12 +261,31 @@ FROM {schema}.items WHERE id = %(id)s
 -- name: status_of
 SELECT status FROM {schema}.items WHERE id = %(id)s
 
+-- name: fold_queued
+-- Moves the rows that inserts appended to queued_added (migration 0009) into this session's
+-- shard rows of queued_counts: of %(queue)s, or of every queue when it is NULL. SKIP LOCKED: a
+-- concurrent fold takes the others. Run by stats before it reads, and by the retention pass,
+-- so the rows stats sums stay few; the sum of both tables is the same before and after.
+WITH moved AS (
+    DELETE FROM {schema}.queued_added AS a
+    WHERE a.id IN (SELECT id FROM {schema}.queued_added
+                   WHERE %(queue)s::text IS NULL OR queue = %(queue)s::text
+                   FOR UPDATE SKIP LOCKED)
+    RETURNING a.queue, a.n
+)
+INSERT INTO {schema}.queued_counts AS c (queue, shard, n)
+SELECT m.queue, pg_backend_pid() %% 64, sum(m.n) FROM moved AS m GROUP BY m.queue ORDER BY m.queue
+ON CONFLICT (queue, shard) DO UPDATE SET n = c.n + excluded.n
+
 -- name: stats
--- Live items are counted (queued through items_claimable, claimed through items_leases); finished
--- ones are summed from their counters, so millions of finished rows cost nothing here.
+-- No item is read to count the queued ones: they are summed from their counters (migration
+-- 0009: at most 64 shard rows and the rows appended since the last fold_queued). Claimed items
+-- are counted through items_leases (as many as the leases in flight; the expired ones from its
+-- expired front), finished ones summed from their counters: no count grows with the queue.
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
-SELECT 'queued', count(*), 0
-FROM {schema}.items WHERE queue = %(queue)s AND status = 'queued'
+SELECT 'queued',
+       (SELECT coalesce(sum(n), 0) FROM {schema}.queued_counts WHERE queue = %(queue)s)
+       + (SELECT coalesce(sum(n), 0) FROM {schema}.queued_added WHERE queue = %(queue)s), 0
 UNION ALL
 SELECT 'claimed', count(*), count(*) FILTER (WHERE i.expires_at <= clock.now)
 FROM {schema}.items AS i, clock WHERE i.queue = %(queue)s AND i.status = 'claimed'
