@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -82,7 +82,8 @@ def _redact(url: str) -> str:
 
 # -- the stores -------------------------------------------------------------------------------
 def reset_workclaim(url: str) -> None:
-    """Empty the workclaim store: delete the SQLite files or drop the PostgreSQL schema."""
+    """Empty the workclaim store: delete the SQLite files, drop the PostgreSQL schema, recreate
+    the MariaDB database or delete the Redis prefix's keys."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
@@ -101,6 +102,19 @@ def reset_workclaim(url: str) -> None:
         ) as c:
             schema = sql.Identifier(options.get("schema", "workclaim"))
             c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+    elif scheme in ("mariadb", "mysql"):
+        # The URL's own database, dropped and made again: give the bench a database of its
+        # own (`.../wc_ct`), never one that holds anything else.
+        from benchmarks.raw.mariadb import connect
+
+        name = unquote(parts.path.lstrip("/"))
+        conn = connect(url, database=False)
+        try:
+            cur = conn.cursor()
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}`")
+        finally:
+            conn.close()
     elif scheme in ("redis", "rediss"):
         # Only the keys under the URL's own prefix, and only when one is given: never the
         # default `workclaim` prefix of someone else's data on a shared server.
@@ -165,6 +179,12 @@ def _transient() -> tuple[type[BaseException], ...]:
         import psycopg
 
         kinds.append(psycopg.OperationalError)
+    except ImportError:
+        pass
+    try:
+        import MySQLdb
+
+        kinds.append(MySQLdb.OperationalError)  # the raw MariaDB worker's lock waits
     except ImportError:
         pass
     return tuple(kinds)
@@ -433,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sqlite:///{Path(tempfile.gettempdir()) / 'workclaim-bench.db'}",
         "postgresql://postgres@127.0.0.1:5432/test?schema=workclaim_bench",
         "redis://127.0.0.1:6379/15?prefix=workclaim_bench",
+        "mariadb://root@127.0.0.1:3306/workclaim_bench",
     ]
     workers = [int(w) for w in args.workers.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
