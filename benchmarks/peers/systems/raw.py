@@ -29,10 +29,11 @@ class Raw:
     def __init__(self, backend: str, batch: int) -> None:
         self.backend = backend
         self.batch = batch
-        self.claim_note = f"RawWorker.claim({batch}): one SQL statement / Lua script" + (
-            " (MariaDB: START TRANSACTION, SELECT ... SKIP LOCKED, UPDATE, COMMIT)"
+        self.claim_note = (
+            f"RawWorker.claim({batch}): START TRANSACTION, SELECT ... FOR UPDATE SKIP LOCKED, "
+            "UPDATE, COMMIT (four round trips)"
             if backend == "mariadb"
-            else ""
+            else f"RawWorker.claim({batch}): one SQL statement / Lua script"
         )
         self.config_note = (
             f"benchmarks/raw/{MODULES[backend]}.py: claim({batch}) then complete(id, token) "
