@@ -3,9 +3,11 @@ and a token-checked completion, through the driver alone (no pool, no library).
 
 The claim is the shape issue 20 names: one explicit READ COMMITTED transaction that picks the
 first queued rows with `SKIP LOCKED`, takes a token per row from a sequence in the same read
-(`NEXTVAL` in the select list), marks them claimed and commits: four round trips, whatever the
-batch. The completion is one autocommit `UPDATE` fenced by id, token, status and expiry.
-MariaDB has no `UPDATE ... RETURNING`, hence the read first.
+(`NEXTVAL` in the select list), marks them claimed and commits. MariaDB has no
+`UPDATE ... RETURNING`, hence the read first. The four statements go in two round trips,
+whatever the batch, as multi-statements (`START TRANSACTION; SELECT ...`, then
+`UPDATE ...; COMMIT`): the floor a hand-written claim reaches without a stored procedure. The
+completion is one autocommit `UPDATE` fenced by id, token, status and expiry.
 
 Its tables live in the database `<database>_raw` (the URL's database plus `_raw`), recreated by
 `prefill`. `driver` is `mysqlclient` (MySQLdb, C) or `pymysql` (pure Python), the two measured
@@ -47,7 +49,8 @@ def address(url: str) -> Address:
 
 
 def connect(url: str, driver: str = "mysqlclient", *, database: bool = True) -> Any:
-    """An autocommit connection through `driver`, READ COMMITTED, short lock waits."""
+    """An autocommit connection through `driver` (multi-statements on), READ COMMITTED, short
+    lock waits."""
     where = address(url)
     kwargs: dict[str, Any] = {
         "host": where.host,
@@ -61,12 +64,14 @@ def connect(url: str, driver: str = "mysqlclient", *, database: bool = True) -> 
         kwargs["database"] = where.database
     if driver == "mysqlclient":
         import MySQLdb
+        from MySQLdb.constants import CLIENT
 
-        conn = MySQLdb.connect(**kwargs)
+        conn = MySQLdb.connect(**kwargs, client_flag=CLIENT.MULTI_STATEMENTS)
     elif driver == "pymysql":
         import pymysql
+        from pymysql.constants import CLIENT as PYCLIENT
 
-        conn = pymysql.connect(**kwargs)
+        conn = pymysql.connect(**kwargs, client_flag=PYCLIENT.MULTI_STATEMENTS)
     else:
         raise ValueError(f"unknown driver {driver!r}; choose from {', '.join(DRIVERS)}")
     cur = conn.cursor()
@@ -118,23 +123,31 @@ class MariadbRawWorker:
         self.conn = connect(url, driver)
         self.cur = self.conn.cursor()
 
-    def claim(self, batch: int) -> list[tuple[int, int]]:
+    def _run(self, sql: str, params: Any = None) -> list[Any]:
+        """One round trip of one or more statements; the last result set's rows."""
         cur = self.cur
-        cur.execute("START TRANSACTION")
+        cur.execute(sql, params)
+        rows = list(cur.fetchall()) if cur.description else []
+        while cur.nextset():
+            if cur.description:
+                rows = list(cur.fetchall())
+        return rows
+
+    def claim(self, batch: int) -> list[tuple[int, int]]:
         try:
-            cur.execute(self.CLAIM_READ, (batch,))
-            rows = [(int(r[0]), int(r[1])) for r in cur.fetchall()]
-            if rows:
-                cases = " ".join("WHEN %s THEN %s" for _ in rows)
-                marks = ", ".join("%s" for _ in rows)
-                params = [v for row in rows for v in row] + [r[0] for r in rows]
-                cur.execute(
-                    f"""UPDATE items SET status = 'claimed', token = CASE id {cases} END,
-                            expires_at = UTC_TIMESTAMP(6) + INTERVAL 30 SECOND
-                        WHERE id IN ({marks})""",
-                    params,
-                )
-            cur.execute("COMMIT")
+            found = self._run(f"START TRANSACTION; {self.CLAIM_READ}", (batch,))
+            rows = [(int(r[0]), int(r[1])) for r in found]
+            if not rows:
+                self._run("COMMIT")
+                return rows
+            cases = " ".join("WHEN %s THEN %s" for _ in rows)
+            marks = ", ".join("%s" for _ in rows)
+            self._run(
+                f"""UPDATE items SET status = 'claimed', token = CASE id {cases} END,
+                        expires_at = UTC_TIMESTAMP(6) + INTERVAL 30 SECOND
+                    WHERE id IN ({marks}); COMMIT""",
+                [v for row in rows for v in row] + [r[0] for r in rows],
+            )
         except BaseException:
             self.conn.rollback()
             raise
