@@ -320,7 +320,8 @@ def test_stats_reads_no_finished_row(q: Queue, url: str) -> None:
 # -- wake-ups --------------------------------------------------------------------------------
 def _release_after_wait(url: str, waiting: Any) -> None:
     with Queue(url) as other:
-        lease = other.claim("jobs", worker="releaser")[0]
+        # A lease far longer than the wait: its expiry cannot be what ends the wait.
+        lease = other.claim("jobs", worker="releaser", lease_seconds=600)[0]
         waiting.wait(60)
         other.release(lease)
 
@@ -340,15 +341,24 @@ def test_another_processes_release_wakes_a_waiting_claim(q: Queue, url: str) -> 
         threading.Event().wait(0.05)
     wakeup = q.backend.wakeup()
     wait = wakeup.wait
+    calls = 0
+    woken: list[bool] = []
 
     def signalling_wait(generation: int, timeout: float) -> bool:
-        waiting.set()
-        return wait(generation, timeout)
+        # The first wait starts the poller, whose first reading (its baseline) wakes it; from
+        # the second on, the poller has its baseline, so only the release's signal can wake us.
+        nonlocal calls
+        calls += 1
+        if calls >= 2:
+            waiting.set()
+        woken.append(wait(generation, timeout))
+        return woken[-1]
 
     wakeup.wait = signalling_wait  # type: ignore[method-assign]
     leases = q.claim("jobs", worker="waiter", wait=60)
     other.join(30)
     assert [lease.payload for lease in leases] == ["only"]
+    assert woken and all(woken)  # every wait ended by a signal, none by its timeout
     assert q.get(leases[0].id).status is Status.CLAIMED
 
 
