@@ -1,6 +1,6 @@
 """The peer benchmark: workclaim against PGQueuer, procrastinate, huey, saq and RQ (and the raw
 claim baselines) on the same machine, the same workload and in the same run. On MariaDB only
-workclaim and the raw baseline run: none of the peers keeps its queue in MariaDB or MySQL.
+workclaim and the raw baseline run (see README.md: no peer's built-in storage is MariaDB).
 
 Each run pre-fills a fresh queue with --items no-op items, releases N worker processes together
 and times start to empty; every worker records the ids it processed and the run checks there

@@ -44,7 +44,7 @@ REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
         "workclaim_worker",
         {"backend": "mariadb", "history": False},
     ),
-    # the peers on their home backends (none keeps its queue in MariaDB or MySQL)
+    # the peers on their home backends (none has a built-in MariaDB storage: README.md)
     "pgqueuer": ("pgqueuer", {}),
     "procrastinate": ("procrastinate", {}),
     "huey": ("huey", {}),
