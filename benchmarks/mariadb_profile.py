@@ -146,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="mariadb://root@127.0.0.1:3306/wc_prof")
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--batches", default="1,100")
+    parser.add_argument(
+        "--history", choices=("on", "off"), default="on", help="workclaim's attempt history"
+    )
     args = parser.parse_args(argv)
     for batch in (int(b) for b in args.batches.split(",")):
         raw.prefill(args.url, args.items)
         _drain_raw(args.url, batch)
         for fused in (False, True):
-            prefill_workclaim(args.url, args.items, 0)
+            prefill_workclaim(args.url, args.items, 0, args.history == "on")
             _drain_workclaim(args.url, batch, fused)
     raw.drop(args.url)
     return 0
