@@ -63,6 +63,7 @@ class RunResult:
     duplicates: int
     missing: int
     retries: int
+    retry_reasons: dict[str, int] | None = None  # "Type: message" -> count, for profiling
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -190,6 +191,12 @@ def _transient() -> tuple[type[BaseException], ...]:
     return tuple(kinds)
 
 
+def _note(reasons: dict[str, int], exc: BaseException) -> None:
+    """Count a retried error by type and the start of its message (the JSON keeps them)."""
+    key = f"{type(exc).__name__}: {str(exc)[:120]}"
+    reasons[key] = reasons.get(key, 0) + 1
+
+
 def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
     """One spawn process: claim (and complete) until empty after the barrier; report back.
 
@@ -205,6 +212,7 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
     latencies: list[float] = []
     got: list[tuple[int, int]] = []
     retries = 0
+    reasons: dict[str, int] = {}
     start = end = time.perf_counter()
     transient = _transient()
     try:
@@ -249,8 +257,9 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
                 t0 = time.perf_counter()
                 try:
                     entries = claim()  # timed alone; completions follow, outside the timing
-                except transient:
+                except transient as exc:
                     retries += 1
+                    _note(reasons, exc)
                     continue
                 latencies.append(time.perf_counter() - t0)
                 if not entries:
@@ -261,15 +270,16 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
                         try:
                             complete(entry)
                             break
-                        except transient:
+                        except transient as exc:
                             retries += 1
+                            _note(reasons, exc)
             end = time.perf_counter()
         finally:
             close()
     except BaseException as exc:
         out.put(("error", f"{type(exc).__name__}: {exc}"))
         raise
-    out.put(("ok", (start, end, latencies, got, retries)))
+    out.put(("ok", (start, end, latencies, got, retries, reasons)))
 
 
 def run_spawned(target: Any, args: tuple[Any, ...], workers: int, *, what: str) -> list[Any]:
@@ -307,7 +317,10 @@ def run_once(
     reports = run_spawned(_worker, (kind, url, batch), workers, what=kind)
     starts, ends, lat, ids = [], [], [], []
     retries = 0
-    for start, end, latencies, got, errors in reports:
+    reasons: dict[str, int] = {}
+    for start, end, latencies, got, errors, why in reports:
+        for reason, count in why.items():
+            reasons[reason] = reasons.get(reason, 0) + count
         starts.append(start)
         ends.append(end)
         lat.extend(latencies)
@@ -330,6 +343,7 @@ def run_once(
         duplicates=len(ids) - len(unique),
         missing=expected - len(unique),
         retries=retries,
+        retry_reasons=reasons,
     )
 
 
