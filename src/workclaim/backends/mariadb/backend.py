@@ -601,12 +601,6 @@ def insert_items(cur: Cursor, queue: str, items: Sequence[NewItem], now_us: int)
     return ids
 
 
-def signal(cur: Cursor) -> None:
-    """Bump the change signal in the caller's transaction: other processes' pollers wake their
-    waiting claims once it commits (flow control freeing slots, schedules)."""
-    cur.execute(Q["signal"], ())
-
-
 def _call(cur: Cursor, procedure: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     """CALL a claim procedure: its one result set, every further result drained (an error in
     a later one, as a failed COMMIT, raises here, so no lease of a rolled back claim escapes)."""
