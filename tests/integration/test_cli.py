@@ -28,8 +28,9 @@ def test_version() -> None:
     assert result.stdout.startswith("workclaim ")
 
 
-def test_enqueue_stats_and_migrate(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'w.db'}"
+@pytest.mark.parametrize("backend_name", ["sqlite", "mariadb"])
+def test_enqueue_stats_and_migrate(store_url: str) -> None:
+    db = store_url
     assert workclaim("migrate", "--db", db).returncode == 0
     one = workclaim("enqueue", "emails", '{"to": "a@example.org"}', "--db", db, "--json")
     assert one.returncode == 0, one.stderr

@@ -67,9 +67,9 @@ def check_item_commands(target: list[str], item_id: int) -> None:
     assert missing.returncode == 1 and "no item with id 999" in missing.stderr
 
 
-def test_one_item_from_a_database(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'w.db'}"
-    check_item_commands(["--db", db], dead_item(db))
+@pytest.mark.parametrize("backend_name", ["sqlite", "mariadb"])
+def test_one_item_from_a_database(store_url: str) -> None:
+    check_item_commands(["--db", store_url], dead_item(store_url))
 
 
 @pytest.mark.timeout(120)

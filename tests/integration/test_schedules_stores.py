@@ -14,7 +14,7 @@ from workclaim import Queue
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("backend_name", ["postgres", "redis"])
+@pytest.mark.parametrize("backend_name", ["postgres", "redis", "mariadb"])
 @pytest.mark.parametrize("change", ["declare", "replace", "remove"])
 def test_a_schedule_change_by_another_client_wakes_a_waiting_scheduler(
     store_url: str, change: str
