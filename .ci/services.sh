@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis answer on loopback (install and start them if they do not), and
+# Make sure PostgreSQL, Redis and MariaDB answer on loopback (install and start them if they do
+# not), and
 # that Debian's Chromium (browser tests), PgBouncer (pooler tests), HAProxy (several service
 # instances) and SPIN (the model check) are installed.
 set -euo pipefail
@@ -19,6 +20,11 @@ command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need_apt+=
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 # gcc for the LD_PRELOAD shims the fault scenarios compile (tests/faults/clockshim.c).
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+# MariaDB 10.11 for the mariadb:// backend, and what mysqlclient (its driver, a C extension)
+# builds against: Debian's libmariadb-dev and pkg-config.
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+dpkg -s libmariadb-dev >/dev/null 2>&1 || need_apt+=(libmariadb-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # iproute2 for the partition scenario's namespace and veth pair (tests/faults/netns.py).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -51,4 +57,24 @@ if ! redis_ready; then
     for _ in $(seq 1 30); do redis_ready && break; sleep 1; done
 fi
 redis_ready || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
-echo "PostgreSQL and Redis are up"
+# MariaDB: root over TCP with an empty password (the tests' default URL), database `test`, and
+# max_connections raised (the default 151 is too few for the suite: every test opens a pool).
+mariadb_sql() { mariadb -uroot -h127.0.0.1 -P3306 --protocol=tcp -N -e "$1"; }
+mariadb_ready() { mariadb_sql "SELECT 1" >/dev/null 2>&1; }
+if ! mariadb_ready; then
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    if command -v service >/dev/null 2>&1 && service mariadb start >/dev/null 2>&1; then :; else
+        (mysqld_safe --bind-address=127.0.0.1 --port=3306 >/dev/null 2>&1 &)
+    fi
+    for _ in $(seq 1 30); do mariadb_ready && break; sleep 1; done
+    if ! mariadb_ready; then
+        # A fresh Debian install lets root in only over the local socket: open it to TCP.
+        mariadb -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); \
+            CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; \
+            GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;" 2>/dev/null || true
+    fi
+fi
+mariadb_ready || { echo "MariaDB is not reachable on 127.0.0.1:3306" >&2; exit 1; }
+mariadb_sql "CREATE DATABASE IF NOT EXISTS test"
+mariadb_sql "SET GLOBAL max_connections = GREATEST(@@max_connections, 1000)"
+echo "PostgreSQL, Redis and MariaDB are up"

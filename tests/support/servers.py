@@ -22,7 +22,7 @@ from tests.support.missing import unavailable as unavailable
 
 # The backends the contract suite runs on; a new backend is done when the suite passes on it.
 # `postgres-pgbouncer`: PostgreSQL through PgBouncer in transaction mode (support/pgbouncer.py).
-BACKENDS: list[str] = ["sqlite", "postgres", "postgres-pgbouncer", "redis"]
+BACKENDS: list[str] = ["sqlite", "postgres", "postgres-pgbouncer", "redis", "mariadb"]
 
 # (the requesting test, its tmp_path) -> URL; a provider may add finalizers to clean up.
 Provider = Callable[[pytest.FixtureRequest, Path], str]
@@ -107,6 +107,37 @@ def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"{base}{'&' if '?' in base else '?'}prefix={prefix}"
 
 
+DEFAULT_MARIADB_URL = "mariadb://root@127.0.0.1:3306/test"
+# The session's MariaDB server URL once it answered, or the reason it does not.
+_mariadb: tuple[str | None, str] | None = None
+
+
+def mariadb_server() -> tuple[str | None, str]:
+    """(the test MariaDB's URL, or None; why not): WORKCLAIM_TEST_MARIADB_URL (default
+    root@127.0.0.1:3306/test), checked once per session."""
+    global _mariadb
+    if _mariadb is None:
+        from tests.support import mariadbserver
+
+        url = os.environ.get("WORKCLAIM_TEST_MARIADB_URL", DEFAULT_MARIADB_URL)
+        _mariadb = mariadbserver.check(url)
+    return _mariadb
+
+
+def mariadb_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database of this test's own on the test MariaDB (`wc_<slug>_<hex>`), dropped after
+    the test."""
+    from tests.support import mariadbserver
+
+    base, why = mariadb_server()
+    if base is None:
+        unavailable(why)
+    name = f"wc_{slug(request.node.nodeid)[-40:].strip('_')}_{secrets.token_hex(4)}"
+    mariadbserver.create_database(base, name)
+    request.addfinalizer(lambda: mariadbserver.drop_database(base, name))
+    return mariadbserver.with_database(base, name)
+
+
 def provider(name: str) -> Provider:
     """The URL provider for a backend by name."""
     if name == "sqlite":
@@ -117,4 +148,6 @@ def provider(name: str) -> Provider:
         return pgbouncer_url
     if name == "redis":
         return redis_url
+    if name == "mariadb":
+        return mariadb_url
     raise ValueError(f"unknown backend {name!r}")

@@ -1,4 +1,5 @@
-"""Opening a backend from a URL: `sqlite:///path`, `postgresql://...`, `redis://...`."""
+"""Opening a backend from a URL: `sqlite:///path`, `postgresql://...`, `redis://...`,
+`mariadb://...` (or `mysql://...`)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ _BACKENDS: dict[str, tuple[str, str, str | None]] = {
     "postgres": ("workclaim.backends.postgres.backend", "PostgresBackend", "postgres"),
     "redis": ("workclaim.backends.redis.backend", "RedisBackend", "redis"),
     "rediss": ("workclaim.backends.redis.backend", "RedisBackend", "redis"),
+    "mariadb": ("workclaim.backends.mariadb.backend", "MariadbBackend", "mariadb"),
+    "mysql": ("workclaim.backends.mariadb.backend", "MariadbBackend", "mariadb"),
 }
 
 
@@ -48,13 +51,13 @@ def open_backend(url: str, settings: Settings) -> Backend:
     if not isinstance(url, str) or "://" not in url:
         raise ConfigError(
             f"not a database URL: {url!r}; use sqlite:///path.db, sqlite:///:memory:, "
-            "postgresql://user@host/db or redis://host:6379/0"
+            "postgresql://user@host/db, redis://host:6379/0 or mariadb://user@host:3306/db"
         )
     scheme = urlsplit(url).scheme.lower()
     if scheme not in _BACKENDS:
         raise ConfigError(
-            f"unknown URL scheme {scheme!r}; workclaim speaks sqlite://, postgresql:// "
-            "and redis:// (or rediss://)"
+            f"unknown URL scheme {scheme!r}; workclaim speaks sqlite://, postgresql://, "
+            "redis:// (or rediss://) and mariadb:// (or mysql://)"
         )
     module_name, class_name, extra = _BACKENDS[scheme]
     try:

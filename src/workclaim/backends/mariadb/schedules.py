@@ -10,11 +10,12 @@ dedupe, history, group, flow control), in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from workclaim.backends import _rows as rows
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.base import NewItem, NewSchedule
-from workclaim.backends.mariadb import rows, schema
+from workclaim.backends.mariadb import schema
+from workclaim.backends.mariadb.connection import Cursor
 from workclaim.models import Schedule
 
 S = load_queries(schema.PACKAGE, "schedules.sql")
@@ -33,23 +34,23 @@ _SETTINGS = (
 )
 
 # insert_items(cur, queue, items, now_us) -> ids: enqueue's own insert (backend.py).
-Insert = Callable[[Any, str, Sequence[NewItem], int], list[int]]
+Insert = Callable[[Cursor, str, Sequence[NewItem], int], list[int]]
 
 
-def get(cur: Any, name: str) -> Schedule | None:
+def get(cur: Cursor, name: str) -> Schedule | None:
     """The stored schedule `name`, or None."""
     cur.execute(S["get_schedule"], {"name": name})
     row = cur.fetchone()
     return None if row is None else rows.schedule(row)
 
 
-def every(cur: Any) -> list[Schedule]:
+def every(cur: Cursor) -> list[Schedule]:
     """Every stored schedule, by name."""
     cur.execute(S["list_schedules"])
     return [rows.schedule(row) for row in cur.fetchall()]
 
 
-def put(cur: Any, spec: NewSchedule, now_us: int) -> Schedule:
+def put(cur: Cursor, spec: NewSchedule, now_us: int) -> Schedule:
     """Create or replace (see `Scheduling.set_schedule`); returns the row as now stored.
 
     The row is created if missing, then read under its lock; only a setting that differs (the
@@ -78,14 +79,13 @@ def put(cur: Any, spec: NewSchedule, now_us: int) -> Schedule:
     return found
 
 
-def remove(cur: Any, name: str) -> bool:
+def remove(cur: Cursor, name: str) -> bool:
     """Delete the schedule; True if it existed."""
-    cur.execute(S["remove_schedule"], {"name": name})
-    return bool(cur.rowcount)
+    return cur.execute(S["remove_schedule"], {"name": name}) > 0
 
 
 def fire(
-    cur: Any,
+    cur: Cursor,
     insert: Insert,
     name: str,
     version: int,
@@ -94,8 +94,8 @@ def fire(
     now_us: int,
 ) -> int | None:
     """Take the slot and enqueue its item (see `Scheduling.fire_schedule`); None: refused."""
-    cur.execute(S["take_slot"], {"name": name, "version": version, "slot": slot_us, "now": now_us})
-    if cur.rowcount != 1:
+    params = {"name": name, "version": version, "slot": slot_us, "now": now_us}
+    if cur.execute(S["take_slot"], params) != 1:
         return None
     cur.execute(S["slot_queue"], {"name": name})
     (queue,) = cur.fetchone()

@@ -22,9 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from workclaim._time import from_micros, seconds_to_micros, to_micros
+from workclaim.backends import _rows as rows
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.base import Backend, NewItem, NewSchedule
-from workclaim.backends.sqlite import flow, rows, schema
+from workclaim.backends.sqlite import flow, schema
 from workclaim.backends.sqlite import schedules as sched
 from workclaim.backends.sqlite.connection import Connections
 from workclaim.backends.sqlite.listener import Listener

@@ -11,9 +11,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 
+from workclaim.backends import _rows as rows
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.base import NewItem, NewSchedule
-from workclaim.backends.sqlite import rows, schema
+from workclaim.backends.sqlite import schema
 from workclaim.models import Schedule
 
 S = load_queries(schema.PACKAGE, "schedules.sql")

@@ -14,8 +14,8 @@
 -- transaction that inserts its item, so each slot is enqueued at most once.
 --
 -- Names are utf8mb4_bin (case-sensitive, as on the other stores). Slots are looked up by the
--- primary key only: no other index.
-CREATE TABLE workclaim_schedules (
+-- primary key only: no other index. Safe to run again (IF NOT EXISTS), as every migration here.
+CREATE TABLE IF NOT EXISTS workclaim_schedules (
     name          VARCHAR(80)   NOT NULL,
     queue         VARCHAR(128)  NOT NULL,
     cron          TEXT          NOT NULL,
@@ -34,4 +34,4 @@ CREATE TABLE workclaim_schedules (
     updated_at    BIGINT        NOT NULL,
     PRIMARY KEY (name),
     CONSTRAINT workclaim_schedules_catch_up CHECK (catch_up IN ('latest', 'none', 'all'))
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

@@ -1,8 +1,9 @@
-"""The one mapping from SQLite rows to workclaim values (`Item`, `Lease`, `HistoryEvent`,
-`Schedule`).
+"""The one mapping from rows to workclaim values (`Item`, `Lease`, `HistoryEvent`, `Schedule`)
+for the stores that keep times as integer microseconds since the epoch: SQLite and MariaDB.
 
-Rows are plain tuples (the fastest the driver gives); each function names their columns by
-unpacking them in the order the queries in `queries.sql` select them.
+Rows are plain tuples (the fastest the drivers give); each function names their columns by
+unpacking them in the order both backends' `queries.sql` select them (the same columns, in the
+same order, in both).
 """
 
 from __future__ import annotations

@@ -1,0 +1,186 @@
+-- workclaim MariaDB schema, version 1: items, tokens, attempt history, per-queue counts and the
+-- wake-up signal.
+--
+-- How migrations run (schema.py): the files of migrations/ in order, each statement on its own
+-- (MariaDB commits DDL at once: there is no transactional DDL), under the named lock
+-- GET_LOCK('workclaim_migrate:<database>'), each file recorded in workclaim_schema_version once
+-- it has run whole. Every statement is written to be safe to run again (IF NOT EXISTS, CREATE OR
+-- REPLACE), so a migration cut off half way (a crash, a lost connection) simply runs again.
+-- Statements end with `;` at the end of a line; compound statements (triggers, procedures) are
+-- wrapped in `DELIMITER //` ... `//` ... `DELIMITER ;`, as the mariadb client reads them.
+--
+-- Design:
+-- * InnoDB, utf8mb4 with the binary collation utf8mb4_bin: queue names, dedupe keys, groups and
+--   workers compare byte for byte (case-sensitive), as on the other backends.
+-- * Times are BIGINT microseconds since the Unix epoch, as SQLite stores them (so both share
+--   backends/_rows.py). The store's clock is the server's UTC_TIMESTAMP(6), read as
+--   TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)); a caller's now= overrides it.
+-- * Fencing tokens come from the SEQUENCE workclaim_tokens: NEXTVAL is strictly increasing and
+--   never hands a value out twice (not after a rollback, a purge or a restart), and takes no
+--   row lock that every claim would queue on. Its cache is the server's (shared by all
+--   sessions, not per session), so a token is greater than every token issued before it; a
+--   restart skips the rest of the cached block. MySQL has no sequences: it is refused.
+-- * No partial indexes in MariaDB: the claim walks (queue, status, priority, run_at, id), where
+--   the queued rows of a queue are one contiguous range in claim order, whatever the number of
+--   finished rows; expired leases are the front of the (status, expires_at) range 'claimed'.
+
+CREATE SEQUENCE IF NOT EXISTS workclaim_tokens
+    START WITH 1 INCREMENT BY 1 MINVALUE 1 CACHE 1000 NOCYCLE ENGINE = InnoDB;
+
+CREATE TABLE IF NOT EXISTS workclaim_items (
+    -- AUTO_INCREMENT: InnoDB never hands an id out again (it persists the counter since 10.2.4).
+    id            BIGINT      NOT NULL AUTO_INCREMENT,
+    queue         VARCHAR(128) NOT NULL,
+    payload       LONGTEXT    NOT NULL,
+    status        ENUM('queued', 'claimed', 'done', 'dead', 'cancelled') NOT NULL,
+    priority      INT         NOT NULL,
+    run_at        BIGINT      NOT NULL,
+    attempts      INT         NOT NULL DEFAULT 0,
+    max_attempts  INT         NOT NULL,
+    dedupe_key    VARCHAR(128) NULL,
+    -- The current (or last) lease: token, holder, expiry and length.
+    token         BIGINT      NULL,
+    worker        VARCHAR(128) NULL,
+    expires_at    BIGINT      NULL,
+    lease_us      BIGINT      NULL,
+    -- How the last lease ended, so that repeating that very call returns its outcome.
+    ended_token   BIGINT      NULL,
+    ended_op      VARCHAR(16) NULL,
+    ended_status  VARCHAR(16) NULL,
+    last_error    MEDIUMTEXT  NULL,
+    result        LONGTEXT    NULL,
+    created_at    BIGINT      NOT NULL,
+    updated_at    BIGINT      NOT NULL,
+    finished_at   BIGINT      NULL,
+    -- Whether the item's state changes are recorded (fixed at enqueue).
+    history       TINYINT     NOT NULL DEFAULT 1,
+    -- The kind of the item's last state change, and how many changes it has had: every
+    -- state-changing statement sets last_event and adds one to event_seq, and the trigger below
+    -- writes the history event (numbered event_seq) inside that very statement, whoever runs it.
+    last_event    VARCHAR(16) NULL,
+    event_seq     INT         NOT NULL DEFAULT 0,
+    -- Flow control (mdb-flow's migrations/0002_flow_control.sql): the item's group ('' is the
+    -- queue's default group) and whether its queue was managed when it was enqueued.
+    grp           VARCHAR(128) NOT NULL DEFAULT '',
+    flow          TINYINT     NOT NULL DEFAULT 0,
+    -- A dedupe key is held while its item is queued or claimed: the UNIQUE index below sees the
+    -- key only then (NULLs never collide).
+    dedupe_live   VARCHAR(128) AS (IF(status IN ('queued', 'claimed'), dedupe_key, NULL)) PERSISTENT,
+    PRIMARY KEY (id),
+    -- The claim's walk (and stats' queued and claimed counts, bounded by live work).
+    KEY workclaim_items_claim (queue, status, priority, run_at, id),
+    -- Expired leases: the front of status = 'claimed' (the claim's bounded reap, next_due).
+    KEY workclaim_items_leases (status, expires_at),
+    -- Retention and purge walk finished items by age (unfinished rows are NULL, left out).
+    KEY workclaim_items_finished (finished_at),
+    UNIQUE KEY workclaim_items_dedupe (queue, dedupe_live)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- One row per event, clustered by item: an item's events are read (and purged) together.
+CREATE TABLE IF NOT EXISTS workclaim_history (
+    item_id  BIGINT      NOT NULL,
+    seq      INT         NOT NULL,
+    kind     VARCHAR(16) NOT NULL,
+    at       BIGINT      NOT NULL,
+    attempt  INT         NOT NULL,
+    status   VARCHAR(16) NOT NULL,
+    token    BIGINT      NULL,
+    worker   VARCHAR(128) NULL,
+    error    MEDIUMTEXT  NULL,
+    PRIMARY KEY (item_id, seq)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Per queue: how many items it holds ('total') and how many are 'dead' or 'cancelled', so that
+-- stats and queues never count finished rows (done = total - queued - claimed - dead -
+-- cancelled). Split in 16 slots per (queue, status), picked by CONNECTION_ID(): concurrent
+-- enqueues into one queue add to different rows instead of queueing on one row lock until they
+-- commit, and one transaction touches one row per status. A slot may go negative (a purge
+-- subtracts in its own slot); only the sum means anything.
+CREATE TABLE IF NOT EXISTS workclaim_queue_counts (
+    queue   VARCHAR(128) NOT NULL,
+    status  ENUM('total', 'dead', 'cancelled') NOT NULL,
+    slot    TINYINT     NOT NULL,
+    n       BIGINT      NOT NULL,
+    PRIMARY KEY (queue, status, slot)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- The wake-up signal (listener.py polls its sum and MAX(id) of items): bumped when an item
+-- becomes queued again (release, retry, requeue, an expired lease reaped), by the trigger below,
+-- and by flow control and schedules when they free slots or move a slot (backend.signal). Slots
+-- by CONNECTION_ID(), as the counts: no row lock shared by all writers.
+CREATE TABLE IF NOT EXISTS workclaim_signals (
+    slot  TINYINT NOT NULL,
+    n     BIGINT  NOT NULL,
+    PRIMARY KEY (slot)
+) ENGINE = InnoDB;
+
+DELIMITER //
+CREATE OR REPLACE TRIGGER workclaim_items_insert
+AFTER INSERT ON workclaim_items FOR EACH ROW
+BEGIN
+    INSERT INTO workclaim_queue_counts (queue, status, slot, n)
+    VALUES (NEW.queue, 'total', CONNECTION_ID() % 16, 1)
+    ON DUPLICATE KEY UPDATE n = n + 1;
+END
+//
+DELIMITER ;
+
+-- attempt: the lease's for lease events (OLD.attempts, since release gives its attempt back),
+-- the new count for a claim and a requeue (0), the count the item had for the others.
+-- token/worker: the lease's; none for the admin events requeued and cancelled.
+DELIMITER //
+CREATE OR REPLACE TRIGGER workclaim_items_update
+AFTER UPDATE ON workclaim_items FOR EACH ROW
+BEGIN
+    IF NEW.event_seq <> OLD.event_seq AND NEW.history THEN
+        INSERT INTO workclaim_history
+            (item_id, seq, kind, at, attempt, status, token, worker, error)
+        VALUES (
+            NEW.id,
+            NEW.event_seq,
+            NEW.last_event,
+            NEW.updated_at,
+            IF(NEW.last_event IN ('claimed', 'requeued'), NEW.attempts, OLD.attempts),
+            NEW.status,
+            IF(NEW.last_event IN ('requeued', 'cancelled'), NULL, NEW.token),
+            IF(NEW.last_event IN ('requeued', 'cancelled'), NULL, NEW.worker),
+            IF(NEW.last_event IN ('failed', 'expired'), NEW.last_error, NULL)
+        );
+    END IF;
+    IF NEW.status <> OLD.status THEN
+        IF NEW.status IN ('dead', 'cancelled') AND OLD.status NOT IN ('dead', 'cancelled') THEN
+            INSERT INTO workclaim_queue_counts (queue, status, slot, n)
+            VALUES (NEW.queue, NEW.status, CONNECTION_ID() % 16, 1)
+            ON DUPLICATE KEY UPDATE n = n + 1;
+        ELSEIF OLD.status IN ('dead', 'cancelled') AND NEW.status NOT IN ('dead', 'cancelled') THEN
+            INSERT INTO workclaim_queue_counts (queue, status, slot, n)
+            VALUES (OLD.queue, OLD.status, CONNECTION_ID() % 16, -1)
+            ON DUPLICATE KEY UPDATE n = n - 1;
+        END IF;
+        IF NEW.status = 'queued' THEN
+            INSERT INTO workclaim_signals (slot, n) VALUES (CONNECTION_ID() % 16, 1)
+            ON DUPLICATE KEY UPDATE n = n + 1;
+        END IF;
+    END IF;
+END
+//
+DELIMITER ;
+
+-- A deleted (purged) item takes its history and its place in the counts with it, in the
+-- purge's own transaction.
+DELIMITER //
+CREATE OR REPLACE TRIGGER workclaim_items_delete
+AFTER DELETE ON workclaim_items FOR EACH ROW
+BEGIN
+    INSERT INTO workclaim_queue_counts (queue, status, slot, n)
+    VALUES (OLD.queue, 'total', CONNECTION_ID() % 16, -1)
+    ON DUPLICATE KEY UPDATE n = n - 1;
+    IF OLD.status IN ('dead', 'cancelled') THEN
+        INSERT INTO workclaim_queue_counts (queue, status, slot, n)
+        VALUES (OLD.queue, OLD.status, CONNECTION_ID() % 16, -1)
+        ON DUPLICATE KEY UPDATE n = n - 1;
+    END IF;
+    DELETE FROM workclaim_history WHERE item_id = OLD.id;
+END
+//
+DELIMITER ;
