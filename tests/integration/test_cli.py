@@ -48,9 +48,12 @@ def test_bad_input_gives_a_clear_error_and_exit_code(tmp_path: Path) -> None:
     assert bad_json.returncode == 1 and "not valid JSON" in bad_json.stderr
     bad_name = workclaim("enqueue", "bad name", "1", "--db", db)
     assert bad_name.returncode == 1 and "queue name" in bad_name.stderr
-    bad_url = workclaim("stats", "q", "--db", "mysql://x")
+    bad_url = workclaim("stats", "q", "--db", "mongodb://x")
     assert bad_url.returncode == 1 and "unknown URL scheme" in bad_url.stderr
+    assert "mariadb://" in bad_url.stderr  # the schemes it does speak, all four backends
     assert "Traceback" not in bad_url.stderr
+    no_db = workclaim("stats", "q", "--db", "mysql://x")  # a scheme it speaks, half a URL
+    assert no_db.returncode == 1 and "names no database" in no_db.stderr
 
 
 # Runs `workclaim ARGS...` with the modules named in argv[1] (comma-separated) made unimportable,
