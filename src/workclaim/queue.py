@@ -244,8 +244,9 @@ class Queue:
         `group`: its flow-control group (a name; None is the queue's default group), which the
         queue's `group_concurrency` and `group_rate` count by and its fair order rotates over.
 
-        `connection` (PostgreSQL only): a psycopg connection whose transaction the item joins;
-        it exists exactly when that transaction commits (docs/postgres.md).
+        `connection` (PostgreSQL and MariaDB only): a psycopg (MariaDB: MySQLdb) connection whose
+        transaction the item joins; it exists exactly when that transaction commits
+        (docs/postgres.md, docs/mariadb.md).
         """
         queue = check_name(queue, "queue name")
         template = self._item_template(
@@ -290,8 +291,8 @@ class Queue:
         else:
             if not isinstance(self.backend, TransactionalEnqueue):
                 raise ValidationError(
-                    "enqueue(connection=...) joins a PostgreSQL transaction; this queue's store "
-                    "cannot, so leave connection out"
+                    "enqueue(connection=...) joins a PostgreSQL or MariaDB transaction; this "
+                    "queue's store cannot, so leave connection out"
                 )
             ids = self.backend.enqueue_in_transaction(connection, queue, items, now=now)
         return ids

@@ -139,8 +139,18 @@ class MariadbBackend(Connections):
         limit: int,
         now: datetime | None = None,
     ) -> list[Lease]:
+        names = tuple(dict.fromkeys(queues))
+        if len(names) == 1:
+            # The hot path: one autocommit CALL is the whole transaction (one round trip).
+            args = (names[0], worker, seconds_to_micros(lease_seconds), limit)
+            fixed = None if now is None else to_micros(now)
+            found = self._read(
+                lambda cur: _call(cur, "workclaim_claim", (*args, fixed, REAP_LIMIT))
+            )
+            if not _managed(found):
+                return rows.leases(found, worker, lease_seconds)
         claimed = self._write(
-            lambda cur, now_us: self._take(cur, queues, worker, lease_seconds, limit, now_us), now
+            lambda cur, now_us: self._take(cur, names, worker, lease_seconds, limit, now_us), now
         )
         return rows.leases(claimed, worker, lease_seconds)
 
@@ -155,9 +165,17 @@ class MariadbBackend(Connections):
     ) -> list[tuple[Any, ...]]:
         """The claim's statements inside its transaction: reap bounded batches of expired
         leases, then lease up to `limit` items (by flow.py when a queue is managed: a policy, a
-        pause or groups), tokens from the sequence in claim order."""
+        pause or groups), tokens from the sequence in claim order. One queue: the procedure
+        workclaim_take does it all in one round trip (migrations/0001_initial.sql); several,
+        or a managed one: the statements below."""
         names = tuple(dict.fromkeys(queues))  # a name given twice counts once
         lease_us = seconds_to_micros(lease_seconds)
+        if len(names) == 1:
+            found = _call(
+                cur, "workclaim_take", (names[0], worker, lease_us, limit, now_us, REAP_LIMIT)
+            )
+            if not _managed(found):
+                return found
         cur.execute(Q["probe_expired"], {"now": now_us})
         if cur.fetchone()[0]:
             reap = {"now": now_us, "limit": REAP_LIMIT, "queues": names}
@@ -571,6 +589,22 @@ def signal(cur: Cursor) -> None:
     """Bump the change signal in the caller's transaction: other processes' pollers wake their
     waiting claims once it commits (flow control freeing slots, schedules)."""
     cur.execute(Q["signal"], ())
+
+
+def _call(cur: Cursor, procedure: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """CALL a claim procedure: its one result set, every further result drained (an error in
+    a later one, as a failed COMMIT, raises here, so no lease of a rolled back claim escapes)."""
+    marks = ", ".join(["%s"] * len(args))
+    cur.execute(f"CALL {procedure}({marks})", args)
+    found = list(cur.fetchall())
+    while cur.nextset():
+        pass
+    return found
+
+
+def _managed(found: list[tuple[Any, ...]]) -> bool:
+    """Whether a claim procedure answered "managed queue" (one row of NULLs, nothing taken)."""
+    return bool(found) and found[0][0] is None
 
 
 def _clock(cur: Cursor) -> int:

@@ -84,6 +84,11 @@ def verify(current: int | None) -> None:
             "no workclaim store here: the database has no workclaim tables; to create them, "
             "run `workclaim migrate` or open the Queue with auto_migrate on"
         )
+    if current > SCHEMA_VERSION:
+        raise SchemaMismatch(
+            f"the database's workclaim schema is version {current}, newer than this workclaim "
+            f"understands ({SCHEMA_VERSION}); upgrade workclaim"
+        )
     if current != SCHEMA_VERSION:
         raise SchemaMismatch(
             f"the database's workclaim schema is version {current}, this workclaim needs "
@@ -105,10 +110,9 @@ def split_statements(script: str) -> list[str]:
             continue
         if not buffer and (not line.strip() or line.lstrip().startswith("--")):
             continue
-        if line.lstrip().startswith("--"):
-            buffer.append(line)  # a comment inside a statement never ends it
-        elif line.rstrip().endswith(delimiter):
-            buffer.append(line.rstrip()[: -len(delimiter)])
+        code = _without_comment(line).rstrip()
+        if code.endswith(delimiter):  # a comment (whole line or trailing) never ends one
+            buffer.append(code[: -len(delimiter)])
             statement = "\n".join(buffer).strip()
             if statement:
                 statements.append(statement)
@@ -118,3 +122,17 @@ def split_statements(script: str) -> list[str]:
     if "\n".join(buffer).strip():
         raise ValueError(f"a migration ends inside a statement: {buffer[0]!r}")
     return statements
+
+
+def _without_comment(line: str) -> str:
+    """`line` without a `--` comment that starts outside a quoted string."""
+    quote = ""
+    for i, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"`":
+            quote = char
+        elif line.startswith("--", i):
+            return line[:i]
+    return line

@@ -184,3 +184,125 @@ BEGIN
 END
 //
 DELIMITER ;
+
+-- Whether claims of a queue take flow control's path (a policy, a pause or groups). Here: never;
+-- flow control's migration (0002) replaces this function with one that reads its policies, so
+-- the claim procedures below send a managed queue's claim back to Python (flow.py) at no extra
+-- round trip for the others.
+DELIMITER //
+CREATE OR REPLACE FUNCTION workclaim_managed(p_queue VARCHAR(128)) RETURNS TINYINT
+    READS SQL DATA
+BEGIN
+    RETURN 0;
+END
+//
+DELIMITER ;
+
+-- The claim of one queue, inside the caller's transaction (the fused complete_and_claim, and
+-- workclaim_claim below). Returns one result set: the leases (id, queue, payload, token,
+-- attempt, max_attempts, expires_at, created_at; rows.leases sorts them by token), or, when the
+-- queue is managed, one row of NULLs and no change (the caller then takes through flow.py).
+-- First returns bounded batches of expired leases to queued (or dead): up to p_reap of this
+-- queue's, oldest first, then up to p_reap of any queue's, only when the front of
+-- workclaim_items_leases shows one. Then locks up to p_limit claimable items in claim order,
+-- skipping rows other claims hold (READ COMMITTED: no gap locks), and leases them one by one in
+-- that order, so tokens follow claim order.
+DELIMITER //
+CREATE OR REPLACE PROCEDURE workclaim_take(
+    IN p_queue VARCHAR(128), IN p_worker VARCHAR(128), IN p_lease_us BIGINT, IN p_limit INT,
+    IN p_now BIGINT, IN p_reap INT)
+    MODIFIES SQL DATA
+BEGIN
+    DECLARE v_id BIGINT;
+    DECLARE v_done TINYINT DEFAULT 0;
+    DECLARE v_ids LONGTEXT DEFAULT '';
+    DECLARE c CURSOR FOR
+        SELECT id FROM workclaim_items
+        WHERE queue = p_queue AND status = 'queued' AND run_at <= p_now
+        ORDER BY priority, run_at, id
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED;
+    DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
+    IF workclaim_managed(p_queue) THEN
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
+    ELSE
+        IF EXISTS (SELECT 1 FROM workclaim_items
+                   WHERE status = 'claimed' AND expires_at <= p_now) THEN
+            UPDATE workclaim_items
+            SET last_error  = CONCAT('lease expired (worker ', COALESCE(worker, '?'),
+                                     ', token ', token, ')'),
+                finished_at = IF(attempts < max_attempts, NULL, p_now),
+                status      = IF(attempts < max_attempts, 'queued', 'dead'),
+                last_event  = 'expired',
+                event_seq   = event_seq + 1,
+                expires_at  = NULL,
+                updated_at  = p_now
+            WHERE status = 'claimed' AND expires_at <= p_now AND queue = p_queue
+            ORDER BY expires_at
+            LIMIT p_reap;
+            UPDATE workclaim_items
+            SET last_error  = CONCAT('lease expired (worker ', COALESCE(worker, '?'),
+                                     ', token ', token, ')'),
+                finished_at = IF(attempts < max_attempts, NULL, p_now),
+                status      = IF(attempts < max_attempts, 'queued', 'dead'),
+                last_event  = 'expired',
+                event_seq   = event_seq + 1,
+                expires_at  = NULL,
+                updated_at  = p_now
+            WHERE status = 'claimed' AND expires_at <= p_now
+            ORDER BY expires_at
+            LIMIT p_reap;
+        END IF;
+        OPEN c;
+        take: LOOP
+            FETCH c INTO v_id;
+            IF v_done THEN
+                LEAVE take;
+            END IF;
+            UPDATE workclaim_items
+            SET status     = 'claimed',
+                last_event = 'claimed',
+                event_seq  = event_seq + 1,
+                token      = NEXTVAL(workclaim_tokens),
+                attempts   = attempts + 1,
+                worker     = p_worker,
+                expires_at = p_now + p_lease_us,
+                lease_us   = p_lease_us,
+                updated_at = p_now
+            WHERE id = v_id;
+            SET v_ids = CONCAT(v_ids, IF(v_ids = '', '', ','), v_id);
+        END LOOP;
+        CLOSE c;
+        SELECT i.id, i.queue, i.payload, i.token, i.attempts, i.max_attempts, i.expires_at,
+               i.created_at
+        FROM JSON_TABLE(CONCAT('[', v_ids, ']'), '$[*]' COLUMNS (id BIGINT PATH '$')) AS j
+        JOIN workclaim_items AS i ON i.id = j.id;
+    END IF;
+END
+//
+DELIMITER ;
+
+-- The whole claim of one queue as one transaction in one round trip (an autocommit CALL):
+-- READ COMMITTED, the store's clock (or p_now), workclaim_take, COMMIT. Any error rolls the
+-- transaction back and reaches the caller (a deadlock is retried there).
+DELIMITER //
+CREATE OR REPLACE PROCEDURE workclaim_claim(
+    IN p_queue VARCHAR(128), IN p_worker VARCHAR(128), IN p_lease_us BIGINT, IN p_limit INT,
+    IN p_now BIGINT, IN p_reap INT)
+    MODIFIES SQL DATA
+BEGIN
+    DECLARE EXIT HANDLER FOR SQLEXCEPTION
+    BEGIN
+        ROLLBACK;
+        RESIGNAL;
+    END;
+    SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+    START TRANSACTION;
+    CALL workclaim_take(
+        p_queue, p_worker, p_lease_us, p_limit,
+        COALESCE(p_now, TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))),
+        p_reap);
+    COMMIT;
+END
+//
+DELIMITER ;
