@@ -5,6 +5,7 @@ across processes."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from MySQLdb.connections import Connection
 from tests.support import mariadbserver
 from tests.support.servers import mariadb_url, with_query
 from workclaim import Queue, Settings, Status, ValidationError
+from workclaim.backends.base import NewItem
 from workclaim.backends.mariadb.backend import MariadbBackend
 from workclaim.backends.mariadb.connection import Cursor, session
 from workclaim.backends.mariadb.schema import SCHEMA_VERSION
@@ -371,3 +373,19 @@ def test_purge_takes_the_history_and_the_counts_with_it(q: Queue, url: str) -> N
     with closing(connect(url)) as conn, closing(conn.cursor()) as cur:
         cur.execute("SELECT COUNT(*) FROM workclaim_history WHERE item_id IN %s", (tuple(ids),))
         assert cur.fetchone()[0] == 0
+
+
+def test_a_batch_larger_than_a_packet_goes_in_several_statements_ids_in_order(q: Queue) -> None:
+    """20 payloads of almost 1 MiB (20 MiB, past max_allowed_packet's 16 MiB default) in one
+    enqueue: ids in input order, one per item; the last item repeats the first's dedupe key,
+    which went in an earlier statement of the same transaction, and gets its id."""
+    big = json.dumps("x" * 1_000_000)
+    items = [
+        NewItem(f'{{"n": {n}, "pad": {big}}}', 0, 0.0, None, 5, "k" if n in (0, 19) else None)
+        for n in range(20)
+    ]
+    ids = backend_of(q).enqueue("jobs", items)
+    assert ids[19] == ids[0]
+    assert ids[:19] == sorted(ids[:19]) and len(set(ids)) == 19
+    assert [q.get(i).payload["n"] for i in ids[:19]] == list(range(19))
+    assert q.stats("jobs").queued == 19

@@ -52,7 +52,7 @@ def test_backoff_grows_caps_and_jitters() -> None:
     ("url", "match"),
     [
         ("work.db", "not a database URL"),
-        ("mysql://localhost/db", "unknown URL scheme"),
+        ("mongodb://localhost/db", "unknown URL scheme"),
         ("sqlite://", "no path"),
         ("sqlite://host/x.db", "no host"),
         ("sqlite:///x.db?synchronous=sometimes", "synchronous"),

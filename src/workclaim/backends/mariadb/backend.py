@@ -14,6 +14,7 @@ one autocommit statement, plus a read of the session variable it set, in one rou
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -52,6 +53,9 @@ Q = {
 }
 REAP_LIMIT = 100
 NO_LIMIT = 2**62  # purge's LIMIT when none is given
+# An enqueue's items go in multi-row INSERTs of about this many bytes at most (max_allowed_packet
+# is 16 MiB by default; a payload may be up to max_payload_bytes, 1 MiB by default).
+STATEMENT_BYTES = 4 * 1024 * 1024
 _DUPLICATE_KEY = 1062
 
 
@@ -288,6 +292,22 @@ class MariadbBackend(Connections):
         limit: int,
         now: datetime | None = None,
     ) -> tuple[list[bool], list[Lease]]:
+        names = tuple(dict.fromkeys(queues))
+        if len(names) == 1:
+            # The hot path: one autocommit CALL is the whole turn (one round trip).
+            done_json = json.dumps(
+                [[lease.id, lease.token, lease.worker, result] for lease, result in done],
+                ensure_ascii=False,
+            )
+            args = (done_json, names[0], worker, seconds_to_micros(lease_seconds), limit)
+            fixed = None if now is None else to_micros(now)
+            turn = self._read(lambda cur: _call_fused(cur, (*args, fixed, REAP_LIMIT)))
+            if turn is not None:
+                flags_text, freed_flag, taken = turn
+                if freed_flag:
+                    self._wakeup.notify()
+                flags = [flag == "1" for flag in flags_text]
+                return flags, rows.leases(taken, worker, lease_seconds)
         complete, lease_end = Q["complete"], Q["lease_end"]
         freed = False  # whether a completion freed a slot of a managed queue
 
@@ -556,30 +576,37 @@ def insert_items(cur: Cursor, queue: str, items: Sequence[NewItem], now_us: int)
     if any(item.group is not None for item in items):
         flow.set_grouped(cur, queue)
     managed = flow.is_managed(cur, queue)
-    sql = Q["insert_item"]
-    for item in items:
+    row_sql, flag = Q["insert_row"], 1 if managed else 0
+    batch: list[Any] = []
+    size = 0
+    for index, item in enumerate(items):
         run_at = (
             to_micros(item.run_at)
             if item.run_at is not None
             else now_us + seconds_to_micros(item.delay)
         )
-        cur.execute(
-            sql,
-            {
-                "queue": queue,
-                "payload": item.payload,
-                "priority": item.priority,
-                "run_at": run_at,
-                "max_attempts": item.max_attempts,
-                "dedupe_key": item.dedupe_key,
-                "history": 1 if item.history else 0,
-                "now": now_us,
-                "grp": item.group or "",
-                "flow": 1 if managed else 0,
-            },
+        batch.extend(
+            (
+                queue,
+                item.payload,
+                item.priority,
+                run_at,
+                item.max_attempts,
+                item.dedupe_key,
+                1 if item.history else 0,
+                now_us,
+                now_us,
+                item.group or "",
+                flag,
+            )
         )
-        cur.nextset()
-        ids.append(int(cur.fetchone()[0]))
+        size += 4 * len(item.payload) + 256  # utf8mb4 and escaping: at most 4 bytes a char
+        if size >= STATEMENT_BYTES or index == len(items) - 1:
+            rows_in = len(batch) // 11
+            sql = Q["insert_items"].replace("ROWS", ", ".join([row_sql] * rows_in))
+            cur.execute(sql, batch)
+            ids.extend(int(row[0]) for row in cur.fetchall())
+            batch, size = [], 0
     if managed:
         flow.activate(cur, queue, [item.group or "" for item in items])
     return ids
@@ -600,6 +627,26 @@ def _call(cur: Cursor, procedure: str, args: tuple[Any, ...]) -> list[tuple[Any,
     while cur.nextset():
         pass
     return found
+
+
+def _call_fused(
+    cur: Cursor, args: tuple[Any, ...]
+) -> tuple[str, int, list[tuple[Any, ...]]] | None:
+    """CALL workclaim_complete_and_claim: (flags as '0'/'1' text, whether a slot was freed, the
+    leases); None when the queue is managed (nothing was done). Every result is drained."""
+    marks = ", ".join(["%s"] * len(args))
+    cur.execute(f"CALL workclaim_complete_and_claim({marks})", args)
+    flags_text, freed = cur.fetchone()
+    taken: list[tuple[Any, ...]] = []
+    if flags_text is None:
+        while cur.nextset():
+            pass
+        return None
+    if cur.nextset() and cur.description is not None:
+        taken = list(cur.fetchall())
+    while cur.nextset():
+        pass
+    return _text(flags_text), int(freed), taken
 
 
 def _managed(found: list[tuple[Any, ...]]) -> bool:

@@ -68,6 +68,7 @@ class Cursor(Protocol):
     result of a multi-statement query."""
 
     lastrowid: int | None
+    description: Any
 
     def execute(self, query: str, args: Any = None) -> int: ...
 

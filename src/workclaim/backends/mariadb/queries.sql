@@ -75,17 +75,20 @@ ORDER BY priority, run_at, id
 SELECT id, queue, payload, token, attempts, max_attempts, expires_at, created_at
 FROM workclaim_items WHERE id IN %(ids)s
 
--- name: insert_item
--- A new queued item; when its dedupe key is held by a live item of the queue (the UNIQUE index
--- on (queue, dedupe_live)), nothing is inserted and LAST_INSERT_ID() is that item's id instead
--- (also for a repeat inside the same batch). The id comes back in the same round trip.
+-- name: insert_items
+-- New queued items, one VALUES row (insert_row) each in place of ROWS; an item whose dedupe key
+-- is held by a live item of the queue (the UNIQUE index on (queue, dedupe_live)), also one
+-- earlier in the same statement, is not inserted: RETURNING gives that item's id instead. One
+-- id per VALUES row, in their order.
 INSERT INTO workclaim_items
     (queue, payload, status, priority, run_at, max_attempts, dedupe_key, history,
      created_at, updated_at, grp, flow)
-VALUES (%(queue)s, %(payload)s, 'queued', %(priority)s, %(run_at)s, %(max_attempts)s,
-        %(dedupe_key)s, %(history)s, %(now)s, %(now)s, %(grp)s, %(flow)s)
-ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id);
-SELECT LAST_INSERT_ID()
+VALUES ROWS
+ON DUPLICATE KEY UPDATE id = id
+RETURNING id
+
+-- name: insert_row
+(%s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s)
 
 -- name: heartbeat
 -- Fenced: only the current, unexpired lease of this worker may extend itself. A NULL

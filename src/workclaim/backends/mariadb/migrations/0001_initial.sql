@@ -306,3 +306,77 @@ BEGIN
 END
 //
 DELIMITER ;
+
+-- The fused turn of the worker runtime (complete_and_claim) for one queue, as one transaction
+-- in one round trip. p_done: a JSON array of [id, token, worker, result] (result: the JSON
+-- text, or null). Each completion is fenced like `complete`; its flag is 1 when it completed,
+-- or when this very lease was already ended by a complete (a repeat), else 0 and the item is
+-- left alone. Returns a result set (flags, as a string of 0/1 in p_done's order; 1 if a
+-- completion freed a slot of a managed queue), then, when p_limit > 0, workclaim_take's.
+-- A managed queue (workclaim_managed) is answered by one row of NULLs and no change at all: the
+-- caller then runs the turn in Python (flow.py).
+DELIMITER //
+CREATE OR REPLACE PROCEDURE workclaim_complete_and_claim(
+    IN p_done LONGTEXT, IN p_queue VARCHAR(128), IN p_worker VARCHAR(128),
+    IN p_lease_us BIGINT, IN p_limit INT, IN p_now BIGINT, IN p_reap INT)
+    MODIFIES SQL DATA
+BEGIN
+    DECLARE v_now BIGINT;
+    DECLARE v_i INT DEFAULT 0;
+    DECLARE v_n INT DEFAULT JSON_LENGTH(p_done);
+    DECLARE v_id BIGINT;
+    DECLARE v_token BIGINT;
+    DECLARE v_flags LONGTEXT DEFAULT '';
+    DECLARE v_freed TINYINT DEFAULT 0;
+    DECLARE v_flag TINYINT;
+    DECLARE EXIT HANDLER FOR SQLEXCEPTION
+    BEGIN
+        ROLLBACK;
+        RESIGNAL;
+    END;
+    IF workclaim_managed(p_queue) THEN
+        SELECT NULL, NULL;
+    ELSE
+        SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+        START TRANSACTION;
+        SET v_now = COALESCE(
+            p_now, TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)));
+        WHILE v_i < v_n DO
+            SET v_id = CAST(JSON_VALUE(p_done, CONCAT('$[', v_i, '][0]')) AS SIGNED);
+            SET v_token = CAST(JSON_VALUE(p_done, CONCAT('$[', v_i, '][1]')) AS SIGNED);
+            SET @wc_flow = NULL;
+            UPDATE workclaim_items
+            SET status       = 'done',
+                last_event   = 'completed',
+                event_seq    = event_seq + 1,
+                result       = JSON_VALUE(p_done, CONCAT('$[', v_i, '][3]')),
+                ended_token  = token,
+                ended_op     = 'complete',
+                ended_status = 'done',
+                finished_at  = v_now,
+                updated_at   = v_now,
+                flow         = (@wc_flow := flow),
+                expires_at   = NULL
+            WHERE id = v_id AND token = v_token
+              AND worker = JSON_VALUE(p_done, CONCAT('$[', v_i, '][2]'))
+              AND status = 'claimed' AND expires_at > v_now;
+            IF @wc_flow IS NOT NULL THEN
+                SET v_flag = 1;
+                SET v_freed = GREATEST(v_freed, @wc_flow);
+            ELSE
+                SET v_flag = 0;
+                SELECT COUNT(*) INTO v_flag FROM workclaim_items
+                WHERE id = v_id AND ended_token = v_token AND ended_op = 'complete';
+            END IF;
+            SET v_flags = CONCAT(v_flags, v_flag);
+            SET v_i = v_i + 1;
+        END WHILE;
+        SELECT v_flags, v_freed;
+        IF p_limit > 0 THEN
+            CALL workclaim_take(p_queue, p_worker, p_lease_us, p_limit, v_now, p_reap);
+        END IF;
+        COMMIT;
+    END IF;
+END
+//
+DELIMITER ;
