@@ -10,6 +10,7 @@ import multiprocessing as mp
 import threading
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from workclaim.backends.base import NewItem
 from workclaim.backends.mariadb.backend import MariadbBackend
 from workclaim.backends.mariadb.connection import Cursor, session
 from workclaim.backends.mariadb.schema import SCHEMA_VERSION
-from workclaim.errors import ConfigError, ItemNotFound, SchemaMismatch
+from workclaim.errors import BackendUnavailable, ConfigError, ItemNotFound, SchemaMismatch
 
 
 @pytest.fixture
@@ -389,3 +390,59 @@ def test_a_batch_larger_than_a_packet_goes_in_several_statements_ids_in_order(q:
     assert ids[:19] == sorted(ids[:19]) and len(set(ids)) == 19
     assert [q.get(i).payload["n"] for i in ids[:19]] == list(range(19))
     assert q.stats("jobs").queued == 19
+
+
+def test_the_fused_turn_refuses_an_expired_lease_and_still_claims(q: Queue) -> None:
+    """complete_and_claim's one CALL: a lease past its expiry (on the given clock) is not
+    completed (flag False) and the claim goes on, reaping it and leasing its item anew (it
+    comes first in claim order); a current one completes."""
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    q.enqueue_many("jobs", ["a", "b", "c"], now=start)
+    expired, current = q.claim("jobs", worker="w", lease_seconds=10, limit=2, now=start)
+    current = q.heartbeat(current, extend=60, now=start + timedelta(seconds=5))
+    later = start + timedelta(seconds=20)
+    flags, taken = backend_of(q).complete_and_claim(
+        [(expired, None), (current, '"ok"')],
+        ["jobs"],
+        worker="w",
+        lease_seconds=10,
+        limit=1,
+        now=later,
+    )
+    assert flags == [False, True]
+    assert [(lease.id, lease.attempt) for lease in taken] == [(expired.id, 2)]
+    assert taken[0].token > current.token > expired.token
+    done = q.get(current.id)
+    assert done is not None and done.status is Status.DONE and done.result == "ok"
+
+
+def test_bump_moves_the_change_signal_the_poller_watches(q: Queue) -> None:
+    """`listener.bump` (for flow control and schedules) changes what the poller reads."""
+    from workclaim.backends.mariadb.listener import bump
+
+    backend = backend_of(q)
+    before = _poll_reading(backend)
+    backend._write(lambda cur, _now_us: bump(cur))
+    assert _poll_reading(backend) != before
+
+
+def _poll_reading(backend: MariadbBackend) -> tuple[int, int]:
+    from workclaim.backends.mariadb.listener import _signal
+
+    conn = backend._connect()
+    try:
+        return _signal(conn)
+    finally:
+        conn.close()
+
+
+def test_a_lock_held_past_lock_wait_timeout_is_backend_unavailable(url: str) -> None:
+    with Queue(with_query(url, lock_wait_timeout="1")) as q:
+        item_id = q.enqueue("jobs", 1)
+        with closing(connect(url)) as holder, closing(holder.cursor()) as cur:
+            cur.execute("SELECT id FROM workclaim_items WHERE id = %s FOR UPDATE", (item_id,))
+            with pytest.raises(BackendUnavailable, match="unavailable or timed out"):
+                q.cancel(item_id)
+            session(holder).rollback()
+        q.cancel(item_id)  # the lock gone, the same call succeeds
+        assert q.stats("jobs").cancelled == 1

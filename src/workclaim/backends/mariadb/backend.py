@@ -513,23 +513,12 @@ class MariadbBackend(Connections):
 
     # -- schedules (schedules.py) -----------------------------------------------------------
     def set_schedule(self, schedule: NewSchedule, *, now: datetime | None = None) -> Schedule:
-        def put(cur: Cursor, now_us: int) -> Schedule:
-            stored = sched.put(cur, schedule, now_us)
-            signal(cur)  # other processes' schedulers: a next slot may have moved
-            return stored
-
-        stored = self._write(put, now)
-        self._wakeup.notify()  # this process's
+        stored = self._write(lambda cur, now_us: sched.put(cur, schedule, now_us), now)
+        self._wakeup.notify()  # a scheduler's next slot may have moved
         return stored
 
     def remove_schedule(self, name: str) -> bool:
-        def remove(cur: Cursor, _now_us: int) -> bool:
-            existed = sched.remove(cur, name)
-            if existed:
-                signal(cur)
-            return existed
-
-        existed = self._write(remove)
+        existed = self._write(lambda cur, _now_us: sched.remove(cur, name))
         self._wakeup.notify()
         return existed
 
@@ -610,12 +599,6 @@ def insert_items(cur: Cursor, queue: str, items: Sequence[NewItem], now_us: int)
     if managed:
         flow.activate(cur, queue, [item.group or "" for item in items])
     return ids
-
-
-def signal(cur: Cursor) -> None:
-    """Bump the change signal in the caller's transaction: other processes' pollers wake their
-    waiting claims once it commits (flow control freeing slots, schedules)."""
-    cur.execute(Q["signal"], ())
 
 
 def _call(cur: Cursor, procedure: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:

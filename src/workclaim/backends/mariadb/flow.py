@@ -2,7 +2,10 @@
 
 A PLACEHOLDER until mdb-flow's module replaces this file: no queue is ever managed, so the claim
 never calls `take` and enqueue marks no item as managed. The functions and their signatures are
-the interface backend.py calls (the same as SQLite's flow.py); mdb-flow keeps them.
+the interface backend.py calls (the same as SQLite's flow.py, plus `any_managed`); mdb-flow
+keeps them. Two hooks outside this file: the SQL function `workclaim_managed(queue)` (migration
+0001 returns 0; replace it in 0002 so the claim procedures send a managed queue back to Python),
+and `listener.bump(cur)` to wake other processes' waiting claims when slots free up.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from contextlib import suppress
 import MySQLdb
 
 from workclaim.backends._queryfile import load_queries
-from workclaim.backends.mariadb.connection import Session, cursor
+from workclaim.backends.mariadb.connection import Cursor, Session, cursor
 from workclaim.backends.wakeup import Wakeup
 from workclaim.errors import WorkclaimError
 
@@ -35,7 +35,15 @@ _POLL_MAX = 0.025
 _POLL_IDLE = 0.1
 _REOPEN_MIN = 0.05
 _REOPEN_MAX = 2.0
-_SIGNAL = load_queries("workclaim.backends.mariadb", "queries.sql")["change_signal"]
+_Q = load_queries("workclaim.backends.mariadb", "queries.sql")
+_SIGNAL = _Q["change_signal"]
+
+
+def bump(cur: Cursor) -> None:
+    """Bump the change signal in the caller's transaction: other processes' pollers wake their
+    waiting claims once it commits. For writes the items' trigger does not see: flow control
+    freeing slots or lifting a pause, schedules changing what is due."""
+    cur.execute(_Q["signal"], ())
 
 
 class Listener:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from workclaim.backends import _rows as rows
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.base import NewItem, NewSchedule
-from workclaim.backends.mariadb import schema
+from workclaim.backends.mariadb import listener, schema
 from workclaim.backends.mariadb.connection import Cursor
 from workclaim.models import Schedule
 
@@ -54,7 +54,9 @@ def put(cur: Cursor, spec: NewSchedule, now_us: int) -> Schedule:
     """Create or replace (see `Scheduling.set_schedule`); returns the row as now stored.
 
     The row is created if missing, then read under its lock; only a setting that differs (the
-    exact text, compared here) replaces it with version + 1 and `set_at = now`."""
+    exact text, compared here) replaces it with version + 1 and `set_at = now`. The change
+    signal is bumped (an identical declaration too: a spurious wake-up costs a scheduler one
+    read, and whether the upsert created the row is not told apart under FOUND_ROWS)."""
     params = {
         "name": spec.name,
         "queue": spec.queue,
@@ -74,14 +76,18 @@ def put(cur: Cursor, spec: NewSchedule, now_us: int) -> Schedule:
     assert stored is not None  # created or found just now, and locked since
     if tuple(stored) != tuple(params[key] for key in _SETTINGS):
         cur.execute(S["replace_schedule"], params)
+    listener.bump(cur)  # other processes' schedulers: a next slot may have moved
     found = get(cur, spec.name)
     assert found is not None
     return found
 
 
 def remove(cur: Cursor, name: str) -> bool:
-    """Delete the schedule; True if it existed."""
-    return cur.execute(S["remove_schedule"], {"name": name}) > 0
+    """Delete the schedule; True if it existed (then other processes' schedulers wake)."""
+    existed = cur.execute(S["remove_schedule"], {"name": name}) > 0
+    if existed:
+        listener.bump(cur)
+    return existed
 
 
 def fire(
