@@ -18,7 +18,7 @@ Two measures per backend, each the median of --reps runs:
 
 Prints JSON (also written to --json) and a Markdown table. Figures, not assertions.
 
-    .venv/bin/python benchmarks/schedules.py --backends sqlite,postgres,redis
+    .venv/bin/python benchmarks/schedules.py --backends sqlite,postgres,redis,mariadb
     .venv/bin/python benchmarks/schedules.py --backends sqlite --schedules 5 --slots 3 \\
         --items 50 --reps 1                                  # a smoke run
 """
@@ -47,6 +47,8 @@ URLS = {
     "sqlite": f"sqlite:///{Path('/tmp') / 'workclaim-bench-schedules.db'}",
     "postgres": "postgresql://postgres@127.0.0.1:5432/test?schema=workclaim_bench_schedules",
     "redis": "redis://127.0.0.1:6379/15?prefix=workclaim_bench_schedules",
+    # A database of the bench's own: reset_workclaim drops and creates it again.
+    "mariadb": "mariadb://root@127.0.0.1:3306/workclaim_bench_schedules",
 }
 EVERY_SECOND = "* * * * * *"
 COUNTED = ("schedules", "fire_schedule", "store_now", "get_schedule")

@@ -40,7 +40,7 @@ from workclaim.queue import Queue
 
 app = typer.Typer(
     name="workclaim",
-    help="Atomic work claiming with fenced leases on SQLite, PostgreSQL and Redis.",
+    help="Atomic work claiming with fenced leases on SQLite, PostgreSQL, Redis and MariaDB.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -52,7 +52,9 @@ DEFAULT_DB = "sqlite:///workclaim.db"
 DbOption = Annotated[
     str,
     typer.Option(
-        "--db", envvar="WORKCLAIM_DB", help="Database URL (sqlite:///, postgresql://, redis://)."
+        "--db",
+        envvar="WORKCLAIM_DB",
+        help="Database URL (sqlite:///, postgresql://, redis://, mariadb://).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]

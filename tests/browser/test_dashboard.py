@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.faultproxy import FaultProxy
 from tests.support.http_process import serve_process
-from tests.support.servers import postgres_url
+from tests.support.servers import postgres_url, provider
 from workclaim import Queue, Status
 from workclaim.server.auth import new_token, token_line, write_private
 
@@ -73,13 +73,10 @@ def seed(url: str) -> dict[str, list[int]]:
     return ids
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
-    """A server with auth on over a seeded SQLite file or PostgreSQL schema."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'dash.db'}"
-    else:
-        url = postgres_url(request, tmp_path)
+    """A server with auth on over a seeded SQLite file, PostgreSQL schema or MariaDB database."""
+    url = provider(request.param)(request, tmp_path)
     ids = seed(url)
     path, root, alice = tokens_file(tmp_path)
     with serve_process(url, "--tokens", str(path), "--sample-seconds", "1") as base:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.browser.test_dashboard import Site, sign_in, tokens_file
 from tests.support.http_process import serve_process
+from tests.support.servers import provider
 from workclaim import Queue
 
 pytestmark = pytest.mark.timeout(180)
@@ -39,9 +40,9 @@ def seed(url: str) -> dict[str, list[int]]:
     return {"fired": [fired]}
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    url = f"sqlite:///{tmp_path / 'schedules.db'}"
+@pytest.fixture(params=["sqlite", "mariadb"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
+    url = provider(request.param)(request, tmp_path)
     ids = seed(url)
     path, root, alice = tokens_file(tmp_path)
     with serve_process(url, "--tokens", str(path)) as base:

@@ -28,8 +28,9 @@ def test_version() -> None:
     assert result.stdout.startswith("workclaim ")
 
 
-def test_enqueue_stats_and_migrate(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'w.db'}"
+@pytest.mark.parametrize("backend_name", ["sqlite", "mariadb"])
+def test_enqueue_stats_and_migrate(store_url: str) -> None:
+    db = store_url
     assert workclaim("migrate", "--db", db).returncode == 0
     one = workclaim("enqueue", "emails", '{"to": "a@example.org"}', "--db", db, "--json")
     assert one.returncode == 0, one.stderr
@@ -49,7 +50,10 @@ def test_bad_input_gives_a_clear_error_and_exit_code(tmp_path: Path) -> None:
     assert bad_name.returncode == 1 and "queue name" in bad_name.stderr
     bad_url = workclaim("stats", "q", "--db", "mongodb://x")
     assert bad_url.returncode == 1 and "unknown URL scheme" in bad_url.stderr
+    assert "mariadb://" in bad_url.stderr  # the schemes it does speak, all four backends
     assert "Traceback" not in bad_url.stderr
+    no_db = workclaim("stats", "q", "--db", "mysql://x")  # a scheme it speaks, half a URL
+    assert no_db.returncode == 1 and "names no database" in no_db.stderr
 
 
 # Runs `workclaim ARGS...` with the modules named in argv[1] (comma-separated) made unimportable,

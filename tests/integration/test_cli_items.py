@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.support.http_process import serve_process
-from tests.support.servers import postgres_url, redis_url
+from tests.support.servers import mariadb_url, postgres_url, redis_url
 from workclaim import Queue
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("WORKCLAIM_")}
@@ -67,9 +67,9 @@ def check_item_commands(target: list[str], item_id: int) -> None:
     assert missing.returncode == 1 and "no item with id 999" in missing.stderr
 
 
-def test_one_item_from_a_database(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'w.db'}"
-    check_item_commands(["--db", db], dead_item(db))
+@pytest.mark.parametrize("backend_name", ["sqlite", "mariadb"])
+def test_one_item_from_a_database(store_url: str) -> None:
+    check_item_commands(["--db", store_url], dead_item(store_url))
 
 
 @pytest.mark.timeout(120)
@@ -117,21 +117,26 @@ def test_enqueue_run_at_and_an_unknown_queue(tmp_path: Path) -> None:
 def test_a_typo_in_a_schema_or_prefix_says_so(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    for url in (postgres_url(request, tmp_path), redis_url(request, tmp_path)):
+    stores = (postgres_url, redis_url, mariadb_url)  # a MariaDB database of its own, empty
+    for url in (store(request, tmp_path) for store in stores):
         result = workclaim("stats", "--db", url)
         assert result.returncode == 1, result.stderr
         assert "no workclaim store here" in result.stderr and "typo" in result.stderr
         assert "run `workclaim migrate`" in result.stderr
 
 
-def test_an_unknown_postgres_database_is_a_config_error(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    parts = urlsplit(postgres_url(request, tmp_path))
-    url = urlunsplit(parts._replace(path="/no_such_db_here"))
+@pytest.mark.parametrize(
+    ("backend_name", "message"),
+    [
+        ("postgres", "PostgreSQL has no database 'no_such_db_here'"),
+        ("mariadb", "MariaDB has no such database"),
+    ],
+)
+def test_an_unknown_database_is_a_config_error(store_url: str, message: str) -> None:
+    url = urlunsplit(urlsplit(store_url)._replace(path="/no_such_db_here"))
     result = workclaim("stats", "--db", url)
     assert result.returncode == 1, result.stderr  # not 3: retrying later cannot help
-    assert "PostgreSQL has no database 'no_such_db_here'" in result.stderr
+    assert message in result.stderr and "no_such_db_here" in result.stderr
 
 
 def test_quick_commands_leave_the_persistence_warning_to_serve_and_worker(

@@ -99,7 +99,9 @@ def db(tmp_path: Path) -> str:
 
 
 # -- the schedule commands -------------------------------------------------------------------
-def test_add_list_run_now_remove(db: str) -> None:
+@pytest.mark.parametrize("backend_name", ["sqlite", "mariadb"])
+def test_add_list_run_now_remove(store_url: str) -> None:
+    db = store_url
     added = workclaim(
         "schedule", "add", "report", "--queue", "reports", "--cron", "30 2 * * *",
         "--tz", "Europe/Berlin", "--payload", '{"kind": "daily"}', "--priority", "3",
@@ -181,7 +183,7 @@ WORKER = ("worker", "tests.integration.test_cli_schedules:noop", "--queue", "tic
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("backend_name", ["sqlite", "postgres", "redis"])
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgres", "redis", "mariadb"])
 def test_a_worker_fires_the_schedules_and_stops_cleanly(store_url: str, tmp_path: Path) -> None:
     db = store_url
     add_every_second(db)
@@ -225,7 +227,7 @@ def test_workclaim_scheduler_fires_and_sigterm_stops_it(db: str, tmp_path: Path)
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("backend_name", ["sqlite", "postgres", "redis"])
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgres", "redis", "mariadb"])
 def test_two_schedulers_enqueue_each_slot_once(store_url: str, tmp_path: Path) -> None:
     """Two `workclaim scheduler` processes on one store, ten every-second schedules: each
     schedule's slots between its first and last fired have one item each, and the items the two
@@ -297,9 +299,11 @@ def test_scheduler_refuses_a_server_url() -> None:
 
 
 @pytest.mark.timeout(180)
-def test_serve_scheduler_fires_and_an_http_worker_runs_none(db: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend_name", ["sqlite", "mariadb"])
+def test_serve_scheduler_fires_and_an_http_worker_runs_none(store_url: str, tmp_path: Path) -> None:
     """`serve --scheduler` fires a schedule declared through it (`schedule add --server`); the
     schedule commands work over HTTP; a worker over HTTP runs no scheduler and says so."""
+    db = store_url
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve_log, worker_log = tmp_path / "serve.log", tmp_path / "worker.log"

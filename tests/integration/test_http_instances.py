@@ -1,7 +1,7 @@
-"""Two `workclaim serve` processes on one PostgreSQL (or one Redis) behind HAProxy (round-robin,
-health checks on /readyz): a long-poll waiting on one instance is woken by an enqueue through the
-other, a stale lease is refused (409) by either, and 1,000 long-polling workers spread over both
-claim every item once."""
+"""Two `workclaim serve` processes on one PostgreSQL (or one Redis, or one MariaDB) behind
+HAProxy (round-robin, health checks on /readyz): a long-poll waiting on one instance is woken by an
+enqueue through the other, a stale lease is refused (409) by either, and 1,000 long-polling
+workers spread over both claim every item once (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.support.instances import cluster
 from tests.support.served_api import problem
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-SERVERS = pytest.mark.parametrize("backend_name", ["postgres", "redis"])
+SERVERS = pytest.mark.parametrize("backend_name", ["postgres", "redis", "mariadb"])
 WAIT = 25.0  # the long-poll's wait: it must end long before this, with the item
 
 

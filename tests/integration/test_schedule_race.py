@@ -178,7 +178,7 @@ def reach(last_slot: Callable[[], datetime], slot: datetime, what: str) -> datet
     return last
 
 
-@pytest.mark.parametrize("backend_name", ["sqlite", "postgres", "redis"])
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgres", "redis", "mariadb"])
 def test_every_slot_fires_exactly_once(store_url: str, tmp_path: Path) -> None:
     rng = random.Random(7)
     name = f"race-{uuid.uuid4().hex[:8]}"

@@ -1,5 +1,6 @@
 """Schedules on the server stores: a change made through one client wakes another client's
-waiting scheduler (PostgreSQL NOTIFY, Redis PUBLISH), and every backend keeps a schedule's
+waiting scheduler (PostgreSQL NOTIFY, Redis PUBLISH, MariaDB's change signal that the other
+process's poller reads), and every backend keeps a schedule's
 payload as the exact JSON text given (so a payload differing only in key order is a change, on
 PostgreSQL as on SQLite and Redis)."""
 
@@ -14,7 +15,7 @@ from workclaim import Queue
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("backend_name", ["postgres", "redis"])
+@pytest.mark.parametrize("backend_name", ["postgres", "redis", "mariadb"])
 @pytest.mark.parametrize("change", ["declare", "replace", "remove"])
 def test_a_schedule_change_by_another_client_wakes_a_waiting_scheduler(
     store_url: str, change: str

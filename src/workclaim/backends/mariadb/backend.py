@@ -72,7 +72,7 @@ class MariadbBackend(Connections):
         self._read(schema.migrate)
 
     def verify_schema(self) -> None:
-        schema.verify(self._read(schema.version))
+        schema.verify(self._read(schema.version), self.target.database)
 
     # -- time ------------------------------------------------------------------------------
     def store_now(self) -> datetime:

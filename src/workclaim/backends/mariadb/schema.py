@@ -77,12 +77,14 @@ def migrate(cur: Cursor) -> None:
         cur.fetchall()
 
 
-def verify(current: int | None) -> None:
-    """`SchemaMismatch` unless `current` (from `version`) is this version's schema."""
+def verify(current: int | None, database: str = "") -> None:
+    """`SchemaMismatch` unless `current` (from `version`) is this version's schema; `database`
+    (the URL's) is named when it has no workclaim tables, as a likely typo."""
     if current is None:
         raise SchemaMismatch(
-            "no workclaim store here: the database has no workclaim tables; to create them, "
-            "run `workclaim migrate` or open the Queue with auto_migrate on"
+            f"no workclaim store here: database {database!r} has no workclaim tables (a typo in "
+            "the URL's database name?); to create them, run `workclaim migrate` or open the "
+            "Queue with auto_migrate on"
         )
     if current > SCHEMA_VERSION:
         raise SchemaMismatch(
