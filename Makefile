@@ -56,7 +56,7 @@ test: $(STAMP) venv312
 deps-upgrade: | $(UV)
 	$(UV) lock --upgrade
 	$(UV) pip compile --quiet --upgrade --universal --python-version 3.11 --generate-hashes \
-		benchmarks/peers/requirements.in pyproject.toml --extra postgres --extra redis --extra bench \
+		benchmarks/peers/requirements.in pyproject.toml --extra postgres --extra redis --extra mariadb --extra bench \
 		-o benchmarks/peers/requirements.txt
 
 # Lint and test against the newest releases the ranges allow, in a separate virtualenv (not in CI:

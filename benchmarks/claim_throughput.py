@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -63,6 +63,7 @@ class RunResult:
     duplicates: int
     missing: int
     retries: int
+    retry_reasons: dict[str, int] | None = None  # "Type: message" -> count, for profiling
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -82,7 +83,8 @@ def _redact(url: str) -> str:
 
 # -- the stores -------------------------------------------------------------------------------
 def reset_workclaim(url: str) -> None:
-    """Empty the workclaim store: delete the SQLite files or drop the PostgreSQL schema."""
+    """Empty the workclaim store: delete the SQLite files, drop the PostgreSQL schema, recreate
+    the MariaDB database or delete the Redis prefix's keys."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
@@ -101,6 +103,19 @@ def reset_workclaim(url: str) -> None:
         ) as c:
             schema = sql.Identifier(options.get("schema", "workclaim"))
             c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+    elif scheme in ("mariadb", "mysql"):
+        # The URL's own database, dropped and made again: give the bench a database of its
+        # own (`.../wc_ct`), never one that holds anything else.
+        from benchmarks.raw.mariadb import connect
+
+        name = unquote(parts.path.lstrip("/"))
+        conn = connect(url, database=False)
+        try:
+            cur = conn.cursor()
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}`")
+        finally:
+            conn.close()
     elif scheme in ("redis", "rediss"):
         # Only the keys under the URL's own prefix, and only when one is given: never the
         # default `workclaim` prefix of someone else's data on a shared server.
@@ -167,7 +182,19 @@ def _transient() -> tuple[type[BaseException], ...]:
         kinds.append(psycopg.OperationalError)
     except ImportError:
         pass
+    try:
+        import MySQLdb
+
+        kinds.append(MySQLdb.OperationalError)  # the raw MariaDB worker's lock waits
+    except ImportError:
+        pass
     return tuple(kinds)
+
+
+def _note(reasons: dict[str, int], exc: BaseException) -> None:
+    """Count a retried error by type and the start of its message (the JSON keeps them)."""
+    key = f"{type(exc).__name__}: {str(exc)[:120]}"
+    reasons[key] = reasons.get(key, 0) + 1
 
 
 def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
@@ -185,6 +212,7 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
     latencies: list[float] = []
     got: list[tuple[int, int]] = []
     retries = 0
+    reasons: dict[str, int] = {}
     start = end = time.perf_counter()
     transient = _transient()
     try:
@@ -229,8 +257,9 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
                 t0 = time.perf_counter()
                 try:
                     entries = claim()  # timed alone; completions follow, outside the timing
-                except transient:
+                except transient as exc:
                     retries += 1
+                    _note(reasons, exc)
                     continue
                 latencies.append(time.perf_counter() - t0)
                 if not entries:
@@ -241,15 +270,16 @@ def _worker(kind: str, url: str, batch: int, barrier: Any, out: Any) -> None:
                         try:
                             complete(entry)
                             break
-                        except transient:
+                        except transient as exc:
                             retries += 1
+                            _note(reasons, exc)
             end = time.perf_counter()
         finally:
             close()
     except BaseException as exc:
         out.put(("error", f"{type(exc).__name__}: {exc}"))
         raise
-    out.put(("ok", (start, end, latencies, got, retries)))
+    out.put(("ok", (start, end, latencies, got, retries, reasons)))
 
 
 def run_spawned(target: Any, args: tuple[Any, ...], workers: int, *, what: str) -> list[Any]:
@@ -287,7 +317,10 @@ def run_once(
     reports = run_spawned(_worker, (kind, url, batch), workers, what=kind)
     starts, ends, lat, ids = [], [], [], []
     retries = 0
-    for start, end, latencies, got, errors in reports:
+    reasons: dict[str, int] = {}
+    for start, end, latencies, got, errors, why in reports:
+        for reason, count in why.items():
+            reasons[reason] = reasons.get(reason, 0) + count
         starts.append(start)
         ends.append(end)
         lat.extend(latencies)
@@ -310,6 +343,7 @@ def run_once(
         duplicates=len(ids) - len(unique),
         missing=expected - len(unique),
         retries=retries,
+        retry_reasons=reasons,
     )
 
 
@@ -433,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sqlite:///{Path(tempfile.gettempdir()) / 'workclaim-bench.db'}",
         "postgresql://postgres@127.0.0.1:5432/test?schema=workclaim_bench",
         "redis://127.0.0.1:6379/15?prefix=workclaim_bench",
+        "mariadb://root@127.0.0.1:3306/workclaim_bench",
     ]
     workers = [int(w) for w in args.workers.split(",")]
     batches = [int(b) for b in args.batches.split(",")]

@@ -23,7 +23,7 @@ STARTUP_TIMEOUT = 180.0  # worker processes connecting before the barrier (32 on
 # Imported once in the fork server, so 32 workers do not each pay the libraries' import time.
 PRELOAD = [
     "systems", "systems.base", "systems.workclaim_queue", "workclaim", "psycopg", "redis",
-    "asyncpg", "pgqueuer", "procrastinate", "huey", "saq", "rq",
+    "asyncpg", "pgqueuer", "procrastinate", "huey", "saq", "rq", "MySQLdb",
 ]  # fmt: skip
 
 

@@ -26,9 +26,11 @@ TARGETS = [
     ("raw-sqlite", 10, 0.85, None),
     ("raw-postgres", 10, 0.85, None),
     ("raw-redis", 10, 0.85, None),
+    ("raw-mariadb", 10, 0.85, None),
     ("raw-sqlite-batch", 10, 0.8, None),
     ("raw-postgres-batch", 10, 0.8, None),
     ("raw-redis-batch", 10, 0.8, None),
+    ("raw-mariadb-batch", 10, 0.8, None),
 ]
 
 
@@ -120,6 +122,7 @@ def summarise(
             "reps": args.reps,
             "redis_persistence": env.get("redis_persistence"),
             "postgres": "throwaway cluster" if args.pg_url == "auto" else "given URL",
+            "mariadb": "throwaway server" if args.mariadb_url == "auto" else "given URL",
             "machine": f"{platform.machine()}, {platform.python_version()}",
             "wall_seconds": round(wall, 1),
             "load_average": {

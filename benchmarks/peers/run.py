@@ -1,5 +1,6 @@
 """The peer benchmark: workclaim against PGQueuer, procrastinate, huey, saq and RQ (and the raw
-claim baselines) on the same machine, the same workload and in the same run.
+claim baselines) on the same machine, the same workload and in the same run. On MariaDB only
+workclaim and the raw baseline run (see README.md: no peer's built-in storage is MariaDB).
 
 Each run pre-fills a fresh queue with --items no-op items, releases N worker processes together
 and times start to empty; every worker records the ids it processed and the run checks there
@@ -61,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "benchmark's keys are deleted there; RQ and saq then share its queues namespace)",
     )  # fmt: skip
     parser.add_argument(
+        "--mariadb-url", default="auto",
+        help="'auto' (a throwaway mariadbd started here), 'none' (skip MariaDB), or a URL of a "
+        "server where the benchmark may create and drop its own databases (peers_*)",
+    )  # fmt: skip
+    parser.add_argument(
         "--redis-persistence", default="none", choices=sorted(servers.REDIS_PERSISTENCE),
         help="persistence of the throwaway redis-server (default: none, like the shared one)",
     )  # fmt: skip
@@ -120,6 +126,17 @@ def start_servers(args: argparse.Namespace, wanted: set[str]) -> tuple[dict[str,
                 print(f"Redis rows skipped: {exc}", file=sys.stderr)
         else:
             env["redis_url"], env["redis_own"] = args.redis_url, False
+    if "mariadb" in wanted and args.mariadb_url != "none":
+        if args.mariadb_url == "auto":
+            try:
+                my = servers.MariadbServer()
+                my.start()
+                started.append(my)
+                env["mariadb_url"] = my.url
+            except Exception as exc:
+                print(f"MariaDB rows skipped: {exc}", file=sys.stderr)
+        else:
+            env["mariadb_url"] = args.mariadb_url
     env["redis_persistence"] = args.redis_persistence if env.get("redis_own") else "as given"
     return env, started
 
@@ -133,7 +150,9 @@ def _history(system: Any) -> str:
 def available(name: str, env: dict[str, Any]) -> bool:
     """Whether this row can run here: its server is up and its code exists (says why not)."""
     system = systems.load(name)
-    need = {"postgres": "pg_url", "redis": "redis_url"}.get(system.backend)
+    need = {"postgres": "pg_url", "redis": "redis_url", "mariadb": "mariadb_url"}.get(
+        system.backend
+    )
     if need and need not in env:
         return False
     why = getattr(system, "unavailable", lambda: None)()

@@ -1,6 +1,6 @@
-"""Throwaway servers for the peer benchmark: a PostgreSQL cluster and a redis-server, each on a
-free loopback port in a temp dir, started and stopped by the harness so no run touches the
-shared servers (and RQ/saq can have a whole Redis to themselves)."""
+"""Throwaway servers for the peer benchmark: a PostgreSQL cluster, a redis-server and a MariaDB
+server, each on a free loopback port in a temp dir, started and stopped by the harness so no run
+touches the shared servers (and RQ/saq can have a whole Redis to themselves)."""
 
 from __future__ import annotations
 
@@ -126,4 +126,82 @@ class PgServer:
             [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"],
             capture_output=True, timeout=60, check=False, **self._owner(),
         )  # fmt: skip
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _mariadb_binaries() -> tuple[str, str] | None:
+    server = "/usr/sbin/mariadbd" if Path("/usr/sbin/mariadbd").exists() else None
+    server = server or shutil.which("mariadbd")
+    install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+    return (server, install) if server and install else None
+
+
+class MariadbServer:
+    """A MariaDB server of our own, durable as shipped (`innodb_flush_log_at_trx_commit=1`, no
+    binary log), with room for 32 worker processes' connections; root without a password on
+    127.0.0.1. Runs as the `mysql` OS user when we are root (mariadbd refuses root)."""
+
+    def __init__(self) -> None:
+        found = _mariadb_binaries()
+        if found is None:
+            raise RuntimeError(
+                "mariadbd/mariadb-install-db not found: install mariadb-server or pass "
+                "--mariadb-url"
+            )
+        self.mariadbd, self.install = found
+        self.root = Path(tempfile.mkdtemp(prefix="peers-mariadb-"))
+        self.datadir = self.root / "data"
+        self.port = free_port()
+        self.url = f"mariadb://root@127.0.0.1:{self.port}/peers"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _user(self) -> list[str]:
+        return ["--user=mysql"] if os.geteuid() == 0 else []
+
+    def start(self) -> None:
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("mysql")
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        subprocess.run(
+            [
+                self.install, "--no-defaults", f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=normal", "--skip-test-db",
+                "--skip-name-resolve", *self._user(),
+            ],
+            check=True, capture_output=True, timeout=120, cwd=self.root,
+        )  # fmt: skip
+        self.proc = subprocess.Popen(
+            [
+                self.mariadbd, "--no-defaults", *self._user(), f"--datadir={self.datadir}",
+                f"--socket={self.root / 'mariadbd.sock'}", f"--port={self.port}",
+                "--bind-address=127.0.0.1", "--skip-name-resolve", "--max-connections=600",
+                f"--log-error={self.root / 'server.log'}", "--innodb-flush-log-at-trx-commit=1",
+            ],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.root,
+        )  # fmt: skip
+        import MySQLdb
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = MySQLdb.connect(
+                    host="127.0.0.1", port=self.port, user="root", connect_timeout=1
+                )
+                conn.close()
+                return
+            except MySQLdb.OperationalError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"mariadbd did not start on port {self.port}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)

@@ -19,6 +19,8 @@ _MODULES = {
     "postgres": "postgres",
     "redis": "redis",
     "rediss": "redis",
+    "mariadb": "mariadb",
+    "mysql": "mariadb",
 }
 
 

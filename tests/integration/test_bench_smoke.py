@@ -1,5 +1,5 @@
 """`workclaim bench` end to end: the spike's two scenarios with few runs, on SQLite and on the
-session's PostgreSQL and Redis (the ones the rest of the suite uses; a missing one is
+session's PostgreSQL, Redis and MariaDB (the ones the rest of the suite uses; a missing one is
 `unavailable`: a skip locally, a failure under CI=true). Every row must be measured: a row in
 error, or skipped although its servers are there, fails. Checks the report's structure and the one
 result that must never change: `naive` shows duplicates, every other strategy none. No timing
@@ -17,14 +17,15 @@ from typer.testing import CliRunner
 
 from tests.support.missing import unavailable
 from tests.support.redisserver import session_redis_url
-from tests.support.servers import postgres_session
+from tests.support.servers import mariadb_server, postgres_session
 from workclaim.bench.report import write_outputs
 from workclaim.bench.runner import BenchOptions, run_bench
 from workclaim.bench.scenarios import resolve
 from workclaim.bench.strategies import STRATEGIES
 from workclaim.cli import app
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# About 21 rows of 2-10 spawned processes each: several minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROW_FIGURES = {
     "attempts",
@@ -53,8 +54,12 @@ Servers = dict[str, tuple[str | None, str]]
 
 @pytest.fixture(scope="module")
 def servers(request: pytest.FixtureRequest) -> Servers:
-    """The session's PostgreSQL and Redis, found the way every other test finds them."""
-    return {"postgres": postgres_session(request.config), "redis": session_redis_url()}
+    """The session's PostgreSQL, Redis and MariaDB, found the way every other test finds them."""
+    return {
+        "postgres": postgres_session(request.config),
+        "redis": session_redis_url(),
+        "mariadb": mariadb_server(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +67,7 @@ def doc(servers: Servers) -> dict[str, Any]:
     """Both spike scenarios with 2 runs each on SQLite, and the high-contention one on the
     session's servers: every strategy everywhere it runs, in as few processes as that takes."""
     strategies = list(STRATEGIES)
-    postgres, redis = servers["postgres"][0], servers["redis"][0]
+    postgres, redis, mariadb = (servers[name][0] for name in ("postgres", "redis", "mariadb"))
     doc = run_bench(
         BenchOptions(
             strategies=strategies,
@@ -70,13 +75,14 @@ def doc(servers: Servers) -> dict[str, Any]:
             redis_url=redis,
         )
     )
-    if postgres or redis:
+    if postgres or redis or mariadb:
         servers = run_bench(
             BenchOptions(
                 strategies=strategies,
                 scenarios=resolve(["spike-10x10"], runs=2),
                 postgres_url=postgres,
                 redis_url=redis,
+                mariadb_url=mariadb,
                 sqlite=False,
             )
         )
@@ -108,7 +114,7 @@ def test_no_row_errs_or_is_skipped_with_its_servers_there(
             assert (row["strategy"], row["backend"]) not in runnable, f"{where}: {row['reason']}"
 
 
-@pytest.mark.parametrize("server", ["postgres", "redis"])
+@pytest.mark.parametrize("server", ["postgres", "redis", "mariadb"])
 def test_every_strategy_is_measured_on_each_server(
     server: str, doc: dict[str, Any], servers: Servers
 ) -> None:
@@ -189,6 +195,8 @@ def test_the_command_prints_only_json_with_json(tmp_path: Path) -> None:
             "2",
             "--postgres",
             "postgresql://nobody@127.0.0.1:1/none",
+            "--mariadb",
+            "mariadb://nobody@127.0.0.1:1/none",
             "--out",
             str(tmp_path),
             "--json",
@@ -200,5 +208,7 @@ def test_the_command_prints_only_json_with_json(tmp_path: Path) -> None:
     rows = {(r["strategy"], r["backend"]): r for r in data["rows"]}
     assert rows[("skip-locked", "sqlite")]["status"] == "ok"
     assert rows[("skip-locked", "postgres")]["status"] == "skipped"  # unreachable: no crash
+    assert rows[("skip-locked", "mariadb")]["status"] == "skipped"
+    assert rows[("redis-lock", "mariadb+redis")]["status"] == "skipped"
     assert rows[("redis-lock", "sqlite+redis")]["status"] == "skipped"
     assert (tmp_path / "bench.json").exists()

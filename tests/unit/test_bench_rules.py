@@ -7,10 +7,14 @@ from typing import Any
 
 import pytest
 
+from workclaim.backends._queryfile import load_queries
 from workclaim.bench.metrics import percentile
 from workclaim.bench.report import clean, result_of
-from workclaim.bench.runner import choose_winner
+from workclaim.bench.runner import BenchOptions, backends_for, choose_winner
 from workclaim.bench.scenarios import SCENARIOS, resolve
+from workclaim.bench.strategies import STRATEGIES
+from workclaim.bench.strategies.mariadb_db import database_name, with_database
+from workclaim.bench.strategies.table import PACKAGE, dialect_of
 from workclaim.errors import ValidationError
 
 
@@ -74,3 +78,39 @@ def test_results_and_json_are_strict() -> None:
     assert result_of(_row("x", dup=1)) == "FAILED (zero_duplicates)"
     assert result_of({"status": "skipped", "reason": "no server"}) == "skipped: no server"
     assert clean({"a": [math.nan, 1.0], "b": math.inf}) == {"a": [None, 1.0], "b": None}
+
+
+def test_mariadb_rows_run_only_when_a_mariadb_url_is_given() -> None:
+    scenarios = resolve([])
+    without = BenchOptions(strategies=list(STRATEGIES), scenarios=scenarios)
+    with_it = BenchOptions(
+        strategies=list(STRATEGIES), scenarios=scenarios, mariadb_url="mariadb://root@h/test"
+    )
+    for strategy in STRATEGIES:
+        assert "mariadb" not in [b for b, _ in backends_for(without, strategy)]
+        assert ("mariadb", "mariadb://root@h/test") in backends_for(with_it, strategy)
+
+
+def test_a_mariadb_row_gets_a_database_of_its_own() -> None:
+    assert database_name("wcb_Ab-12.x") == "wcb_ab_12_x"
+    url = "mariadb://u:p@db.example:3307/shared?connect_timeout=3"
+    assert with_database(url, "wcb_1") == "mariadb://u:p@db.example:3307/wcb_1?connect_timeout=3"
+    assert dialect_of("mariadb://h/db") == dialect_of("mysql://h/db") == "mariadb"
+    assert dialect_of("postgresql://h/db") == "postgres"
+    assert dialect_of("sqlite:///x.db") == "sqlite"
+
+
+@pytest.mark.parametrize(
+    "module", ["naive", "optimistic", "select_then_update", "redis_lock", "table"]
+)
+def test_every_returning_query_has_a_mariadb_twin(module: str) -> None:
+    """MariaDB has no `UPDATE ... RETURNING` and no `WITH ... INSERT`: a query using either must
+    have a `<name>_mariadb` stand-in, or the MariaDB rows would fail on it."""
+    queries = load_queries(PACKAGE, f"{module}.sql")
+    for name, sql in queries.items():
+        text = sql.upper()
+        unsupported = ("UPDATE" in text and "RETURNING" in text) or text.startswith("WITH")
+        if name.endswith("_mariadb"):
+            assert not unsupported, f"{module}.sql: {name} uses SQL MariaDB lacks"
+        elif unsupported:
+            assert f"{name}_mariadb" in queries, f"{module}.sql: {name} has no MariaDB twin"

@@ -20,11 +20,14 @@ REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "workclaim-postgres-batch": ("workclaim_queue", {"backend": "postgres", "batch": 16}),
     "workclaim-redis": ("workclaim_queue", {"backend": "redis", "batch": 1}),
     "workclaim-redis-batch": ("workclaim_queue", {"backend": "redis", "batch": 16}),
+    "workclaim-mariadb": ("workclaim_queue", {"backend": "mariadb", "batch": 1}),
+    "workclaim-mariadb-batch": ("workclaim_queue", {"backend": "mariadb", "batch": 16}),
     # workclaim's worker runtime: the fused path (complete_and_claim, adaptive batch), handler
     # threads; attempt history on (the default), and off
     "workclaim-worker-sqlite": ("workclaim_worker", {"backend": "sqlite"}),
     "workclaim-worker-postgres": ("workclaim_worker", {"backend": "postgres"}),
     "workclaim-worker-redis": ("workclaim_worker", {"backend": "redis"}),
+    "workclaim-worker-mariadb": ("workclaim_worker", {"backend": "mariadb"}),
     "workclaim-worker-sqlite-nohistory": (
         "workclaim_worker",
         {"backend": "sqlite", "history": False},
@@ -37,7 +40,11 @@ REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
         "workclaim_worker",
         {"backend": "redis", "history": False},
     ),
-    # the peers on their home backends
+    "workclaim-worker-mariadb-nohistory": (
+        "workclaim_worker",
+        {"backend": "mariadb", "history": False},
+    ),
+    # the peers on their home backends (none has a built-in MariaDB storage: README.md)
     "pgqueuer": ("pgqueuer", {}),
     "procrastinate": ("procrastinate", {}),
     "huey": ("huey", {}),
@@ -50,6 +57,8 @@ REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "raw-postgres-batch": ("raw", {"backend": "postgres", "batch": 16}),
     "raw-redis": ("raw", {"backend": "redis", "batch": 1}),
     "raw-redis-batch": ("raw", {"backend": "redis", "batch": 16}),
+    "raw-mariadb": ("raw", {"backend": "mariadb", "batch": 1}),
+    "raw-mariadb-batch": ("raw", {"backend": "mariadb", "batch": 16}),
 }
 
 
@@ -69,7 +78,7 @@ def reference(name: str, backend: str, present: set[str]) -> str | None:
 # fused path (claim, then complete per item), to show what the fused path buys.
 EXTRA: dict[str, tuple[str, dict[str, Any]]] = {
     f"workclaim-worker-{b}-unfused": ("workclaim_worker", {"backend": b, "fused": False})
-    for b in ("sqlite", "postgres", "redis")
+    for b in ("sqlite", "postgres", "redis", "mariadb")
 }
 
 # Not part of a run: a system that injects a duplicate, for `selfcheck.py`.

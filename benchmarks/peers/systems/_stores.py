@@ -1,4 +1,5 @@
-"""Isolation helpers: a PostgreSQL schema per run, Redis cleanup, SQLite files in a temp dir."""
+"""Isolation helpers: a PostgreSQL schema or MariaDB database per run, Redis cleanup, SQLite
+files in a temp dir."""
 
 from __future__ import annotations
 
@@ -36,6 +37,40 @@ def with_query(url: str, **params: Any) -> str:
 def pg_libpq_search_path(url: str, schema: str) -> str:
     """A libpq URL whose sessions use `schema` first (for peers that follow search_path)."""
     return with_query(url, options=f"-c search_path={schema}")
+
+
+def mariadb_database(run_id: str, system: str) -> str:
+    return f"peers_{system}_{run_id}".replace("-", "_").lower()
+
+
+def mariadb_url(url: str, database: str) -> str:
+    """`url` pointing at `database` (its query options kept)."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+def _mariadb_admin(url: str, statement: str) -> None:
+    import MySQLdb
+
+    parts = urlsplit(url)
+    conn = MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        autocommit=True,
+    )
+    try:
+        conn.cursor().execute(statement)
+    finally:
+        conn.close()
+
+
+def mariadb_create_database(url: str, database: str) -> None:
+    _mariadb_admin(url, f"CREATE DATABASE IF NOT EXISTS `{database}`")
+
+
+def mariadb_drop_database(url: str, database: str) -> None:
+    _mariadb_admin(url, f"DROP DATABASE IF EXISTS `{database}`")
 
 
 def redis_cleanup(env: dict[str, Any], prefix: str | None) -> None:

@@ -60,7 +60,7 @@ class System(Protocol):
     it finds it empty."""
 
     name: str
-    backend: str  # sqlite | postgres | redis
+    backend: str  # sqlite | postgres | redis | mariadb
     claim_note: str  # what the timed "claim" is for this system
     config_note: str  # how it is configured, for the report
 

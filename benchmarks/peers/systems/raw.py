@@ -1,5 +1,5 @@
-"""The raw baselines: the bare claim and completion with no library (SQL through sqlite3 or
-psycopg, Lua through redis-py), single and batched, from `benchmarks/raw/<backend>.py`. Each
+"""The raw baselines: the bare claim and completion with no library (SQL through sqlite3, psycopg
+or mysqlclient, Lua through redis-py), single and batched, from `benchmarks/raw/<backend>.py`. Each
 worker claims (one item, or a batch) and completes each item until a claim comes back empty,
 at the same durability as workclaim's default (SQLite WAL synchronous=FULL)."""
 
@@ -16,7 +16,7 @@ from systems import _stores
 from systems.base import Recorder
 
 REPO = Path(__file__).resolve().parents[3]
-MODULES = {"sqlite": "sqlite", "postgres": "postgres", "redis": "redis"}
+MODULES = {"sqlite": "sqlite", "postgres": "postgres", "redis": "redis", "mariadb": "mariadb"}
 
 
 def _module(backend: str) -> ModuleType:
@@ -29,7 +29,12 @@ class Raw:
     def __init__(self, backend: str, batch: int) -> None:
         self.backend = backend
         self.batch = batch
-        self.claim_note = f"RawWorker.claim({batch}): one SQL statement / Lua script"
+        self.claim_note = (
+            f"RawWorker.claim({batch}): START TRANSACTION, SELECT ... FOR UPDATE SKIP LOCKED, "
+            "UPDATE, COMMIT (four round trips)"
+            if backend == "mariadb"
+            else f"RawWorker.claim({batch}): one SQL statement / Lua script"
+        )
         self.config_note = (
             f"benchmarks/raw/{MODULES[backend]}.py: claim({batch}) then complete(id, token) "
             "per item, one connection per worker"
@@ -54,6 +59,9 @@ class Raw:
         elif self.backend == "postgres":
             schema = _stores.pg_schema(run_id, "raw")
             ctx.update(url=_stores.with_query(env["pg_url"], schema=schema), schema=f"{schema}_raw")
+        elif self.backend == "mariadb":
+            database = _stores.mariadb_database(run_id, "raw")
+            ctx.update(url=_stores.mariadb_url(env["mariadb_url"], database))
         else:
             prefix = f"peers-raw-{run_id}"
             ctx.update(url=_stores.with_query(env["redis_url"], prefix=prefix), prefix=prefix)
@@ -81,6 +89,8 @@ class Raw:
             _stores.sqlite_remove(Path(ctx["path"]))
         elif self.backend == "postgres":
             _stores.pg_drop_schema(ctx["env"]["pg_url"], ctx["schema"])
+        elif self.backend == "mariadb":
+            _module("mariadb").drop(ctx["url"])  # the `<database>_raw` it made
         else:
             _stores.redis_cleanup(ctx["env"], ctx["prefix"])
 

@@ -43,7 +43,12 @@ class WorkclaimQueue:
 
     def unavailable(self) -> str | None:
         """Why this row cannot run here (its workclaim backend is not built yet), if so."""
-        module = {"sqlite": "sqlite", "postgres": "postgres", "redis": "redis"}[self.backend]
+        module = {
+            "sqlite": "sqlite",
+            "postgres": "postgres",
+            "redis": "redis",
+            "mariadb": "mariadb",
+        }[self.backend]
         try:
             importlib.import_module(f"workclaim.backends.{module}")
         except ImportError as exc:
@@ -62,6 +67,10 @@ class WorkclaimQueue:
                 "url": _stores.with_query(env["pg_url"], schema=schema, pool_size=2),
                 "schema": schema,
             }
+        elif self.backend == "mariadb":
+            database = _stores.mariadb_database(run_id, "wc")
+            _stores.mariadb_create_database(env["mariadb_url"], database)
+            ctx = {"url": _stores.mariadb_url(env["mariadb_url"], database), "database": database}
         else:
             prefix = f"peers-wc-{run_id}"
             ctx = {"url": _stores.with_query(env["redis_url"], prefix=prefix), "prefix": prefix}
@@ -99,6 +108,8 @@ class WorkclaimQueue:
             _stores.sqlite_remove(_stores.Path(ctx["path"]))
         elif self.backend == "postgres":
             _stores.pg_drop_schema(ctx["env"]["pg_url"], ctx["schema"])
+        elif self.backend == "mariadb":
+            _stores.mariadb_drop_database(ctx["env"]["mariadb_url"], ctx["database"])
         else:
             _stores.redis_cleanup(ctx["env"], ctx["prefix"])
 

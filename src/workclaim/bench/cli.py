@@ -89,6 +89,13 @@ def bench(
         str | None,
         typer.Option(envvar="WORKCLAIM_BENCH_REDIS", help="Also race on this Redis."),
     ] = None,
+    mariadb: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WORKCLAIM_BENCH_MARIADB",
+            help="Also race on this MariaDB (each row makes and drops a database of its own).",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Directory for bench.json/.md/.png.")] = Path(
         "bench-results"
     ),
@@ -104,6 +111,7 @@ def bench(
             scenarios=resolve(scenario or [], workers=workers, items=items, runs=runs),
             postgres_url=postgres or None,
             redis_url=redis or None,
+            mariadb_url=mariadb or None,
             keep_histories=out / "histories" if keep_histories else None,
         )
     except WorkclaimError as exc:

@@ -45,6 +45,7 @@ class BenchOptions:
     scenarios: Sequence[Scenario]
     postgres_url: str | None = None
     redis_url: str | None = None
+    mariadb_url: str | None = None
     sqlite: bool = True
     plan: WorkPlan = field(default_factory=WorkPlan)
     keep_histories: Path | None = None
@@ -63,6 +64,8 @@ def backends_for(options: BenchOptions, strategy: str) -> list[tuple[str, str | 
         rows.append(("postgres", options.postgres_url))
     if options.redis_url is not None and "redis" in info.backends:
         rows.append(("redis", options.redis_url))
+    if options.mariadb_url is not None and "mariadb" in info.backends:
+        rows.append(("mariadb", options.mariadb_url))
     return rows
 
 
@@ -74,12 +77,17 @@ def _with_query(url: str, **params: str) -> str:
 
 
 def _target(strategy: str, backend: str, url: str, options: BenchOptions, tmp: Path) -> Target:
-    """A row's target, isolated: its own SQLite file, PostgreSQL schema or Redis key prefix,
-    which the row drops when it ends (never anything else on the server)."""
+    """A row's target, isolated: its own SQLite file, PostgreSQL schema, MariaDB database or
+    Redis key prefix, which the row drops when it ends (never anything else on the server)."""
     tag = f"wcb_{uuid.uuid4().hex[:10]}"
     owned: dict[str, str] = {}
     if backend == "sqlite":
         url = f"sqlite:///{tmp / (tag + '.db')}"
+    elif strategy == "skip-locked" and backend == "mariadb":
+        from workclaim.bench.strategies.mariadb_db import create_database, with_database
+
+        create_database(url, tag)  # the Queue's migration makes the tables, not the database
+        url, owned = with_database(url, tag), {"drop_mariadb_database": tag}
     elif strategy == "skip-locked" and backend == "postgres":
         url, owned = _with_query(url, schema=tag), {"drop_postgres_schema": tag}
     elif strategy == "skip-locked" and backend == "redis":
@@ -109,7 +117,12 @@ def run_row(
         row["backend"] = f"{backend}+redis"  # the SQL store, with the locks in Redis
     if STRATEGIES[strategy].needs_redis and not options.redis_url:
         return {**row, "status": "skipped", "reason": "needs Redis: give --redis URL"}
-    target = _target(strategy, backend, url, options, tmp)
+    try:
+        target = _target(strategy, backend, url, options, tmp)
+    except ImportError as exc:
+        return {**row, "status": "skipped", "reason": f"not available in this install: {exc}"}
+    except WorkclaimError as exc:
+        return {**row, "status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}
     history = tmp / f"{target.tag}-history"
     config = RaceConfig(target, scenario.workers, scenario.items, scenario.runs, options.plan)
     label = f"{strategy} / {backend} / {scenario.name}"
@@ -251,6 +264,19 @@ def _server_versions(options: BenchOptions) -> dict[str, Any]:
                 client.close()
         except Exception as exc:
             found["redis_server"] = f"unreachable: {exc}"
+    if options.mariadb_url:
+        try:
+            from workclaim.bench.strategies.mariadb_db import connect
+
+            conn = connect(options.mariadb_url, database=False)
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT VERSION()")
+                found["mariadb_server"] = cur.fetchone()[0]
+            finally:
+                conn.close()
+        except Exception as exc:
+            found["mariadb_server"] = f"unreachable: {exc}"
     return found
 
 
@@ -265,8 +291,10 @@ def environment(options: BenchOptions) -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "psycopg": _version_of("psycopg"),
         "redis_py": _version_of("redis"),
+        "mysqlclient": _version_of("mysqlclient"),
         "postgres_url": _redact(options.postgres_url),
         "redis_url": _redact(options.redis_url),
+        "mariadb_url": _redact(options.mariadb_url),
         **_server_versions(options),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -27,9 +27,9 @@ class Target:
     isolates this run's tables, queues and keys from everything else on the servers."""
 
     strategy: str
-    backend: str  # sqlite | postgres | redis: the store the row is reported under
+    backend: str  # sqlite | postgres | redis | mariadb: the store the row is reported under
     url: str  # workclaim URL (skip-locked) or SQL store URL (the others)
-    tag: str  # unique per bench row: queue names, PG schema, Redis key prefix
+    tag: str  # unique per bench row: queue names, PG schema, MariaDB database, Redis key prefix
     redis_url: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 

@@ -26,7 +26,7 @@ class NaiveWorker(TableWorker):
             return self.empty(wait)
         item_id, version = found[0]
         params = {"id": item_id, "worker": worker, "now": now_micros(), "version": version}
-        rows, _ = self.store.run(Q["claim"], params)
+        rows, _ = self.store.run(self.store.query(Q, "claim"), params)
         return self.grant(item_id, int(rows[0][0]) if rows else version + 1, worker)
 
     def complete(self, grant: Grant) -> None:

@@ -7,6 +7,12 @@ SET claimed_by = :worker, claimed_at = :now, version = :version + 1
 WHERE id = :id
 RETURNING version
 
+-- name: claim_mariadb
+-- The same on MariaDB (no `UPDATE ... RETURNING`): the version written is :version + 1.
+UPDATE bench_actions
+SET claimed_by = :worker, claimed_at = :now, version = :version + 1
+WHERE id = :id
+
 -- name: complete
 -- No fence either: any worker's completion is accepted.
 UPDATE bench_actions SET done = 1 WHERE id = :id

@@ -1,7 +1,8 @@
 """`skip-locked`: workclaim's own `Queue.claim` on each backend, the production path.
 
-PostgreSQL `FOR UPDATE SKIP LOCKED`, SQLite's one write-locked statement, the Redis script: the
-spike's "database transaction" approach done right. Every run uses its own queue name.
+PostgreSQL `FOR UPDATE SKIP LOCKED`, SQLite's one write-locked statement, the Redis script,
+MariaDB's `SKIP LOCKED` transaction: the spike's "database transaction" approach done right.
+Every run uses its own queue name.
 """
 
 from __future__ import annotations
@@ -107,7 +108,13 @@ class NativeAdmin:
 
 
 def drop_owned(target: Target) -> None:
-    """Drop the PostgreSQL schema or Redis keys the bench created for this row, and only those."""
+    """Drop the PostgreSQL schema, MariaDB database or Redis keys the bench created for this row,
+    and only those."""
+    database = target.options.get("drop_mariadb_database")
+    if database:
+        from workclaim.bench.strategies.mariadb_db import drop_database
+
+        drop_database(target.url, database)
     schema = target.options.get("drop_postgres_schema")
     if schema:
         import psycopg

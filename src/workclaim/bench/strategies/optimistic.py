@@ -30,7 +30,7 @@ class OptimisticWorker(TableWorker):
                 return self.empty(wait) if tries == 0 else LOST
             for item_id, version in shuffled(found):
                 tries += 1
-                token = guarded_update(self.store, Q["claim"], item_id, worker, version)
+                token = guarded_update(self.store, Q, item_id, worker, version)
                 if token is not None:
                     return self.grant(item_id, token, worker)
                 if tries >= MAX_TRIES:

@@ -62,7 +62,7 @@ class RedisLockWorker(TableWorker):
         for item_id, version in found:
             if not self._lock(item_id, worker, px):
                 continue
-            token = guarded_update(self.store, Q["claim"], item_id, worker, version)
+            token = guarded_update(self.store, Q, item_id, worker, version)
             if token is not None:
                 return self.grant(item_id, token, worker, lease)
         return LOST

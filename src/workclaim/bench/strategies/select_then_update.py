@@ -24,5 +24,5 @@ class SelectThenUpdateWorker(TableWorker):
         if not found:
             return self.empty(wait)
         item_id, version = found[0]
-        token = guarded_update(self.store, Q["claim"], item_id, worker, version)
+        token = guarded_update(self.store, Q, item_id, worker, version)
         return LOST if token is None else self.grant(item_id, token, worker)

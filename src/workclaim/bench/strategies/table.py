@@ -1,5 +1,6 @@
-"""The spike's own table (`bench_actions`) on SQLite or PostgreSQL, and what every strategy that
-uses it shares: the candidate read, the fenced completion, item setup and final state.
+"""The spike's own table (`bench_actions`) on SQLite, PostgreSQL or MariaDB, and what every
+strategy that uses it shares: the candidate read, the fenced completion, item setup and final
+state.
 
 Each connection is autocommit: every statement is its own transaction, as in the spike, so the
 read and the update of a claim are two steps and races between them are real.
@@ -18,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from workclaim._time import now_micros
 from workclaim.backends._queryfile import load_queries
+from workclaim.bench.strategies import mariadb_db
 from workclaim.bench.strategies.base import EMPTY, ClaimResult, Grant, Target, strip_query
 from workclaim.errors import BackendUnavailable, ConfigError, LeaseLost
 
@@ -38,15 +40,32 @@ def schema_name(tag: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", tag.lower())[:60]
 
 
+def dialect_of(url: str) -> str:
+    """`postgres`, `mariadb` or `sqlite`: which SQL the bench's queries are written in for `url`."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgres"
+    if url.startswith(("mariadb://", "mysql://")):
+        return "mariadb"
+    return "sqlite"
+
+
 class SqlStore:
-    """One autocommit connection to SQLite or PostgreSQL running the bench's named queries."""
+    """One autocommit connection to SQLite, PostgreSQL or MariaDB running the bench's named
+    queries. On MariaDB `last_id` is the statement's `LAST_INSERT_ID()` (it has no
+    `UPDATE ... RETURNING`; the claims return the new version through `LAST_INSERT_ID(expr)`)."""
 
     def __init__(self, url: str, tag: str) -> None:
         self.url = url
-        self.dialect = "postgres" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
+        self.dialect = dialect_of(url)
+        self.last_id = 0
         self._pg: Any = None
+        self._my: Any = None
         self._lite: sqlite3.Connection | None = None
-        if self.dialect == "sqlite":
+        if self.dialect == "mariadb":
+            self._my = mariadb_db.connect(
+                mariadb_db.with_database(url, mariadb_db.database_name(tag))
+            )
+        elif self.dialect == "sqlite":
             path = unquote(urlsplit(url).path)[1:]
             if not path or path == ":memory:":
                 raise ConfigError("the bench needs a SQLite file shared by processes")
@@ -80,6 +99,8 @@ class SqlStore:
                 return rows, cur.rowcount
             except sqlite3.OperationalError as exc:
                 raise BackendUnavailable(f"SQLite: {exc}") from exc
+        if self._my is not None:
+            return self._run_mariadb(sql, params)
         import psycopg
 
         try:
@@ -90,7 +111,30 @@ class SqlStore:
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(f"PostgreSQL: {exc}") from exc
 
+    def _run_mariadb(self, sql: str, params: dict[str, Any]) -> tuple[list[Any], int]:
+        import MySQLdb
+
+        try:
+            cur = self._my.cursor()
+            try:
+                cur.execute(_PARAM.sub(r"%(\1)s", sql), params)
+                rows = list(cur.fetchall()) if cur.description else []
+                self.last_id = int(cur.lastrowid or 0)
+                return rows, int(cur.rowcount)
+            finally:
+                cur.close()
+        except MySQLdb.OperationalError as exc:
+            raise BackendUnavailable(f"MariaDB: {exc}") from exc
+
+    def query(self, queries: dict[str, str], name: str) -> str:
+        """The `name` query of `queries` in this store's dialect (`<name>_mariadb` on MariaDB
+        when the file has one)."""
+        return queries.get(f"{name}_{self.dialect}", queries[name])
+
     def close(self) -> None:
+        if self._my is not None:
+            self._my.close()
+            self._my = None
         if self._lite is not None:
             self._lite.close()
             self._lite = None
@@ -153,12 +197,15 @@ class TableWorker:
 
 
 def guarded_update(
-    store: SqlStore, sql: str, item_id: int, worker: str, version: int
+    store: SqlStore, queries: dict[str, str], item_id: int, worker: str, version: int
 ) -> int | None:
-    """Run a claiming UPDATE ... RETURNING version; the new version, or None if it lost."""
-    rows, _ = store.run(
-        sql, {"id": item_id, "worker": worker, "now": now_micros(), "version": version}
-    )
+    """Run a strategy's claiming UPDATE (`claim`: `RETURNING version`; on MariaDB `claim_mariadb`,
+    which sets the new version through `LAST_INSERT_ID(expr)`); the new version, or None if the
+    update changed no row (it lost)."""
+    params = {"id": item_id, "worker": worker, "now": now_micros(), "version": version}
+    rows, changed = store.run(store.query(queries, "claim"), params)
+    if store.dialect == "mariadb":
+        return store.last_id if changed == 1 else None
     return int(rows[0][0]) if rows else None
 
 
@@ -173,12 +220,14 @@ class TableAdmin:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        if target.url.startswith(("postgresql://", "postgres://")):
+        dialect = dialect_of(target.url)
+        if dialect == "postgres":
             self._create_schema(target)
+        elif dialect == "mariadb":
+            mariadb_db.create_database(target.url, mariadb_db.database_name(target.tag))
         self.store = SqlStore(target.url, target.tag)
-        create = "create_postgres" if self.store.dialect == "postgres" else "create_sqlite"
-        self.store.run(TABLE[create])
-        self.store.run(TABLE["create_index"])
+        self.store.run(TABLE[f"create_{dialect}"])
+        self.store.run(self.store.query(TABLE, "create_index"))
 
     @staticmethod
     def _create_schema(target: Target) -> None:
@@ -191,7 +240,9 @@ class TableAdmin:
             raise BackendUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
 
     def add_items(self, run: int, count: int) -> list[int]:
-        rows, _ = self.store.run(TABLE["insert_items"], {"run": run, "count": count})
+        rows, _ = self.store.run(
+            self.store.query(TABLE, "insert_items"), {"run": run, "count": count}
+        )
         return sorted(int(r[0]) for r in rows)
 
     def final_state(self, run: int, ids: Sequence[int]) -> dict[int, str]:
@@ -206,11 +257,18 @@ class TableAdmin:
                 "synchronous": SQLITE_SYNCHRONOUS,
                 "busy_timeout_ms": SQLITE_BUSY_TIMEOUT_MS,
             }
+        if self.store.dialect == "mariadb":
+            return {
+                "store": "MySQLdb autocommit",
+                "database": mariadb_db.database_name(self.target.tag),
+            }
         return {"store": "psycopg autocommit", "schema": schema_name(self.target.tag)}
 
     def close(self) -> None:
         self.store.close()
-        if self.target.url.startswith(("postgresql://", "postgres://")):
+        if self.store.dialect == "mariadb":
+            mariadb_db.drop_database(self.target.url, mariadb_db.database_name(self.target.tag))
+        if self.store.dialect == "postgres":
             import psycopg
 
             with psycopg.connect(
