@@ -132,7 +132,10 @@ DELIMITER //
 CREATE OR REPLACE TRIGGER workclaim_items_update
 AFTER UPDATE ON workclaim_items FOR EACH ROW
 BEGIN
-    IF NEW.event_seq <> OLD.event_seq AND NEW.history THEN
+    -- @wc_quiet: workclaim_take's set-based claim writes its 'claimed' events itself (see
+    -- there); every other change, whoever makes it, is recorded here.
+    IF NEW.event_seq <> OLD.event_seq AND NEW.history
+       AND NOT (@wc_quiet IS NOT NULL AND NEW.last_event = 'claimed') THEN
         INSERT INTO workclaim_history
             (item_id, seq, kind, at, attempt, status, token, worker, error)
         VALUES (
@@ -204,25 +207,27 @@ DELIMITER ;
 -- queue is managed, one row of NULLs and no change (the caller then takes through flow.py).
 -- First returns bounded batches of expired leases to queued (or dead): up to p_reap of this
 -- queue's, oldest first, then up to p_reap of any queue's, only when the front of
--- workclaim_items_leases shows one. Then locks up to p_limit claimable items in claim order,
--- skipping rows other claims hold (READ COMMITTED: no gap locks), and leases them one by one in
--- that order, so tokens follow claim order.
+-- workclaim_items_leases shows one. Then the claim, set-based (three statements whatever
+-- p_limit is):
+-- 1. one SELECT ... FOR UPDATE SKIP LOCKED locks up to p_limit claimable items in claim order,
+--    skipping rows other claims hold (READ COMMITTED: no gap locks), their ids gathered as
+--    text;
+-- 2. one UPDATE of those ids, ORDER BY the claim order, so that NEXTVAL hands out the tokens
+--    strictly increasing in claim order (it is evaluated per row as the rows are updated);
+-- 3. one INSERT ... SELECT writes their 'claimed' history events (items enqueued with history).
+-- The items trigger skips the 'claimed' events of step 2 while @wc_quiet is set: it is set
+-- just before that UPDATE and reset just after it, and reset by the EXIT handlers of
+-- workclaim_claim and workclaim_complete_and_claim (which roll the whole transaction back, so
+-- a failure between the UPDATE and step 3 leaves neither the claims nor their events) and at
+-- the start of both. The trigger only ever skips 'claimed' events, so a flag left set
+-- cannot silence completions, failures, releases, expiries or admin changes.
 DELIMITER //
 CREATE OR REPLACE PROCEDURE workclaim_take(
     IN p_queue VARCHAR(128), IN p_worker VARCHAR(128), IN p_lease_us BIGINT, IN p_limit INT,
     IN p_now BIGINT, IN p_reap INT)
     MODIFIES SQL DATA
 BEGIN
-    DECLARE v_id BIGINT;
-    DECLARE v_done TINYINT DEFAULT 0;
-    DECLARE v_ids LONGTEXT DEFAULT '';
-    DECLARE c CURSOR FOR
-        SELECT id FROM workclaim_items
-        WHERE queue = p_queue AND status = 'queued' AND run_at <= p_now
-        ORDER BY priority, run_at, id
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED;
-    DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
+    DECLARE v_ids LONGTEXT DEFAULT NULL;
     IF workclaim_managed(p_queue) THEN
         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
     ELSE
@@ -253,29 +258,40 @@ BEGIN
             ORDER BY expires_at
             LIMIT p_reap;
         END IF;
-        OPEN c;
-        take: LOOP
-            FETCH c INTO v_id;
-            IF v_done THEN
-                LEAVE take;
-            END IF;
-            UPDATE workclaim_items
-            SET status     = 'claimed',
-                last_event = 'claimed',
-                event_seq  = event_seq + 1,
-                token      = NEXTVAL(workclaim_tokens),
-                attempts   = attempts + 1,
-                worker     = p_worker,
-                expires_at = p_now + p_lease_us,
-                lease_us   = p_lease_us,
-                updated_at = p_now
-            WHERE id = v_id;
-            SET v_ids = CONCAT(v_ids, IF(v_ids = '', '', ','), v_id);
-        END LOOP;
-        CLOSE c;
+        -- Room for p_limit ids of up to 20 digits and a comma: never a truncated list.
+        IF p_limit * 21 > @@SESSION.group_concat_max_len THEN
+            SET @@SESSION.group_concat_max_len = p_limit * 21;
+        END IF;
+        SELECT GROUP_CONCAT(c.id) INTO v_ids
+        FROM (SELECT id FROM workclaim_items
+              WHERE queue = p_queue AND status = 'queued' AND run_at <= p_now
+              ORDER BY priority, run_at, id
+              LIMIT p_limit
+              FOR UPDATE SKIP LOCKED) AS c;
+        IF v_ids IS NOT NULL THEN
+            SET @wc_quiet = 1;
+            -- The ids are the BIGINTs just read: the text is digits and commas only.
+            EXECUTE IMMEDIATE CONCAT(
+                'UPDATE workclaim_items',
+                ' SET status = ''claimed'', last_event = ''claimed'',',
+                ' event_seq = event_seq + 1, token = NEXTVAL(workclaim_tokens),',
+                ' attempts = attempts + 1, worker = ?, expires_at = ?, lease_us = ?,',
+                ' updated_at = ?',
+                ' WHERE id IN (', v_ids, ') ORDER BY priority, run_at, id')
+                USING p_worker, p_now + p_lease_us, p_lease_us, p_now;
+            SET @wc_quiet = NULL;
+            INSERT INTO workclaim_history
+                (item_id, seq, kind, at, attempt, status, token, worker, error)
+            SELECT i.id, i.event_seq, 'claimed', p_now, i.attempts, 'claimed', i.token,
+                   p_worker, NULL
+            FROM JSON_TABLE(CONCAT('[', v_ids, ']'), '$[*]' COLUMNS (id BIGINT PATH '$')) AS j
+            JOIN workclaim_items AS i ON i.id = j.id
+            WHERE i.history;
+        END IF;
         SELECT i.id, i.queue, i.payload, i.token, i.attempts, i.max_attempts, i.expires_at,
                i.created_at
-        FROM JSON_TABLE(CONCAT('[', v_ids, ']'), '$[*]' COLUMNS (id BIGINT PATH '$')) AS j
+        FROM JSON_TABLE(CONCAT('[', COALESCE(v_ids, ''), ']'), '$[*]'
+                        COLUMNS (id BIGINT PATH '$')) AS j
         JOIN workclaim_items AS i ON i.id = j.id;
     END IF;
 END
@@ -293,9 +309,11 @@ CREATE OR REPLACE PROCEDURE workclaim_claim(
 BEGIN
     DECLARE EXIT HANDLER FOR SQLEXCEPTION
     BEGIN
+        SET @wc_quiet = NULL;
         ROLLBACK;
         RESIGNAL;
     END;
+    SET @wc_quiet = NULL;
     SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
     START TRANSACTION;
     CALL workclaim_take(
@@ -331,9 +349,11 @@ BEGIN
     DECLARE v_flag TINYINT;
     DECLARE EXIT HANDLER FOR SQLEXCEPTION
     BEGIN
+        SET @wc_quiet = NULL;
         ROLLBACK;
         RESIGNAL;
     END;
+    SET @wc_quiet = NULL;
     IF workclaim_managed(p_queue) THEN
         SELECT NULL, NULL;
     ELSE
