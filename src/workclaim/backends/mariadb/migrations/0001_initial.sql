@@ -208,7 +208,7 @@ DELIMITER ;
 -- First returns bounded batches of expired leases to queued (or dead): up to p_reap of this
 -- queue's, oldest first, then up to p_reap of any queue's, only when the front of
 -- workclaim_items_leases shows one. Then the claim, set-based (three statements whatever
--- p_limit is):
+-- p_limit is; a single item is taken by a static UPDATE whose event the trigger writes):
 -- 1. one SELECT ... FOR UPDATE SKIP LOCKED locks up to p_limit claimable items in claim order,
 --    skipping rows other claims hold (READ COMMITTED: no gap locks), their ids gathered as
 --    text;
@@ -268,7 +268,21 @@ BEGIN
               ORDER BY priority, run_at, id
               LIMIT p_limit
               FOR UPDATE SKIP LOCKED) AS c;
-        IF v_ids IS NOT NULL THEN
+        IF v_ids IS NOT NULL AND LOCATE(',', v_ids) = 0 THEN
+            -- One item: a static UPDATE, its event written by the trigger (no statement to
+            -- prepare, one statement fewer).
+            UPDATE workclaim_items
+            SET status     = 'claimed',
+                last_event = 'claimed',
+                event_seq  = event_seq + 1,
+                token      = NEXTVAL(workclaim_tokens),
+                attempts   = attempts + 1,
+                worker     = p_worker,
+                expires_at = p_now + p_lease_us,
+                lease_us   = p_lease_us,
+                updated_at = p_now
+            WHERE id = CAST(v_ids AS SIGNED);
+        ELSEIF v_ids IS NOT NULL THEN
             SET @wc_quiet = 1;
             -- The ids are the BIGINTs just read: the text is digits and commas only.
             EXECUTE IMMEDIATE CONCAT(
