@@ -26,7 +26,7 @@ from workclaim.backends.base import NewItem
 from workclaim.backends.mariadb.backend import MariadbBackend
 from workclaim.backends.mariadb.connection import Cursor, session
 from workclaim.backends.mariadb.schema import SCHEMA_VERSION
-from workclaim.errors import ConfigError, ItemNotFound, SchemaMismatch
+from workclaim.errors import BackendUnavailable, ConfigError, ItemNotFound, SchemaMismatch
 
 
 @pytest.fixture
@@ -434,3 +434,15 @@ def _poll_reading(backend: MariadbBackend) -> tuple[int, int]:
         return _signal(conn)
     finally:
         conn.close()
+
+
+def test_a_lock_held_past_lock_wait_timeout_is_backend_unavailable(url: str) -> None:
+    with Queue(with_query(url, lock_wait_timeout="1")) as q:
+        item_id = q.enqueue("jobs", 1)
+        with closing(connect(url)) as holder, closing(holder.cursor()) as cur:
+            cur.execute("SELECT id FROM workclaim_items WHERE id = %s FOR UPDATE", (item_id,))
+            with pytest.raises(BackendUnavailable, match="unavailable or timed out"):
+                q.cancel(item_id)
+            session(holder).rollback()
+        q.cancel(item_id)  # the lock gone, the same call succeeds
+        assert q.stats("jobs").cancelled == 1

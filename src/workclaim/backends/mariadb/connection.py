@@ -12,9 +12,10 @@ within about that deadline, never a hang.
 Isolation: every write transaction starts `SET TRANSACTION ISOLATION LEVEL READ COMMITTED` (in the
 same round trip as its START TRANSACTION): the claim's `FOR UPDATE SKIP LOCKED` then takes no gap
 locks, and each statement sees the latest commits. Reads run in autocommit (one consistent
-snapshot per statement). A deadlock (1213) or lock wait timeout (1205) rolls the whole
-transaction back; the runner runs it again, at most `WRITE_ATTEMPTS` times, then raises
-`BackendUnavailable`.
+snapshot per statement). A deadlock (1213) rolls the whole transaction back; the runner runs it
+again after a short random pause, at most `WRITE_ATTEMPTS` times in all, then raises
+`BackendUnavailable`. A lock wait timeout (1205) is `BackendUnavailable` at once (the deadline
+has passed; the runner rolls the transaction back).
 
 URL options (query string): `pool_size` (most connections of one backend, default 10, as
 PostgreSQL's), `connect_timeout`, `read_timeout`, `write_timeout` and `lock_wait_timeout` (whole
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +52,8 @@ T = TypeVar("T")
 
 DEFAULT_PORT = 3306
 DEFAULT_POOL_SIZE = 10
-WRITE_ATTEMPTS = 5  # runs of a transaction that deadlocks or times out on a lock
+WRITE_ATTEMPTS = 8  # runs of a transaction that deadlocks
+RETRY_PAUSE = 0.002  # seconds: the most of the random pause before a rerun, times the attempt
 CHECK_IDLE_SECONDS = 1.0  # a pooled connection idle longer than this is pinged before use
 MIN_MARIADB = (10, 6)  # FOR UPDATE SKIP LOCKED (sequences came in 10.3)
 _OPTIONS = ("pool_size", "connect_timeout", "read_timeout", "write_timeout", "lock_wait_timeout")
@@ -363,7 +366,7 @@ class Connections:
 
     def _run(self, body: Callable[[Session], T], *, retry_lost: bool) -> T:
         """Run `body` on a pooled session with driver errors translated: again (up to
-        `WRITE_ATTEMPTS` runs) after a deadlock or lock wait timeout, which rolled the whole
+        `WRITE_ATTEMPTS` runs) after a deadlock, which rolled the whole
         transaction back, and once more on a fresh session when the session was lost and the
         call is safe to repeat (`retry_lost`)."""
         if self._closed:
@@ -379,6 +382,9 @@ class Connections:
                 pool.release(conn, broken=broken)
                 code = code_of(exc)
                 if code in RETRYABLE and attempt < WRITE_ATTEMPTS:
+                    # A random pause growing with the attempt, so the transactions that just
+                    # collided do not meet again in step.
+                    time.sleep(random.uniform(0, RETRY_PAUSE * attempt))
                     continue
                 if broken and retry_lost and not lost_once:
                     lost_once = True

@@ -10,12 +10,14 @@ from workclaim.errors import BackendError, BackendUnavailable, ConfigError, Sche
 # The client lost or could not reach the server: 2002 no socket, 2003 cannot connect, 2005 unknown
 # host, 2006 server gone away, 2013 lost connection during a query, 2055 lost at reading.
 CONNECTION_LOST = frozenset({2002, 2003, 2005, 2006, 2013, 2055})
-# The transaction was rolled back whole and may simply run again: 1213 deadlock, 1205 lock wait
-# timeout (innodb_rollback_on_timeout is off by default, so the runner rolls back itself).
-RETRYABLE = frozenset({1205, 1213})
+# The transaction was rolled back whole and may simply run again: 1213 deadlock. (A lock wait
+# timeout, 1205, is not run again: the call's deadline has passed; it is BackendUnavailable.)
+RETRYABLE = frozenset({1213})
+LOCK_WAIT_TIMEOUT = 1205
 # The server cannot serve this now: 1040 too many connections, 1053 shutdown in progress,
-# 1927 connection killed, 1969 max_statement_time exceeded, 4031 idle session timed out.
-_BUSY = frozenset({1040, 1053, 1927, 1969, 4031})
+# 1927 connection killed, 1969 max_statement_time exceeded, 4031 idle session timed out, 1205
+# lock wait timeout.
+_BUSY = frozenset({1040, 1053, 1927, 1969, 4031, LOCK_WAIT_TIMEOUT})
 _NO_TABLE = frozenset({1146})
 _BAD_DATABASE = 1049
 _ACCESS_DENIED = frozenset({1044, 1045, 1698})

@@ -125,6 +125,9 @@ END
 //
 DELIMITER ;
 
+-- The claim procedure (workclaim_take) marks the rows of a batch 'claimed-bulk' and writes their
+-- history itself, in one multi-row INSERT per claim: a row trigger's INSERT costs several times
+-- more. Every other change, whoever makes it, is recorded here.
 -- attempt: the lease's for lease events (OLD.attempts, since release gives its attempt back),
 -- the new count for a claim and a requeue (0), the count the item had for the others.
 -- token/worker: the lease's; none for the admin events requeued and cancelled.
@@ -132,10 +135,7 @@ DELIMITER //
 CREATE OR REPLACE TRIGGER workclaim_items_update
 AFTER UPDATE ON workclaim_items FOR EACH ROW
 BEGIN
-    -- @wc_quiet: workclaim_take's set-based claim writes its 'claimed' events itself (see
-    -- there); every other change, whoever makes it, is recorded here.
-    IF NEW.event_seq <> OLD.event_seq AND NEW.history
-       AND NOT (@wc_quiet IS NOT NULL AND NEW.last_event = 'claimed') THEN
+    IF NEW.event_seq <> OLD.event_seq AND NEW.history AND NEW.last_event <> 'claimed-bulk' THEN
         INSERT INTO workclaim_history
             (item_id, seq, kind, at, attempt, status, token, worker, error)
         VALUES (
@@ -215,12 +215,9 @@ DELIMITER ;
 -- 2. one UPDATE of those ids, ORDER BY the claim order, so that NEXTVAL hands out the tokens
 --    strictly increasing in claim order (it is evaluated per row as the rows are updated);
 -- 3. one INSERT ... SELECT writes their 'claimed' history events (items enqueued with history).
--- The items trigger skips the 'claimed' events of step 2 while @wc_quiet is set: it is set
--- just before that UPDATE and reset just after it, and reset by the EXIT handlers of
--- workclaim_claim and workclaim_complete_and_claim (which roll the whole transaction back, so
--- a failure between the UPDATE and step 3 leaves neither the claims nor their events) and at
--- the start of both. The trigger only ever skips 'claimed' events, so a flag left set
--- cannot silence completions, failures, releases, expiries or admin changes.
+-- Step 2 marks its rows last_event = 'claimed-bulk', which the items trigger skips: the mark is
+-- on the very rows step 3 records, in the same transaction, so no other change is ever left
+-- unrecorded, and an error between 2 and 3 rolls both back (the callers' EXIT handlers).
 DELIMITER //
 CREATE OR REPLACE PROCEDURE workclaim_take(
     IN p_queue VARCHAR(128), IN p_worker VARCHAR(128), IN p_lease_us BIGINT, IN p_limit INT,
@@ -283,24 +280,22 @@ BEGIN
                 updated_at = p_now
             WHERE id = CAST(v_ids AS SIGNED);
         ELSEIF v_ids IS NOT NULL THEN
-            SET @wc_quiet = 1;
             -- The ids are the BIGINTs just read: the text is digits and commas only.
             EXECUTE IMMEDIATE CONCAT(
                 'UPDATE workclaim_items',
-                ' SET status = ''claimed'', last_event = ''claimed'',',
+                ' SET status = ''claimed'', last_event = ''claimed-bulk'',',
                 ' event_seq = event_seq + 1, token = NEXTVAL(workclaim_tokens),',
                 ' attempts = attempts + 1, worker = ?, expires_at = ?, lease_us = ?,',
                 ' updated_at = ?',
                 ' WHERE id IN (', v_ids, ') ORDER BY priority, run_at, id')
                 USING p_worker, p_now + p_lease_us, p_lease_us, p_now;
-            SET @wc_quiet = NULL;
             INSERT INTO workclaim_history
                 (item_id, seq, kind, at, attempt, status, token, worker, error)
             SELECT i.id, i.event_seq, 'claimed', p_now, i.attempts, 'claimed', i.token,
                    p_worker, NULL
             FROM JSON_TABLE(CONCAT('[', v_ids, ']'), '$[*]' COLUMNS (id BIGINT PATH '$')) AS j
             JOIN workclaim_items AS i ON i.id = j.id
-            WHERE i.history;
+            WHERE i.history = 1;
         END IF;
         SELECT i.id, i.queue, i.payload, i.token, i.attempts, i.max_attempts, i.expires_at,
                i.created_at
@@ -323,11 +318,9 @@ CREATE OR REPLACE PROCEDURE workclaim_claim(
 BEGIN
     DECLARE EXIT HANDLER FOR SQLEXCEPTION
     BEGIN
-        SET @wc_quiet = NULL;
         ROLLBACK;
         RESIGNAL;
     END;
-    SET @wc_quiet = NULL;
     SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
     START TRANSACTION;
     CALL workclaim_take(
@@ -363,11 +356,9 @@ BEGIN
     DECLARE v_flag TINYINT;
     DECLARE EXIT HANDLER FOR SQLEXCEPTION
     BEGIN
-        SET @wc_quiet = NULL;
         ROLLBACK;
         RESIGNAL;
     END;
-    SET @wc_quiet = NULL;
     IF workclaim_managed(p_queue) THEN
         SELECT NULL, NULL;
     ELSE
