@@ -1,4 +1,5 @@
-"""MariaDB's set-based claim (workclaim_take): after a concurrent run of several OS processes
+"""MariaDB's set-based claim (workclaim_take): a claim never waits on another transaction's
+completion in flight; after a concurrent run of several OS processes
 claiming in batches and ending their leases every way, the stats counts equal a GROUP BY of the
 items, every item's history is complete (events 1..n, one 'claimed' event per claim with that
 claim's token and worker) and the tokens of every batch follow the claim order."""
@@ -11,9 +12,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import MySQLdb
 import pytest
 
-from tests.support.servers import mariadb_url
+from tests.support.servers import mariadb_url, with_query
 from workclaim import Queue
 from workclaim.errors import InvalidState
 
@@ -157,3 +159,36 @@ def test_counts_history_and_tokens_after_a_concurrent_run(url: str, tmp_path: Pa
             assert set(got) == claims.get(item_id, set()), item_id
         assert kinds["claimed"] == len(tokens)
         assert kinds["cancelled"] == cancelled == stats.cancelled
+
+
+def test_a_claim_never_waits_on_a_completion_in_flight(url: str) -> None:
+    """A completion changes the lease's entry in the leases index; the claim's probe for expired
+    leases walks that index and must read it without a lock (it once took S locks there, and
+    concurrent fused turns deadlocked). With a 1 s lock wait deadline, a waiting claim fails."""
+    with Queue(with_query(url, lock_wait_timeout="1")) as q:
+        q.enqueue(QUEUE, {"n": 1}, priority=0)
+        second = q.enqueue(QUEUE, {"n": 2}, priority=1)
+        (lease,) = q.claim(QUEUE, worker="a", lease_seconds=300)
+        parts = url.split("/")
+        conn = MySQLdb.connect(
+            host="127.0.0.1", port=3306, user="root", database=parts[-1].split("?")[0]
+        )
+        try:
+            cur = conn.cursor()
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.execute("START TRANSACTION")
+            cur.execute(
+                "UPDATE workclaim_items SET status = 'done', expires_at = NULL WHERE id = %s",
+                (lease.id,),
+            )
+            got = q.claim(QUEUE, worker="b", lease_seconds=300)
+            assert [g.id for g in got] == [second]
+            # The fused turn's claim too (its own completions first, then the probe).
+            q.enqueue(QUEUE, {"n": 3}, priority=2)
+            done, more = q.backend.complete_and_claim(
+                [(got[0], None)], [QUEUE], worker="b", lease_seconds=300, limit=1
+            )
+            assert done == [True] and len(more) == 1
+        finally:
+            conn.rollback()
+            conn.close()

@@ -225,11 +225,17 @@ CREATE OR REPLACE PROCEDURE workclaim_take(
     MODIFIES SQL DATA
 BEGIN
     DECLARE v_ids LONGTEXT DEFAULT NULL;
+    DECLARE v_expired TINYINT DEFAULT 0;
     IF workclaim_managed(p_queue) THEN
         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
     ELSE
-        IF EXISTS (SELECT 1 FROM workclaim_items
-                   WHERE status = 'claimed' AND expires_at <= p_now) THEN
+        -- SELECT ... INTO, not IF EXISTS (SELECT ...): MariaDB runs a subquery of a routine's
+        -- IF as a locking read (S locks), which made concurrent fused turns deadlock on the
+        -- leases index entries their completions had just changed; SELECT ... INTO is a
+        -- consistent read and waits on nobody.
+        SELECT EXISTS (SELECT 1 FROM workclaim_items
+                       WHERE status = 'claimed' AND expires_at <= p_now) INTO v_expired;
+        IF v_expired THEN
             UPDATE workclaim_items
             SET last_error  = CONCAT('lease expired (worker ', COALESCE(worker, '?'),
                                      ', token ', token, ')'),
