@@ -170,7 +170,7 @@ def test_a_claim_never_waits_on_a_completion_in_flight(url: str) -> None:
         second = q.enqueue(QUEUE, {"n": 2}, priority=1)
         (lease,) = q.claim(QUEUE, worker="a", lease_seconds=300)
         parts = url.split("/")
-        conn = MySQLdb.connect(
+        conn: Any = MySQLdb.connect(
             host="127.0.0.1", port=3306, user="root", database=parts[-1].split("?")[0]
         )
         try:
