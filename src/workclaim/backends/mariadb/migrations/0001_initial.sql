@@ -125,8 +125,9 @@ END
 //
 DELIMITER ;
 
--- The claim procedure (workclaim_take) marks its rows 'claimed-bulk' and writes their history
--- itself, in one multi-row INSERT per claim: a row trigger's INSERT costs several times more.
+-- The claim procedure (workclaim_take) marks the rows of a batch 'claimed-bulk' and writes their
+-- history itself, in one multi-row INSERT per claim: a row trigger's INSERT costs several times
+-- more. Every other change, whoever makes it, is recorded here.
 -- attempt: the lease's for lease events (OLD.attempts, since release gives its attempt back),
 -- the new count for a claim and a requeue (0), the count the item had for the others.
 -- token/worker: the lease's; none for the admin events requeued and cancelled.
@@ -206,30 +207,35 @@ DELIMITER ;
 -- queue is managed, one row of NULLs and no change (the caller then takes through flow.py).
 -- First returns bounded batches of expired leases to queued (or dead): up to p_reap of this
 -- queue's, oldest first, then up to p_reap of any queue's, only when the front of
--- workclaim_items_leases shows one. Then locks up to p_limit claimable items in claim order,
--- skipping rows other claims hold (READ COMMITTED: no gap locks), and leases them one by one in
--- that order, so tokens follow claim order; their 'claimed' history events go in one INSERT.
+-- workclaim_items_leases shows one. Then the claim, set-based (three statements whatever
+-- p_limit is; a single item is taken by a static UPDATE whose event the trigger writes):
+-- 1. one SELECT ... FOR UPDATE SKIP LOCKED locks up to p_limit claimable items in claim order,
+--    skipping rows other claims hold (READ COMMITTED: no gap locks), their ids gathered as
+--    text;
+-- 2. one UPDATE of those ids, ORDER BY the claim order, so that NEXTVAL hands out the tokens
+--    strictly increasing in claim order (it is evaluated per row as the rows are updated);
+-- 3. one INSERT ... SELECT writes their 'claimed' history events (items enqueued with history).
+-- Step 2 marks its rows last_event = 'claimed-bulk', which the items trigger skips: the mark is
+-- on the very rows step 3 records, in the same transaction, so no other change is ever left
+-- unrecorded, and an error between 2 and 3 rolls both back (the callers' EXIT handlers).
 DELIMITER //
 CREATE OR REPLACE PROCEDURE workclaim_take(
     IN p_queue VARCHAR(128), IN p_worker VARCHAR(128), IN p_lease_us BIGINT, IN p_limit INT,
     IN p_now BIGINT, IN p_reap INT)
     MODIFIES SQL DATA
 BEGIN
-    DECLARE v_id BIGINT;
-    DECLARE v_done TINYINT DEFAULT 0;
-    DECLARE v_ids LONGTEXT DEFAULT '';
-    DECLARE c CURSOR FOR
-        SELECT id FROM workclaim_items
-        WHERE queue = p_queue AND status = 'queued' AND run_at <= p_now
-        ORDER BY priority, run_at, id
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED;
-    DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
+    DECLARE v_ids LONGTEXT DEFAULT NULL;
+    DECLARE v_expired TINYINT DEFAULT 0;
     IF workclaim_managed(p_queue) THEN
         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
     ELSE
-        IF EXISTS (SELECT 1 FROM workclaim_items
-                   WHERE status = 'claimed' AND expires_at <= p_now) THEN
+        -- SELECT ... INTO, not IF EXISTS (SELECT ...): MariaDB runs a subquery of a routine's
+        -- IF as a locking read (S locks), which made concurrent fused turns deadlock on the
+        -- leases index entries their completions had just changed; SELECT ... INTO is a
+        -- consistent read and waits on nobody.
+        SELECT EXISTS (SELECT 1 FROM workclaim_items
+                       WHERE status = 'claimed' AND expires_at <= p_now) INTO v_expired;
+        IF v_expired THEN
             UPDATE workclaim_items
             SET last_error  = CONCAT('lease expired (worker ', COALESCE(worker, '?'),
                                      ', token ', token, ')'),
@@ -255,15 +261,22 @@ BEGIN
             ORDER BY expires_at
             LIMIT p_reap;
         END IF;
-        OPEN c;
-        take: LOOP
-            FETCH c INTO v_id;
-            IF v_done THEN
-                LEAVE take;
-            END IF;
+        -- Room for p_limit ids of up to 20 digits and a comma: never a truncated list.
+        IF p_limit * 21 > @@SESSION.group_concat_max_len THEN
+            SET @@SESSION.group_concat_max_len = p_limit * 21;
+        END IF;
+        SELECT GROUP_CONCAT(c.id) INTO v_ids
+        FROM (SELECT id FROM workclaim_items
+              WHERE queue = p_queue AND status = 'queued' AND run_at <= p_now
+              ORDER BY priority, run_at, id
+              LIMIT p_limit
+              FOR UPDATE SKIP LOCKED) AS c;
+        IF v_ids IS NOT NULL AND LOCATE(',', v_ids) = 0 THEN
+            -- One item: a static UPDATE, its event written by the trigger (no statement to
+            -- prepare, one statement fewer).
             UPDATE workclaim_items
             SET status     = 'claimed',
-                last_event = 'claimed-bulk',
+                last_event = 'claimed',
                 event_seq  = event_seq + 1,
                 token      = NEXTVAL(workclaim_tokens),
                 attempts   = attempts + 1,
@@ -271,22 +284,29 @@ BEGIN
                 expires_at = p_now + p_lease_us,
                 lease_us   = p_lease_us,
                 updated_at = p_now
-            WHERE id = v_id;
-            SET v_ids = CONCAT(v_ids, IF(v_ids = '', '', ','), v_id);
-        END LOOP;
-        CLOSE c;
-        IF v_ids <> '' THEN
+            WHERE id = CAST(v_ids AS SIGNED);
+        ELSEIF v_ids IS NOT NULL THEN
+            -- The ids are the BIGINTs just read: the text is digits and commas only.
+            EXECUTE IMMEDIATE CONCAT(
+                'UPDATE workclaim_items',
+                ' SET status = ''claimed'', last_event = ''claimed-bulk'',',
+                ' event_seq = event_seq + 1, token = NEXTVAL(workclaim_tokens),',
+                ' attempts = attempts + 1, worker = ?, expires_at = ?, lease_us = ?,',
+                ' updated_at = ?',
+                ' WHERE id IN (', v_ids, ') ORDER BY priority, run_at, id')
+                USING p_worker, p_now + p_lease_us, p_lease_us, p_now;
             INSERT INTO workclaim_history
                 (item_id, seq, kind, at, attempt, status, token, worker, error)
             SELECT i.id, i.event_seq, 'claimed', p_now, i.attempts, 'claimed', i.token,
-                   i.worker, NULL
+                   p_worker, NULL
             FROM JSON_TABLE(CONCAT('[', v_ids, ']'), '$[*]' COLUMNS (id BIGINT PATH '$')) AS j
             JOIN workclaim_items AS i ON i.id = j.id
             WHERE i.history = 1;
         END IF;
         SELECT i.id, i.queue, i.payload, i.token, i.attempts, i.max_attempts, i.expires_at,
                i.created_at
-        FROM JSON_TABLE(CONCAT('[', v_ids, ']'), '$[*]' COLUMNS (id BIGINT PATH '$')) AS j
+        FROM JSON_TABLE(CONCAT('[', COALESCE(v_ids, ''), ']'), '$[*]'
+                        COLUMNS (id BIGINT PATH '$')) AS j
         JOIN workclaim_items AS i ON i.id = j.id;
     END IF;
 END
