@@ -57,8 +57,12 @@ class WorkerConfig:
 def run(config: WorkerConfig, events: Any, stop: Any) -> None:
     """Process entry point: work until `stop` is set and a claim finds nothing."""
     os.environ.update(config.env)
-    if events is not None:
-        events.cancel_join_thread()  # exit without waiting for the parent to read every message
+    if events is not None and config.max_items is None:
+        # A worker that runs until told to stop exits without waiting for the parent to read
+        # every message (nobody reads a storm's to the end). One that stops by itself after
+        # `max_items` keeps the queue's join at exit, so its last message (a holder's "fenced")
+        # is flushed to the pipe before the process ends: the test reads it after the exit.
+        events.cancel_join_thread()
     path = Path(config.history_dir) / f"{config.name}.{os.getpid()}.jsonl"
     with Recorder(path, process=f"{config.name}.{os.getpid()}") as rec:
         crashpoints.before_exit(rec.flush)
