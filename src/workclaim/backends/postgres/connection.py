@@ -63,6 +63,10 @@ CHECK_IDLE_SECONDS = 1.0
 WATCHDOG_GRACE_SECONDS = 1.0
 
 
+# How many times a repeat-safe call the server chose as a deadlock's victim runs again.
+DEADLOCK_RERUNS = 3
+
+
 def _split(url: str) -> tuple[dict[str, str], str]:
     """(workclaim's options, the libpq URL without them) from a postgresql URL."""
     parts = urlsplit(url)
@@ -290,13 +294,17 @@ class Connections:
 
         `retry`: the call is safe to repeat (reads; fenced writes, whose repeat returns the
         first outcome; claims, whose lost leases just expire), so if the connection turns out
-        broken (a restart, a terminated backend) it runs once more on a fresh one.
+        broken (a restart, a terminated backend) it runs once more on a fresh one, and if the
+        server chose it as a deadlock's victim (its transaction rolled back whole) it runs
+        again, at most `DEADLOCK_RERUNS` times (a managed claim that reaped, whose counter rows
+        it then holds before the policy row, can meet one that holds the policy row first).
         """
         if self._closed:
             raise BackendUnavailable("this queue is closed")
         if self._pid != os.getpid():
             self._after_fork()
-        for attempt in (1, 2):
+        attempt, deadlocks = 1, 0
+        while True:
             broken = False
             try:
                 with self._pool.connection() as conn:
@@ -308,10 +316,14 @@ class Connections:
                         raise
                     self._last_used[conn] = time.monotonic()
                     return result
+            except psycopg.errors.DeadlockDetected as exc:
+                if not retry or deadlocks >= DEADLOCK_RERUNS:
+                    raise translate(exc) from exc
+                deadlocks += 1
             except psycopg.Error as exc:
                 if not (retry and broken and attempt == 1):
                     raise translate(exc) from exc
-        raise AssertionError("unreachable")
+                attempt += 1
 
     def _close_pool(self) -> None:
         """Close this process's pool (waiting up to the deadline) and its watchdog."""
