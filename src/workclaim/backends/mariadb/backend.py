@@ -25,6 +25,7 @@ from MySQLdb.connections import Connection as MySQLConnection
 
 from workclaim._time import from_micros, seconds_to_micros, to_micros
 from workclaim.backends import _rows as rows
+from workclaim.backends import _verbs as verbs
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.base import Backend, NewItem, NewSchedule, TransactionalEnqueue
 from workclaim.backends.mariadb import flow, schema
@@ -206,12 +207,10 @@ class MariadbBackend(Connections):
 
     @staticmethod
     def _fence(lease: Lease, now: datetime | None) -> dict[str, Any]:
-        return {
-            "id": lease.id,
-            "token": lease.token,
-            "worker": lease.worker,
-            "now": None if now is None else to_micros(now),
-        }
+        """A fenced write's parameters: the lease's, and the caller's time (None: the store's)."""
+        params = verbs.fence(lease)
+        params["now"] = None if now is None else to_micros(now)
+        return params
 
     def _fenced(self, sql: str, params: dict[str, Any]) -> tuple[int, tuple[Any, ...] | None]:
         """Run a fenced write and the read of the session variables it set, in one round trip:
@@ -235,16 +234,13 @@ class MariadbBackend(Connections):
             row: tuple[Any, ...] | None = cur.fetchone()
             return row
 
-        row = self._read(look)
-        if row is not None and row[0] == lease.token and row[1] == op:
-            return str(row[2])
-        raise LeaseLost(lease.id, lease.token)
+        return verbs.ended(self._read(look), lease, op)
 
     def heartbeat(
         self, lease: Lease, *, extend_seconds: float | None, now: datetime | None = None
     ) -> Lease:
         params = self._fence(lease, now)
-        params["extend_us"] = None if extend_seconds is None else seconds_to_micros(extend_seconds)
+        params["extend_us"] = verbs.micros_or_none(extend_seconds)
         matched, out = self._fenced(Q["heartbeat"], params)
         if not matched or out is None:
             raise LeaseLost(lease.id, lease.token)
@@ -278,7 +274,7 @@ class MariadbBackend(Connections):
     ) -> Status:
         params = self._fence(lease, now)
         params["error"] = error
-        params["retry_us"] = None if retry_delay is None else seconds_to_micros(retry_delay)
+        params["retry_us"] = verbs.micros_or_none(retry_delay)
         matched, out = self._fenced(Q["fail"], params)
         if not matched or out is None:
             return Status(self._ended(lease, "fail"))
@@ -320,13 +316,8 @@ class MariadbBackend(Connections):
             nonlocal freed
             flags: list[bool] = []
             for lease, result in done:
-                params = {
-                    "id": lease.id,
-                    "token": lease.token,
-                    "worker": lease.worker,
-                    "now": now_us,
-                    "result": result,
-                }
+                params = verbs.fence(lease)
+                params["now"], params["result"] = now_us, result
                 matched = cur.execute(complete, params)
                 cur.nextset()
                 flag_row = cur.fetchone()
@@ -336,7 +327,7 @@ class MariadbBackend(Connections):
                     continue
                 cur.execute(lease_end, {"id": lease.id})
                 row = cur.fetchone()
-                flags.append(row is not None and row[0] == lease.token and row[1] == "complete")
+                flags.append(verbs.is_repeat(row, lease, "complete"))
             if limit <= 0:
                 return flags, []
             return flags, self._take(
@@ -398,21 +389,12 @@ class MariadbBackend(Connections):
         return self._read(look)
 
     def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
-        def look(cur: Cursor) -> tuple[int, ...]:
+        def look(cur: Cursor) -> tuple[Any, ...]:
             now_us = to_micros(now) if now is not None else _clock(cur)
             cur.execute(Q["stats"], {"queue": queue, "now": now_us})
-            return tuple(int(n) for n in cur.fetchone())
+            return tuple(cur.fetchone())
 
-        queued, claimed, expired, total, dead, cancelled = self._read(look)
-        return QueueStats(
-            queue=queue,
-            queued=queued,
-            claimed=claimed,
-            done=total - queued - claimed - dead - cancelled,
-            dead=dead,
-            cancelled=cancelled,
-            expired=expired,
-        )
+        return verbs.queue_stats(queue, self._read(look))
 
     @staticmethod
     def _state_error(cur: Cursor, item_id: int, verb: str) -> InvalidState | ItemNotFound:
@@ -458,11 +440,7 @@ class MariadbBackend(Connections):
         now: datetime | None = None,
     ) -> int:
         def run(cur: Cursor, now_us: int) -> int:
-            params = {
-                "queue": queue,
-                "cutoff": now_us - seconds_to_micros(older_than_seconds),
-                "limit": NO_LIMIT if limit is None else limit,
-            }
+            params = verbs.purge_params(queue, older_than_seconds, limit, now_us, no_limit=NO_LIMIT)
             return int(cur.execute(Q["purge"], params))
 
         return self._write(run, now)
@@ -477,9 +455,7 @@ class MariadbBackend(Connections):
             expired, run_at, expiry = cur.fetchone()
             if expired:
                 return now_us
-            rate = flow.rate_due(cur, names, now_us)
-            due = [int(t) for t in (run_at, expiry, rate) if t is not None]
-            return min(due) if due else None
+            return verbs.earliest(run_at, expiry, flow.rate_due(cur, names, now_us))
 
         due_us = self._read(look)
         return None if due_us is None else from_micros(due_us)
@@ -587,17 +563,12 @@ def insert_items(cur: Cursor, queue: str, items: Sequence[NewItem], now_us: int)
     batch: list[Any] = []
     size = 0
     for index, item in enumerate(items):
-        run_at = (
-            to_micros(item.run_at)
-            if item.run_at is not None
-            else now_us + seconds_to_micros(item.delay)
-        )
         batch.extend(
             (
                 queue,
                 item.payload,
                 item.priority,
-                run_at,
+                verbs.run_at_us(item, now_us),
                 item.max_attempts,
                 item.dedupe_key,
                 1 if item.history else 0,

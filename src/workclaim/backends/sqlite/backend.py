@@ -23,6 +23,7 @@ from typing import Any
 
 from workclaim._time import from_micros, seconds_to_micros, to_micros
 from workclaim.backends import _rows as rows
+from workclaim.backends import _verbs as verbs
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.base import Backend, NewItem, NewSchedule
 from workclaim.backends.sqlite import flow, schema
@@ -127,30 +128,24 @@ class SqliteBackend(Connections):
             conn.execute(Q["advance_token"], {"n": len(claimed)})
         return claimed
 
-    @staticmethod
-    def _fence(lease: Lease) -> dict[str, Any]:
-        return {"id": lease.id, "token": lease.token, "worker": lease.worker}
-
     def _ended(self, lease: Lease, op: str) -> str:
         """After a fenced write changed nothing: the stored outcome if this is a repeat of the
         call that ended this very lease, else `LeaseLost`."""
         row = self._read(lambda c: c.execute(Q["lease_end"], {"id": lease.id}).fetchone())
-        if row is not None and row[0] == lease.token and row[1] == op:
-            return str(row[2])
-        raise LeaseLost(lease.id, lease.token)
+        return verbs.ended(row, lease, op)
 
     def heartbeat(
         self, lease: Lease, *, extend_seconds: float | None, now: datetime | None = None
     ) -> Lease:
-        params = self._fence(lease)
-        params["extend_us"] = None if extend_seconds is None else seconds_to_micros(extend_seconds)
+        params = verbs.fence(lease)
+        params["extend_us"] = verbs.micros_or_none(extend_seconds)
         changed = self._write_one(Q["heartbeat"], params, now)
         if not changed:
             raise LeaseLost(lease.id, lease.token)
         return replace(lease, expires_at=from_micros(changed[0][0]))
 
     def complete(self, lease: Lease, *, result: str | None, now: datetime | None = None) -> None:
-        params = self._fence(lease)
+        params = verbs.fence(lease)
         params["result"] = result
         changed = self._write_one(Q["complete"], params, now)
         if not changed:
@@ -159,7 +154,7 @@ class SqliteBackend(Connections):
             self._wakeup.notify()
 
     def release(self, lease: Lease, *, delay_seconds: float, now: datetime | None = None) -> None:
-        params = self._fence(lease)
+        params = verbs.fence(lease)
         params["delay_us"] = seconds_to_micros(delay_seconds)
         if not self._write_one(Q["release"], params, now):
             self._ended(lease, "release")
@@ -174,9 +169,9 @@ class SqliteBackend(Connections):
         retry_delay: float | None,
         now: datetime | None = None,
     ) -> Status:
-        params = self._fence(lease)
+        params = verbs.fence(lease)
         params["error"] = error
-        params["retry_us"] = None if retry_delay is None else seconds_to_micros(retry_delay)
+        params["retry_us"] = verbs.micros_or_none(retry_delay)
         changed = self._write_one(Q["fail"], params, now)
         if not changed:
             return Status(self._ended(lease, "fail"))
@@ -203,7 +198,7 @@ class SqliteBackend(Connections):
             nonlocal freed
             flags: list[bool] = []
             for lease, result in done:
-                params = self._fence(lease)
+                params = verbs.fence(lease)
                 params["result"] = result
                 changed = conn.execute(complete, params).fetchall()
                 if changed:
@@ -211,7 +206,7 @@ class SqliteBackend(Connections):
                     freed = freed or bool(changed[0][0])
                     continue
                 row = conn.execute(lease_end, {"id": lease.id}).fetchone()
-                flags.append(row is not None and row[0] == lease.token and row[1] == "complete")
+                flags.append(verbs.is_repeat(row, lease, "complete"))
             if limit <= 0:
                 return flags, []
             return flags, self._take(conn, queues, worker, lease_seconds, limit, now_us)
@@ -263,16 +258,8 @@ class SqliteBackend(Connections):
 
     def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
         params = {"queue": queue, "now": self._now(now)}
-        row = self._read(lambda c: c.execute(Q["stats"], params).fetchone())
-        queued, claimed, expired, total, dead, cancelled = (int(n) for n in row)
-        return QueueStats(
-            queue=queue,
-            queued=queued,
-            claimed=claimed,
-            done=total - queued - claimed - dead - cancelled,
-            dead=dead,
-            cancelled=cancelled,
-            expired=expired,
+        return verbs.queue_stats(
+            queue, self._read(lambda c: c.execute(Q["stats"], params).fetchone())
         )
 
     def _state_error(
@@ -317,11 +304,7 @@ class SqliteBackend(Connections):
         now: datetime | None = None,
     ) -> int:
         def run(conn: sqlite3.Connection, now_us: int) -> int:
-            params = {
-                "queue": queue,
-                "cutoff": now_us - seconds_to_micros(older_than_seconds),
-                "limit": -1 if limit is None else limit,
-            }
+            params = verbs.purge_params(queue, older_than_seconds, limit, now_us, no_limit=-1)
             return int(conn.execute(Q["purge"], params).rowcount)
 
         return self._write(run, now)
@@ -336,9 +319,7 @@ class SqliteBackend(Connections):
                 return now_us
             run_at = conn.execute(Q["next_run_at"], params).fetchone()[0]
             expiry = conn.execute(Q["next_expiry"], params).fetchone()[0]
-            rate = flow.rate_due(conn, queues, now_us)
-            due = [t for t in (run_at, expiry, rate) if t is not None]
-            return min(due) if due else None
+            return verbs.earliest(run_at, expiry, flow.rate_due(conn, queues, now_us))
 
         due_us = self._read(run)
         return None if due_us is None else from_micros(due_us)
@@ -441,18 +422,13 @@ def insert_items(
             if row is not None:
                 ids.append(int(row[0]))
                 continue
-        run_at = (
-            to_micros(item.run_at)
-            if item.run_at is not None
-            else now_us + seconds_to_micros(item.delay)
-        )
         row = conn.execute(
             Q["insert_item"],
             {
                 "queue": queue,
                 "payload": item.payload,
                 "priority": item.priority,
-                "run_at": run_at,
+                "run_at": verbs.run_at_us(item, now_us),
                 "max_attempts": item.max_attempts,
                 "dedupe_key": item.dedupe_key,
                 "history": 1 if item.history else 0,
