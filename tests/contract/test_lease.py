@@ -156,6 +156,22 @@ def test_a_different_call_after_a_lease_ended_is_refused(
     assert snapshot(queue, item_id) == before
 
 
+@pytest.mark.parametrize("call", ["complete", "fail", "fail-dead", "release"])
+def test_an_expired_holder_repeating_the_next_holders_call_is_refused(
+    queue: Any, call: str
+) -> None:
+    """Only the same token repeats: the next holder's call ended the item's last lease, and the
+    same call with the expired holder's token is still `LeaseLost`."""
+    item_id = queue.enqueue("jobs", 1, now=at(0))
+    stale = claim_one(queue, t=0, lease_seconds=10, worker="w1")
+    fresh = claim_one(queue, t=20, lease_seconds=10, worker="w2")
+    END_CALLS[call](queue, fresh, 21)
+    before = snapshot(queue, item_id)
+    with pytest.raises(LeaseLost):
+        END_CALLS[call](queue, stale, 22)
+    assert snapshot(queue, item_id) == before
+
+
 def test_release_puts_the_item_back_after_a_delay(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1, now=at(0))
     lease = claim_one(queue, t=0)
