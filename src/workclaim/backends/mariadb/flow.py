@@ -17,7 +17,7 @@ and more claims as inside a rate window than at the later one.
 after it returns reads the flag it wrote: pause is linearisable.
 
 `take` picks items in the contract's fair order `(priority, k, served, run_at, id)` by the walk
-it shares with SQLite (backends/_flowwalk.py), without reading every group: a page of groups per
+it shares with SQLite (backends/_flow.py), without reading every group: a page of groups per
 statement, stopping as soon as the batch is full. The chosen items are then locked
 (SKIP LOCKED: a plain claim of another queue named in the same claim may hold one) and leased
 with tokens from the sequence in claim order.
@@ -34,8 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from workclaim.backends._flowwalk import FairClaim, policy_of, policy_params, served_and_records
-from workclaim.backends._flowwalk import rate_due as shared_rate_due
+from workclaim.backends import _flow as flows
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.mariadb import schema
 from workclaim.backends.mariadb.connection import CLOCK_SQL, Cursor
@@ -64,54 +63,60 @@ def _insert(cur: Cursor, name: str, rows: Sequence[tuple[Any, ...]]) -> None:
     cur.execute(f"{head}VALUES {values}{rest}", [value for row in rows for value in row])
 
 
+class _Sql:
+    """flow.sql's statements on the verb's cursor, for backends/_flow.py (`FlowStatements`)."""
+
+    def __init__(self, cur: Cursor) -> None:
+        self.cur = cur
+
+    def one(self, name: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        return _one(self.cur, name, params)
+
+    def all(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return _all(self.cur, name, params)
+
+    def run(self, name: str, params: Mapping[str, Any]) -> None:
+        self.cur.execute(F[name], params)
+
+    def mark_managed(self, queue: str) -> None:
+        """The newly managed queue's live items get the `flow` flag, and its default group and
+        the groups of its live items join the walk."""
+        self.cur.execute(F["mark_flow"], {"queue": queue})
+        self.cur.execute(F["mark_groups"], {"queue": queue})
+
+    def drop_if_dry(self, queue: str, grp: str) -> None:
+        """Take a named group with neither a queued item nor a lease out of the walk
+        (`active = 0`) until an item of it is enqueued or requeued (`activate`). Only when its
+        row is free: an enqueue into it holds a shared lock on it until its commit."""
+        if grp == "":
+            return
+        key = {"queue": queue, "grp": grp}
+        if _one(self.cur, "lock_group", key) is None:
+            return
+        row = _one(self.cur, "group_has_work", key)
+        if row is not None and not row[0]:
+            self.cur.execute(F["deactivate_group"], key)
+
+
 def read_policy(cur: Cursor, queue: str) -> QueuePolicy:
     """The queue's stored policy."""
-    return policy_of(queue, _one(cur, "policy", {"queue": queue}))
-
-
-def _was_managed(cur: Cursor, queue: str) -> bool:
-    row = _one(cur, "policy", {"queue": queue})
-    return row is not None and bool(row[7])
-
-
-def _mark(cur: Cursor, queue: str, was_managed: bool) -> None:
-    """After a change that may have made `queue` managed: if it just became so, its live items
-    get the `flow` flag, and its default group and the groups of its live items join the
-    walk."""
-    row = _one(cur, "policy", {"queue": queue})
-    if was_managed or row is None or not row[7]:
-        return
-    cur.execute(F["mark_flow"], {"queue": queue})
-    cur.execute(F["mark_groups"], {"queue": queue})
+    return flows.read_policy(_Sql(cur), queue)
 
 
 def set_policy(cur: Cursor, policy: QueuePolicy) -> QueuePolicy:
     """Store the four limits (the paused flag kept); returns the stored policy."""
-    was = _was_managed(cur, policy.queue)
-    cur.execute(F["set_policy"], policy_params(policy))
-    if policy.rate is None and policy.group_rate is None:
-        cur.execute(F["forget_claims"], {"queue": policy.queue})
-    _mark(cur, policy.queue, was)
-    return read_policy(cur, policy.queue)
+    return flows.set_policy(_Sql(cur), policy)
 
 
 def set_paused(cur: Cursor, queue: str, paused: bool) -> QueuePolicy:
     """Set the paused flag (on the row every claim of the queue locks); returns the policy."""
-    was = _was_managed(cur, queue)
-    cur.execute(F["set_paused"], {"queue": queue, "paused": 1 if paused else 0})
-    _mark(cur, queue, was)
-    return read_policy(cur, queue)
+    return flows.set_paused(_Sql(cur), queue, paused)
 
 
 def set_grouped(cur: Cursor, queue: str) -> None:
     """Before the first item of `queue` in a group is inserted: the queue becomes grouped
-    (managed for ever after), its default group ranked by the tokens it was served."""
-    row = _one(cur, "policy", {"queue": queue})
-    if row is not None and row[8]:
-        return
-    cur.execute(F["set_grouped"], {"queue": queue})
-    cur.execute(F["default_served"], {"queue": queue})
-    _mark(cur, queue, row is not None and bool(row[7]))
+    (managed for ever after)."""
+    flows.set_grouped(_Sql(cur), queue)
 
 
 def any_managed(cur: Cursor, queues: Sequence[str]) -> bool:
@@ -123,8 +128,7 @@ def any_managed(cur: Cursor, queues: Sequence[str]) -> bool:
 def is_managed(cur: Cursor, queue: str) -> bool:
     """Whether claims of `queue` take the flow-control path (an enqueue then calls
     `activate` for its items' groups)."""
-    row = _one(cur, "managed", {"queue": queue})
-    return row is not None and bool(row[0])
+    return flows.is_managed(_Sql(cur), queue)
 
 
 def activate(cur: Cursor, queue: str, groups: Sequence[str]) -> None:
@@ -144,35 +148,6 @@ def activate_item(cur: Cursor, item_id: int) -> None:
         activate(cur, str(row[0]), [str(row[1])])
 
 
-class _Sql:
-    """flow.sql's statements on the claim's cursor, for the shared walk (`FlowStatements`)."""
-
-    def __init__(self, cur: Cursor) -> None:
-        self.cur = cur
-
-    def one(self, name: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        return _one(self.cur, name, params)
-
-    def all(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        return _all(self.cur, name, params)
-
-    def run(self, name: str, params: Mapping[str, Any]) -> None:
-        self.cur.execute(F[name], params)
-
-    def drop_if_dry(self, queue: str, grp: str) -> None:
-        """Take a named group with neither a queued item nor a lease out of the walk
-        (`active = 0`) until an item of it is enqueued or requeued (`activate`). Only when its
-        row is free: an enqueue into it holds a shared lock on it until its commit."""
-        if grp == "":
-            return
-        key = {"queue": queue, "grp": grp}
-        if _one(self.cur, "lock_group", key) is None:
-            return
-        row = _one(self.cur, "group_has_work", key)
-        if row is not None and not row[0]:
-            self.cur.execute(F["deactivate_group"], key)
-
-
 def take(
     cur: Cursor,
     queues: Sequence[str],
@@ -190,7 +165,7 @@ def take(
     # The lock that makes the limits exact and the pause linearisable (module docstring): a
     # claim without it could count the same free slot as another claim running beside it.
     rows = _all(cur, "lock_policies", {"queues": tuple(sorted(set(queues)))})
-    picked = FairClaim(_Sql(cur), now_us, limit).choose(queues, rows)
+    picked = flows.FairClaim(_Sql(cur), now_us, limit).choose(queues, rows)
     if not picked:
         return []
     if clock:
@@ -209,7 +184,7 @@ def take(
     params["lease_us"] = lease_us
     cur.execute(F["lease_ids"].replace("{order}", order), params)
     claimed = _all(cur, "leased_rows", {"ids": params["ids"]})
-    served, records = served_and_records(chosen, claimed)
+    served, records = flows.served_and_records(chosen, claimed)
     _raise_served(cur, served)
     if records:
         _insert(cur, "record_claim", [(q, g, now_us, token) for q, g, token in records])
@@ -232,7 +207,7 @@ def _raise_served(cur: Cursor, served: dict[tuple[str, str], int]) -> None:
 def rate_due(cur: Cursor, queues: Sequence[str], now_us: int) -> int | None:
     """The earliest time a rate window of `queues` moves past a claim that fills it, or None."""
     rated = _all(cur, "rated_policies", {"queues": tuple(queues)})
-    return shared_rate_due(_Sql(cur), rated, now_us)
+    return flows.rate_due(_Sql(cur), rated, now_us)
 
 
 def live_by_group(cur: Cursor, queue: str, limit: int, now_us: int) -> list[tuple[str, int]]:

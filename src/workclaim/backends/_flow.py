@@ -1,5 +1,10 @@
-"""The fair-order walk of a managed claim, shared by SQLite and MariaDB (`sqlite/flow.py`,
-`mariadb/flow.py`): both orchestrate it in Python over integer-microsecond rows.
+"""Flow control shared by SQLite and MariaDB (`sqlite/flow.py`, `mariadb/flow.py`): the stored
+policies' bookkeeping and the fair-order walk of a managed claim, both orchestrated in Python over
+integer-microsecond rows.
+
+A queue is *managed* while it has a limit, is paused, or has ever had an item in a group
+(`workclaim_policies.managed`); when a change makes it so, the backend marks its live items and
+groups (`mark_managed`).
 
 `FairClaim.choose` picks items in the contract's fair order `(priority, k, served, run_at, id)`
 within the queues' policies, without reading every group: for each priority (best first) it walks
@@ -10,9 +15,10 @@ item of each group; only when every group has been seen and the batch is not ful
 3, ... take the second, third, ... items of the groups seen.
 
 What differs per backend is behind `FlowStatements`: the named statements of its `flow.sql` (the
-same names, parameters and columns in both), run inside the claim's transaction, and the one
-step whose locking differs, `drop_if_dry`. Locking the policies, leasing the chosen items and
-the transaction stay in each backend's flow.py.
+same names, parameters and columns in both), run inside the verb's transaction, and the two
+steps that differ, `mark_managed` (its indexes) and `drop_if_dry` (its locking). Locking the
+policies, leasing the chosen items, enqueue's group rows and the transaction stay in each
+backend's flow.py.
 """
 
 from __future__ import annotations
@@ -50,6 +56,11 @@ class FlowStatements(Protocol):
         if it holds neither a queued item nor a lease, as far as the backend's locking allows."""
         ...
 
+    def mark_managed(self, queue: str) -> None:
+        """`queue` just became managed: bring its live items into the managed indexes and its
+        groups into the walk."""
+        ...
+
 
 def policy_of(queue: str, row: _Row | None) -> QueuePolicy:
     """The QueuePolicy of a `policy` row (no row: no limits, not paused)."""
@@ -66,18 +77,70 @@ def policy_of(queue: str, row: _Row | None) -> QueuePolicy:
     )
 
 
-def policy_params(policy: QueuePolicy) -> dict[str, Any]:
-    """The `set_policy` statement's parameters: the four limits of `policy`."""
+def read_policy(sql: FlowStatements, queue: str) -> QueuePolicy:
+    """The queue's stored policy."""
+    return policy_of(queue, sql.one("policy", {"queue": queue}))
+
+
+def _was_managed(sql: FlowStatements, queue: str) -> bool:
+    row = sql.one("policy", {"queue": queue})
+    return row is not None and bool(row[7])
+
+
+def _mark(sql: FlowStatements, queue: str, was_managed: bool) -> None:
+    """After a change that may have made `queue` managed: if it just became so, mark it."""
+    row = sql.one("policy", {"queue": queue})
+    if was_managed or row is None or not row[7]:
+        return
+    sql.mark_managed(queue)
+
+
+def set_policy(sql: FlowStatements, policy: QueuePolicy) -> QueuePolicy:
+    """Store the four limits (the paused flag kept); returns the stored policy."""
+    was = _was_managed(sql, policy.queue)
     rate, group_rate = policy.rate, policy.group_rate
-    return {
-        "queue": policy.queue,
-        "concurrency": policy.concurrency,
-        "group_concurrency": policy.group_concurrency,
-        "rate_count": None if rate is None else rate.count,
-        "rate_seconds": None if rate is None else rate.per_seconds,
-        "group_rate_count": None if group_rate is None else group_rate.count,
-        "group_rate_seconds": None if group_rate is None else group_rate.per_seconds,
-    }
+    sql.run(
+        "set_policy",
+        {
+            "queue": policy.queue,
+            "concurrency": policy.concurrency,
+            "group_concurrency": policy.group_concurrency,
+            "rate_count": None if rate is None else rate.count,
+            "rate_seconds": None if rate is None else rate.per_seconds,
+            "group_rate_count": None if group_rate is None else group_rate.count,
+            "group_rate_seconds": None if group_rate is None else group_rate.per_seconds,
+        },
+    )
+    if rate is None and group_rate is None:
+        sql.run("forget_claims", {"queue": policy.queue})
+    _mark(sql, policy.queue, was)
+    return read_policy(sql, policy.queue)
+
+
+def set_paused(sql: FlowStatements, queue: str, paused: bool) -> QueuePolicy:
+    """Set the paused flag; returns the stored policy."""
+    was = _was_managed(sql, queue)
+    sql.run("set_paused", {"queue": queue, "paused": 1 if paused else 0})
+    _mark(sql, queue, was)
+    return read_policy(sql, queue)
+
+
+def set_grouped(sql: FlowStatements, queue: str) -> None:
+    """Before the first item of `queue` in a group is inserted: the queue becomes grouped
+    (managed for ever after), its default group ranked by the tokens it was served."""
+    row = sql.one("policy", {"queue": queue})
+    if row is not None and row[8]:
+        return
+    sql.run("set_grouped", {"queue": queue})
+    sql.run("default_served", {"queue": queue})
+    _mark(sql, queue, row is not None and bool(row[7]))
+
+
+def is_managed(sql: FlowStatements, queue: str) -> bool:
+    """Whether claims of `queue` take the flow-control path (an enqueue then activates its
+    items' groups)."""
+    row = sql.one("managed", {"queue": queue})
+    return row is not None and bool(row[0])
 
 
 @dataclass
