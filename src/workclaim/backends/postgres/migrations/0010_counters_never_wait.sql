@@ -31,7 +31,10 @@
 -- The advisory key: (hashtext of the schema-qualified queue name, shard), the two-integer form,
 -- which does not meet the single-bigint keys (the migration lock). A hash collision of two
 -- queues only sends one of them to queued_added for a moment; an application's own two-integer
--- advisory lock of the same key at most waits for one short workclaim transaction.
+-- advisory lock of the same key at most waits for one short workclaim transaction. Each lock
+-- takes a slot of the server's shared lock table until the commit: a statement of workclaim's
+-- takes one per queue whose count it changes (a reap touches at most 2 x its reap limit items),
+-- fold_queued at most 256; an UPDATE of your own across thousands of queues takes thousands.
 
 -- Whether this session may write its shard row of `p_queue` now (true: for the rest of its
 -- transaction); never waits.
