@@ -149,6 +149,7 @@ class Store:
 
 @pytest.fixture
 def pool() -> Iterator[ThreadPoolExecutor]:
+    """One thread for the step that may wait for a lock."""
     with ThreadPoolExecutor(max_workers=1) as executor:
         yield executor
 
