@@ -92,6 +92,7 @@ def test_a_fresh_schema_equals_one_migrated_step_by_step(
         "complete_and_claim",
         "count_changed",
         "count_inserted",
+        "count_lock",
     ]
 
 

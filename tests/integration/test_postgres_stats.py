@@ -173,11 +173,33 @@ def test_the_retention_pass_folds_what_enqueues_appended(url: str) -> None:
         assert q.stats("a").queued == 5
 
 
+def test_the_retention_pass_folds_more_queues_than_one_statement_does(url: str) -> None:
+    """fold_queued moves at most 256 queues a statement (an advisory lock each, migration
+    0010); the retention pass runs it until nothing is left."""
+    with Queue(url) as q:
+        with connect(url) as conn:  # one statement: an appended row per queue
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.items (queue, payload, status, priority, run_at, "
+                    "max_attempts, created_at, updated_at) "
+                    "SELECT 'q' || n, '{{}}', 'queued', 0, now(), 3, now(), now() "
+                    "FROM generate_series(1, 600) AS n"
+                ).format(_schema(url))
+            )
+        q.backend.purge(None, older_than_seconds=3600)
+        with connect(url) as conn:
+            left = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}.queued_added").format(_schema(url))
+            ).fetchone()
+        assert left == (0,)
+        assert q.stats("q600").queued == 1
+
+
 def test_an_upgraded_store_counts_the_items_it_held(url: str) -> None:
     """Migration 0009 counts the queued items already there, per queue."""
     backend = PostgresBackend(url, Settings(auto_migrate=False))
     try:
-        backend.migrate_to(SCHEMA_VERSION - 1)
+        backend.migrate_to(8)  # the version before 0009
         with connect(url) as conn:
             conn.execute(
                 sql.SQL(

@@ -41,6 +41,8 @@ from workclaim.models import (
 )
 
 REAP_LIMIT = 100
+# How many fold_queued statements (up to 256 queues each) one retention pass runs at most.
+FOLD_ROUNDS = 64
 
 
 def _interval(seconds: float | None) -> timedelta | None:
@@ -449,9 +451,16 @@ class PostgresBackend(Connections):
         }
         row = self._one("purge", params)
         purged = 0 if row is None else int(row[0])
+
         # The retention pass also folds what enqueues appended to the queued counts (see
-        # fold_queued), so they stay few where nobody reads stats.
-        self._call(lambda conn: conn.execute(self._q["fold_queued"], {"queue": None}))
+        # fold_queued), so they stay few where nobody reads stats: a statement per 256 queues
+        # (each holds an advisory lock per queue to its commit), until one moves nothing.
+        def fold(conn: psycopg.Connection[Any]) -> int:
+            return conn.execute(self._q["fold_queued"], {"queue": None}).rowcount
+
+        for _ in range(FOLD_ROUNDS):
+            if self._call(fold) <= 0:
+                break
         if purged:
             self._analyze_if_due()
         return purged

@@ -263,13 +263,24 @@ SELECT status FROM {schema}.items WHERE id = %(id)s
 
 -- name: fold_queued
 -- Moves the rows that inserts appended to queued_added (migration 0009) into this session's
--- shard rows of queued_counts: of %(queue)s, or of every queue when it is NULL. SKIP LOCKED: a
--- concurrent fold takes the others. Run by stats before it reads, and by the retention pass,
--- so the rows stats sums stay few; the sum of both tables is the same before and after.
-WITH moved AS (
+-- shard rows of queued_counts: of %(queue)s, or of every queue when it is NULL. Nothing here
+-- waits: a queue's rows are moved only when count_lock gives this session its shard row
+-- (migration 0010; a writer of the shard holding it keeps them where they are), and SKIP
+-- LOCKED leaves a concurrent fold's rows to it. At most 256 queues a statement: each lock
+-- takes a slot of the server's shared lock table until the commit (max_locks_per_transaction
+-- per connection on average), so the retention pass runs it again while it moves rows. Run by
+-- stats before it reads, and by the retention pass, so the rows stats sums stay few; the sum
+-- of both tables is the same before and after. Its row count: the queues it folded.
+WITH lockable AS MATERIALIZED (
+    SELECT q.queue FROM (SELECT DISTINCT queue FROM {schema}.queued_added
+                         WHERE %(queue)s::text IS NULL OR queue = %(queue)s::text) AS q
+    WHERE {schema}.count_lock(q.queue)
+    LIMIT 256
+),
+moved AS (
     DELETE FROM {schema}.queued_added AS a
     WHERE a.id IN (SELECT id FROM {schema}.queued_added
-                   WHERE %(queue)s::text IS NULL OR queue = %(queue)s::text
+                   WHERE queue IN (SELECT lockable.queue FROM lockable)
                    FOR UPDATE SKIP LOCKED)
     RETURNING a.queue, a.n
 )
