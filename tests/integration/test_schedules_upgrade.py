@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from MySQLdb.cursors import Cursor as MySQLCursor
 
 from tests.contract.helpers import at, claim_one
 from tests.support.servers import postgres_url, provider
@@ -18,6 +17,7 @@ from workclaim.backends import NewItem
 from workclaim.backends._queryfile import load_text
 from workclaim.backends.mariadb import schema as mariadb_schema
 from workclaim.backends.mariadb.backend import MariadbBackend
+from workclaim.backends.mariadb.connection import Cursor
 from workclaim.backends.postgres.backend import PostgresBackend
 from workclaim.backends.redis.keys import key
 
@@ -135,7 +135,7 @@ def test_a_mariadb_upgrade_cut_off_after_its_ddl_runs_again(
         load_text(mariadb_schema.PACKAGE, f"migrations/{name}")
     )
 
-    def run_0003(cur: MySQLCursor) -> None:
+    def run_0003(cur: Cursor) -> None:
         for statement in statements:
             cur.execute(statement)
 
