@@ -70,6 +70,17 @@ def test_claim_merges_several_queues_in_claim_order(queue: Any) -> None:
     assert {lease.queue for lease in leases} == {"a", "b"}
 
 
+def test_a_claim_of_several_queues_takes_at_most_its_limit(queue: Any) -> None:
+    a = queue.enqueue_many("a", ["a1", "a2", "a3"], priority=1, now=at(0))
+    b = queue.enqueue_many("b", ["b1", "b2", "b3"], priority=0, now=at(1))
+    leases = queue.claim(["a", "b"], worker="w1", limit=2, now=at(2))
+    assert [lease.id for lease in leases] == b[:2]
+    _, leases = queue.complete_and_claim([], ["a", "b"], worker="w1", limit=2, now=at(3))
+    assert [lease.id for lease in leases] == [b[2], a[0]]
+    rest = queue.claim(["b", "a"], worker="w1", limit=5, now=at(4))
+    assert [lease.id for lease in rest] == a[1:]
+
+
 def test_delayed_items_wait_for_their_time(queue: Any) -> None:
     item_id = queue.enqueue("jobs", 1, delay=60, now=at(0))
     assert queue.get(item_id).run_at == at(60)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import MySQLdb
 import pytest
@@ -192,3 +194,96 @@ def test_a_claim_never_waits_on_a_completion_in_flight(url: str) -> None:
         finally:
             conn.rollback()
             conn.close()
+
+
+# -- a claim of several queues locks only what it takes -----------------------------------------
+def _session(url: str, *, autocommit: bool = False) -> Any:
+    """A MySQLdb session of the test's own on the URL's database."""
+    parts = urlsplit(url)
+    return MySQLdb.connect(
+        host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
+        database=parts.path.lstrip("/"), charset="utf8mb4", autocommit=autocommit,
+    )  # fmt: skip
+
+
+def _claim_several(url: str, out: str) -> None:
+    """In a process of its own: claim one item of queues a and b; write the ids taken."""
+    with Queue(url) as q:
+        leases = q.claim(["a", "b"], worker="x", limit=1, lease_seconds=300)
+    Path(out).write_text(json.dumps([lease.id for lease in leases]))
+
+
+def _wait_for_lock_wait(conn: Any) -> None:
+    """Until some transaction of the server waits on a row lock (the claim, stopped in its
+    UPDATE): a condition, polled; 60 s is only the give-up point. InnoDB refreshes what
+    innodb_trx shows only when nobody read it for 0.1 s: poll slower than that."""
+    deadline = time.monotonic() + 60
+    cur = conn.cursor()
+    while time.monotonic() < deadline:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'"
+        )
+        if cur.fetchone()[0]:
+            return
+        time.sleep(0.25)
+    cur.execute("SELECT trx_state, trx_query FROM information_schema.innodb_trx")
+    pytest.fail(f"the claim never reached its lock wait: {cur.fetchall()}")
+
+
+@pytest.mark.timeout(120)
+def test_a_claim_of_several_queues_locks_no_row_it_does_not_take(url: str, tmp_path: Path) -> None:
+    """Process X claims one item of [a, b] and is stopped inside its transaction, after it
+    locked what it takes (a1, the better item) and before its commit: a session of the test
+    holds an uncommitted history row (a1, 1), which X's claim of a1 must insert too. Meanwhile
+    a claim of b alone gets b1: X did not lock b1 (locking `limit` rows of every queue did, and
+    the claim of b then found nothing although nobody took b1)."""
+    url = with_query(url, lock_wait_timeout="60")
+    with Queue(url) as q:
+        a1 = q.enqueue("a", "a1", priority=0)
+        b1 = q.enqueue("b", "b1", priority=1)
+        blocker = _session(url)
+        watcher = _session(url, autocommit=True)
+        out = tmp_path / "x.json"
+        x = mp.get_context("spawn").Process(target=_claim_several, args=(url, str(out)))
+        try:
+            blocker.cursor().execute(
+                "INSERT INTO workclaim_history (item_id, seq, kind, at, attempt, status) "
+                "VALUES (%s, 1, 'claimed', 0, 1, 'claimed')",
+                (a1,),
+            )
+            x.start()
+            _wait_for_lock_wait(watcher)
+            got = q.claim("b", worker="y", limit=1, lease_seconds=300)
+            assert [lease.id for lease in got] == [b1]
+        finally:
+            blocker.rollback()
+            blocker.close()
+            watcher.close()
+            x.join(timeout=60)
+        assert x.exitcode == 0
+        assert json.loads(out.read_text()) == [a1]
+        assert (q.get(a1).worker, q.get(b1).worker) == ("x", "y")
+
+
+def test_a_queue_whose_items_others_hold_leaves_the_claim_to_the_other_queues(url: str) -> None:
+    """The lock-free look says a1 is the best item, but another claim holds it: the claim of
+    [a, b] takes b1 instead of returning nothing (a's unlocked rows are spent, b gets the rest),
+    and a claim of several queues never takes more than its limit."""
+    with Queue(url) as q:
+        a1 = q.enqueue("a", "a1", priority=0)
+        b = q.enqueue_many("b", ["b1", "b2", "b3"], priority=1)
+        holder = _session(url)
+        try:
+            cur = holder.cursor()
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.execute("SELECT id FROM workclaim_items WHERE id = %s FOR UPDATE", (a1,))
+            got = q.claim(["a", "b"], worker="w", limit=2, lease_seconds=300)
+            assert [lease.id for lease in got] == b[:2]
+            _, more = q.backend.complete_and_claim(
+                [], ["a", "b"], worker="w", lease_seconds=300, limit=1
+            )
+            assert [lease.id for lease in more] == b[2:]
+        finally:
+            holder.rollback()
+            holder.close()
+        assert [lease.id for lease in q.claim(["b", "a"], worker="w", limit=5)] == [a1]

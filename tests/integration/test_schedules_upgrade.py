@@ -1,6 +1,7 @@
-"""Schedules on a store an older workclaim made: a PostgreSQL schema at version 6 and a Redis
-layout 3 store (each with items, some grouped) upgrade in place on first use, keep their items,
-and then store and fire schedules. Without `auto_migrate` the old store is refused first."""
+"""Schedules on a store an older workclaim made: a PostgreSQL schema at version 6, a Redis
+layout 3 store and a MariaDB schema at version 2 (each with items, some grouped; MariaDB's with
+queue policies too) upgrade in place on first use, keep their items, and then store and fire
+schedules. Without `auto_migrate` the old store is refused first."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import redis
 
 from tests.contract.helpers import at, claim_one
 from tests.support.servers import postgres_url, provider
-from workclaim import Queue, SchemaMismatch, Settings
+from workclaim import Queue, QueuePolicy, Rate, SchemaMismatch, Settings
 from workclaim.backends import NewItem
+from workclaim.backends._queryfile import load_text
+from workclaim.backends.mariadb import schema as mariadb_schema
+from workclaim.backends.mariadb.backend import MariadbBackend
+from workclaim.backends.mariadb.connection import Cursor
 from workclaim.backends.postgres.backend import PostgresBackend
 from workclaim.backends.redis.keys import key
 
@@ -71,3 +76,73 @@ def test_a_layout_3_redis_store_upgrades_in_place(
         assert client.get(schema) == "4"
     finally:
         client.close()
+
+
+POLICIES = [
+    QueuePolicy("jobs", concurrency=10, group_concurrency=5),
+    QueuePolicy("held", rate=Rate(3, 60.0), paused=True),
+]
+
+
+def _mariadb_at_version_2(url: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The schema as a workclaim with migrations 0001 and 0002 only left it (the real migrator,
+    shown only those two), with the policies above and items, some grouped; their ids."""
+    with monkeypatch.context() as patch:
+        patch.setattr(mariadb_schema, "MIGRATIONS", mariadb_schema.MIGRATIONS[:2])
+        patch.setattr(mariadb_schema, "SCHEMA_VERSION", 2)
+        backend = MariadbBackend(url, Settings())
+        try:
+            backend.migrate()
+            assert backend._read(mariadb_schema.version) == 2
+            for policy in POLICIES:
+                backend.set_policy(policy)  # the limits; the pause is set on its own
+                backend.set_paused(policy.queue, policy.paused)
+            old = backend.enqueue("jobs", [_item("1"), _item("2")], now=at(0))
+            old += backend.enqueue("jobs", [_item("3", "tenant")], now=at(0))
+        finally:
+            backend.close()
+    return old
+
+
+def _mariadb_upgrade_works(url: str, old: list[int]) -> None:
+    _schedules_work_on(url, old)
+    with Queue(url) as q:
+        assert [q.policy(policy.queue) for policy in POLICIES] == POLICIES
+        assert q.claim("held", worker="w", now=at(80)) == []  # still paused
+        backend = q.backend
+        assert isinstance(backend, MariadbBackend)
+        assert backend._read(mariadb_schema.version) == mariadb_schema.SCHEMA_VERSION
+
+
+def test_a_version_2_mariadb_schema_upgrades_in_place(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = provider("mariadb")(request, tmp_path)
+    old = _mariadb_at_version_2(url, monkeypatch)
+    _mariadb_upgrade_works(url, old)
+
+
+def test_a_mariadb_upgrade_cut_off_after_its_ddl_runs_again(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MariaDB commits DDL at once: a migrator that died after 0003's statements ran and before
+    it recorded the file leaves version 2 with the schedules table; the next open runs 0003
+    again, which must be safe to run again."""
+    url = provider("mariadb")(request, tmp_path)
+    old = _mariadb_at_version_2(url, monkeypatch)
+    name = dict(mariadb_schema.MIGRATIONS)[3]
+    statements = mariadb_schema.split_statements(
+        load_text(mariadb_schema.PACKAGE, f"migrations/{name}")
+    )
+
+    def run_0003(cur: Cursor) -> None:
+        for statement in statements:
+            cur.execute(statement)
+
+    backend = MariadbBackend(url, Settings())
+    try:
+        backend._read(run_0003)
+        assert backend._read(mariadb_schema.version) == 2
+    finally:
+        backend.close()
+    _mariadb_upgrade_works(url, old)

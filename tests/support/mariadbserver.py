@@ -22,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -96,10 +97,12 @@ def _connect_root(port: int, timeout: int = 2) -> Connection:
 
 class MariadbServer:
     """One `mariadbd` on a data directory in a temporary directory; `url` reaches its `test`
-    database as root. `process` is the running server (None while it is stopped)."""
+    database as root. `process` is the running server (None while it is stopped); `options`
+    are more `mariadbd` options, after (so overriding) the defaults."""
 
-    def __init__(self, mariadbd: str, root: Path, port: int) -> None:
+    def __init__(self, mariadbd: str, root: Path, port: int, options: Sequence[str] = ()) -> None:
         self.mariadbd = mariadbd
+        self.options = tuple(options)
         self.root = root
         self.datadir = root / "data"
         self.port = port
@@ -107,14 +110,15 @@ class MariadbServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def create(cls) -> MariadbServer:
-        """Install a fresh data directory, start the server and create database `test`."""
+    def create(cls, options: Sequence[str] = ()) -> MariadbServer:
+        """Install a fresh data directory, start the server (with `options` added, such as
+        `--innodb-flush-log-at-trx-commit=2`) and create database `test`."""
         found = binaries()
         if found is None:
             raise RuntimeError("MariaDB server binaries (mariadbd, mariadb-install-db) missing")
         mariadbd, install = found
         root = Path(tempfile.mkdtemp(prefix="workclaim-mariadb-"))
-        server = cls(mariadbd, root, free_port())
+        server = cls(mariadbd, root, free_port(), options)
         try:
             server._chown(root)
             subprocess.run(
@@ -147,7 +151,7 @@ class MariadbServer:
             f"--pid-file={self.root / 'mariadbd.pid'}", f"--log-error={self.root / 'server.log'}",
             f"--port={self.port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
             "--max-connections=500", "--innodb-buffer-pool-size=64M",
-            "--innodb-log-file-size=32M", "--innodb-flush-log-at-trx-commit=1",
+            "--innodb-log-file-size=32M", "--innodb-flush-log-at-trx-commit=1", *self.options,
         ]  # fmt: skip
 
     def start(self) -> None:

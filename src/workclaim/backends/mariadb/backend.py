@@ -15,6 +15,7 @@ one autocommit statement, plus a read of the session variable it set, in one rou
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -193,13 +194,9 @@ class MariadbBackend(Connections):
             cur.execute(Q["reap_expired_any"], reap)
         if flow.any_managed(cur, names):
             return flow.take(cur, names, worker, lease_us, limit, now_us, clock=clock)
-        candidates: list[tuple[int, int, int]] = []
-        for name in names:
-            cur.execute(Q["claim_select"], {"queue": name, "now": now_us, "limit": limit})
-            candidates.extend(cur.fetchall())
-        if not candidates:
+        ids = _lock_several(cur, names, limit, now_us)
+        if not ids:
             return []
-        ids = tuple(row[0] for row in candidates)
         params = {"ids": ids, "worker": worker, "now": now_us, "lease_us": lease_us}
         cur.execute(Q["claim_update"], params)
         cur.execute(Q["claim_rows"], {"ids": ids})
@@ -588,6 +585,41 @@ def insert_items(cur: Cursor, queue: str, items: Sequence[NewItem], now_us: int)
     if managed:
         flow.activate(cur, queue, [item.group or "" for item in items])
     return ids
+
+
+def _lock_several(cur: Cursor, queues: Sequence[str], limit: int, now_us: int) -> tuple[int, ...]:
+    """Lock the ids of up to `limit` claimable items of `queues` (a plain claim of several), about
+    the best in claim order, and no row more: a row locked and not taken would stay locked to
+    the commit, and another claim would skip an item that nobody takes.
+
+    Each round reads, without a lock, how many of the best `wanted` items each open queue holds
+    (claim_peek), then locks that many of each (claim_select, skipping rows other claims hold).
+    A queue that yields fewer than wanted has no unlocked claimable row left: it is closed, and
+    the next round asks the others for the rest. So a round either fills the claim, closes a
+    queue, or finds nothing new; there are at most a few rounds (one when nothing contends)."""
+    taken: list[int] = []
+    open_queues = list(queues)
+    while open_queues and len(taken) < limit:
+        wanted = limit - len(taken)
+        held = tuple(taken) or (0,)  # ids start at 1: (0,) excludes nothing
+        parts = " UNION ALL ".join([Q["claim_peek"]] * len(open_queues))
+        args: list[Any] = []
+        for part, name in enumerate(open_queues):
+            args.extend((part, name, now_us, held, wanted))
+        cur.execute(f"{parts} {Q['claim_peek_order']}", (*args, wanted))
+        want = Counter(int(row[0]) for row in cur.fetchall())
+        if not want:
+            break
+        closed: set[int] = set()
+        for part, count in want.items():
+            params = {"queue": open_queues[part], "now": now_us, "taken": held, "limit": count}
+            cur.execute(Q["claim_select"], params)
+            got = [int(row[0]) for row in cur.fetchall()]
+            taken.extend(got)
+            if len(got) < count:
+                closed.add(part)
+        open_queues = [name for part, name in enumerate(open_queues) if part not in closed]
+    return tuple(taken)
 
 
 def _call(cur: Cursor, procedure: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:

@@ -46,11 +46,29 @@ WHERE status = 'claimed' AND expires_at <= %(now)s
 ORDER BY expires_at
 LIMIT %(limit)s
 
+-- name: claim_peek
+-- A claim of several queues, first: which queues the best %s claimable items are in, read
+-- without a lock (a consistent read: rows other claims hold but have not committed show as
+-- queued). One part per queue, joined by UNION ALL and ended by claim_peek_order (backend
+-- `_lock_several`); each part walks at most %s entries of workclaim_items_claim. Positional
+-- parameters per part: its number (`part`, which names the queue in the answer), queue, now,
+-- the ids this claim has locked already, limit.
+(SELECT %s AS part, priority, run_at, id FROM workclaim_items
+ WHERE queue = %s AND status = 'queued' AND run_at <= %s AND id NOT IN %s
+ ORDER BY priority, run_at, id
+ LIMIT %s)
+
+-- name: claim_peek_order
+-- The end of claim_peek's union: the merged claim order, the best %s rows.
+ORDER BY priority, run_at, id LIMIT %s
+
 -- name: claim_select
 -- Lock up to %(limit)s claimable items of one queue in claim order, skipping rows other claims
--- hold: a walk of workclaim_items_claim from the front of (queue, 'queued').
+-- hold and the ones this claim locked already (%(taken)s): a walk of workclaim_items_claim from
+-- the front of (queue, 'queued'). %(limit)s is what claim_peek found wanted of this queue, so a
+-- claim of several queues locks no row it will not take.
 SELECT id FROM workclaim_items
-WHERE queue = %(queue)s AND status = 'queued' AND run_at <= %(now)s
+WHERE queue = %(queue)s AND status = 'queued' AND run_at <= %(now)s AND id NOT IN %(taken)s
 ORDER BY priority, run_at, id
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
