@@ -18,6 +18,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from workclaim._time import seconds_to_micros
+from workclaim.backends._flow import policy_of
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.base import Backend, NewItem, NewSchedule, TransactionalEnqueue
 from workclaim.backends.postgres import rows
@@ -35,7 +36,6 @@ from workclaim.models import (
     Lease,
     QueuePolicy,
     QueueStats,
-    Rate,
     Schedule,
     Status,
 )
@@ -496,7 +496,7 @@ class PostgresBackend(Connections):
     # -- flow control ----------------------------------------------------------------------
     def policy(self, queue: str) -> QueuePolicy:
         row = self._one("policy", {"queue": queue})
-        return QueuePolicy(queue) if row is None else _policy(queue, row)
+        return policy_of(queue, row)
 
     def _store_policy(self, queue: str, query: str, params: dict[str, Any]) -> QueuePolicy:
         """Run set_policy or set_paused and, in the same transaction, create the queue's default
@@ -512,7 +512,7 @@ class PostgresBackend(Connections):
             assert row is not None
             return row
 
-        policy = _policy(queue, self._call(run))  # the same write again is harmless
+        policy = policy_of(queue, self._call(run))  # the same write again is harmless
         self._wakeup.notify()
         return policy
 
@@ -620,19 +620,6 @@ class PostgresBackend(Connections):
             self._listener.stop()
         self._close_pool()
         self._wakeup.notify()
-
-
-def _policy(queue: str, row: tuple[Any, ...]) -> QueuePolicy:
-    """A QueuePolicy from a policy / set_policy / set_paused row (the first seven columns)."""
-    conc, group_conc, rate_n, rate_s, group_n, group_s, paused = row[:7]
-    return QueuePolicy(
-        queue=queue,
-        concurrency=conc,
-        group_concurrency=group_conc,
-        rate=None if rate_n is None else Rate(rate_n, rate_s),
-        group_rate=None if group_n is None else Rate(group_n, group_s),
-        paused=bool(paused),
-    )
 
 
 def _conforms(backend: PostgresBackend) -> tuple[Backend, TransactionalEnqueue]:
