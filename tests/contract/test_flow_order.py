@@ -132,6 +132,27 @@ def test_without_groups_several_queues_keep_the_plain_order(queue: Any) -> None:
     assert ids(queue.claim(["a", "b"], worker="w1", limit=10, now=at(2))) == [*a, b]
 
 
+def test_without_groups_several_queues_keep_the_plain_order_under_limits(queue: Any) -> None:
+    # Issue 15: "Without groups, today's (priority, run_at, id) order is unchanged", limits or
+    # not: a policy on one of the queues does not make each queue's default group a turn.
+    queue.set_policy("a", concurrency=10)
+    a = queue.enqueue_many("a", ["a1", "a2", "a3"], now=at(0))
+    b = queue.enqueue_many("b", ["b1", "b2"], now=at(1))
+    assert ids(queue.claim(["a", "b"], worker="w1", limit=4, now=at(2))) == [*a, b[0]]
+
+
+def test_without_groups_several_queues_skip_what_the_limits_refuse_in_plain_order(
+    queue: Any,
+) -> None:
+    queue.set_policy("a", concurrency=2)
+    a = queue.enqueue_many("a", ["a1", "a2", "a3"], now=at(0))
+    b = queue.enqueue_many("b", ["b1", "b2"], now=at(1))
+    leases = queue.claim(["a", "b"], worker="w1", limit=10, now=at(3))
+    assert ids(leases) == [a[0], a[1], *b]  # a3: the limit refuses it
+    tokens = [lease.token for lease in leases]
+    assert tokens == sorted(tokens)
+
+
 def test_groups_of_several_queues_take_turns_as_groups_of_their_own_queue(queue: Any) -> None:
     q1a = queue.enqueue_many("q1", ["q1a1", "q1a2"], group="a", now=at(0))
     q2a = queue.enqueue("q2", "q2a1", group="a", now=at(1))
