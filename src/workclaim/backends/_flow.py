@@ -12,7 +12,9 @@ each queue's active groups in fair order (the never-served ones by their first i
 `served` along `workclaim_groups_walk`), a page per statement with each group's first item of
 that priority and its counts, and stops as soon as the batch is full. Round 1 takes the first
 item of each group; only when every group has been seen and the batch is not full do rounds 2,
-3, ... take the second, third, ... items of the groups seen.
+3, ... take the second, third, ... items of the groups seen. A claim of several queues none of
+which is grouped (`workclaim_policies.grouped`) instead merges the queues' items in plain
+(run_at, id) order at each priority (`plain_tier`), as the contract keeps it without groups.
 
 What differs per backend is behind `FlowStatements`: the named statements of its `flow.sql` (the
 same names, parameters and columns in both), run inside the verb's transaction, and the two
@@ -150,6 +152,7 @@ class Limits:
     queue: str
     managed: bool
     paused: bool = False
+    grouped: bool = False  # whether the queue has ever had an item in a group
     concurrency: int | None = None
     group_concurrency: int | None = None
     rate: tuple[int, int] | None = None
@@ -162,11 +165,12 @@ class Limits:
         """From a `policies_of` / `lock_policies` row (None or not managed: no limits)."""
         if row is None or not row[8]:
             return cls(queue, managed=False)
-        _, conc, gconc, rate_n, rate_s, grate_n, grate_s, paused, _ = row
+        _, conc, gconc, rate_n, rate_s, grate_n, grate_s, paused, _, grouped = row
         return cls(
             queue,
             managed=True,
             paused=bool(paused),
+            grouped=bool(grouped),
             concurrency=conc,
             group_concurrency=gconc,
             rate=None if rate_n is None else (rate_n, seconds_to_micros(rate_s)),
@@ -212,9 +216,14 @@ class FairClaim:
         limits = [Limits.of(q, by_queue.get(q)) for q in queues]
         for lim in limits:
             self.queue_room(lim)
+        # Without groups in any claimed queue, the contract keeps the plain (priority, run_at,
+        # id) order across the queues (issue 15): each queue's default group is not a turn of
+        # its own. One queue is one group either way, so only a claim of several takes it.
+        plain = len(limits) > 1 and not any(lim.grouped for lim in limits)
+        tier = self.plain_tier if plain else self.tier
         priority = self.next_priority(limits, -(2**63))
         while priority is not None and self.remaining > 0:
-            self.tier(limits, priority)
+            tier(limits, priority)
             priority = self.next_priority(limits, priority)
         return self.chosen
 
@@ -356,6 +365,44 @@ class FairClaim:
                 if self.remaining > 0 and self._room(group):
                     self._take(group, group.items[k])
             k += 1
+
+    def _items(self, group: Group, priority: int) -> Iterator[tuple[int, int, Group]]:
+        """The group's items of `priority` as (run_at, id, group) in (run_at, id) order, read a
+        page at a time while the claim and the group's room could take more: no more than that
+        room (`_more`), and the consumer takes each item before the next is read."""
+        k = 0
+        while True:
+            if k < len(group.items):
+                yield (*group.items[k], group)
+                k += 1
+            elif group.complete or self.remaining <= 0 or not self._room(group):
+                return
+            else:
+                self._more(group, priority)
+                if len(group.items) <= k:
+                    return
+
+    def plain_tier(self, queues: Sequence[Limits], priority: int) -> None:
+        """Take items of one priority in plain (run_at, id) order merged across queues none of
+        which uses groups (each is its default group alone), skipping what a queue's limits
+        refuse: a queue without room left contributes nothing more."""
+        streams: list[Iterator[tuple[int, int, Group]]] = []
+        for lim in queues:
+            if lim.room <= 0:
+                continue
+            for served, run_at, item_id, _, grp, live, recent in self._groups(lim, priority):
+                room = lim.group_room.get(grp)
+                if room is None:
+                    room = self._group_room(lim, grp, live, recent)
+                if room <= 0:
+                    continue
+                group = Group(lim, grp, served, [(run_at, item_id)])
+                streams.append(self._items(group, priority))
+        # A stream reads no more items than its queue's room, so each item met may be taken.
+        for run_at, item_id, group in merge(*streams, key=lambda e: (e[0], e[1])):
+            if self.remaining <= 0:
+                return
+            self._take(group, (run_at, item_id))
 
     def next_priority(self, queues: Sequence[Limits], after: int) -> int | None:
         """The best priority after `after` with a claimable item in a queue with room."""

@@ -82,7 +82,7 @@ ON DUPLICATE KEY UPDATE served = GREATEST(served, VALUES(served))
 -- waits here for the one before it to commit, so each counts the leases and claims the one
 -- before it gave (READ COMMITTED: every later statement reads the newest commits).
 SELECT queue, concurrency, group_concurrency, rate_count, rate_seconds, group_rate_count,
-       group_rate_seconds, paused, managed
+       group_rate_seconds, paused, managed, grouped
 FROM workclaim_policies WHERE queue IN %(queues)s
 ORDER BY queue FOR UPDATE
 

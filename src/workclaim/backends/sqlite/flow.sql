@@ -67,7 +67,7 @@ ON CONFLICT (queue, grp) DO UPDATE SET served = max(served, excluded.served)
 -- name: policies_of
 -- The policy rows of the claimed queues (:queues, a JSON array).
 SELECT queue, concurrency, group_concurrency, rate_count, rate_seconds, group_rate_count,
-       group_rate_seconds, paused, managed
+       group_rate_seconds, paused, managed, grouped
 FROM workclaim_policies WHERE queue IN (SELECT value FROM json_each(:queues))
 
 -- name: live_in_queue
