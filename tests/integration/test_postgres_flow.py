@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,32 @@ def test_a_freed_slot_wakes_a_claim_waiting_on_a_limited_queue(url: str, how: st
             helper.join()
     assert [le.id for le in leases] == [second]
     assert lease.id == first
+
+
+@pytest.mark.parametrize("queues", [["p", "g"], ["g", "p"]])
+def test_one_grouped_queue_among_several_keeps_the_fair_order(url: str, queues: list[str]) -> None:
+    """Migration 0011 keeps the plain order across queues only when none of them uses groups:
+    here `g` does (a grouped enqueue), so `p`'s default group still takes a turn of its own,
+    whichever place `g` has in the claim's list of queues."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with Queue(url) as q:
+        q.set_policy("p", concurrency=10)
+        p1, p2 = q.enqueue_many("p", ["p1", "p2"], now=t0)
+        g1 = q.enqueue("g", "g1", group="x", now=t0 + timedelta(seconds=1))
+        leases = q.claim(queues, worker="w", limit=10, now=t0 + timedelta(seconds=2))
+        assert [lease.id for lease in leases] == [p1, g1, p2]
+
+
+def test_without_groups_a_queue_served_before_does_not_wait_for_the_others(url: str) -> None:
+    """Migration 0011: across queues none of which uses groups, when each default group was
+    served last does not rank (the plain order is (priority, run_at, id) only): `a`, claimed
+    from before, still gives its older item first."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with Queue(url) as q:
+        q.set_policy("a", concurrency=10)
+        q.enqueue("a", "a1", now=t0)
+        assert q.claim("a", worker="w", limit=1, now=t0 + timedelta(seconds=1))[0].payload == "a1"
+        a2 = q.enqueue("a", "a2", now=t0 + timedelta(seconds=2))
+        b1 = q.enqueue("b", "b1", now=t0 + timedelta(seconds=3))
+        leases = q.claim(["a", "b"], worker="w", limit=10, now=t0 + timedelta(seconds=4))
+        assert [lease.id for lease in leases] == [a2, b1]
