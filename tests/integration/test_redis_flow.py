@@ -1,5 +1,6 @@
 """Redis flow control specifics: the layout upgrade from 2, group keys whatever ':' the names
-hold, the groups index's life, and waiting claims of a limited queue woken by another client."""
+hold, the groups index's life, the plain order across queues without groups index, and waiting
+claims of a limited queue woken by another client."""
 
 from __future__ import annotations
 
@@ -103,6 +104,34 @@ def test_the_groups_index_goes_with_the_last_named_groups_ready_item(url: str) -
             q.complete(lease, now=at(2))
         assert q.purge("jobs", older_than=0, now=at(3)) == 4
         assert _keys(url) == sorted(key(prefix, kind) for kind in ("ids", "schema", "tokens"))
+
+
+def test_a_queue_that_used_groups_once_keeps_the_plain_order_beside_another(url: str) -> None:
+    # Issue 15: "a" keeps served:a after its groups are gone (so its claims go the flow way),
+    # but no claimed queue uses groups now: plain (priority, run_at, id) order across both.
+    prefix = _prefix(url)
+    with Queue(url) as q:
+        q.enqueue("a", "x1", group="x", now=at(0))
+        assert claim_one(q, "a", t=1).payload == "x1"
+        assert key(prefix, "served", "a") in _keys(url)
+        assert key(prefix, "groups", "a") not in _keys(url)
+        a = q.enqueue_many("a", ["a1", "a2", "a3"], now=at(2))
+        b = q.enqueue_many("b", ["b1", "b2"], now=at(3))
+        leases = q.claim(["a", "b"], worker="w", limit=4, now=at(4))
+        assert [lease.id for lease in leases] == [*a, b[0]]
+        tokens = [lease.token for lease in leases]
+        assert tokens == sorted(tokens)
+
+
+def test_a_grouped_queue_before_a_limited_one_keeps_the_fair_order(url: str) -> None:
+    # The plain order across queues needs every claimed queue without groups, not only the
+    # last one: with "g" grouped, "p"'s default group takes its turns as a group of "p".
+    with Queue(url) as q:
+        q.set_policy("p", concurrency=10)
+        g = q.enqueue_many("g", ["x1", "x2"], group="x", now=at(0))
+        p = q.enqueue_many("p", ["p1", "p2"], now=at(1))
+        leases = q.claim(["g", "p"], worker="w", limit=4, now=at(2))
+        assert [lease.id for lease in leases] == [g[0], p[0], g[1], p[1]]
 
 
 def _complete(q: Queue, lease: Lease) -> None:

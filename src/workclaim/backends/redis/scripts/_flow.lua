@@ -157,12 +157,24 @@ local function note_group_rates(st, now)
 end
 
 -- The flow-controlled claim: up to `limit` items in the fair order (priority, k, served,
--- run_at, id) across the queues, each only if the queue's and its group's limits admit it
--- after the items taken before it, none from a paused queue. Round by round: every queue
--- proposes its next items, the ones of the lowest priority are taken in that order.
+-- run_at, id) across the queues, or in the plain order (priority, run_at, id) when no claimed
+-- queue uses groups, each only if the queue's and its group's limits admit it after the items
+-- taken before it, none from a paused queue. Round by round: every queue proposes its next
+-- items, the ones of the lowest priority are taken in that order.
 local function claim_flow(now, a)
   local states = {}
-  for i, queue in ipairs(a.queues) do states[i] = queue_state(queue, now) end
+  -- Without groups every item is in its queue's default group, and the contract keeps the
+  -- plain (priority, run_at, id) order across the queues (issue 15): ranking by k (position in
+  -- its group) would make each queue's default group a turn of its own. So the sort then skips
+  -- k and served (positions 2 and 3). A claim cannot make a queue grouped (it only takes
+  -- items), so this holds for all its rounds; with one queue both orders are the same (k
+  -- follows (run_at, id) within the one group), so only claims over several queues change.
+  local plain = true
+  for i, queue in ipairs(a.queues) do
+    states[i] = queue_state(queue, now)
+    plain = plain and not states[i].grouped
+  end
+  local first = plain and 4 or 2
   local out, want = {}, a.limit
   while want > 0 do
     local props = {}
@@ -175,7 +187,7 @@ local function claim_flow(now, a)
       if c[1] == priority then chosen[#chosen + 1] = c end
     end
     table.sort(chosen, function(x, y)
-      for i = 2, 5 do
+      for i = first, 5 do
         if x[i] ~= y[i] then return x[i] < y[i] end
       end
       return false
