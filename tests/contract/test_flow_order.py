@@ -153,6 +153,29 @@ def test_without_groups_several_queues_skip_what_the_limits_refuse_in_plain_orde
     assert tokens == sorted(tokens)
 
 
+def test_without_groups_a_queue_served_before_keeps_its_place_in_the_plain_order(
+    queue: Any,
+) -> None:
+    # The plain order ranks by (priority, run_at, id) only: a queue whose default group was
+    # served before does not wait behind another queue's never-served items.
+    queue.set_policy("a", concurrency=10)
+    a = queue.enqueue_many("a", ["a1", "a2", "a3"], now=at(0))
+    assert claim_one(queue, "a", t=1).id == a[0]
+    b = queue.enqueue("b", "b1", now=at(2))
+    assert ids(queue.claim(["a", "b"], worker="w1", limit=10, now=at(3))) == [a[1], a[2], b]
+
+
+def test_one_grouped_queue_among_several_keeps_the_fair_order(queue: Any) -> None:
+    # Whichever place the grouped queue has in the claim's list.
+    for grouped, limited in (("g1", "p1"), ("g2", "p2")):
+        queue.set_policy(limited, concurrency=10)
+        x = queue.enqueue_many(grouped, ["x1", "x2"], group="x", now=at(0))
+        p = queue.enqueue_many(limited, ["y1", "y2"], now=at(1))
+        order = [grouped, limited] if grouped == "g1" else [limited, grouped]
+        leases = queue.claim(order, worker="w1", limit=10, now=at(2))
+        assert ids(leases) == [x[0], p[0], x[1], p[1]]
+
+
 def test_groups_of_several_queues_take_turns_as_groups_of_their_own_queue(queue: Any) -> None:
     q1a = queue.enqueue_many("q1", ["q1a1", "q1a2"], group="a", now=at(0))
     q2a = queue.enqueue("q2", "q2a1", group="a", now=at(1))
