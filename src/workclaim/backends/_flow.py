@@ -79,6 +79,20 @@ def policy_of(queue: str, row: _Row | None) -> QueuePolicy:
     )
 
 
+def policy_params(policy: QueuePolicy) -> dict[str, Any]:
+    """The `set_policy` statement's parameters for `policy`'s four limits (every backend's
+    policies row has these columns)."""
+    rate, group_rate = policy.rate, policy.group_rate
+    return {
+        "concurrency": policy.concurrency,
+        "group_concurrency": policy.group_concurrency,
+        "rate_count": None if rate is None else rate.count,
+        "rate_seconds": None if rate is None else rate.per_seconds,
+        "group_rate_count": None if group_rate is None else group_rate.count,
+        "group_rate_seconds": None if group_rate is None else group_rate.per_seconds,
+    }
+
+
 def read_policy(sql: FlowStatements, queue: str) -> QueuePolicy:
     """The queue's stored policy."""
     return policy_of(queue, sql.one("policy", {"queue": queue}))
@@ -100,20 +114,8 @@ def _mark(sql: FlowStatements, queue: str, was_managed: bool) -> None:
 def set_policy(sql: FlowStatements, policy: QueuePolicy) -> QueuePolicy:
     """Store the four limits (the paused flag kept); returns the stored policy."""
     was = _was_managed(sql, policy.queue)
-    rate, group_rate = policy.rate, policy.group_rate
-    sql.run(
-        "set_policy",
-        {
-            "queue": policy.queue,
-            "concurrency": policy.concurrency,
-            "group_concurrency": policy.group_concurrency,
-            "rate_count": None if rate is None else rate.count,
-            "rate_seconds": None if rate is None else rate.per_seconds,
-            "group_rate_count": None if group_rate is None else group_rate.count,
-            "group_rate_seconds": None if group_rate is None else group_rate.per_seconds,
-        },
-    )
-    if rate is None and group_rate is None:
+    sql.run("set_policy", {"queue": policy.queue, **policy_params(policy)})
+    if policy.rate is None and policy.group_rate is None:
         sql.run("forget_claims", {"queue": policy.queue})
     _mark(sql, policy.queue, was)
     return read_policy(sql, policy.queue)
@@ -261,6 +263,12 @@ class FairClaim:
         lim.group_room[grp] = room
         return room
 
+    def _room_of(self, lim: Limits, grp: str, live: int, recent: int) -> float:
+        """The group's room in this claim: once met (at a better priority), what this claim
+        left of it; else from its live leases and claims in the window."""
+        room = lim.group_room.get(grp)
+        return self._group_room(lim, grp, live, recent) if room is None else room
+
     # -- the walk ------------------------------------------------------------------------
     def _groups(self, lim: Limits, priority: int) -> Iterator[Met]:
         """The queue's active groups with a claimable item of `priority`, in the fair order of
@@ -338,12 +346,7 @@ class FairClaim:
             if self.remaining <= 0:
                 return
             lim = by_queue[queue]
-            if lim.room <= 0:
-                continue
-            room = lim.group_room.get(grp)  # met at a better priority: what this claim left
-            if room is None:
-                room = self._group_room(lim, grp, live, recent)
-            if room <= 0:
+            if lim.room <= 0 or self._room_of(lim, grp, live, recent) <= 0:
                 continue
             group = Group(lim, grp, served, [(run_at, item_id)])
             seen.append(group)
@@ -391,10 +394,7 @@ class FairClaim:
             if lim.room <= 0:
                 continue
             for served, run_at, item_id, _, grp, live, recent in self._groups(lim, priority):
-                room = lim.group_room.get(grp)
-                if room is None:
-                    room = self._group_room(lim, grp, live, recent)
-                if room <= 0:
+                if self._room_of(lim, grp, live, recent) <= 0:
                     continue
                 group = Group(lim, grp, served, [(run_at, item_id)])
                 streams.append(self._items(group, priority))

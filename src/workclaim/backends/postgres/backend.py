@@ -18,7 +18,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from workclaim._time import seconds_to_micros
-from workclaim.backends._flow import policy_of
+from workclaim.backends._flow import policy_of, policy_params
 from workclaim.backends._queryfile import load_queries
 from workclaim.backends.base import Backend, NewItem, NewSchedule, TransactionalEnqueue
 from workclaim.backends.postgres import rows
@@ -517,19 +517,7 @@ class PostgresBackend(Connections):
         return policy
 
     def set_policy(self, policy: QueuePolicy) -> QueuePolicy:
-        rate, group_rate = policy.rate, policy.group_rate
-        return self._store_policy(
-            policy.queue,
-            "set_policy",
-            {
-                "concurrency": policy.concurrency,
-                "group_concurrency": policy.group_concurrency,
-                "rate_count": None if rate is None else rate.count,
-                "rate_seconds": None if rate is None else rate.per_seconds,
-                "group_rate_count": None if group_rate is None else group_rate.count,
-                "group_rate_seconds": None if group_rate is None else group_rate.per_seconds,
-            },
-        )
+        return self._store_policy(policy.queue, "set_policy", policy_params(policy))
 
     def set_paused(self, queue: str, paused: bool) -> QueuePolicy:
         return self._store_policy(queue, "set_paused", {"paused": paused})
