@@ -18,7 +18,7 @@ PYTHON312 ?= $(shell for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/p
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test soak lint install venv312 clean peers deps-upgrade test-latest model model-mutants
+.PHONY: demo test soak lint install venv312 clean peers long-horizon deps-upgrade test-latest model model-mutants
 
 # uv itself, pinned, in a virtualenv of its own (it is not part of the project's environment).
 $(UV):
@@ -75,6 +75,19 @@ test-latest: | $(UV)
 peers: | $(UV)
 	UV=$(UV) bash benchmarks/peers/setup.sh
 	benchmarks/peers/.venv/bin/python benchmarks/peers/run.py $(PEERS_ARGS)
+
+# PostgreSQL under sustained load (issue 18, docs/postgres.md): a fixed offered rate through warm-up,
+# clean, held-snapshot and recovery phases (26 minutes by default). SYSTEM=pgqueuer or
+# procrastinate runs a peer from the peers' virtualenv; LH_ARGS for the rest (--autovacuum on|off,
+# --rate, --phases).
+SYSTEM ?= workclaim
+long-horizon: $(STAMP) | $(UV)
+	@if [ "$(SYSTEM)" = workclaim ]; then \
+		$(BIN)/python -m benchmarks.long_horizon --system workclaim $(LH_ARGS); \
+	else \
+		UV=$(UV) bash benchmarks/peers/setup.sh && \
+		benchmarks/peers/.venv/bin/python -m benchmarks.long_horizon --system $(SYSTEM) $(LH_ARGS); \
+	fi
 
 # The full fault matrix (bounded in time); prints the fault table, writes bench-results/soak.json.
 soak: $(STAMP)

@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--phases", default=DEFAULT_PHASES, help="name=seconds,...")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds per sample")
     parser.add_argument("--autovacuum", choices=("on", "off", "keep"), default="keep")
-    parser.add_argument("--out", default="results/long_horizon")
+    parser.add_argument("--out", default="bench-results/long_horizon")
     run(parser.parse_args(argv))
 
 
