@@ -1,0 +1,125 @@
+"""PostgreSQL claims while another session holds an old snapshot (issue 18).
+
+A long report, a forgotten `idle in transaction` session or a standby's feedback keeps every row
+version newer than its snapshot: vacuum removes none of them, and no index scan may mark their
+entries dead. A claim changes its items' status and a completion changes it again, so the
+entries of every item claimed (in `items_claimable`) and completed (in `items_leases`) since
+the snapshot began stay in the indexes the next claim walks: its cost grows with the items
+processed while the snapshot is held (docs/postgres.md, "Under sustained load", has the long run
+that found it: 40 ms and 262,000 heap fetches per claim after five minutes at 1,000 items/s).
+
+Here ITEMS items are processed through the library while a snapshot is held, then one claim of
+10 items is explained (`EXPLAIN (ANALYZE, BUFFERS)` of the claim statement, its function's
+statements included). A claim that starts past the dead entries reads a few dozen buffers
+whatever ITEMS is; one that walks them reads about one per hundred dead entries of each index.
+The control (no snapshot held while the items are processed, then `VACUUM`) shows the bound is
+one this server meets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.integration._pg import connect
+from tests.support.servers import postgres_url
+from workclaim import Queue
+from workclaim.backends.postgres.backend import REAP_LIMIT, PostgresBackend
+
+ITEMS = 20_000
+BATCH = 500
+# Buffers one claim of 10 may read. With nothing dead in its way it reads about 160 here (its
+# items' rows and index entries, their history rows, the counters); after 20,000 items under a
+# held snapshot, about 950 (schema version 11).
+MOST_BUFFERS = 300
+BUFFERS = re.compile(r"Buffers: shared(?: hit=(\d+))?(?: read=(\d+))?")
+
+
+@pytest.fixture
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return postgres_url(request, tmp_path)
+
+
+@contextmanager
+def held_snapshot(url: str, hold: bool) -> Iterator[None]:
+    """A session with an xid and a snapshot open for the block (nothing when `hold` is off)."""
+    if not hold:
+        yield
+        return
+    with connect(url) as conn:
+        conn.execute("SELECT txid_current()")
+        yield
+        conn.rollback()
+
+
+def process(q: Queue) -> None:
+    """Enqueue, claim and complete ITEMS items in fused turns of BATCH, on a clock an hour
+    back, so that every lease has expired on the real clock by the time it is explained (the
+    reap check walks the expired end of `items_leases`)."""
+    past = datetime.now(UTC) - timedelta(hours=1)
+    for start in range(0, ITEMS, BATCH):
+        q.enqueue_many("a", range(start, start + BATCH), now=past)
+    lost, leases = q.complete_and_claim([], "a", worker="w", limit=BATCH, now=past)
+    while leases:
+        lost, leases = q.complete_and_claim(leases, "a", worker="w", limit=BATCH, now=past)
+        assert lost == []
+
+
+def claim_buffers(url: str, backend: PostgresBackend) -> int:
+    """Shared buffers one claim of 10 items from `a` reads, its function's statements and the
+    reap check included (the top plan node counts what the function's statements read). The
+    second claim of a session is the one measured: the first also reads the catalog to compile
+    the function and plan its statements."""
+    params = {
+        "queues": ["a"],
+        "worker": "w-explain",
+        "lease": timedelta(minutes=5),
+        "limit": 10,
+        "now": None,
+        "reap_limit": REAP_LIMIT,
+    }
+    with connect(url) as conn:
+        conn.autocommit = True
+        explain = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + backend._q["claim"]
+        conn.execute(explain, params)
+        rows = conn.execute(explain, params).fetchall()
+    plan = "\n".join(row[0] for row in rows)
+    assert "rows=10 " in plan, plan
+    hit, read = BUFFERS.search(plan).groups()  # type: ignore[union-attr]
+    return int(hit or 0) + int(read or 0)
+
+
+def run(url: str, hold: bool) -> int:
+    """Buffers of one claim after ITEMS items were processed, with a snapshot held throughout
+    (explained while it is still held) or without one (explained after a VACUUM)."""
+    with Queue(url) as q:
+        q.migrate()
+        backend = q.backend
+        assert isinstance(backend, PostgresBackend)
+        with held_snapshot(url, hold):
+            process(q)
+            q.enqueue_many("a", range(20))
+            if hold:
+                return claim_buffers(url, backend)
+        with connect(url) as conn:
+            conn.autocommit = True
+            conn.execute(f'VACUUM "{backend.schema}".items')
+        return claim_buffers(url, backend)
+
+
+def test_a_claim_reads_few_buffers_with_nothing_dead_in_its_way(url: str) -> None:
+    assert run(url, hold=False) <= MOST_BUFFERS
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 18: claims walk the dead entries a held snapshot keeps (docs/postgres.md, "
+    "Under sustained load); the scan floor described there is the fix",
+)
+def test_a_claim_reads_few_buffers_while_a_snapshot_is_held(url: str) -> None:
+    assert run(url, hold=True) <= MOST_BUFFERS
