@@ -85,3 +85,12 @@ def test_phases_are_named_and_timed() -> None:
     ]
     with pytest.raises(SystemExit, match="unknown phase 'hold'"):
         long_horizon.parse_phases("hold=10")
+
+
+def test_the_table_row_says_what_the_summary_says() -> None:
+    table: Any = importlib.import_module("benchmarks.long_horizon_table")
+    line = table.row(_run([(11.0, 5000), (11.5, 3000), (11.0, 900)]))
+    assert line.startswith("| workclaim | off | 1,000 | 1,000, 10.0 ms | 1,000, 15.0 ms, 1.5x |")
+    assert "| after 30 s |" in line
+    never = table.row(_run([(30.0, 0)]))
+    assert "| not within the phase |" in never
