@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import psycopg
+
+from workclaim.backends.postgres.backend import REAP_LIMIT
+
+LEASE = timedelta(minutes=5)
 
 
 def connect(url: str) -> psycopg.Connection[Any]:
@@ -13,3 +18,18 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
     libpq_url, _, _ = parse_url(url)
     return psycopg.connect(libpq_url, connect_timeout=5)
+
+
+def claim_params(
+    queues: list[str], limit: int, *, worker: str = "w-test", reap_limit: int = REAP_LIMIT
+) -> dict[str, Any]:
+    """The parameters of queries.sql's `claim` (and the claim half of `complete_and_claim`): a
+    five-minute lease on the store's clock."""
+    return {
+        "queues": queues,
+        "worker": worker,
+        "lease": LEASE,
+        "limit": limit,
+        "now": None,
+        "reap_limit": reap_limit,
+    }

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration._pg import connect
+from tests.integration._pg import claim_params, connect
 from tests.support.servers import postgres_url
 from workclaim import Queue
-from workclaim.backends.postgres.backend import REAP_LIMIT, PostgresBackend
+from workclaim.backends.postgres.backend import PostgresBackend
 
 ITEMS = 20_000
 BATCH = 500
@@ -78,14 +78,7 @@ def claim_buffers(url: str, backend: PostgresBackend) -> int:
     reap check included (the top plan node counts what the function's statements read). The
     second claim of a session is the one measured: the first also reads the catalog to compile
     the function and plan its statements."""
-    params = {
-        "queues": ["a"],
-        "worker": "w-explain",
-        "lease": timedelta(minutes=5),
-        "limit": 10,
-        "now": None,
-        "reap_limit": REAP_LIMIT,
-    }
+    params = claim_params(["a"], 10)
     with connect(url) as conn:
         conn.autocommit = True
         explain = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + backend._q["claim"]

@@ -20,15 +20,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.integration._pg import connect
+from tests.integration._pg import claim_params, connect
 from tests.support.servers import postgres_url
 from workclaim import Settings
-from workclaim.backends.postgres.backend import REAP_LIMIT, PostgresBackend
+from workclaim.backends.postgres.backend import PostgresBackend
 from workclaim.backends.postgres.schema import SCHEMA_VERSION
 
 ROWS = 100_000
 BIG_TABLES = ("items", "history")
-LEASE = timedelta(minutes=5)
 
 # 100,000 items: 60% done, 30% queued, 10% claimed (a tenth of those expired), in queues q0..q2
 # and `flow` (50 groups, under a policy); every item keeps one history row.
@@ -156,17 +155,6 @@ class Plans:
             if found := walks(plan):
                 self.seq_scans.setdefault(f"{label} ({self.stage})", set()).update(found)
         return rows
-
-
-def claim_params(queues: list[str], limit: int) -> dict[str, Any]:
-    return {
-        "queues": queues,
-        "worker": "w-test",
-        "lease": LEASE,
-        "limit": limit,
-        "now": None,
-        "reap_limit": REAP_LIMIT,
-    }
 
 
 def fence(row: tuple[Any, ...]) -> dict[str, Any]:

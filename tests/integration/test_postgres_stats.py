@@ -8,7 +8,6 @@ import contextlib
 import multiprocessing as mp
 import random
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.integration._pg import connect
+from tests.integration._pg import claim_params, connect
 from tests.support.servers import postgres_url
 from workclaim import LeaseLost, Queue, Settings
 from workclaim.backends.postgres.backend import PostgresBackend
@@ -253,14 +252,7 @@ def test_an_enqueue_in_an_open_transaction_holds_no_lock_a_claimer_waits_for(url
             with claimer:
                 claimer.autocommit = True
                 claimer.execute("SET lock_timeout = '5s'")  # a wait fails the test, not hangs
-                params = {
-                    "queues": ["a"],
-                    "worker": "w",
-                    "lease": timedelta(minutes=5),
-                    "limit": 5,
-                    "now": None,
-                    "reap_limit": 10,
-                }
+                params = claim_params(["a"], 5, worker="w", reap_limit=10)
                 assert len(claimer.execute(backend._q["claim"], params).fetchall()) == 2
             assert q.stats("a").queued == 0  # the open enqueue is not counted yet
             producer.commit()
