@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,11 +49,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @contextmanager
-def held_snapshot(url: str, hold: bool) -> Iterator[None]:
-    """A session with an xid and a snapshot open for the block (nothing when `hold` is off)."""
-    if not hold:
-        yield
-        return
+def held_snapshot(url: str) -> Iterator[None]:
+    """A session with an xid and a snapshot open for the block."""
     with connect(url) as conn:
         conn.execute("SELECT txid_current()")
         yield
@@ -97,7 +94,7 @@ def run(url: str, hold: bool) -> int:
         q.migrate()
         backend = q.backend
         assert isinstance(backend, PostgresBackend)
-        with held_snapshot(url, hold):
+        with held_snapshot(url) if hold else nullcontext():
             if hold:
                 process(q)
             q.enqueue_many("a", range(20))
