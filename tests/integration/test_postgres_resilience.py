@@ -57,7 +57,9 @@ def test_the_pool_recovers_after_its_connections_are_terminated(
     request.addfinalizer(lambda: pgserver.drop_schema(base, name))
     with Queue(url, settings=FAST) as q:
         q.enqueue_many("jobs", [1, 2, 3])
-        q.claim("empty", worker="w", wait=0.05)  # also starts the LISTEN connection
+        # Also starts the LISTEN connection: the wait must outlast the first look (which also
+        # raises the scan floors, migration 0012), or no waiter ever asks for it.
+        q.claim("empty", worker="w", wait=1.0)
         assert _terminate(base, name) >= 2
         # The dead connection is noticed (a claim is safe to repeat, so it runs again on a
         # fresh connection): no error reaches us, and the queue goes on.

@@ -88,11 +88,16 @@ def test_a_fresh_schema_equals_one_migrated_step_by_step(
     assert {row[0]: row[4] for row in a["sequences"]}["token_seq"] == 1  # CACHE 1
     assert [row[0] for row in a["functions"]] == [
         "claim",
+        "claim_floor",
         "claim_flow",
         "complete_and_claim",
         "count_changed",
         "count_inserted",
         "count_lock",
+        "floor_period",
+        "lease_floor",
+        "mark_floors",
+        "raise_floors",
     ]
 
 

@@ -8,6 +8,8 @@ watchdog for hung calls in deadline.py. The SQL is in queries.sql.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -41,6 +43,9 @@ from workclaim.models import (
 )
 
 REAP_LIMIT = 100
+# How often a process offers to raise the claims' scan floors (migration 0012): the server's
+# period, so that one process keeps them current and many processes call at most this often each.
+FLOOR_PERIOD = 1.0
 # How many fold_queued statements (up to 256 queues each) one retention pass runs at most.
 FOLD_ROUNDS = 64
 
@@ -64,6 +69,8 @@ class PostgresBackend(Connections):
         self._schema = Schema(self.schema, self._q)
         self._wakeup = Wakeup(on_first_waiter=self._start_listener)
         self._listener: Listener | Poller | None = None
+        self._floors_due = 0.0
+        self._floors_lock = threading.Lock()
 
     # -- running queries -------------------------------------------------------------------
     def _one(self, name: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -255,6 +262,7 @@ class PostgresBackend(Connections):
             "now": now,
             "reap_limit": REAP_LIMIT,
         }
+        self._keep_floors()
         claimed = self._all("claim", params)  # one autocommit statement: reap, then claim
         return rows.leases(claimed, worker, lease_seconds)
 
@@ -283,10 +291,25 @@ class PostgresBackend(Connections):
             "reap_limit": REAP_LIMIT,
             "channel": self.channel,
         }
+        if limit > 0:
+            self._keep_floors()
         out = self._all("complete_and_claim", params)
         ok = {(r[0], r[3]) for r in out if r[1] is None}
         flags = [(lease.id, lease.token) in ok for lease, _ in done]
         return flags, rows.leases([r for r in out if r[1] is not None], worker, lease_seconds)
+
+    def _keep_floors(self) -> None:
+        """Offer to raise the scan floors once a period (see `raise_floors`): before a claim,
+        so that a failure here is a failed claim that leased nothing. The other threads of the
+        process go on claiming meanwhile."""
+        now = time.monotonic()
+        if now < self._floors_due or not self._floors_lock.acquire(blocking=False):
+            return
+        try:
+            self._floors_due = now + FLOOR_PERIOD
+            self._one("raise_floors", {})
+        finally:
+            self._floors_lock.release()
 
     @staticmethod
     def _fence(lease: Lease, now: datetime | None) -> dict[str, Any]:

@@ -60,6 +60,11 @@ SELECT id, queue, payload, token, attempts, max_attempts, expires_at, grp, enque
 FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,
                     %(now)s::timestamptz, %(reap_limit)s::integer)
 
+-- name: raise_floors
+-- The claims' scan floors raised (migration 0012), at most once a period whoever calls; its
+-- own transaction, never inside a claim (0012 says why). Returns whether it raised.
+SELECT {schema}.raise_floors()
+
 -- name: complete_and_claim
 -- The fused turn (migrations 0004, 0006, 0008): rows with a NULL queue are the completions that
 -- count as done, the others the new leases.
