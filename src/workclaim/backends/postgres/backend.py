@@ -69,7 +69,9 @@ class PostgresBackend(Connections):
         self._schema = Schema(self.schema, self._q)
         self._wakeup = Wakeup(on_first_waiter=self._start_listener)
         self._listener: Listener | Poller | None = None
-        self._floors_due = 0.0
+        # The first raise waits a period too: it compiles the function (milliseconds), which a
+        # process that lives for a claim or two need not pay; longer-lived ones raise for it.
+        self._floors_due = time.monotonic() + FLOOR_PERIOD
         self._floors_lock = threading.Lock()
 
     # -- running queries -------------------------------------------------------------------

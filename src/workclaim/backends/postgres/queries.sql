@@ -440,19 +440,35 @@ SELECT count(*) FROM gone
 -- expiry of any lease (one probe of items_leases, where the queues' own next expiry could take
 -- a walk past every other queue's lease; waking early for another queue's only costs a look).
 -- The expired check walks only the expired front of items_leases. A queue (or group) at its
--- rate adds the time its oldest claim in the window leaves it (migration 0006).
-WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+-- rate adds the time its oldest claim in the window leaves it (migration 0006). Every walk
+-- starts at the scan floors (migration 0012), as the claim's do: while a snapshot is held, an
+-- idle worker's wait would otherwise walk every entry of what was claimed since. (A snapshot
+-- of this statement is taken after its locks of floor_marks, at READ COMMITTED.)
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now),
+floors AS MATERIALIZED (
+    SELECT f.priority, f.run_at, f.id, l.expires_at AS lease
+    FROM {schema}.claim_floor(%(queues)s::text[]) AS f, {schema}.lease_floor() AS l
+)
 SELECT CASE
     WHEN EXISTS (SELECT FROM {schema}.items
                  WHERE status = 'claimed' AND expires_at <= (SELECT now FROM clock)
+                   AND expires_at >= (SELECT lease FROM floors)
                    AND queue = ANY(%(queues)s::text[]))
     THEN (SELECT now FROM clock)
     ELSE least(
-        (SELECT min(run_at) FROM {schema}.items
-         WHERE queue = ANY(%(queues)s::text[]) AND status = 'queued'
-           AND run_at > (SELECT now FROM clock)),
+        (SELECT min(d.run_at) FROM unnest(%(queues)s::text[]) AS q (name)
+         CROSS JOIN LATERAL (
+             SELECT i.run_at FROM {schema}.items AS i
+             WHERE i.queue = q.name AND i.status = 'queued'
+               AND (i.priority, i.run_at, i.id) >= ((SELECT priority FROM floors),
+                                                    (SELECT run_at FROM floors),
+                                                    (SELECT id FROM floors))
+               AND i.run_at > (SELECT now FROM clock)
+             ORDER BY i.priority, i.run_at, i.id
+         ) AS d),
         (SELECT min(expires_at) FROM {schema}.items
-         WHERE status = 'claimed' AND expires_at > (SELECT now FROM clock)),
+         WHERE status = 'claimed' AND expires_at > (SELECT now FROM clock)
+           AND expires_at >= (SELECT lease FROM floors)),
         (SELECT min(w.frees) FROM (
             SELECT min(l.at) + p.rate_seconds * interval '1 second' AS frees
             FROM {schema}.policies AS p JOIN {schema}.claim_log AS l ON l.queue = p.queue
