@@ -84,8 +84,8 @@ def test_an_item_enqueued_in_a_transaction_open_across_the_raise_is_claimed_firs
     q: Queue, url: str
 ) -> None:
     """The writer's mark keeps the floor below its item, which the raise's walk could not see
-    (mutants that fail here: no trigger items_marks_inserted; claims that read the marks of one
-    partition only), and the raise of the partition the writer appended to gives up."""
+    (mutants that fail here: count_inserted without its marks; claims that read the marks of
+    one partition only), and the raise of the partition the writer appended to gives up."""
     processed(q, 5)
     later = q.enqueue("a", "later", priority=5)
     with connect(url) as writer, connect(url) as raiser:

@@ -96,7 +96,6 @@ def test_a_fresh_schema_equals_one_migrated_step_by_step(
         "count_lock",
         "floor_period",
         "lease_floor",
-        "mark_floors",
         "raise_floors",
     ]
 

@@ -10,8 +10,8 @@
 -- Now a claim starts at a *floor*: a key below which no queued item exists, which B-tree
 -- descends to directly. The floor is the smallest of the *marks* in floor_marks:
 -- - writers mark: every statement that leaves items `queued` (enqueue, release, retry, reap,
---   requeue, anything of an application's) appends, from a statement trigger in the writer's
---   own transaction, the smallest (priority, run_at, id) it wrote per queue; every statement
+--   requeue, anything of an application's) appends, from the statement triggers of version 9
+--   in the writer's own transaction, the smallest (priority, run_at, id) it wrote per queue; every statement
 --   that leaves items `claimed` (claims, heartbeats) appends the smallest expiry it wrote;
 -- - the raise (raise_floors, one at a time, at most once a period, from the claimers) appends
 --   the smallest key it finds walking each queue from its floor, and the smallest live expiry;
@@ -63,35 +63,84 @@ CREATE FUNCTION {schema}.floor_period() RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$ SELECT floor(extract(epoch FROM clock_timestamp()))::bigint $$;
 
--- The statement trigger of every INSERT and UPDATE of items: one mark per queue it left items
--- queued in (its smallest key) and one for the leases it wrote (the smallest expiry).
-CREATE FUNCTION {schema}.mark_floors() RETURNS trigger
-LANGUAGE plpgsql
-SET enable_seqscan = off
-AS $$
+-- The marks are appended by the statement triggers that already count queued items (versions
+-- 9 and 10), so a statement pays for one trigger call, not two (a second trigger with its
+-- transition tables cost a claim a measurable share of its time): the functions below are
+-- version 10's with the marks added, under the same names. One mark per queue a statement left
+-- items queued in (its smallest key), one for the leases it wrote (the smallest expiry); a
+-- statement that leaves no item queued or claimed (a completion) appends nothing.
+CREATE OR REPLACE FUNCTION {schema}.count_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO {schema}.floor_marks (gen, queue, priority, run_at, id, expires_at)
-    SELECT {schema}.floor_period() % 2, m.queue, m.priority, m.run_at, m.id, m.expires_at
-    FROM (
-        SELECT DISTINCT ON (n.queue) n.queue, n.priority, n.run_at, n.id,
-               NULL::timestamptz AS expires_at
-        FROM new_rows AS n WHERE n.status = 'queued'
-        ORDER BY n.queue, n.priority, n.run_at, n.id
-    ) AS m
-    UNION ALL
-    SELECT {schema}.floor_period() % 2, NULL, NULL, NULL, NULL, min(n.expires_at)
-    FROM new_rows AS n WHERE n.status = 'claimed'
-    HAVING count(*) > 0;
+    INSERT INTO {schema}.queued_added (queue, n)
+    SELECT queue, count(*) FROM new_rows WHERE status = 'queued' GROUP BY queue ORDER BY queue;
+    INSERT INTO {schema}.floor_marks (gen, queue, priority, run_at, id)
+    SELECT DISTINCT ON (n.queue) {schema}.floor_period() % 2, n.queue, n.priority, n.run_at, n.id
+    FROM new_rows AS n WHERE n.status = 'queued'
+    ORDER BY n.queue, n.priority, n.run_at, n.id;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER items_marks_inserted AFTER INSERT ON {schema}.items
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.mark_floors();
-CREATE TRIGGER items_marks_updated AFTER UPDATE ON {schema}.items
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.mark_floors();
+CREATE OR REPLACE FUNCTION {schema}.count_changed() RETURNS trigger
+LANGUAGE plpgsql
+SET enable_seqscan = off
+AS $$
+DECLARE
+    r record;
+    v_shard integer := pg_backend_pid() % 64;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        FOR r IN
+            SELECT d.queue, sum(d.n) AS n FROM (
+                SELECT queue, -1 AS n FROM old_rows WHERE status = 'queued'
+                UNION ALL
+                SELECT queue, 1 FROM new_rows WHERE status = 'queued'
+            ) AS d
+            GROUP BY d.queue HAVING sum(d.n) <> 0 ORDER BY d.queue
+        LOOP
+            IF {schema}.count_lock(r.queue) THEN
+                UPDATE {schema}.queued_counts SET n = n + r.n
+                WHERE queue = r.queue AND shard = v_shard;
+                IF NOT FOUND THEN
+                    INSERT INTO {schema}.queued_counts AS c (queue, shard, n)
+                    VALUES (r.queue, v_shard, r.n)
+                    ON CONFLICT (queue, shard) DO UPDATE SET n = c.n + excluded.n;
+                END IF;
+            ELSE
+                INSERT INTO {schema}.queued_added (queue, n) VALUES (r.queue, r.n);
+            END IF;
+        END LOOP;
+        IF EXISTS (SELECT FROM new_rows AS n WHERE n.status IN ('queued', 'claimed')) THEN
+            INSERT INTO {schema}.floor_marks (gen, queue, priority, run_at, id, expires_at)
+            SELECT {schema}.floor_period() % 2, m.queue, m.priority, m.run_at, m.id, NULL
+            FROM (
+                SELECT DISTINCT ON (n.queue) n.queue, n.priority, n.run_at, n.id
+                FROM new_rows AS n WHERE n.status = 'queued'
+                ORDER BY n.queue, n.priority, n.run_at, n.id
+            ) AS m
+            UNION ALL
+            SELECT {schema}.floor_period() % 2, NULL, NULL, NULL, NULL, min(n.expires_at)
+            FROM new_rows AS n WHERE n.status = 'claimed'
+            HAVING count(*) > 0;
+        END IF;
+    ELSE
+        FOR r IN
+            SELECT queue, -count(*) AS n FROM old_rows WHERE status = 'queued'
+            GROUP BY queue ORDER BY queue
+        LOOP
+            IF {schema}.count_lock(r.queue) THEN
+                INSERT INTO {schema}.queued_counts AS c (queue, shard, n)
+                VALUES (r.queue, v_shard, r.n)
+                ON CONFLICT (queue, shard) DO UPDATE SET n = c.n + excluded.n;
+            ELSE
+                INSERT INTO {schema}.queued_added (queue, n) VALUES (r.queue, r.n);
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN NULL;
+END
+$$;
 
 -- Queues with items queued now get a mark at the start of their order (CREATE TRIGGER locked
 -- items against writes until this transaction commits), so the first raise walks them.
@@ -227,12 +276,15 @@ AS $$
 DECLARE
     v_now timestamptz := coalesce(p_now, clock_timestamp());
     v_lease_from timestamptz;
-    v_from record;
+    v_fp integer;
+    v_fr timestamptz;
+    v_fi bigint;
 BEGIN
     -- The floors (see above): floor_marks locked first, so a raise's TRUNCATE either waits
     -- for this claim or committed before the next statement's snapshot.
     LOCK TABLE {schema}.floor_marks IN ACCESS SHARE MODE;
-    SELECT f.expires_at INTO v_lease_from FROM {schema}.lease_floor() AS f;
+    SELECT l.expires_at, f.priority, f.run_at, f.id INTO v_lease_from, v_fp, v_fr, v_fi
+    FROM {schema}.lease_floor() AS l, {schema}.claim_floor(p_queues) AS f;
     -- Step 1, the bounded reap, as in version 5 (see there), from the lease floor.
     IF EXISTS (SELECT FROM {schema}.items AS e
                WHERE e.status = 'claimed' AND e.expires_at <= v_now
@@ -280,6 +332,8 @@ BEGIN
         FROM reaped AS r WHERE r.status = 'dead'
         GROUP BY r.queue ORDER BY r.queue
         ON CONFLICT (queue, status, shard) DO UPDATE SET n = f.n + excluded.n;
+        SELECT f.priority, f.run_at, f.id INTO v_fp, v_fr, v_fi
+        FROM {schema}.claim_floor(p_queues) AS f;
     END IF;
 
     -- Queues that use groups or flow control: the fair order within their policies.
@@ -294,15 +348,15 @@ BEGIN
 
     -- Step 2, the claim (a fresh snapshot: it sees the items step 1 queued), with a `claimed`
     -- event per leased item that keeps history.
-    -- It starts at the queues' floor, read after the reap (whose marks it sees).
-    SELECT * INTO v_from FROM {schema}.claim_floor(p_queues);
+    -- It starts at the queues' floor (read again after a reap: the items it queued again, which
+    -- may lie below the floor read first, are marked).
     IF cardinality(p_queues) = 1 THEN
         RETURN QUERY
         WITH picked AS MATERIALIZED (
             SELECT c.id FROM {schema}.items AS c
             WHERE c.queue = p_queues[1] AND c.status = 'queued' AND c.run_at <= v_now
               AND (c.priority, c.run_at, c.id)
-                  >= (v_from.priority, v_from.run_at, v_from.id)
+                  >= (v_fp, v_fr, v_fi)
             ORDER BY c.priority, c.run_at, c.id
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED
@@ -336,7 +390,7 @@ BEGIN
             SELECT c.id FROM {schema}.items AS c
             WHERE c.queue = ANY(p_queues) AND c.status = 'queued' AND c.run_at <= v_now
               AND (c.priority, c.run_at, c.id)
-                  >= (v_from.priority, v_from.run_at, v_from.id)
+                  >= (v_fp, v_fr, v_fi)
             ORDER BY c.priority, c.run_at, c.id
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED
