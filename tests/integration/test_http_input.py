@@ -285,7 +285,11 @@ def test_a_long_poll_slot_is_freed_when_its_client_hangs_up(api: Api) -> None:
         ]
         assert [r.status_code for r in again] == [204, 204]
         item_id = enqueue(alice, "hangup")
-        [lease] = alice.post("/worker/claim", json={"queue": "hangup"}).json()["leases"]
+        # A look of the last waits' claim may still be running in its thread when they end, and
+        # take the new item; it gives the item back (AsyncQueue._claim_or_give_back), so this
+        # claim waits for that instead of racing it (seen in CI: a 204 here).
+        r = alice.post("/worker/claim", json={"queue": "hangup", "wait": 5})
+        [lease] = r.json()["leases"]
         assert lease["id"] == item_id and lease["attempt"] == 1
 
 
