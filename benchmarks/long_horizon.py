@@ -15,6 +15,8 @@ clean, the largest sizes), a PNG of the series, both beside the JSON lines.
 
 `--autovacuum on|off` sets the server's setting for the run (ALTER SYSTEM + reload, reset after;
 needs a superuser), `keep` leaves it; the setting in force is recorded either way.
+`--retention SECONDS` sets workclaim's `retention_seconds` (default seven days, so nothing is
+pruned in a run): the one-hour size run prunes after 300 s, so sizes can level off.
 
     python -m benchmarks.long_horizon --system workclaim                 # the default phases
     benchmarks/peers/.venv/bin/python -m benchmarks.long_horizon --system pgqueuer   # make peers
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import queue as queue_module
 import sys
 import threading
@@ -380,6 +383,7 @@ def summarise(
         "processes": args.processes,
         "concurrency": args.concurrency,
         "job_ms": args.job_ms,
+        "retention_seconds": getattr(args, "retention", None),
         "phases": dict(phases),
         "per_phase": per_phase,
         "held_over_clean_p95": round(held / clean, 2) if clean and held else None,
@@ -392,8 +396,6 @@ def summarise(
 
 
 def _loadavg() -> tuple[float, float, float]:
-    import os
-
     return os.getloadavg()
 
 
@@ -451,8 +453,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--phases", default=DEFAULT_PHASES, help="name=seconds,...")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds per sample")
     parser.add_argument("--autovacuum", choices=("on", "off", "keep"), default="keep")
+    parser.add_argument(
+        "--retention",
+        type=float,
+        help="workclaim's retention_seconds (default: Settings' 7 days), through "
+        "WORKCLAIM_RETENTION_SECONDS, which the producer and worker processes read",
+    )
     parser.add_argument("--out", default="bench-results/long_horizon")
-    run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    if args.retention is not None:
+        os.environ["WORKCLAIM_RETENTION_SECONDS"] = str(args.retention)
+    run(args)
 
 
 if __name__ == "__main__":

@@ -90,16 +90,16 @@ class Workclaim:
         return f"{url}{sep}schema={schema}"
 
     def prepare(self, url: str, schema: str) -> None:
-        from workclaim import Queue
+        from workclaim import Queue, Settings
 
         reset_schema(url, schema)
-        with Queue(self._url(url, schema)) as q:
+        with Queue(self._url(url, schema), settings=Settings.from_env()) as q:
             q.migrate()
 
     def producer(self, url: str, schema: str) -> Callable[[list[float]], None]:
-        from workclaim import Queue
+        from workclaim import Queue, Settings
 
-        q = Queue(self._url(url, schema))
+        q = Queue(self._url(url, schema), settings=Settings.from_env())
 
         def offer(stamps: list[float]) -> None:
             q.enqueue_many(QUEUE, stamps)
@@ -115,10 +115,11 @@ class Workclaim:
         picked: Picked,
         stop: threading.Event,
     ) -> None:
-        from workclaim import Queue
+        from workclaim import Queue, Settings
         from workclaim.worker import Context, Worker
 
-        worker = Worker(Queue(self._url(url, schema)), queues=[QUEUE], concurrency=concurrency)
+        queue = Queue(self._url(url, schema), settings=Settings.from_env())
+        worker = Worker(queue, queues=[QUEUE], concurrency=concurrency)
 
         def handle(ctx: Context) -> None:
             picked(float(ctx.lease.payload))

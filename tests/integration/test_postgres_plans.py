@@ -391,4 +391,4 @@ def test_lookups_by_id_can_only_use_the_primary_key(
         check("complete_and_claim", "complete_and_claim", **turn, **claim_params(["q0"], 0))
         conn.rollback()
 
-    assert reads == dict.fromkeys(reads, {"Seq Scan"}), reads
+    assert reads == {label: {"Seq Scan"} for label in reads}, reads
