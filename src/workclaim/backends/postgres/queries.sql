@@ -14,9 +14,10 @@
 --
 -- Look-ups by id test the item's status inside a CASE (heartbeat, complete, release, fail,
 -- cancel, requeue; the fused turn since migration 0004): a plain `status = 'claimed'` lets the
--- planner prove the predicate of the partial index items_leases (or items_claimable, for
--- 'queued') and read the item through it, filtering by id, which statistics can make look as
--- cheap as the primary key (a generic plan flips between the two at each ANALYZE). While a
+-- planner prove the predicate of the partial index items_leases (items_group_claimable for
+-- 'queued', items_ended for 'dead') and read the item through it, filtering by id, which
+-- statistics can make look as cheap as the primary key (a generic plan flips between the two
+-- at each ANALYZE). While a
 -- snapshot is held that index holds an entry for every lease since, so one completion read a
 -- thousand pages (issue 18: the held-snapshot p95 went from 12 to 120 ms after an autoanalyze).
 -- A CASE matches no index predicate, so the primary key is the only way in.
