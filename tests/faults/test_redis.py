@@ -29,6 +29,17 @@ MODES = {
     "everysec": {"appendonly": "yes", "appendfsync": "everysec"},
     "off": {"appendonly": "no"},
 }
+# What losing the last acknowledged writes can show to the checker: the counter, leases and
+# completions go back in time (flow-control invariants have no data in this scenario).
+LOST_TAIL = {
+    "token_reused",
+    "token_order",
+    "lease_overlap",
+    "stale_accepted",
+    "double_completion",
+    "redelivery_after_complete",
+    "lost_item",
+}
 
 
 @pytest.fixture
@@ -72,9 +83,18 @@ def test_kill_and_restart_per_persistence_mode(
         assert set(found) == {"lost_item"}, outcome.describe()
         row = report.ROWS[-1]
         row["documented_loss"], row["violations"] = row["violations"], 0
+    elif mode == "everysec":
+        # docs/guarantees.md: while a background fsync is still running, everysec postpones the
+        # AOF write itself for up to 2 s yet still replies, so a kill -9 on a busy disk can lose
+        # the last acknowledged writes: a lost claim re-issues its token, a lost completion runs
+        # the item again. Only what such a lost tail explains may show (an item that was never
+        # enqueued cannot); `always` below runs the same code with no loss allowed.
+        assert set(found) <= LOST_TAIL, outcome.describe()
+        row = report.ROWS[-1]
+        if row["violations"]:
+            row["documented_loss"], row["violations"] = row["violations"], 0
     else:
-        # A process crash loses nothing acknowledged once the AOF is on: Redis writes it before
-        # replying (everysec risks the last second only on a host crash, not testable here).
+        # `always` writes and fsyncs the AOF before it replies: nothing acknowledged is lost.
         assert outcome.violations == 0, outcome.describe()
 
 

@@ -43,7 +43,8 @@ class Durability:
         if self.appendfsync == "everysec":
             return (
                 "appendfsync is everysec: a crash of the Redis host can lose about the last "
-                "second of acknowledged enqueues, claims and completions"
+                "second of acknowledged enqueues, claims and completions (up to 2 s, and on a "
+                "crash of the Redis process too, when the disk is slow)"
             )
         if self.appendfsync == "no":
             return (
