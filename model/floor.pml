@@ -11,7 +11,11 @@
  *     floor to the smallest queued key it saw (TOP if none) and, if it locked the table,
  *     truncates it; rows locked by claims still count, as the queued rows they still are;
  *   - every statement that makes an item queued (enqueue, release, retry, reap, requeue) appends
- *     a record of the item's key in the same transaction, whatever the floor is;
+ *     a record of the item's key in the same transaction, whatever the floor is, unless the
+ *     records table already holds a committed record at or below that key ("covered", schema
+ *     version 14, used for the lease marks): then it takes the insert's lock on the table all
+ *     the same (an INSERT ... WHERE NOT EXISTS that inserts nothing) and holds it until its
+ *     transaction ends, so the covering record cannot be truncated before it commits;
  *   - a claim starts at the lower of the floor and every record it sees, and takes the smallest
  *     unlocked queued item from there (SKIP LOCKED).
  * Each store statement is one atomic step; a transaction stays open across steps, so that any
@@ -30,6 +34,8 @@
  *   MUTANT_TWO_RAISERS        two raisers at once (no advisory lock)
  *   MUTANT_CLAIM_RAISES       claims raise the floor themselves, to the key they took, before
  *                             they commit (past rows they skipped as locked by others)
+ *   MUTANT_COVERED_UNLOCKED   a covered writer appends nothing and holds no lock on the records
+ *                             table (a raiser truncates the covering record before it commits)
  */
 
 #define NI 3           /* items */
@@ -44,6 +50,7 @@ byte own[NI];          /* the transaction with an open write or lock on the row;
 byte floor = 0;        /* the committed floor */
 bool rec[NI];          /* a committed record of the item's key */
 bool prec[NI];         /* a record of it in an open transaction */
+bool pheld[NI];        /* its writer holds the insert's lock without a record (covered) */
 byte open_records;     /* transactions with an insert into the records table open */
 bool table_locked;     /* a raiser holds the records table (to truncate it) */
 
@@ -55,14 +62,37 @@ inline append_record(i) {
 inline end_record(i, keep) {
     if
     :: prec[i] -> prec[i] = false; open_records--; rec[i] = rec[i] || keep
+    :: pheld[i] -> pheld[i] = false; open_records--
     :: else
+    fi
+}
+
+/* Schema version 14's writer: a record unless a committed one at or below the key is there;
+ * covered, it holds the insert's lock (an insert that inserted nothing) instead. */
+inline record_unless_covered(i) {
+    covered = false;
+    for (j : 0 .. NI - 1) {
+        if
+        :: rec[j] && key[j] <= key[i] -> covered = true
+        :: else
+        fi
+    }
+    if
+    :: covered ->
+#ifdef MUTANT_COVERED_UNLOCKED
+        skip
+#else
+        pheld[i] = true; open_records++
+#endif
+    :: else -> append_record(i)
     fi
 }
 
 /* A statement that makes item i queued: an enqueue (from ABSENT) or a release, retry or reap
  * (from CLAIMED); then the transaction commits or rolls back. */
 proctype Writer(byte i; mtype from; byte tx) {
-    byte eff;
+    byte eff, j;
+    bool covered;
 end_wait:
     atomic {
         !table_locked && own[i] == 0 && cst[i] == from ->
@@ -76,7 +106,7 @@ end_wait:
         :: else
         fi
 #else
-        append_record(i)
+        record_unless_covered(i)
 #endif
     }
     if
@@ -181,6 +211,7 @@ init {
 #endif
         run Claimer(1);
         run Claimer(2);
+        run Claimer(6);    /* a third claim sees what two claims and a raise left behind */
         run Writer(1, ABSENT, 3);
         run Writer(2, ABSENT, 4);
         run Writer(0, CLAIMED, 5);    /* item 0 released, retried or reaped once claimed */

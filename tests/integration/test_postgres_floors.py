@@ -127,6 +127,52 @@ def test_a_lease_shortened_below_the_lease_floor_is_reaped(q: Queue, url: str) -
     assert q.get(long_id).status == "claimed"
 
 
+def lease_marks(q: Queue, conn: psycopg.Connection[Any]) -> int:
+    """How many lease marks floor_marks holds now."""
+    query = sql.SQL("SELECT count(*) FROM {}.floor_marks WHERE queue IS NULL")
+    return int(conn.execute(query.format(schema_of(q))).fetchone()[0])  # type: ignore[index]
+
+
+def test_a_lease_write_a_mark_covers_keeps_that_mark_until_it_commits(q: Queue, url: str) -> None:
+    """A statement whose smallest expiry an existing lease mark covers appends none (schema
+    version 14; version 13 fails here, it appends one) and keeps that mark's partition from
+    being emptied until it ends: here an application's own UPDATE shortens a lease in a
+    transaction left open while the floors are raised. The raise of the writer's partition
+    gives up, and once the writer commits the reap finds the shortened lease (a lease floor
+    raised past it, model/floor.pml's COVERED_UNLOCKED, would hide it)."""
+    long_id, short_id = q.enqueue_many("a", ["long", "short"])
+    q.claim("a", worker="w", limit=2, lease_seconds=600)
+    schema = schema_of(q)
+    with connect(url) as writer, connect(url) as raiser:
+        raiser.autocommit = True
+        assert raise_both(q, raiser) == [True, True]
+        # A mark a second from now in both partitions: it covers the shortened lease below
+        # whichever period of the server's clock the UPDATE runs in (a lower mark is always
+        # safe: marks only ever lower the floor).
+        raiser.execute(
+            sql.SQL(
+                "INSERT INTO {}.floor_marks (gen, expires_at) SELECT g, clock_timestamp() "
+                "+ interval '1 second' FROM (VALUES (0), (1)) AS p (g)"
+            ).format(schema)
+        )
+        before = lease_marks(q, raiser)
+        shorten = sql.SQL(
+            "UPDATE {}.items SET expires_at = clock_timestamp() + interval '5 seconds' "
+            "WHERE id = %s RETURNING expires_at"
+        ).format(schema)
+        ((expires_at,),) = writer.execute(shorten, [short_id]).fetchall()
+        # Covered: nothing appended. Counted by the writer, which sees its own insert, in a
+        # savepoint rolled back, so the count's locks on the partitions go with it.
+        writer.execute("SAVEPOINT look")
+        assert lease_marks(q, writer) == before
+        writer.execute("ROLLBACK TO SAVEPOINT look")
+        assert sorted(raise_both(q, raiser)) == [False, True]
+        writer.commit()
+    later = expires_at + timedelta(seconds=1)
+    assert [lease.id for lease in q.claim("a", worker="w2", now=later)] == [short_id]
+    assert q.get(long_id).status == "claimed"
+
+
 def test_a_store_with_queued_items_upgrades_to_floors_that_start_below_them(url: str) -> None:
     """Migration 0012 marks every queue with items queued at the start of its order, so the
     first raise walks it and no claim starts above what version 11 left queued."""
