@@ -21,10 +21,16 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
 
 def claim_params(
-    queues: list[str], limit: int, *, worker: str = "w-test", reap_limit: int = REAP_LIMIT
+    queues: list[str],
+    limit: int,
+    *,
+    worker: str = "w-test",
+    reap_limit: int = REAP_LIMIT,
+    floors: bool = True,
 ) -> dict[str, Any]:
     """The parameters of queries.sql's `claim` (and the claim half of `complete_and_claim`): a
-    five-minute lease on the store's clock."""
+    five-minute lease on the store's clock, starting at the scan floors unless `floors` is
+    false."""
     return {
         "queues": queues,
         "worker": worker,
@@ -32,4 +38,5 @@ def claim_params(
         "limit": limit,
         "now": None,
         "reap_limit": reap_limit,
+        "floors": floors,
     }

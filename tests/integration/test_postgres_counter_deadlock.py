@@ -33,6 +33,7 @@ from workclaim.backends.postgres.schema import SCHEMA_VERSION
 BEFORE = 9  # the version whose counter updates waited
 BLOCKED_WITHIN = 30.0  # only bounds a wait that would otherwise hang
 PAST = datetime(2000, 1, 1, tzinfo=UTC)  # a claim "at" PAST leaves an expired lease
+FLOORS_ARGUMENT = 15  # the schema version whose claim function takes `p_floors`
 
 # fold_queued as version 9 shipped it (queries.sql of 0.5.0): its counter writes waited.
 VERSION_9_FOLD = """
@@ -103,8 +104,13 @@ class Store:
             "limit": 1,
             "now": now,
             "reap_limit": 10,
+            "floors": True,
         }
-        return lambda conn: conn.execute(self.q["claim"], params).fetchall()
+        query = self.q["claim"]
+        if self.version < FLOORS_ARGUMENT:  # the claim function before it took `p_floors`
+            query = query.replace(", %(floors)s::boolean)", ")")
+            assert "floors" not in query
+        return lambda conn: conn.execute(query, params).fetchall()
 
     def fold(self) -> Step:
         """fold_queued of every queue: version 9's statement on a version 9 store."""

@@ -91,9 +91,10 @@ def buffers(url: str, query: str, params: dict[str, Any]) -> tuple[int, str]:
     return int(hit or 0) + int(read or 0), plan
 
 
-def claim_buffers(url: str, backend: PostgresBackend) -> int:
-    """Buffers one claim of 10 items from `a` reads, the reap check included."""
-    read, plan = buffers(url, backend._q["claim"], claim_params(["a"], 10))
+def claim_buffers(url: str, backend: PostgresBackend, floors: bool = True) -> int:
+    """Buffers one claim of 10 items from `a` reads, the reap check included, starting at the
+    floors or (`floors=False`, schema version 15) at the start of the order."""
+    read, plan = buffers(url, backend._q["claim"], claim_params(["a"], 10, floors=floors))
     assert "rows=10 " in plan, plan
     return read
 
@@ -117,10 +118,20 @@ def raise_floors(url: str, backend: PostgresBackend) -> None:
             assert raised == (True,)
 
 
+def floors_wanted(url: str, backend: PostgresBackend) -> bool:
+    """What the probe of schema version 15 answers now: whether claims should read the
+    floors."""
+    with connect(url) as conn:
+        conn.autocommit = True
+        query = sql.SQL("SELECT {}.floors_wanted(true)").format(sql.Identifier(backend.schema))
+        return bool(conn.execute(query).fetchone()[0])  # type: ignore[index]
+
+
 def run(url: str, hold: bool) -> dict[str, int]:
-    """Buffers of a waiting claim's look and of one claim: after ITEMS items were processed
-    with a snapshot held throughout (explained while it is still held), or on a schema where
-    nothing was processed yet."""
+    """Buffers of a waiting claim's look, of one claim from the floors and of one from the
+    start of the order, and whether the probe wants the floors: after ITEMS items were
+    processed with a snapshot held throughout (explained while it is still held), or on a
+    schema where nothing was processed yet."""
     with Queue(url) as q:
         q.migrate()
         backend = q.backend
@@ -128,21 +139,32 @@ def run(url: str, hold: bool) -> dict[str, int]:
         with held_snapshot(url) if hold else nullcontext():
             if hold:
                 process(q)
-            q.enqueue_many("a", range(20))
+            q.enqueue_many("a", range(40))  # four claims of 10 are explained
             raise_floors(url, backend)
             return {
+                "wanted": floors_wanted(url, backend),
                 "next_due": next_due_buffers(url, backend),
                 "claim": claim_buffers(url, backend),
+                "claim_without_floors": claim_buffers(url, backend, floors=False),
             }
 
 
 def test_a_claim_reads_few_buffers_with_nothing_dead_in_its_way(url: str) -> None:
+    """From the floors or not, a claim reads few buffers; the probe sees no reason for the
+    floors, so claims skip reading them (schema version 15)."""
     read = run(url, hold=False)
     assert read["claim"] <= MOST_BUFFERS, read
+    assert read["claim_without_floors"] <= MOST_BUFFERS, read
     assert read["next_due"] <= MOST_NEXT_DUE_BUFFERS, read
+    assert read["wanted"] is False, read
 
 
 def test_a_claim_reads_few_buffers_while_a_snapshot_is_held(url: str) -> None:
+    """A claim from the floors reads few buffers; one from the start of the order walks the
+    dead entries (version 11's claim did), which is what the probe sees: the floors are
+    wanted."""
     read = run(url, hold=True)
     assert read["claim"] <= MOST_BUFFERS, read
+    assert read["claim_without_floors"] > MOST_BUFFERS, read
     assert read["next_due"] <= MOST_NEXT_DUE_BUFFERS, read
+    assert read["wanted"] is True, read

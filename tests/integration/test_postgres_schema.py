@@ -95,6 +95,7 @@ def test_a_fresh_schema_equals_one_migrated_step_by_step(
         "count_inserted",
         "count_lock",
         "floor_period",
+        "floors_wanted",
         "lease_floor",
         "raise_floors",
     ]

@@ -73,6 +73,9 @@ class PostgresBackend(Connections):
         # process that lives for a claim or two need not pay; longer-lived ones raise for it.
         self._floors_due = time.monotonic() + FLOOR_PERIOD
         self._floors_lock = threading.Lock()
+        # Whether claims read the floors (migration 0015): yes until the first answer, which
+        # is always safe; a claim without them walks from the start of the order.
+        self._floors_wanted = True
 
     # -- running queries -------------------------------------------------------------------
     def _one(self, name: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -264,7 +267,7 @@ class PostgresBackend(Connections):
             "now": now,
             "reap_limit": REAP_LIMIT,
         }
-        self._keep_floors()
+        params["floors"] = self._keep_floors()
         claimed = self._all("claim", params)  # one autocommit statement: reap, then claim
         return rows.leases(claimed, worker, lease_seconds)
 
@@ -292,26 +295,29 @@ class PostgresBackend(Connections):
             "now": now,
             "reap_limit": REAP_LIMIT,
             "channel": self.channel,
+            "floors": self._keep_floors() if limit > 0 else True,
         }
-        if limit > 0:
-            self._keep_floors()
         out = self._all("complete_and_claim", params)
         ok = {(r[0], r[3]) for r in out if r[1] is None}
         flags = [(lease.id, lease.token) in ok for lease, _ in done]
         return flags, rows.leases([r for r in out if r[1] is not None], worker, lease_seconds)
 
-    def _keep_floors(self) -> None:
-        """Offer to raise the scan floors once a period (see `raise_floors`): before a claim,
-        so that a failure here is a failed claim that leased nothing. The other threads of the
-        process go on claiming meanwhile."""
+    def _keep_floors(self) -> bool:
+        """Whether the next claim reads the scan floors. Once a period, offer to raise them
+        (see `raise_floors`) and ask whether they are wanted (`floors_wanted`, migration 0015):
+        before a claim, so that a failure here is a failed claim that leased nothing. The other
+        threads of the process go on claiming meanwhile, with the last answer."""
         now = time.monotonic()
         if now < self._floors_due or not self._floors_lock.acquire(blocking=False):
-            return
+            return self._floors_wanted
         try:
             self._floors_due = now + FLOOR_PERIOD
             self._one("raise_floors", {})
+            wanted = self._one("floors_wanted", {})
+            self._floors_wanted = wanted is None or bool(wanted[0])
         finally:
             self._floors_lock.release()
+        return self._floors_wanted
 
     @staticmethod
     def _fence(lease: Lease, now: datetime | None) -> dict[str, Any]:

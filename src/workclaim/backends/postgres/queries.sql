@@ -65,15 +65,21 @@ WHERE s.schemaname = %(schema)s AND s.relname IN ('items', 'history')
 -- name: claim
 -- The bounded reap of expired leases and the SKIP LOCKED claim, one statement: the function
 -- `claim` of migration 0002 says why it is a function and how it walks the index (0008: its
--- plans do not depend on statistics; it returns the items' enqueue times).
+-- plans do not depend on statistics; it returns the items' enqueue times; 0015: it reads the
+-- scan floors when %(floors)s).
 SELECT id, queue, payload, token, attempts, max_attempts, expires_at, grp, enqueued_at
 FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,
-                    %(now)s::timestamptz, %(reap_limit)s::integer)
+                    %(now)s::timestamptz, %(reap_limit)s::integer, %(floors)s::boolean)
 
 -- name: raise_floors
 -- The claims' scan floors raised (migration 0012), at most once a period whoever calls; its
 -- own transaction, never inside a claim (0012 says why). Returns whether it raised.
 SELECT {schema}.raise_floors()
+
+-- name: floors_wanted
+-- Whether claims should read the scan floors for now (migration 0015): at most one caller a
+-- period probes what a claim without them would walk. Its own transaction, after the raise's.
+SELECT {schema}.floors_wanted()
 
 -- name: complete_and_claim
 -- The fused turn (migrations 0004, 0006, 0008): rows with a NULL queue are the completions that
@@ -82,7 +88,7 @@ SELECT id, queue, payload, token, attempts, max_attempts, expires_at, grp, enque
 FROM {schema}.complete_and_claim(
     %(ids)s::bigint[], %(tokens)s::bigint[], %(workers)s::text[], %(results)s::text[],
     %(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit)s::integer,
-    %(now)s::timestamptz, %(reap_limit)s::integer, %(channel)s)
+    %(now)s::timestamptz, %(reap_limit)s::integer, %(channel)s, %(floors)s::boolean)
 
 -- name: insert_many
 -- A batch without dedupe keys in one statement, which also notifies listeners once (at
