@@ -157,3 +157,26 @@ def test_the_fused_turn_passes_the_answer_on(q: Queue, url: str) -> None:
             conn.execute(backend._q["complete_and_claim"], params).fetchall()
             conn.commit()
     assert {q.get(first).status, q.get(second).status} == {"claimed"}
+
+
+def test_a_window_is_renewed_before_it_runs_out(q: Queue, url: str) -> None:
+    """Near the end of a window the floors are wanted in, the next caller probes again and
+    extends it, so no period goes by without them while they still pay (mutant: probing only
+    once the window has run out, when every process asking meanwhile claimed without them)."""
+    schema = sql.Identifier(backend_of(q).schema)
+    q.enqueue("a", "first")
+    with held_snapshot(url):
+        process(q, ITEMS)
+        with connect(url) as conn:
+            conn.autocommit = True
+            # A window with four periods left: inside the last five.
+            ((until,),) = conn.execute(
+                sql.SQL(
+                    "SELECT setval('{}.floor_wanted', {}.floor_period() + 4)"
+                ).format(schema, schema)
+            ).fetchall()
+            assert ask(q) is True
+            ((renewed,),) = conn.execute(
+                sql.SQL("SELECT last_value FROM {}.floor_wanted").format(schema)
+            ).fetchall()
+    assert renewed > until

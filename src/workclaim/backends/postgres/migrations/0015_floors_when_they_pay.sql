@@ -2,12 +2,13 @@
 -- "Where a claim starts").
 --
 -- Reading the floors (version 12) costs every claim a lock of floor_marks and a statement: in
--- the ten-process single-item claim benchmark, about 15 % of the throughput (claims that skip
--- the read measured 0.99 of version 11 beside version 14's 0.83, same run). They only pay when
--- the front of items_claimable or items_leases holds many entries a claim must step over: while
--- a snapshot is held (entries nobody may remove or mark dead: each costs a heap fetch), or,
--- without vacuum, after many items (entries marked dead, which a scan still reads page by
--- page). Otherwise a claim from the start of the order is as cheap as one from the floor.
+-- ten-process single-item fused turns, version 14 measured 0.82 of version 11's rate and the
+-- same claims without the read 0.86 (pgbench, six rounds; one client: 0.91 and 1.01;
+-- docs/postgres.md has the runs). The floors only pay when the front of items_claimable or
+-- items_leases holds many entries a claim must step over: while a snapshot is held (entries
+-- nobody may remove or mark dead: each costs a heap fetch), or, without vacuum, after many
+-- items (entries marked dead, which a scan still reads page by page). Otherwise a claim from
+-- the start of the order is as cheap as one from the floor.
 --
 -- So the claimers ask once a period (PostgresBackend, with the raise) whether the floors are
 -- wanted, and pass the answer to claim and complete_and_claim (`p_floors`; true by default, as
@@ -18,7 +19,11 @@
 -- server's own statistics of this transaction (pg_stat_get_xact_tuples_returned and
 -- _blocks_fetched) the index entries those walks returned and the index blocks they read.
 -- Past PROBE_ENTRIES entries or PROBE_BLOCKS blocks (beyond what one walk per queue needs
--- anyway), the floors are wanted for the next WANT_PERIODS periods, when it probes again.
+-- anyway), the floors are wanted for the next WANT_PERIODS periods. While they are wanted, one
+-- caller probes again in the window's last RENEW_PERIODS periods, and every other caller
+-- answers from the window meanwhile: a window that ran out before its renewal would send every
+-- process's claims for a second down the walk the floors spare them (seen: a held snapshot's
+-- p95 rising at each renewal) while the one probe is still walking.
 --
 -- Whether a claim reads the floors never decides what it may take: without them it walks from
 -- the start of the order, as version 11 did, and sees every claimable item; writers mark and
@@ -40,20 +45,22 @@ AS $$
 DECLARE
     c_probe_entries constant bigint := 1000;
     c_probe_blocks  constant bigint := 512;
-    c_want_periods  constant bigint := 10;
+    c_want_periods  constant bigint := 30;
+    c_renew_periods constant bigint := 5;
     v_period  bigint := {schema}.floor_period();
+    v_until   bigint := (SELECT s.last_value FROM {schema}.floor_wanted AS s);
     v_queues  bigint;
     v_entries bigint;
     v_blocks  bigint;
     v_round   integer;
 BEGIN
     IF NOT p_probe THEN
-        IF (SELECT s.last_value FROM {schema}.floor_wanted AS s) >= v_period THEN
+        IF v_until >= v_period + c_renew_periods THEN
             RETURN true;
         END IF;
         IF (SELECT s.last_value FROM {schema}.floor_probed AS s) >= v_period
            OR NOT pg_try_advisory_xact_lock(hashtext('{schema}'), -2) THEN
-            RETURN false;
+            RETURN v_until >= v_period;
         END IF;
         PERFORM setval('{schema}.floor_probed', v_period);
     END IF;
@@ -92,7 +99,8 @@ BEGIN
         PERFORM setval('{schema}.floor_wanted', v_period + c_want_periods);
         RETURN true;
     END IF;
-    RETURN false;
+    -- Not wanted now: a window still open runs out as it was set.
+    RETURN v_until >= v_period;
 END
 $$;
 
