@@ -171,9 +171,9 @@ def test_a_window_is_renewed_before_it_runs_out(q: Queue, url: str) -> None:
             conn.autocommit = True
             # A window with four periods left: inside the last five.
             ((until,),) = conn.execute(
-                sql.SQL(
-                    "SELECT setval('{}.floor_wanted', {}.floor_period() + 4)"
-                ).format(schema, schema)
+                sql.SQL("SELECT setval('{}.floor_wanted', {}.floor_period() + 4)").format(
+                    schema, schema
+                )
             ).fetchall()
             assert ask(q) is True
             ((renewed,),) = conn.execute(
