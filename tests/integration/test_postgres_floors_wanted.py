@@ -180,3 +180,53 @@ def test_a_window_is_renewed_before_it_runs_out(q: Queue, url: str) -> None:
                 sql.SQL("SELECT last_value FROM {}.floor_wanted").format(schema)
             ).fetchall()
     assert renewed > until
+
+
+@contextmanager
+def marks_locked(url: str, schema: str) -> Iterator[None]:
+    """floor_marks locked against every reader for the block, as a raise's TRUNCATE of a
+    partition does for a moment: a probe's walk waits there, standing in for one too long."""
+    with connect(url) as conn:
+        conn.execute(
+            sql.SQL("LOCK TABLE {}.floor_marks IN ACCESS EXCLUSIVE MODE").format(
+                sql.Identifier(schema)
+            )
+        )
+        yield
+        conn.rollback()
+
+
+def window_left(url: str, schema: str) -> int:
+    """Periods left in the window the floors are wanted in (negative once it ran out)."""
+    ident = sql.Identifier(schema)
+    query = sql.SQL("SELECT s.last_value - {}.floor_period() FROM {}.floor_wanted AS s")
+    with connect(url) as conn:
+        return int(conn.execute(query.format(ident, ident)).fetchone()[0])  # type: ignore[index]
+
+
+def test_a_probe_cut_short_by_its_budget_says_wanted_for_a_whole_window(q: Queue, url: str) -> None:
+    """A probe that cannot finish its walks within the caller's statement timeout stops there
+    and answers that the floors are wanted, for a full window, instead of failing the call
+    (mutant: version 15's probe, whose walk under a long hold had no bound and which fails
+    with the caller's timeout)."""
+    schema = backend_of(q).schema
+    q.enqueue("a", "first")
+    query = sql.SQL("SELECT {}.floors_wanted(true)").format(sql.Identifier(schema))
+    with marks_locked(url, schema), connect(url) as conn:
+        conn.execute("SET LOCAL statement_timeout = '100ms'")
+        ((wanted,),) = conn.execute(query).fetchall()
+        conn.rollback()
+    assert wanted is True
+    assert window_left(url, schema) >= 29  # the window's 30 periods, less one that may pass
+
+
+def test_the_backend_bounds_its_probe(q: Queue, url: str) -> None:
+    """The backend's ask gives its probe a budget: with the walk held up it returns, with the
+    floors wanted, instead of keeping a claim waiting (mutant: no budget, and the claim that
+    asks waits for as long as the walk does)."""
+    schema = backend_of(q).schema
+    q.enqueue("a", "first")
+    with marks_locked(url, schema):
+        assert ask(q) is True
+    assert window_left(url, schema) >= 29
+    assert q.claim("a", worker="w", limit=1)[0].payload == "first"

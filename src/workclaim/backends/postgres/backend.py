@@ -46,6 +46,9 @@ REAP_LIMIT = 100
 # How often a process offers to raise the claims' scan floors (migration 0012): the server's
 # period, so that one process keeps them current and many processes call at most this often each.
 FLOOR_PERIOD = 1.0
+# The most one probe of `floors_wanted` (migration 0016) may take; one cut short says "wanted".
+# A walk past its threshold (1,000 index entries) takes about a millisecond.
+FLOOR_PROBE_BUDGET_MS = 200
 # How many fold_queued statements (up to 256 queues each) one retention pass runs at most.
 FOLD_ROUNDS = 64
 
@@ -313,11 +316,21 @@ class PostgresBackend(Connections):
         try:
             self._floors_due = now + FLOOR_PERIOD
             self._one("raise_floors", {})
-            wanted = self._one("floors_wanted", {})
+            wanted = self._call(self._ask_floors)
             self._floors_wanted = wanted is None or bool(wanted[0])
         finally:
             self._floors_lock.release()
         return self._floors_wanted
+
+    def _ask_floors(self, conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
+        """`floors_wanted` within its budget (migration 0016): a probe cut short says wanted in
+        SQL; a cancel anywhere else in the call says so here (None), never a failed claim."""
+        try:
+            with conn.transaction():
+                conn.execute(self._q["probe_budget"], {"budget": f"{FLOOR_PROBE_BUDGET_MS}ms"})
+                return conn.execute(self._q["floors_wanted"]).fetchone()
+        except pg_errors.QueryCanceled:
+            return None
 
     @staticmethod
     def _fence(lease: Lease, now: datetime | None) -> dict[str, Any]:

@@ -76,9 +76,15 @@ FROM {schema}.claim(%(queues)s::text[], %(worker)s, %(lease)s::interval, %(limit
 -- own transaction, never inside a claim (0012 says why). Returns whether it raised.
 SELECT {schema}.raise_floors()
 
+-- name: probe_budget
+-- The statement timeout of the rest of this transaction (SET LOCAL): floors_wanted's probe
+-- (migration 0016) stops there and answers that the floors are wanted.
+SELECT set_config('statement_timeout', %(budget)s, true)
+
 -- name: floors_wanted
 -- Whether claims should read the scan floors for now (migration 0015): at most one caller a
--- period probes what a claim without them would walk. Its own transaction, after the raise's.
+-- period probes what a claim without them would walk, within the budget above (0016). Its own
+-- transaction, after the raise's.
 SELECT {schema}.floors_wanted()
 
 -- name: complete_and_claim
