@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -37,6 +39,8 @@ except ImportError:  # pragma: no cover
 
 COUNTS = ("queued", "claimed", "expired", "done", "dead", "cancelled")
 QUIT_KEYS = frozenset({"q", "Q"})
+# How soon the view notices a Ctrl-C while it waits for a key or the next refresh.
+_TICK = 0.1
 _ERROR_WIDTH = 60
 
 
@@ -227,6 +231,23 @@ def _keys() -> Iterator[Callable[[float], str | None]]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
+@contextlib.contextmanager
+def _interrupts() -> Iterator[threading.Event]:
+    """Ctrl-C as a flag the view checks between steps, not a KeyboardInterrupt raised wherever
+    the process happens to be: Python prints and drops one raised inside a finaliser or a
+    callback, and the view would go on drawing. Only the main thread may handle signals;
+    elsewhere the flag stays unset and Ctrl-C raises as usual."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
 def run(
     source: QueueAPI,
     *,
@@ -249,7 +270,7 @@ def run(
     problem: str | None = None
     live = out.is_terminal and iterations is None  # a counted run prints its frames
     shown = 0
-    with _keys() as read_key, _screen(out, live) as show:
+    with _interrupts() as stop, _keys() as read_key, _screen(out, live) as show:
         while True:
             speed = rates(previous, current) if previous is not None else None
             show(render(current, speed, source=label, interval=interval, problem=problem))
@@ -258,11 +279,15 @@ def run(
                 return
             deadline = time.monotonic() + interval
             while (left := deadline - time.monotonic()) > 0:
-                key = read_key(left)
+                if stop.is_set():
+                    return
+                key = read_key(min(left, _TICK))
                 if key in QUIT_KEYS:
                     return
                 if key is not None:
                     break  # any other key: refresh now
+            if stop.is_set():
+                return
             try:
                 fresh = snapshot(source, queues, leases=leases, dead=dead)
             except WorkclaimError as exc:

@@ -7,6 +7,7 @@ next frames to show it, then quits with `q` (or Ctrl-C) and checks the exit stat
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -16,13 +17,16 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from workclaim import Lease, Queue
 from workclaim._time import utcnow
+from workclaim.models import QueueStats
+from workclaim.top import run
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]|\x1b\][^\x07]*\x07")
 DEADLINE = 30.0
@@ -172,6 +176,44 @@ def test_top_quits_cleanly_on_ctrl_c(db: str) -> None:
         term.send(b"\x03")  # the pty turns it into SIGINT for the foreground process
         assert term.wait_exit() == 0
         assert "Traceback" not in term.text()
+
+
+class _CtrlCInAFinaliser:
+    """Delivers SIGINT while it is being finalised: Python prints the KeyboardInterrupt that the
+    default handler raises there and drops it, as it does in callbacks."""
+
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+
+class _InterruptedOnce(Queue):
+    """A queue whose second refresh meets a Ctrl-C inside a finaliser."""
+
+    calls = 0
+
+    def stats(self, queue: str, *, now: datetime | None = None) -> QueueStats:
+        self.calls += 1
+        if self.calls == 2:
+            _CtrlCInAFinaliser()
+        return super().stats(queue, now=now)
+
+
+def test_top_quits_on_a_ctrl_c_that_python_would_drop(db: str) -> None:
+    """A Ctrl-C is a flag the view checks, not an exception that may be raised where Python
+    drops it: the view stops after the frame of the refresh it came in (mutant: the default
+    handler, whose KeyboardInterrupt inside the finaliser is dropped, and the view draws all
+    five frames)."""
+    out = io.StringIO()
+    with _InterruptedOnce(db) as source:
+        run(
+            source,
+            label="test",
+            interval=0.01,
+            iterations=5,
+            console=Console(file=out, width=150),
+        )
+    assert out.getvalue().count("workclaim top") == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
 def workclaim(*args: str) -> subprocess.CompletedProcess[str]:
