@@ -236,12 +236,14 @@ def _interrupts() -> Iterator[threading.Event]:
     """Ctrl-C as a flag the view checks between steps, not a KeyboardInterrupt raised wherever
     the process happens to be: Python prints and drops one raised inside a finaliser or a
     callback, and the view would go on drawing. Only the main thread may handle signals;
-    elsewhere the flag stays unset and Ctrl-C raises as usual."""
+    elsewhere the flag stays unset and Ctrl-C raises as usual. Where SIGINT is ignored (a
+    background job) it stays ignored."""
     stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
         yield stop
         return
-    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
     try:
         yield stop
     finally:

@@ -44,6 +44,9 @@ class Terminal:
         pid, fd = pty.fork()
         if pid == 0:  # the child: its own session with the pty as controlling terminal
             try:
+                # A shell gives its foreground job the default Ctrl-C; a runner that started
+                # these tests in the background passes SIGINT on ignored, and so would exec.
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
                 os.execve(argv[0], argv, env)
             finally:
                 os._exit(127)
@@ -204,16 +207,21 @@ def test_top_quits_on_a_ctrl_c_that_python_would_drop(db: str) -> None:
     handler, whose KeyboardInterrupt inside the finaliser is dropped, and the view draws all
     five frames)."""
     out = io.StringIO()
-    with _InterruptedOnce(db) as source:
-        run(
-            source,
-            label="test",
-            interval=0.01,
-            iterations=5,
-            console=Console(file=out, width=150),
-        )
-    assert out.getvalue().count("workclaim top") == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    # As in a terminal (a background job, as under CI's runner, starts with SIGINT ignored).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with _InterruptedOnce(db) as source:
+            run(
+                source,
+                label="test",
+                interval=0.01,
+                iterations=5,
+                console=Console(file=out, width=150),
+            )
+        assert out.getvalue().count("workclaim top") == 2
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def workclaim(*args: str) -> subprocess.CompletedProcess[str]:
